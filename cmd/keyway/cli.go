@@ -1,0 +1,251 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"syscall"
+
+	"github.com/keywayhq/keyway/internal/app"
+	"github.com/keywayhq/keyway/internal/config"
+)
+
+const usage = `keyway — passwordless, secure-by-design authentication in front of APIs.
+
+Usage:
+  keyway serve   [--config FILE] [--data-dir DIR] [--listen ADDR] [--http-listen ADDR|off] [--admin-listen ADDR]
+  keyway check   --config FILE [--strict] [-o text|json]
+  keyway version [-o text|json]
+
+With no --config, serve runs the demo: a built-in weather API behind the
+gateway, on the embedded SQLite store in ./keyway-data.
+`
+
+// exit codes
+const (
+	exitOK    = 0
+	exitError = 1
+	exitUsage = 2
+)
+
+func run(args []string, stdout, stderr io.Writer, getenv func(string) string) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return exitUsage
+	}
+	switch args[0] {
+	case "serve":
+		return cmdServe(args[1:], stdout, stderr, getenv)
+	case "check":
+		return cmdCheck(args[1:], stdout, stderr, getenv)
+	case "version":
+		return cmdVersion(args[1:], stdout, stderr)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return exitOK
+	default:
+		fmt.Fprintf(stderr, "keyway: unknown command %q\n\n%s", args[0], usage)
+		return exitUsage
+	}
+}
+
+func newFlags(name string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("keyway "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	return fs
+}
+
+// outputFlag registers -o text|json.
+func outputFlag(fs *flag.FlagSet) *string {
+	return fs.String("o", "text", "output format: text or json")
+}
+
+func validOutput(o string, stderr io.Writer) bool {
+	if o != "text" && o != "json" {
+		fmt.Fprintf(stderr, "keyway: -o must be text or json, not %q\n", o)
+		return false
+	}
+	return true
+}
+
+func version() string {
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
+		return bi.Main.Version
+	}
+	return "(devel)"
+}
+
+func cmdVersion(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("version", stderr)
+	out := outputFlag(fs)
+	if err := fs.Parse(args); err != nil || !validOutput(*out, stderr) {
+		return exitUsage
+	}
+	if *out == "json" {
+		_ = json.NewEncoder(stdout).Encode(map[string]string{"version": version(), "go": runtime.Version()})
+		return exitOK
+	}
+	fmt.Fprintf(stdout, "keyway %s (%s)\n", version(), runtime.Version())
+	return exitOK
+}
+
+// loadConfig reads --config, or the demo config when it is empty, then
+// applies the environment and the flags that were set (flags win).
+func loadConfig(path string, fs *flag.FlagSet, getenv func(string) string, over map[string]*string) (*config.Config, error) {
+	var cfg *config.Config
+	if path == "" {
+		cfg = config.Demo()
+		cfg.ApplyEnv(getenv)
+	} else {
+		var err error
+		if cfg, err = config.Load(path); err != nil {
+			return nil, err
+		}
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if set["data-dir"] {
+		cfg.SetDataDir(*over["data-dir"])
+	}
+	if set["listen"] {
+		cfg.Listen = *over["listen"]
+	}
+	if set["http-listen"] {
+		cfg.HTTPListen = *over["http-listen"]
+	}
+	if set["admin-listen"] {
+		cfg.AdminListen = *over["admin-listen"]
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+func cmdServe(args []string, stdout, stderr io.Writer, getenv func(string) string) int {
+	fs := newFlags("serve", stderr)
+	cfgPath := fs.String("config", "", "config file (YAML); none runs the demo")
+	over := map[string]*string{
+		"data-dir":     fs.String("data-dir", "./keyway-data", "data directory (database, local CA)"),
+		"listen":       fs.String("listen", "127.0.0.1:8443", "HTTPS listen address"),
+		"http-listen":  fs.String("http-listen", "127.0.0.1:8080", `plain-HTTP redirect listen address, or "off"`),
+		"admin-listen": fs.String("admin-listen", "127.0.0.1:9090", "admin listen address (/metrics)"),
+	}
+	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "keyway serve: unexpected argument %q\n", fs.Arg(0))
+		return exitUsage
+	}
+	cfg, err := loadConfig(*cfgPath, fs, getenv, over)
+	if err != nil {
+		fmt.Fprintf(stderr, "keyway: %v\n", err)
+		return exitError
+	}
+	logger := app.NewLogger(stderr, cfg.Log.Format, cfg.Log.Level)
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	a, err := app.New(ctx, cfg, app.Options{Logger: logger, Version: version()})
+	if err != nil {
+		fmt.Fprintf(stderr, "keyway: %v\n", err)
+		return exitError
+	}
+	if cfg.Demo {
+		printDemoBanner(stdout, a)
+	}
+	if err := a.Run(ctx); err != nil {
+		fmt.Fprintf(stderr, "keyway: %v\n", err)
+		return exitError
+	}
+	return exitOK
+}
+
+func printDemoBanner(w io.Writer, a *app.App) {
+	ca := a.CAFile()
+	if rel, err := filepath.Rel(".", ca); err == nil {
+		ca = rel
+	}
+	_, port, _ := splitPort(a.Addr("https"))
+	fmt.Fprintf(w, `keyway demo is running.
+
+  The local CA that signs this machine's certificate: %s
+  Try the public weather API through the gateway:
+
+    curl --cacert %s 'https://localhost:%s/v1/forecast?city=Paris'
+
+  /v1/history (API key) and /v1/me (passkey session) answer 401 for now.
+  Metrics: http://%s/metrics    Stop: Ctrl-C
+`, ca, ca, port, a.Addr("admin"))
+}
+
+func splitPort(addr string) (string, string, error) {
+	for i := len(addr) - 1; i >= 0; i-- {
+		if addr[i] == ':' {
+			return addr[:i], addr[i+1:], nil
+		}
+	}
+	return "", "", errors.New("no port")
+}
+
+func cmdCheck(args []string, stdout, stderr io.Writer, getenv func(string) string) int {
+	fs := newFlags("check", stderr)
+	cfgPath := fs.String("config", "", "config file to check (required)")
+	strict := fs.Bool("strict", false, "treat warnings as errors")
+	out := outputFlag(fs)
+	if err := fs.Parse(args); err != nil || !validOutput(*out, stderr) {
+		return exitUsage
+	}
+	if *cfgPath == "" {
+		fmt.Fprintln(stderr, "keyway check: --config is required")
+		return exitUsage
+	}
+	type result struct {
+		OK       bool     `json:"ok"`
+		Errors   []string `json:"errors"`
+		Warnings []string `json:"warnings"`
+	}
+	res := result{Errors: []string{}, Warnings: []string{}}
+	cfg, err := loadConfig(*cfgPath, fs, getenv, nil)
+	if err != nil {
+		var errs config.Errors
+		if errors.As(err, &errs) {
+			for _, e := range errs {
+				res.Errors = append(res.Errors, e.Error())
+			}
+		} else {
+			res.Errors = append(res.Errors, err.Error())
+		}
+	} else {
+		for _, w := range cfg.Lint() {
+			res.Warnings = append(res.Warnings, w.String())
+		}
+	}
+	res.OK = len(res.Errors) == 0 && (!*strict || len(res.Warnings) == 0)
+	if *out == "json" {
+		_ = json.NewEncoder(stdout).Encode(res)
+	} else {
+		for _, e := range res.Errors {
+			fmt.Fprintf(stdout, "error: %s\n", e)
+		}
+		for _, w := range res.Warnings {
+			fmt.Fprintf(stdout, "warning: %s\n", w)
+		}
+		if res.OK {
+			fmt.Fprintf(stdout, "%s: ok (%d warnings)\n", *cfgPath, len(res.Warnings))
+		}
+	}
+	if !res.OK {
+		return exitError
+	}
+	return exitOK
+}

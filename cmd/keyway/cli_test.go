@@ -1,0 +1,224 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func runCLI(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := run(args, &out, &errb, func(string) string { return "" })
+	return code, out.String(), errb.String()
+}
+
+func writeFile(t *testing.T, name, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestVersion(t *testing.T) {
+	code, out, _ := runCLI(t, "version", "-o", "json")
+	var v map[string]string
+	if code != 0 || json.Unmarshal([]byte(out), &v) != nil || v["version"] == "" {
+		t.Fatalf("version -o json: code %d, %q", code, out)
+	}
+	if code, _, _ := runCLI(t, "version", "-o", "yaml"); code != exitUsage {
+		t.Fatalf("bad -o accepted: %d", code)
+	}
+	if code, _, _ := runCLI(t, "frobnicate"); code != exitUsage {
+		t.Fatalf("unknown command: %d", code)
+	}
+}
+
+func TestCheckReportsEveryErrorWithLines(t *testing.T) {
+	f := writeFile(t, "bad.yaml", `listen: 127.0.0.1:8443
+lisen: x
+upstreams:
+  api:
+    url: "ftp://example.com"
+routes:
+  - path: /v1
+    upstream: api
+    policy: public
+    timeout: 10x
+  - path: v2
+    upstream: missing
+    policy: open
+`)
+	code, out, _ := runCLI(t, "check", "--config", f)
+	if code != exitError {
+		t.Fatalf("exit %d, want 1:\n%s", code, out)
+	}
+	for _, want := range []*regexp.Regexp{
+		regexp.MustCompile(`bad\.yaml:2: .*lisen.*did you mean "listen"`),
+		regexp.MustCompile(`bad\.yaml:5: .*url`),
+		regexp.MustCompile(`bad\.yaml:10: .*10x`),
+		regexp.MustCompile(`bad\.yaml:11: .*path`),
+		regexp.MustCompile(`bad\.yaml:12: .*missing`),
+		regexp.MustCompile(`bad\.yaml:13: .*open`),
+	} {
+		if !want.MatchString(out) {
+			t.Errorf("output lacks %s:\n%s", want, out)
+		}
+	}
+
+	code, out, _ = runCLI(t, "check", "--config", f, "-o", "json")
+	var res struct {
+		OK     bool
+		Errors []string
+	}
+	if err := json.Unmarshal([]byte(out), &res); err != nil || res.OK || code != exitError || len(res.Errors) < 5 {
+		t.Fatalf("json check: code %d, %+v, %v", code, res, err)
+	}
+}
+
+func TestCheckWarningsAndStrict(t *testing.T) {
+	f := writeFile(t, "warn.yaml", `upstreams:
+  api: {url: "http://api.internal.example:8080"}
+routes:
+  - {path: /v1, upstream: api, policy: public}
+`)
+	code, out, _ := runCLI(t, "check", "--config", f)
+	if code != 0 || !strings.Contains(out, "warning:") || !strings.Contains(out, "ok") {
+		t.Fatalf("check: code %d\n%s", code, out)
+	}
+	if code, out, _ := runCLI(t, "check", "--config", f, "--strict"); code != exitError {
+		t.Fatalf("--strict with warnings exited %d\n%s", code, out)
+	}
+	if code, _, _ := runCLI(t, "check"); code != exitUsage {
+		t.Fatalf("check without --config: %d", code)
+	}
+}
+
+func TestCheckRefusesPendingPolicies(t *testing.T) {
+	f := writeFile(t, "p.yaml", `upstreams:
+  api: {url: "http://127.0.0.1:9999"}
+routes:
+  - {path: /v1, upstream: api, policy: api_key, scopes: [a]}
+`)
+	code, out, _ := runCLI(t, "check", "--config", f)
+	if code != exitError || !strings.Contains(out, "p.yaml:4") || !strings.Contains(out, "not available") {
+		t.Fatalf("code %d\n%s", code, out)
+	}
+}
+
+// TestServeBinarySIGTERM builds the real binary, runs `keyway serve` on a
+// config, and sends SIGTERM while a request waits on a slow upstream: the
+// request must complete and the process exit 0.
+func TestServeBinarySIGTERM(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	bin := filepath.Join(t.TempDir(), "keyway")
+	build := exec.Command("go", "build", "-o", bin, ".")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+
+	slow := make(chan struct{})
+	up := &http.Server{ReadHeaderTimeout: time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		close(slow)
+		time.Sleep(800 * time.Millisecond)
+		_, _ = io.WriteString(w, "slow answer")
+	})}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = up.Serve(ln) }()
+	defer func() { _ = up.Close() }()
+
+	dir := t.TempDir()
+	cfg := writeFile(t, "k.yaml", fmt.Sprintf(`data_dir: %s
+listen: 127.0.0.1:0
+http_listen: "off"
+admin_listen: 127.0.0.1:0
+upstreams: {up: {url: "http://%s"}}
+routes: [{path: /slow, upstream: up, policy: public}]
+`, filepath.Join(dir, "data"), ln.Addr()))
+	cmd := exec.Command(bin, "serve", "--config", cfg)
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill() }()
+
+	// Find the HTTPS address in the "listening" log line.
+	addrc := make(chan string, 1)
+	logs := &bytes.Buffer{}
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			line := sc.Text()
+			logs.WriteString(line + "\n")
+			var l struct{ Msg, Listener, Addr string }
+			if json.Unmarshal([]byte(line), &l) == nil && l.Msg == "listening" && l.Listener == "https" {
+				addrc <- l.Addr
+			}
+		}
+	}()
+	var addr string
+	select {
+	case addr = <-addrc:
+	case <-time.After(30 * time.Second):
+		t.Fatal("keyway did not start listening")
+	}
+
+	pem, err := os.ReadFile(filepath.Join(dir, "data", "ca.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "localhost", MinVersion: tls.VersionTLS12},
+	}}
+	type result struct {
+		body string
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		req, _ := http.NewRequestWithContext(context.Background(), http.MethodGet, "https://"+addr+"/slow", nil)
+		res, err := client.Do(req)
+		if err != nil {
+			done <- result{err: err}
+			return
+		}
+		defer func() { _ = res.Body.Close() }()
+		b, err := io.ReadAll(res.Body)
+		done <- result{string(b), err}
+	}()
+	<-slow // the request is at the upstream now
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	r := <-done
+	if r.err != nil || r.body != "slow answer" {
+		t.Fatalf("in-flight request during SIGTERM: %q, %v", r.body, r.err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("keyway exited with %v\n%s", err, logs)
+	}
+}

@@ -1,0 +1,359 @@
+// Package app is keyway's composition root: it builds the store, the TLS
+// source, the gateway and the listeners from a config.Config, runs them, and
+// shuts them down in order. It holds wiring only; every rule lives in the
+// packages it wires. The end-to-end tests start an App exactly as
+// `keyway serve` does.
+package app
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"github.com/keywayhq/keyway/internal/clientip"
+	"github.com/keywayhq/keyway/internal/config"
+	"github.com/keywayhq/keyway/internal/demo"
+	"github.com/keywayhq/keyway/internal/gateway"
+	"github.com/keywayhq/keyway/internal/httpapi"
+	"github.com/keywayhq/keyway/internal/store/sqlite"
+	"github.com/keywayhq/keyway/internal/tlsconf"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Options are the parts of a run that do not come from the config file.
+type Options struct {
+	// Logger receives every log line. Required.
+	Logger *slog.Logger
+	// Version is reported by healthz and metrics.
+	Version string
+}
+
+// App is a running keyway.
+type App struct {
+	cfg    *config.Config
+	logger *slog.Logger
+
+	db      *sqlite.DB
+	gw      *gateway.Gateway
+	caFile  string
+	caPool  *x509.CertPool
+	servers []*server
+}
+
+type server struct {
+	name string
+	srv  *http.Server
+	ln   net.Listener
+	tls  bool
+}
+
+// New builds everything a run needs and binds the listeners, so that the
+// addresses are known (and a port conflict is reported) before Run.
+// On error, everything built so far is released.
+func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err error) {
+	if opts.Logger == nil {
+		return nil, errors.New("app: a logger is required")
+	}
+	a = &App{cfg: cfg, logger: opts.Logger}
+	defer func() {
+		if err != nil {
+			a.closeAll()
+		}
+	}()
+
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create data dir: %w", err)
+	}
+	if a.db, err = sqlite.Open(ctx, cfg.Store.Path); err != nil {
+		return nil, err
+	}
+
+	src, acme, err := a.certSource()
+	if err != nil {
+		return nil, err
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "keyway_build_info", Help: "Always 1; the version label says which keyway runs.",
+	}, []string{"version"})
+	buildInfo.WithLabelValues(opts.Version).Set(1)
+	reg.MustRegister(buildInfo)
+
+	upstreams := make(map[string]*gateway.Upstream, len(cfg.Upstreams))
+	for name, uc := range cfg.Upstreams {
+		rawURL := uc.URL
+		if rawURL == config.DemoUpstreamURL {
+			if rawURL, err = a.startDemo(); err != nil {
+				return nil, err
+			}
+		}
+		var roots *x509.CertPool
+		if uc.CAFile != "" {
+			if roots, err = loadPool(uc.CAFile); err != nil {
+				return nil, fmt.Errorf("upstream %s: %w", name, err)
+			}
+		}
+		up, err := gateway.NewUpstream(gateway.UpstreamConfig{
+			Name: name, URL: rawURL, MaxIdleConns: uc.MaxIdleConns, DialTimeout: uc.DialTimeout, RootCAs: roots,
+		})
+		if err != nil {
+			return nil, err
+		}
+		upstreams[name] = up
+	}
+	routes := make([]gateway.Route, 0, len(cfg.Routes))
+	for _, rc := range cfg.Routes {
+		prefix := rc.Path
+		if cfg.Server.CaseInsensitivePaths {
+			prefix = strings.ToLower(prefix)
+		}
+		routes = append(routes, gateway.Route{
+			Name: rc.Name, Prefix: prefix, Methods: rc.Methods, Upstream: upstreams[rc.Upstream],
+			Policy: gateway.Policy(rc.Policy), Scopes: rc.Scopes, StripPrefix: rc.StripPrefix,
+			MaxBody: int64(rc.MaxBody), Timeout: rc.Timeout,
+		})
+	}
+	own, err := httpapi.New(httpapi.Config{Store: a.db, Logger: a.logger, Version: opts.Version})
+	if err != nil {
+		return nil, err
+	}
+	a.gw, err = gateway.New(gateway.Config{
+		Routes:               routes,
+		Own:                  own,
+		ClientIP:             clientip.New(cfg.TrustedProxies),
+		CaseInsensitivePaths: cfg.Server.CaseInsensitivePaths,
+		HSTSMaxAge:           cfg.TLS.HSTSMaxAge,
+		Logger:               a.logger,
+		AccessLog:            cfg.Log.Access == nil || *cfg.Log.Access,
+		Metrics:              reg,
+	})
+	if err != nil {
+		return nil, err
+	}
+
+	tlsCfg := tlsconf.Policy(src, cfg.TLS.MinVersion == "1.3")
+	if err := a.listen("https", cfg.Listen, a.gw, tlsCfg); err != nil {
+		return nil, err
+	}
+	if cfg.HTTPListen != config.ListenOff {
+		_, port, _ := net.SplitHostPort(a.Addr("https"))
+		h := httpapi.Redirect(port)
+		if acme != nil {
+			h = acme.HTTPHandler(h)
+		}
+		if err := a.listen("http", cfg.HTTPListen, h, nil); err != nil {
+			return nil, err
+		}
+	}
+	admin := httpapi.NewAdmin(httpapi.AdminConfig{
+		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}),
+		Logger:  a.logger,
+	})
+	if err := a.listen("admin", cfg.AdminListen, admin, nil); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+func (a *App) certSource() (tlsconf.CertSource, *tlsconf.ACME, error) {
+	cfg := a.cfg
+	switch cfg.TLS.Mode {
+	case config.TLSFiles:
+		fs, err := tlsconf.NewFileSource(tlsconf.FileSourceConfig{
+			CertFile: cfg.TLS.CertFile, KeyFile: cfg.TLS.KeyFile, Logger: a.logger,
+		})
+		return fs, nil, err
+	case config.TLSACME:
+		m, err := tlsconf.NewACME(tlsconf.ACMEConfig{
+			Hosts: cfg.TLS.ACME.Hosts, Email: cfg.TLS.ACME.Email,
+			DirectoryURL: cfg.TLS.ACME.DirectoryURL, CacheDir: cfg.TLS.ACME.CacheDir,
+		})
+		return m, m, err
+	default:
+		ca, err := tlsconf.OpenLocalCA(tlsconf.LocalCAConfig{Dir: cfg.DataDir, Logger: a.logger})
+		if err != nil {
+			return nil, nil, err
+		}
+		a.caFile, a.caPool = ca.CertFile(), ca.Pool()
+		return ca, nil, nil
+	}
+}
+
+// startDemo runs the built-in weather API on a loopback port and returns its URL.
+func (a *App) startDemo() (string, error) {
+	for _, s := range a.servers {
+		if s.name == "demo" {
+			return "http://" + s.ln.Addr().String(), nil
+		}
+	}
+	if err := a.listen("demo", "127.0.0.1:0", demo.New(nil).Handler(), nil); err != nil {
+		return "", err
+	}
+	return "http://" + a.servers[len(a.servers)-1].ln.Addr().String(), nil
+}
+
+func (a *App) listen(name, addr string, h http.Handler, tlsCfg *tls.Config) error {
+	var lc net.ListenConfig
+	ln, err := lc.Listen(context.Background(), "tcp", addr)
+	if err != nil {
+		return fmt.Errorf("%s listener: %w", name, err)
+	}
+	sc := a.cfg.Server
+	srv := &http.Server{
+		Handler:           h,
+		TLSConfig:         tlsCfg,
+		ReadHeaderTimeout: sc.ReadHeaderTimeout,
+		ReadTimeout:       sc.ReadTimeout,
+		WriteTimeout:      sc.WriteTimeout,
+		IdleTimeout:       sc.IdleTimeout,
+		MaxHeaderBytes:    int(sc.MaxHeaderBytes),
+		// net/http reports TLS handshake failures and the like here; they are
+		// the client's problem, so they go out at debug level.
+		ErrorLog: log.New(debugWriter{a.logger.With(slog.String("listener", name))}, "", 0),
+	}
+	if tlsCfg != nil {
+		ln = tls.NewListener(ln, tlsCfg)
+	}
+	a.servers = append(a.servers, &server{name: name, srv: srv, ln: ln, tls: tlsCfg != nil})
+	return nil
+}
+
+// Addr returns the bound address of the "https", "http", "admin" or "demo"
+// listener, or "" if there is none.
+func (a *App) Addr(name string) string {
+	for _, s := range a.servers {
+		if s.name == name {
+			return s.ln.Addr().String()
+		}
+	}
+	return ""
+}
+
+// CAFile is the local CA's certificate file ("" unless TLS mode is local).
+func (a *App) CAFile() string { return a.caFile }
+
+// CAPool holds the local CA (nil unless TLS mode is local).
+func (a *App) CAPool() *x509.CertPool { return a.caPool }
+
+// Run serves until ctx is done, then shuts down gracefully: listeners stop
+// accepting, in-flight requests get up to Server.ShutdownTimeout to finish,
+// and the store is closed last. It returns the first serving error, if any.
+func (a *App) Run(ctx context.Context) error {
+	errc := make(chan error, len(a.servers))
+	var wg sync.WaitGroup
+	for _, s := range a.servers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			a.logger.Info("listening", slog.String("listener", s.name), slog.String("addr", s.ln.Addr().String()))
+			if err := s.srv.Serve(s.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("%s: %w", s.name, err)
+			}
+		}()
+	}
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+	}
+	a.logger.Info("shutting down", slog.Duration("drain_timeout", a.cfg.Server.ShutdownTimeout))
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.cfg.Server.ShutdownTimeout)
+	defer cancel()
+	// The public listeners drain first; the demo upstream goes last so that
+	// requests in flight to it can still complete.
+	var shutWG sync.WaitGroup
+	for _, s := range a.servers {
+		if s.name == "demo" {
+			continue
+		}
+		shutWG.Add(1)
+		go func() {
+			defer shutWG.Done()
+			if err := s.srv.Shutdown(sctx); err != nil {
+				a.logger.Warn("drain incomplete", slog.String("listener", s.name), slog.String("error", err.Error()))
+				_ = s.srv.Close()
+			}
+		}()
+	}
+	shutWG.Wait()
+	for _, s := range a.servers {
+		if s.name == "demo" {
+			_ = s.srv.Shutdown(sctx)
+		}
+	}
+	wg.Wait()
+	a.closeAll()
+	a.logger.Info("stopped")
+	return runErr
+}
+
+// closeAll releases what New built. It is safe to call more than once.
+func (a *App) closeAll() {
+	for _, s := range a.servers {
+		_ = s.ln.Close()
+	}
+	if a.gw != nil {
+		a.gw.Close()
+	}
+	if a.db != nil {
+		if err := a.db.Close(); err != nil {
+			a.logger.Error("close store", slog.String("error", err.Error()))
+		}
+		a.db = nil
+	}
+}
+
+func loadPool(file string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(filepath.Clean(file))
+	if err != nil {
+		return nil, err
+	}
+	p := x509.NewCertPool()
+	if !p.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%s holds no PEM certificate", file)
+	}
+	return p, nil
+}
+
+type debugWriter struct{ l *slog.Logger }
+
+func (d debugWriter) Write(p []byte) (int, error) {
+	d.l.Debug(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
+
+// NewLogger builds the process logger. ReplaceAttr is a second line of
+// defence: an attribute whose key names a credential is redacted even if a
+// future log call forgets the rule.
+func NewLogger(w io.Writer, format, level string) *slog.Logger {
+	var lv slog.Level
+	_ = lv.UnmarshalText([]byte(level))
+	opts := &slog.HandlerOptions{Level: lv, ReplaceAttr: redact}
+	if format == "text" {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+func redact(_ []string, a slog.Attr) slog.Attr {
+	switch strings.ToLower(a.Key) {
+	case "authorization", "cookie", "set-cookie", "token", "secret", "password", "key", "api_key", "session":
+		return slog.String(a.Key, "[redacted]")
+	}
+	return a
+}

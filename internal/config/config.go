@@ -1,0 +1,182 @@
+// Package config holds keyway's typed configuration: the YAML file format, its
+// defaults, strict loading with file:line errors, validation that reports every
+// problem at once, and the security lint behind `keyway check`.
+//
+// Only config and app read files, environment variables or flags; every other
+// package receives the values it needs through its own Config struct.
+package config
+
+import (
+	"net/netip"
+	"time"
+)
+
+// Policy names who may call a route.
+type Policy string
+
+// The route policies. PolicyAPIKey and PolicySession are reserved for the
+// API-key and passkey features: until they exist, a route with either policy
+// denies every request (401) and a user's config that names one is refused.
+const (
+	PolicyPublic  Policy = "public"
+	PolicyAPIKey  Policy = "api_key"
+	PolicySession Policy = "session"
+)
+
+// TLS modes.
+const (
+	TLSLocal = "local" // a local CA in the data dir issues short-lived leaf certificates (default)
+	TLSFiles = "files" // certificate and key files, reloaded when they change
+	TLSACME  = "acme"  // certificates from an ACME CA (Let's Encrypt) for an allowlist of hosts
+)
+
+// ListenOff is the HTTPListen value that disables the plain-HTTP redirect
+// listener.
+const ListenOff = "off"
+
+// Config is the whole of keyway's configuration. The zero value is not
+// usable: start from Default (or Demo) and let Load overlay a file.
+type Config struct {
+	// DataDir holds the SQLite database, the local CA and other state.
+	// Default "./keyway-data".
+	DataDir string `yaml:"data_dir"`
+	// Listen is the HTTPS address. Default "127.0.0.1:8443".
+	Listen string `yaml:"listen"`
+	// HTTPListen is the plain-HTTP address that only redirects to HTTPS (308),
+	// or "off". Default "127.0.0.1:8080".
+	HTTPListen string `yaml:"http_listen"`
+	// AdminListen serves /metrics and the admin API; never the public port.
+	// Default "127.0.0.1:9090".
+	AdminListen string `yaml:"admin_listen"`
+	// Demo runs the built-in weather upstream inside the process and routes to it.
+	Demo bool `yaml:"demo"`
+
+	Log    Log    `yaml:"log"`
+	TLS    TLS    `yaml:"tls"`
+	Store  Store  `yaml:"store"`
+	Server Server `yaml:"server"`
+	// TrustedProxies are the CIDRs whose X-Forwarded-* and X-Request-Id headers
+	// are believed. Default: none (every client header of that kind is replaced).
+	TrustedProxies []netip.Prefix `yaml:"trusted_proxies"`
+	// Upstreams by name.
+	Upstreams map[string]Upstream `yaml:"upstreams"`
+	// Routes are matched by longest path prefix, then by method.
+	Routes []Route `yaml:"routes"`
+
+	// src records where Load found each setting, so that Validate and Lint
+	// can point at the line to fix.
+	src source
+	// allowPendingPolicies lets routes name PolicyAPIKey and PolicySession.
+	// Only Demo sets it: a user's file may not name them yet.
+	allowPendingPolicies bool
+}
+
+// Log configures log/slog output.
+type Log struct {
+	// Format is "json" (default) or "text".
+	Format string `yaml:"format"`
+	// Level is "debug", "info" (default), "warn" or "error".
+	Level string `yaml:"level"`
+	// Access writes one line per request. Default true.
+	Access *bool `yaml:"access"`
+}
+
+// TLS configures certificates and the protocol policy.
+type TLS struct {
+	// Mode is "local" (default), "files" or "acme".
+	Mode string `yaml:"mode"`
+	// MinVersion is "1.2" (default) or "1.3".
+	MinVersion string `yaml:"min_version"`
+	// CertFile and KeyFile are PEM files, required for mode "files".
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+	// ACME settings, for mode "acme".
+	ACME ACME `yaml:"acme"`
+	// HSTSMaxAge is the Strict-Transport-Security max-age. Default 365 days,
+	// and never less than that.
+	HSTSMaxAge time.Duration `yaml:"hsts_max_age"`
+}
+
+// ACME configures automatic certificates.
+type ACME struct {
+	// Hosts is the allowlist of names a certificate may be requested for. Required.
+	Hosts []string `yaml:"hosts"`
+	// Email is the contact address given to the CA. Optional.
+	Email string `yaml:"email"`
+	// DirectoryURL is the ACME directory. Default: Let's Encrypt production.
+	DirectoryURL string `yaml:"directory_url"`
+	// CacheDir keeps account and certificate keys (mode 0700).
+	// Default "<data_dir>/acme".
+	CacheDir string `yaml:"cache_dir"`
+}
+
+// Store selects the persistence backend.
+type Store struct {
+	// Driver is "sqlite" (default).
+	Driver string `yaml:"driver"`
+	// Path of the SQLite file. Default "<data_dir>/keyway.db".
+	Path string `yaml:"path"`
+}
+
+// Server holds limits that protect the listeners.
+type Server struct {
+	// ReadHeaderTimeout bounds the time to read request headers (slowloris).
+	// Default 10s.
+	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"`
+	// ReadTimeout bounds reading a whole request. Default 60s.
+	ReadTimeout time.Duration `yaml:"read_timeout"`
+	// WriteTimeout bounds writing a response. Default 120s; it must exceed
+	// every route timeout.
+	WriteTimeout time.Duration `yaml:"write_timeout"`
+	// IdleTimeout closes idle keep-alive connections. Default 120s.
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	// MaxHeaderBytes caps request headers; above it the answer is 431.
+	// Default 32 KiB.
+	MaxHeaderBytes ByteSize `yaml:"max_header_bytes"`
+	// ShutdownTimeout bounds draining in-flight requests on SIGTERM. Default 30s.
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	// CaseInsensitivePaths makes route matching ignore ASCII case.
+	// Default false (paths are case-sensitive, as in RFC 3986).
+	CaseInsensitivePaths bool `yaml:"case_insensitive_paths"`
+}
+
+// Upstream is a backend that routes forward to.
+type Upstream struct {
+	// URL is the base URL (http or https). Required.
+	URL string `yaml:"url"`
+	// MaxIdleConns is the idle keep-alive pool to this upstream. Default 256.
+	MaxIdleConns int `yaml:"max_idle_conns"`
+	// DialTimeout bounds connecting. Default 5s.
+	DialTimeout time.Duration `yaml:"dial_timeout"`
+	// CAFile is an extra CA bundle for an https upstream. Optional.
+	CAFile string `yaml:"ca_file"`
+}
+
+// Route maps a path prefix and methods to an upstream under a policy.
+type Route struct {
+	// Name identifies the route in logs and metrics. Default: the path.
+	Name string `yaml:"name"`
+	// Path is a path prefix that matches on segment boundaries: "/v1" matches
+	// "/v1" and "/v1/x", never "/v1x". Required, must start with "/".
+	Path string `yaml:"path"`
+	// Methods allowed; empty means GET and HEAD.
+	Methods []string `yaml:"methods"`
+	// Upstream names an entry of Upstreams. Required.
+	Upstream string `yaml:"upstream"`
+	// Policy is "public", "api_key" or "session". Required: there is no default,
+	// so that nothing is public by accident.
+	Policy Policy `yaml:"policy"`
+	// Scopes an API key must hold (policy api_key).
+	Scopes []string `yaml:"scopes"`
+	// StripPrefix removes Path from the proxied path.
+	StripPrefix bool `yaml:"strip_prefix"`
+	// MaxBody caps the request body; above it the answer is 413. Default 1 MiB.
+	MaxBody ByteSize `yaml:"max_body"`
+	// Timeout bounds the whole upstream exchange; past it the answer is 504.
+	// Default 30s.
+	Timeout time.Duration `yaml:"timeout"`
+}
+
+// ByteSize is a size in bytes that YAML may write as 1048576, "512KiB",
+// "1MiB" or "1MB" (decimal).
+type ByteSize int64

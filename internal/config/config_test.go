@@ -1,0 +1,245 @@
+package config
+
+import (
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+)
+
+// cmpConfig compares Configs by their settings, not by where they came from.
+var cmpConfig = []cmp.Option{
+	cmpopts.IgnoreUnexported(Config{}),
+	cmp.Comparer(func(a, b netip.Prefix) bool { return a == b }),
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// noEnv is a getenv with nothing set.
+func noEnv(string) string { return "" }
+
+func TestDefault(t *testing.T) {
+	want := &Config{
+		DataDir:     "./keyway-data",
+		Listen:      "127.0.0.1:8443",
+		HTTPListen:  "127.0.0.1:8080",
+		AdminListen: "127.0.0.1:9090",
+		Log:         Log{Format: "json", Level: "info", Access: ptr(true)},
+		TLS: TLS{
+			Mode:       TLSLocal,
+			MinVersion: "1.2",
+			ACME:       ACME{DirectoryURL: "https://acme-v02.api.letsencrypt.org/directory", CacheDir: "keyway-data/acme"},
+			HSTSMaxAge: 365 * 24 * time.Hour,
+		},
+		Store: Store{Driver: "sqlite", Path: "keyway-data/keyway.db"},
+		Server: Server{
+			ReadHeaderTimeout: 10 * time.Second,
+			ReadTimeout:       60 * time.Second,
+			WriteTimeout:      120 * time.Second,
+			IdleTimeout:       120 * time.Second,
+			MaxHeaderBytes:    32 << 10,
+			ShutdownTimeout:   30 * time.Second,
+		},
+	}
+	got := Default()
+	if diff := cmp.Diff(want, got, cmpConfig...); diff != "" {
+		t.Errorf("Default() mismatch (-want +got):\n%s", diff)
+	}
+	if err := got.Validate(); err != nil {
+		t.Errorf("Default().Validate() = %v", err)
+	}
+}
+
+func TestDemo(t *testing.T) {
+	c := Demo()
+	if err := c.Validate(); err != nil {
+		t.Fatalf("Demo().Validate() = %v", err)
+	}
+	if w := c.Lint(); len(w) != 0 {
+		t.Errorf("Demo().Lint() = %v, want none", w)
+	}
+	if !c.Demo {
+		t.Error("Demo().Demo = false")
+	}
+	if diff := cmp.Diff(map[string]Upstream{"weather": {URL: DemoUpstreamURL, MaxIdleConns: 256, DialTimeout: 5 * time.Second}}, c.Upstreams); diff != "" {
+		t.Errorf("Demo().Upstreams mismatch (-want +got):\n%s", diff)
+	}
+	route := func(name, path, method string, p Policy, scopes ...string) Route {
+		return Route{Name: name, Path: path, Methods: []string{method}, Upstream: "weather", Policy: p,
+			Scopes: scopes, MaxBody: 1 << 20, Timeout: 30 * time.Second}
+	}
+	want := []Route{
+		route("forecast", "/v1/forecast", "GET", PolicyPublic),
+		route("history", "/v1/history", "GET", PolicyAPIKey, "weather:history"),
+		route("me", "/v1/me", "GET", PolicySession),
+		route("me-cities", "/v1/me/cities", "POST", PolicySession),
+	}
+	if diff := cmp.Diff(want, c.Routes); diff != "" {
+		t.Errorf("Demo().Routes mismatch (-want +got):\n%s", diff)
+	}
+	// Everything else is the default.
+	c.Demo, c.Upstreams, c.Routes = false, nil, nil
+	if diff := cmp.Diff(Default(), c, cmpConfig...); diff != "" {
+		t.Errorf("Demo() differs from Default() beyond demo settings (-want +got):\n%s", diff)
+	}
+}
+
+// TestPendingPolicies checks the product rule: the demo may use the api_key
+// and session policies before they exist, a user's file may not.
+func TestPendingPolicies(t *testing.T) {
+	for _, p := range []Policy{PolicyAPIKey, PolicySession} {
+		t.Run(string(p), func(t *testing.T) {
+			data := "upstreams: {api: {url: \"http://localhost:3000\"}}\nroutes:\n  - {path: /v1, upstream: api, policy: " + string(p) + "}\n"
+			_, err := load("keyway.yaml", []byte(data), noEnv)
+			want := `keyway.yaml:3: routes[0].policy: policy "` + string(p) + `" is not available in this version of keyway yet (only "public" routes can be served for now)`
+			if err == nil || err.Error() != want {
+				t.Errorf("load() error = %v, want %s", err, want)
+			}
+		})
+	}
+	t.Run("copy of demo", func(t *testing.T) {
+		c := *Demo()
+		if err := c.Validate(); err != nil {
+			t.Errorf("a copy of Demo() does not validate: %v", err)
+		}
+	})
+}
+
+func TestApplyEnv(t *testing.T) {
+	env := map[string]string{
+		"KEYWAY_DATA_DIR":     "/srv/keyway",
+		"KEYWAY_LISTEN":       ":8443",
+		"KEYWAY_HTTP_LISTEN":  "off",
+		"KEYWAY_ADMIN_LISTEN": "127.0.0.1:0",
+		"KEYWAY_LOG_FORMAT":   "text",
+		"KEYWAY_LOG_LEVEL":    "debug",
+		"KEYWAY_DEMO":         "true", // not a variable ApplyEnv reads
+	}
+	t.Run("overrides", func(t *testing.T) {
+		c := Demo()
+		c.ApplyEnv(func(k string) string { return env[k] })
+		want := Demo()
+		want.DataDir, want.Store.Path, want.TLS.ACME.CacheDir = "/srv/keyway", "/srv/keyway/keyway.db", "/srv/keyway/acme"
+		want.Listen, want.HTTPListen, want.AdminListen = ":8443", "off", "127.0.0.1:0"
+		want.Log.Format, want.Log.Level = "text", "debug"
+		if diff := cmp.Diff(want, c, cmpConfig...); diff != "" {
+			t.Errorf("ApplyEnv mismatch (-want +got):\n%s", diff)
+		}
+	})
+	t.Run("empty changes nothing", func(t *testing.T) {
+		c := Default()
+		c.ApplyEnv(noEnv)
+		if diff := cmp.Diff(Default(), c, cmpConfig...); diff != "" {
+			t.Errorf("ApplyEnv with no variables changed the config (-want +got):\n%s", diff)
+		}
+	})
+	t.Run("explicit store path stays", func(t *testing.T) {
+		c := mustLoad(t, "store: {path: /db/k.db}\n", map[string]string{"KEYWAY_DATA_DIR": "/srv"})
+		if c.Store.Path != "/db/k.db" || c.TLS.ACME.CacheDir != "/srv/acme" {
+			t.Errorf("Store.Path, ACME.CacheDir = %q, %q; want /db/k.db, /srv/acme", c.Store.Path, c.TLS.ACME.CacheDir)
+		}
+	})
+	t.Run("errors name the variable", func(t *testing.T) {
+		_, err := load("keyway.yaml", []byte("listen: 127.0.0.1:8443\n"), func(k string) string {
+			return map[string]string{"KEYWAY_LISTEN": "8443", "KEYWAY_LOG_LEVEL": "verbose"}[k]
+		})
+		want := "KEYWAY_LISTEN: invalid address \"8443\": want host:port (like 127.0.0.1:8443, or :8443 for every interface)\n" +
+			`KEYWAY_LOG_LEVEL: unknown log level "verbose" (use debug, info, warn or error)`
+		if err == nil || err.Error() != want {
+			t.Errorf("load() error = %v, want\n%s", err, want)
+		}
+	})
+	t.Run("Load reads the environment", func(t *testing.T) {
+		t.Setenv("KEYWAY_LOG_LEVEL", "error")
+		c, err := Load("testdata/full.yaml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.Log.Level != "error" {
+			t.Errorf("Log.Level = %q, want error", c.Log.Level)
+		}
+	})
+}
+
+func TestSetDataDir(t *testing.T) {
+	c := Demo()
+	c.SetDataDir("/tmp/x")
+	if c.DataDir != "/tmp/x" || c.Store.Path != "/tmp/x/keyway.db" || c.TLS.ACME.CacheDir != "/tmp/x/acme" {
+		t.Errorf("after SetDataDir: %q %q %q", c.DataDir, c.Store.Path, c.TLS.ACME.CacheDir)
+	}
+}
+
+func TestParseByteSize(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    ByteSize
+		wantErr string
+	}{
+		{in: "0", want: 0},
+		{in: "1048576", want: 1 << 20},
+		{in: "12B", want: 12},
+		{in: "512KiB", want: 512 << 10},
+		{in: "1MiB", want: 1 << 20},
+		{in: "2GiB", want: 2 << 30},
+		{in: "1KB", want: 1000},
+		{in: "10MB", want: 10_000_000},
+		{in: "3GB", want: 3_000_000_000},
+		{in: " 4 KiB ", want: 4096},
+		{in: "9223372036854775807", want: 1<<63 - 1},
+		{in: "", wantErr: `invalid byte size ""`},
+		{in: "MiB", wantErr: `invalid byte size "MiB"`},
+		{in: "-1", wantErr: `byte size "-1" is negative`},
+		{in: "-1KiB", wantErr: `byte size "-1KiB" is negative`},
+		{in: "1.5MiB", wantErr: `byte size "1.5MiB" is not a whole number`},
+		{in: "1mb", wantErr: `byte size "1mb" has unknown unit "mb"`},
+		{in: "1TiB", wantErr: `byte size "1TiB" has unknown unit "TiB"`},
+		{in: "0x10", wantErr: `byte size "0x10" has unknown unit "x10"`},
+		{in: "9223372036854775808", wantErr: `byte size "9223372036854775808" is too large`},
+		{in: "8589934592GiB", wantErr: `byte size "8589934592GiB" is too large`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			got, err := ParseByteSize(tt.in)
+			if tt.wantErr != "" {
+				if err == nil || err.Error() != tt.wantErr {
+					t.Errorf("ParseByteSize(%q) = %d, %v; want error %s", tt.in, got, err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil || got != tt.want {
+				t.Errorf("ParseByteSize(%q) = %d, %v; want %d", tt.in, got, err, tt.want)
+			}
+		})
+	}
+}
+
+func TestByteSizeString(t *testing.T) {
+	tests := []struct {
+		in   ByteSize
+		want string
+	}{
+		{0, "0B"},
+		{1, "1B"},
+		{1000, "1KB"},
+		{1024, "1KiB"},
+		{1500, "1500B"},
+		{32 << 10, "32KiB"},
+		{1 << 20, "1MiB"},
+		{10_000_000, "10MB"},
+		{3 << 30, "3GiB"},
+		{1<<63 - 1, "9223372036854775807B"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.want, func(t *testing.T) {
+			if got := tt.in.String(); got != tt.want {
+				t.Errorf("ByteSize(%d).String() = %q, want %q", int64(tt.in), got, tt.want)
+			}
+			var back ByteSize
+			if err := back.UnmarshalText([]byte(tt.in.String())); err != nil || back != tt.in {
+				t.Errorf("round trip of %d = %d, %v", int64(tt.in), int64(back), err)
+			}
+		})
+	}
+}

@@ -1,0 +1,188 @@
+package config
+
+import (
+	"maps"
+	"path/filepath"
+	"strconv"
+	"time"
+)
+
+// DemoUpstreamURL is the upstream URL that stands for the built-in demo
+// weather service. Validate accepts it only when Config.Demo is set; the app
+// replaces it with the demo server's loopback URL when it starts.
+const DemoUpstreamURL = "demo:"
+
+// Defaults that are not plain field values of Default.
+const (
+	letsEncryptURL      = "https://acme-v02.api.letsencrypt.org/directory"
+	minHSTSMaxAge       = 365 * 24 * time.Hour
+	defaultMaxIdleConns = 256
+	defaultDialTimeout  = 5 * time.Second
+	defaultMaxBody      = 1 << 20
+	defaultRouteTimeout = 30 * time.Second
+)
+
+// Default returns the documented default of every setting: loopback
+// listeners, JSON logs at level info, local TLS with TLS 1.2 as the minimum,
+// SQLite under DataDir and bounded server timeouts. It has no upstreams and
+// no routes, so a gateway running it serves nothing.
+func Default() *Config {
+	c := defaults()
+	c.fillDerived()
+	return c
+}
+
+// defaults is Default without the settings derived from others, which Load
+// fills only once the file has had its say.
+func defaults() *Config {
+	access := true
+	return &Config{
+		DataDir:     "./keyway-data",
+		Listen:      "127.0.0.1:8443",
+		HTTPListen:  "127.0.0.1:8080",
+		AdminListen: "127.0.0.1:9090",
+		Log:         Log{Format: "json", Level: "info", Access: &access},
+		TLS: TLS{
+			Mode:       TLSLocal,
+			MinVersion: "1.2",
+			ACME:       ACME{DirectoryURL: letsEncryptURL},
+			HSTSMaxAge: minHSTSMaxAge,
+		},
+		Store: Store{Driver: "sqlite"},
+		Server: Server{
+			ReadHeaderTimeout: 10 * time.Second,
+			ReadTimeout:       60 * time.Second,
+			WriteTimeout:      120 * time.Second,
+			IdleTimeout:       120 * time.Second,
+			MaxHeaderBytes:    32 << 10,
+			ShutdownTimeout:   30 * time.Second,
+		},
+	}
+}
+
+// Demo returns the configuration of `keyway demo`: Default plus the built-in
+// weather upstream and one route for each policy. Its api_key and session
+// routes are the only ones Validate lets through before those features
+// exist; the gateway denies them with 401.
+func Demo() *Config {
+	c := defaults()
+	c.Demo = true
+	c.allowPendingPolicies = true
+	c.Upstreams = map[string]Upstream{"weather": {URL: DemoUpstreamURL}}
+	c.Routes = []Route{
+		{Name: "forecast", Path: "/v1/forecast", Methods: []string{"GET"}, Upstream: "weather", Policy: PolicyPublic},
+		{Name: "history", Path: "/v1/history", Methods: []string{"GET"}, Upstream: "weather", Policy: PolicyAPIKey, Scopes: []string{"weather:history"}},
+		// "/v1/me" is a prefix of "/v1/me/cities"; the longest prefix wins.
+		{Name: "me", Path: "/v1/me", Methods: []string{"GET"}, Upstream: "weather", Policy: PolicySession},
+		{Name: "me-cities", Path: "/v1/me/cities", Methods: []string{"POST"}, Upstream: "weather", Policy: PolicySession},
+	}
+	c.fillDerived()
+	return c
+}
+
+// fillDerived fills the defaults that depend on other settings: the paths
+// under DataDir, and the per-upstream and per-route defaults. A number the
+// file wrote explicitly, even as zero, is kept for Validate to judge, so
+// that "timeout: 0s" is an error rather than a silent 30s.
+func (c *Config) fillDerived() {
+	if c.Store.Path == "" {
+		c.Store.Path = filepath.Join(c.DataDir, "keyway.db")
+	}
+	if c.TLS.ACME.CacheDir == "" {
+		c.TLS.ACME.CacheDir = filepath.Join(c.DataDir, "acme")
+	}
+	if c.Log.Access == nil {
+		access := true
+		c.Log.Access = &access
+	}
+	for name, u := range c.Upstreams {
+		p := "upstreams." + name
+		if u.MaxIdleConns == 0 && !c.src.has(p+".max_idle_conns") {
+			u.MaxIdleConns = defaultMaxIdleConns
+		}
+		if u.DialTimeout == 0 && !c.src.has(p+".dial_timeout") {
+			u.DialTimeout = defaultDialTimeout
+		}
+		c.Upstreams[name] = u
+	}
+	for i := range c.Routes {
+		r, p := &c.Routes[i], routePath(i)
+		if r.Name == "" {
+			r.Name = r.Path
+		}
+		if len(r.Methods) == 0 {
+			r.Methods = []string{"GET", "HEAD"}
+		}
+		if r.MaxBody == 0 && !c.src.has(p+".max_body") {
+			r.MaxBody = defaultMaxBody
+		}
+		if r.Timeout == 0 && !c.src.has(p+".timeout") {
+			r.Timeout = defaultRouteTimeout
+		}
+	}
+}
+
+// SetDataDir sets DataDir and moves the settings derived from it
+// (Store.Path, TLS.ACME.CacheDir) that still hold their defaults, so that
+// state stays together: Demo followed by SetDataDir(t.TempDir()) writes
+// nothing outside the temporary directory. Assigning DataDir directly
+// leaves the derived paths where they were.
+func (c *Config) SetDataDir(dir string) {
+	if c.Store.Path == filepath.Join(c.DataDir, "keyway.db") {
+		c.Store.Path = ""
+	}
+	if c.TLS.ACME.CacheDir == filepath.Join(c.DataDir, "acme") {
+		c.TLS.ACME.CacheDir = ""
+	}
+	c.DataDir = dir
+	c.fillDerived()
+}
+
+// envVars are the settings the environment may override, by field path.
+var envVars = []struct{ name, path string }{
+	{"KEYWAY_DATA_DIR", "data_dir"},
+	{"KEYWAY_LISTEN", "listen"},
+	{"KEYWAY_HTTP_LISTEN", "http_listen"},
+	{"KEYWAY_ADMIN_LISTEN", "admin_listen"},
+	{"KEYWAY_LOG_FORMAT", "log.format"},
+	{"KEYWAY_LOG_LEVEL", "log.level"},
+}
+
+// ApplyEnv overrides settings with the environment variables KEYWAY_DATA_DIR,
+// KEYWAY_LISTEN, KEYWAY_HTTP_LISTEN, KEYWAY_ADMIN_LISTEN, KEYWAY_LOG_FORMAT
+// and KEYWAY_LOG_LEVEL; an unset or empty variable changes nothing. Load
+// calls it with os.Getenv. For Demo's config, call it yourself, then
+// Validate: errors about these settings name the variable, not a file line.
+func (c *Config) ApplyEnv(getenv func(string) string) {
+	env := maps.Clone(c.src.env) // a copied Config may share the map
+	for _, e := range envVars {
+		val := getenv(e.name)
+		if val == "" {
+			continue
+		}
+		if env == nil {
+			env = map[string]string{}
+		}
+		env[e.path] = e.name
+		switch e.path {
+		case "data_dir":
+			c.SetDataDir(val)
+		case "listen":
+			c.Listen = val
+		case "http_listen":
+			c.HTTPListen = val
+		case "admin_listen":
+			c.AdminListen = val
+		case "log.format":
+			c.Log.Format = val
+		case "log.level":
+			c.Log.Level = val
+		}
+	}
+	c.src.env = env
+}
+
+// routePath is the field path of the i-th route.
+func routePath(i int) string {
+	return "routes[" + strconv.Itoa(i) + "]"
+}

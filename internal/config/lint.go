@@ -1,0 +1,93 @@
+package config
+
+import (
+	"fmt"
+	"maps"
+	"net"
+	"net/netip"
+	"net/url"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// Lint returns the security smells of c, sorted by line: settings that are
+// valid but risky, which `keyway check` prints as warnings. It expects a
+// config that passed Validate, and skips what it cannot make sense of.
+func (c *Config) Lint() []Warning {
+	l := &linter{c: c}
+	if len(c.Routes) == 0 {
+		l.warnf("routes", "no routes are configured, so the gateway serves nothing")
+	}
+	if c.Log.Level == "debug" {
+		l.warnf("log.level", "log level debug can write request details to the logs; use info in production")
+	}
+	if host, ok := listenHost(c.Listen); ok && !isLoopback(host) && c.TLS.Mode == TLSLocal {
+		l.warnf("listen", "listen %q accepts connections from the network, but the local CA only issues certificates for localhost, "+
+			"which other machines do not trust; use tls mode files or acme", c.Listen)
+	}
+	if host, ok := listenHost(c.AdminListen); ok && !isLoopback(host) {
+		l.warnf("admin_listen", "admin listener %q is reachable from the network; keep /metrics and the admin API on loopback, such as 127.0.0.1:9090", c.AdminListen)
+	}
+	for i, p := range c.TrustedProxies {
+		path := "trusted_proxies[" + strconv.Itoa(i) + "]"
+		switch {
+		case !p.IsValid():
+		case p.Bits() == 0:
+			l.warnf(path, "trusted proxy %s is every address: any client can forge X-Forwarded-For and be believed", p)
+		case p.Addr().Is4() && p.Bits() < 8, p.Addr().Is6() && p.Bits() < 32:
+			l.warnf(path, "trusted proxy %s is wider than /8 (IPv4) or /32 (IPv6): list your proxies' own addresses, since any client inside it can forge X-Forwarded-For", p)
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(c.Upstreams)) {
+		u, err := url.Parse(c.Upstreams[name].URL)
+		if err == nil && u.Scheme == "http" && u.Hostname() != "" && !isLoopback(u.Hostname()) {
+			l.warnf("upstreams."+name+".url", "upstream %q uses plain http to %s, a non-loopback host: requests and the identity keyway adds cross the network unencrypted; use https", name, u.Hostname())
+		}
+	}
+	for i, r := range c.Routes {
+		if r.Policy != PolicyPublic {
+			continue
+		}
+		var writes []string
+		for _, m := range r.Methods {
+			if m == "POST" || m == "PUT" || m == "PATCH" || m == "DELETE" {
+				writes = append(writes, m)
+			}
+		}
+		if len(writes) > 0 {
+			l.warnf(routePath(i)+".methods", "public route %q allows %s: anyone can write without signing in", r.Name, strings.Join(writes, ", "))
+		}
+	}
+	sort.SliceStable(l.warns, func(i, j int) bool { return lineLess(l.warns[i].Line, l.warns[j].Line) })
+	return l.warns
+}
+
+// linter collects the warnings of one Config.
+type linter struct {
+	c     *Config
+	warns []Warning
+}
+
+// warnf records a warning about the setting at path.
+func (l *linter) warnf(path, format string, args ...any) {
+	file, line, _ := l.c.src.locate(path)
+	l.warns = append(l.warns, Warning{File: file, Line: line, Msg: fmt.Sprintf(format, args...)})
+}
+
+// listenHost returns the host of a listen address, "" for every interface.
+func listenHost(addr string) (string, bool) {
+	host, _, err := net.SplitHostPort(addr)
+	return host, err == nil
+}
+
+// isLoopback reports whether host names this machine only: "localhost" or
+// a loopback IP address. Other names are assumed to reach the network.
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
+}

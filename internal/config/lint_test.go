@@ -1,0 +1,73 @@
+package config
+
+import (
+	"net/netip"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestLint(t *testing.T) {
+	// Each case changes the demo config, which has no warnings.
+	tests := []struct {
+		name   string
+		change func(c *Config)
+		want   []string
+	}{
+		{"demo", func(c *Config) {}, nil},
+		{"no routes", func(c *Config) { c.Routes = nil },
+			[]string{"warning: no routes are configured, so the gateway serves nothing"}},
+		{"debug logs", func(c *Config) { c.Log.Level = "debug" },
+			[]string{"warning: log level debug can write request details to the logs; use info in production"}},
+		{"public listener with local CA", func(c *Config) { c.Listen = ":8443" },
+			[]string{`warning: listen ":8443" accepts connections from the network, but the local CA only issues certificates for localhost, which other machines do not trust; use tls mode files or acme`}},
+		{"public listener with ACME", func(c *Config) { c.Listen = "0.0.0.0:443"; c.TLS.Mode = TLSACME }, nil},
+		{"loopback listeners", func(c *Config) { c.Listen, c.AdminListen = "localhost:8443", "[::1]:9090" }, nil},
+		{"public admin listener", func(c *Config) { c.AdminListen = "10.0.0.5:9090" },
+			[]string{`warning: admin listener "10.0.0.5:9090" is reachable from the network; keep /metrics and the admin API on loopback, such as 127.0.0.1:9090`}},
+		{"trusted proxies", func(c *Config) {
+			for _, p := range []string{"10.0.0.0/8", "10.1.2.3/32", "0.0.0.0/0", "0.0.0.0/7", "2001:db8::/32", "2001::/16", "::/0"} {
+				c.TrustedProxies = append(c.TrustedProxies, netip.MustParsePrefix(p))
+			}
+		}, []string{
+			"warning: trusted proxy 0.0.0.0/0 is every address: any client can forge X-Forwarded-For and be believed",
+			"warning: trusted proxy 0.0.0.0/7 is wider than /8 (IPv4) or /32 (IPv6): list your proxies' own addresses, since any client inside it can forge X-Forwarded-For",
+			"warning: trusted proxy 2001::/16 is wider than /8 (IPv4) or /32 (IPv6): list your proxies' own addresses, since any client inside it can forge X-Forwarded-For",
+			"warning: trusted proxy ::/0 is every address: any client can forge X-Forwarded-For and be believed",
+		}},
+		{"plain http upstreams", func(c *Config) {
+			c.Upstreams["local"] = Upstream{URL: "http://127.0.0.1:3000"}
+			c.Upstreams["local6"] = Upstream{URL: "http://[::1]:3000"}
+			c.Upstreams["localname"] = Upstream{URL: "http://localhost:3000"}
+			c.Upstreams["remote"] = Upstream{URL: "http://billing.internal:8080"}
+			c.Upstreams["tls"] = Upstream{URL: "https://billing.internal"}
+		}, []string{`warning: upstream "remote" uses plain http to billing.internal, a non-loopback host: requests and the identity keyway adds cross the network unencrypted; use https`}},
+		{"public writes", func(c *Config) {
+			c.Routes[0].Methods = []string{"GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
+			c.Routes[2].Methods = []string{"DELETE"} // session: authenticated
+		}, []string{`warning: public route "forecast" allows POST, PUT, PATCH, DELETE: anyone can write without signing in`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := Demo()
+			tt.change(c)
+			if diff := cmp.Diff(tt.want, warningStrings(c.Lint())); diff != "" {
+				t.Errorf("Lint() mismatch (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestLintLines checks that warnings of a loaded config carry file:line,
+// and those caused by the environment name no file.
+func TestLintLines(t *testing.T) {
+	c := mustLoad(t, "log:\n  level: info\nadmin_listen: 0.0.0.0:9090\n", map[string]string{"KEYWAY_LOG_LEVEL": "debug"})
+	want := []string{
+		`keyway.yaml:3: warning: admin listener "0.0.0.0:9090" is reachable from the network; keep /metrics and the admin API on loopback, such as 127.0.0.1:9090`,
+		"keyway.yaml: warning: no routes are configured, so the gateway serves nothing",
+		"warning: log level debug can write request details to the logs; use info in production",
+	}
+	if diff := cmp.Diff(want, warningStrings(c.Lint())); diff != "" {
+		t.Errorf("Lint() mismatch (-want +got):\n%s", diff)
+	}
+}

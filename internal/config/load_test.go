@@ -1,0 +1,333 @@
+package config
+
+import (
+	"errors"
+	"io/fs"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// mustLoad loads data as the file "keyway.yaml" with env as the environment.
+func mustLoad(t *testing.T, data string, env map[string]string) *Config {
+	t.Helper()
+	c, err := load("keyway.yaml", []byte(data), func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatalf("load() error:\n%v", err)
+	}
+	return c
+}
+
+func TestLoadFull(t *testing.T) {
+	c, err := Load("testdata/full.yaml")
+	if err != nil {
+		t.Fatalf("Load() error:\n%v", err)
+	}
+	want := &Config{
+		DataDir:     "/var/lib/keyway",
+		Listen:      "0.0.0.0:443",
+		HTTPListen:  ListenOff,
+		AdminListen: "127.0.0.1:9100",
+		Log:         Log{Format: "text", Level: "warn", Access: ptr(false)},
+		TLS: TLS{
+			Mode:       TLSFiles,
+			MinVersion: "1.3",
+			CertFile:   "/etc/keyway/cert.pem",
+			KeyFile:    "/etc/keyway/key.pem",
+			ACME:       ACME{DirectoryURL: "https://acme-v02.api.letsencrypt.org/directory", CacheDir: "/var/lib/keyway/acme"},
+			HSTSMaxAge: 2 * 365 * 24 * time.Hour,
+		},
+		Store: Store{Driver: "sqlite", Path: "/var/lib/keyway/state.db"},
+		Server: Server{
+			ReadHeaderTimeout:    5 * time.Second,
+			ReadTimeout:          30 * time.Second,
+			WriteTimeout:         90 * time.Second,
+			IdleTimeout:          2 * time.Minute,
+			MaxHeaderBytes:       16 << 10,
+			ShutdownTimeout:      15 * time.Second,
+			CaseInsensitivePaths: true,
+		},
+		TrustedProxies: []netip.Prefix{
+			netip.MustParsePrefix("10.0.0.0/8"),
+			netip.MustParsePrefix("192.168.1.7/32"),
+			netip.MustParsePrefix("fd00::/64"),
+		},
+		Upstreams: map[string]Upstream{
+			"api":   {URL: "https://api.internal:8443/base", MaxIdleConns: 64, DialTimeout: 2 * time.Second, CAFile: "/etc/keyway/internal-ca.pem"},
+			"local": {URL: "http://127.0.0.1:3000", MaxIdleConns: 256, DialTimeout: 5 * time.Second},
+		},
+		Routes: []Route{
+			{Name: "status", Path: "/status", Methods: []string{"GET", "HEAD"}, Upstream: "local", Policy: PolicyPublic, MaxBody: 1 << 20, Timeout: 30 * time.Second},
+			{Name: "/v1", Path: "/v1", Methods: []string{"GET", "POST", "DELETE"}, Upstream: "api", Policy: PolicyPublic, StripPrefix: true, MaxBody: 10_000_000, Timeout: time.Minute},
+		},
+	}
+	if diff := cmp.Diff(want, c, cmpConfig...); diff != "" {
+		t.Errorf("Load() mismatch (-want +got):\n%s", diff)
+	}
+	// Listening on 0.0.0.0 is fine here: TLS mode is files, not local.
+	wantWarnings := []string{
+		`testdata/full.yaml:53: warning: public route "/v1" allows POST, DELETE: anyone can write without signing in`,
+	}
+	if diff := cmp.Diff(wantWarnings, warningStrings(c.Lint())); diff != "" {
+		t.Errorf("Lint() mismatch (-want +got):\n%s", diff)
+	}
+}
+
+func TestLoadEmpty(t *testing.T) {
+	for name, data := range map[string]string{
+		"empty":         "",
+		"comments only": "# nothing yet\n",
+		"null document": "~\n",
+		"document mark": "---\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			c := mustLoad(t, data, nil)
+			if diff := cmp.Diff(Default(), c, cmpConfig...); diff != "" {
+				t.Errorf("load() mismatch (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestLoadAnchors(t *testing.T) {
+	c, err := Load("testdata/anchors.yaml")
+	if err != nil {
+		t.Fatalf("Load() error:\n%v", err)
+	}
+	got := make([]string, len(c.Routes))
+	for i, r := range c.Routes {
+		got[i] = r.Path + " " + r.Upstream + " " + string(r.Policy) + " " + r.MaxBody.String()
+	}
+	want := []string{"/a api public 64KiB", "/b api public 1MiB"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("routes mismatch (-want +got):\n%s", diff)
+	}
+}
+
+// TestLoadErrors checks each kind of problem, with its exact file:line.
+func TestLoadErrors(t *testing.T) {
+	const up = "upstreams: {api: {url: \"http://localhost:3000\"}}\n"
+	tests := []struct {
+		name string
+		data string
+		want string
+	}{
+		{"unknown key", "lisen: 127.0.0.1:8443\n",
+			`keyway.yaml:1: unknown key "lisen" (did you mean "listen"?)`},
+		{"unknown key nested", "log:\n  formt: text\n",
+			`keyway.yaml:2: unknown key "formt" in log (did you mean "format"?)`},
+		{"unknown key without suggestion", "tls:\n  colour: blue\n",
+			`keyway.yaml:2: unknown key "colour" in tls (valid keys are mode, min_version, cert_file, key_file, acme, hsts_max_age)`},
+		{"unknown key differs in case", "Listen: :8443\n",
+			`keyway.yaml:1: unknown key "Listen" (did you mean "listen"?)`},
+		{"duplicate key", "listen: :8443\nlog: {level: info}\nlisten: :9443\n",
+			`keyway.yaml:3: duplicate key "listen": first set at line 1 (remove one of them)`},
+		{"duplicate upstream", "upstreams:\n  a: {url: \"http://localhost\"}\n  a: {url: \"http://localhost\"}\n",
+			`keyway.yaml:3: duplicate key "a": first set at line 2 (remove one of them)`},
+		{"string for list", up + "routes:\n  - path: /v1\n    upstream: api\n    policy: public\n    methods: GET, POST\n",
+			`keyway.yaml:6: routes[0].methods: expected a list, got the string "GET, POST" (write [GET, POST], or one "- item" line per item)`},
+		{"list for string", "listen: [a, b]\n",
+			`keyway.yaml:1: listen: expected a string, got a list`},
+		{"scalar for mapping", "tls: files\n",
+			`keyway.yaml:1: tls: expected a mapping of settings, got the string "files"`},
+		{"list for map", "upstreams: [a]\n",
+			`keyway.yaml:1: upstreams: expected a mapping of names to settings, got a list`},
+		{"bad bool", "log:\n  access: yes\n",
+			`keyway.yaml:2: log.access: expected true or false, got "yes" (write true or false)`},
+		{"bad int", "upstreams:\n  a:\n    url: \"http://localhost\"\n    max_idle_conns: lots\n",
+			`keyway.yaml:4: upstreams.a.max_idle_conns: expected an integer, got "lots"`},
+		{"bad duration", "server:\n  read_timeout: 10x\n",
+			`keyway.yaml:2: server.read_timeout: invalid duration "10x" (use Go durations like 30s, 5m)`},
+		{"duration without unit", "server:\n  idle_timeout: 90\n",
+			`keyway.yaml:2: server.idle_timeout: invalid duration "90" (add a unit, like 90s)`},
+		{"duration in days", "tls:\n  hsts_max_age: 730d\n",
+			`keyway.yaml:2: tls.hsts_max_age: invalid duration "730d" (Go durations have no day unit: write 17520h)`},
+		{"bad byte size", "server:\n  max_header_bytes: 1.5MiB\n",
+			`keyway.yaml:2: server.max_header_bytes: byte size "1.5MiB" is not a whole number (use sizes like 512KiB, 1MiB or 1048576; units are B, KB, MB, GB, KiB, MiB, GiB)`},
+		{"negative byte size", "server:\n  max_header_bytes: -1\n",
+			`keyway.yaml:2: server.max_header_bytes: byte size "-1" is negative (use sizes like 512KiB, 1MiB or 1048576; units are B, KB, MB, GB, KiB, MiB, GiB)`},
+		{"bad CIDR", "trusted_proxies:\n  - 10.0.0.0/8\n  - 10.0.0.0/33\n",
+			`keyway.yaml:3: trusted_proxies[1]: invalid CIDR "10.0.0.0/33" (use CIDR notation like 10.0.0.0/8, or a single IP address)`},
+		{"bad IP", "trusted_proxies: [proxy.internal]\n",
+			`keyway.yaml:1: trusted_proxies[0]: invalid IP address or CIDR "proxy.internal" (use CIDR notation like 10.0.0.0/8, or a single IP address)`},
+		{"CIDR with host bits", "trusted_proxies: [192.168.1.1/24]\n",
+			`keyway.yaml:1: trusted_proxies[0]: CIDR "192.168.1.1/24" has bits set past its /24 prefix (did you mean "192.168.1.0/24"?)`},
+		{"empty list item", "trusted_proxies:\n  - 10.0.0.1\n  -\n",
+			`keyway.yaml:3: trusted_proxies[1]: empty list item`},
+		{"bad URL scheme", "upstreams:\n  api:\n    url: ftp://files.internal\n",
+			`keyway.yaml:3: upstreams.api.url: URL "ftp://files.internal" must use http or https (like http://127.0.0.1:3000 or https://api.internal/base)`},
+		{"relative URL", "upstreams:\n  api:\n    url: localhost:3000\n",
+			`keyway.yaml:3: upstreams.api.url: URL "localhost:3000" must use http or https (like http://127.0.0.1:3000 or https://api.internal/base)`},
+		{"URL without host", "upstreams:\n  api:\n    url: \"http:///x\"\n",
+			`keyway.yaml:3: upstreams.api.url: URL "http:///x" has no host (like http://127.0.0.1:3000 or https://api.internal/base)`},
+		{"URL with password", "upstreams:\n  api:\n    url: https://me:secret@api.internal\n",
+			`keyway.yaml:3: upstreams.api.url: URL "https://me:xxxxx@api.internal" must not contain credentials (URLs are logged; keep secrets out of them)`},
+		{"URL with query", "upstreams:\n  api:\n    url: https://api.internal/?a=1\n",
+			`keyway.yaml:3: upstreams.api.url: URL "https://api.internal/?a=1" must not have a query or fragment (the request's own path and query are appended to it)`},
+		{"URL unparsable", "upstreams:\n  api:\n    url: \"http://api.internal:port\"\n",
+			`keyway.yaml:3: upstreams.api.url: invalid URL: invalid port ":port" after host (like http://127.0.0.1:3000 or https://api.internal/base)`},
+		{"demo URL outside demo", "upstreams:\n  api:\n    url: \"demo:\"\n",
+			`keyway.yaml:3: upstreams.api.url: "demo:" is the demo upstream, which needs demo mode (set demo: true to run the built-in demo upstream)`},
+		{"missing URL", "upstreams:\n  api:\n    dial_timeout: 1s\n",
+			`keyway.yaml:2: upstreams.api.url: required (like http://127.0.0.1:3000 or https://api.internal/base)`},
+		{"explicit zero is not defaulted", up + "routes:\n  - path: /v1\n    upstream: api\n    policy: public\n    timeout: 0s\n",
+			`keyway.yaml:6: routes[0].timeout: must be positive, got 0s`},
+		{"not a mapping", "- listen: :8443\n",
+			`keyway.yaml:1: expected a mapping of settings at the top level, got a list (start with a setting such as "listen: 127.0.0.1:8443")`},
+		{"syntax error", "listen: :8443\n  log: x\n",
+			`keyway.yaml:2: invalid YAML: mapping values are not allowed in this context`},
+		{"tab indentation", "log:\n\tlevel: info\n",
+			`keyway.yaml:2: invalid YAML: found character that cannot start any token (indent with spaces: YAML does not allow tabs)`},
+		{"two documents", "listen: :8443\n---\nlisten: :9443\n",
+			`keyway.yaml:2: the file holds more than one YAML document (remove the "---" and what follows)`},
+		{"unknown anchor", "log:\n  level: *nope\n",
+			`keyway.yaml:2: invalid YAML: unknown anchor 'nope' referenced`},
+		{"octal-looking integer", "upstreams:\n  a:\n    url: \"http://localhost\"\n    max_idle_conns: 0x10\n",
+			`keyway.yaml:4: upstreams.a.max_idle_conns: expected an integer, got "0x10"`},
+		{"bad merge", "log:\n  <<: [1]\n",
+			`keyway.yaml:2: log.<<: a merge key needs a mapping or a list of them, got the number 1`},
+		{"non-string key", "? [a]\n: b\n",
+			`keyway.yaml:1: keys must be strings, got a list`},
+		{"alias cycle", "log: &a\n  <<: *a\n",
+			`keyway.yaml:1: log: an alias refers to a value that contains it`},
+		{"alias cycle at top level", "&a {<<: *a}\n",
+			`keyway.yaml:1: top level: an alias refers to a value that contains it`},
+		{"alias bomb", "x-m: &m [" + strings.Repeat("GET, ", 999) + "GET]\n" +
+			"x-r: &r {path: /a, upstream: u, policy: public, methods: *m}\n" +
+			"routes: [" + strings.Repeat("*r, ", 999) + "*r]\n",
+			`keyway.yaml:1: the document expands too far through aliases`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := load("keyway.yaml", []byte(tt.data), noEnv)
+			if err == nil {
+				t.Fatalf("load() = %+v, want error %s", c, tt.want)
+			}
+			if got := err.Error(); got != tt.want {
+				t.Errorf("load() error\n got: %s\nwant: %s", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestLoadAllErrors checks that one Load reports every problem in a file,
+// in line order, and leaves out what follows from a value it rejected.
+func TestLoadAllErrors(t *testing.T) {
+	_, err := Load("testdata/errors.yaml")
+	want := []string{
+		`testdata/errors.yaml:2: unknown key "lisen" (did you mean "listen"?)`,
+		`testdata/errors.yaml:3: admin_listen: "127.0.0.1:8443" conflicts with listen ("127.0.0.1:8443") (each listener needs its own address)`,
+		`testdata/errors.yaml:5: log.format: unknown log format "yaml" (use json or text)`,
+		`testdata/errors.yaml:9: tls.acme.hosts[0]: wildcard host "*.example.com": ACME HTTP and TLS-ALPN challenges cannot validate wildcards (list each name instead)`,
+		`testdata/errors.yaml:10: tls.hsts_max_age: invalid duration "365d" (Go durations have no day unit: write 8760h)`,
+		`testdata/errors.yaml:12: server.read_timeout: invalid duration "10x" (use Go durations like 30s, 5m)`,
+		`testdata/errors.yaml:13: server.max_header_bytes: byte size "-1" is negative (use sizes like 512KiB, 1MiB or 1048576; units are B, KB, MB, GB, KiB, MiB, GiB)`,
+		`testdata/errors.yaml:14: trusted_proxies[0]: invalid CIDR "10.0.0.0/33" (use CIDR notation like 10.0.0.0/8, or a single IP address)`,
+		`testdata/errors.yaml:17: upstreams.api.url: URL "ftp://files.internal" must use http or https (like http://127.0.0.1:3000 or https://api.internal/base)`,
+		`testdata/errors.yaml:19: routes[0].path: "v1" must start with / (write "/v1")`,
+		`testdata/errors.yaml:20: routes[0].methods: expected a list, got the string "GET" (write [GET], or one "- item" line per item)`,
+		`testdata/errors.yaml:21: routes[0].upstream: unknown upstream "apx" (did you mean "api"?)`,
+		`testdata/errors.yaml:24: routes[1].methods[0]: method "get" must be uppercase (write "GET")`,
+		`testdata/errors.yaml:26: routes[1].policy: policy "session" is not available in this version of keyway yet (only "public" routes can be served for now)`,
+		`testdata/errors.yaml:29: routes[2].policy: policy "api_key" is not available in this version of keyway yet (only "public" routes can be served for now)`,
+		`testdata/errors.yaml:31: routes[2].timeout: 5m0s must be less than server.write_timeout (2m0s), or the client is cut off before the 504 (lower it, or raise server.write_timeout)`,
+	}
+	if err == nil {
+		t.Fatal("Load() succeeded, want errors")
+	}
+	if diff := cmp.Diff(want, strings.Split(err.Error(), "\n")); diff != "" {
+		t.Errorf("Load() errors mismatch (-want +got):\n%s", diff)
+	}
+	var es Errors
+	if !errors.As(err, &es) || len(es) != len(want) {
+		t.Fatalf("errors.As(Errors) = %v with %d errors, want %d", errors.As(err, &es), len(es), len(want))
+	}
+	var e *Error
+	if !errors.As(err, &e) || e.File != "testdata/errors.yaml" || e.Line != 2 || e.Hint != `did you mean "listen"?` {
+		t.Errorf("errors.As(*Error) = %+v", e)
+	}
+}
+
+func TestLoadFileErrors(t *testing.T) {
+	t.Run("missing", func(t *testing.T) {
+		_, err := Load(filepath.Join(t.TempDir(), "nope.yaml"))
+		if !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("Load() error = %v, want fs.ErrNotExist", err)
+		}
+	})
+	t.Run("too large", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "big.yaml")
+		if err := os.WriteFile(path, make([]byte, maxFileSize+1), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Load(path); err == nil || !strings.Contains(err.Error(), "larger than 4 MiB") {
+			t.Errorf("Load() error = %v, want too large", err)
+		}
+	})
+}
+
+func TestErrorFormat(t *testing.T) {
+	tests := []struct {
+		name string
+		err  Error
+		want string
+	}{
+		{"full", Error{File: "k.yaml", Line: 3, Msg: "bad", Hint: "fix it"}, "k.yaml:3: bad (fix it)"},
+		{"no line", Error{File: "k.yaml", Msg: "bad"}, "k.yaml: bad"},
+		{"no file", Error{Msg: "bad"}, "bad"},
+		{"line only", Error{Line: 7, Msg: "bad"}, "line 7: bad"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := tt.err.Error(); got != tt.want {
+				t.Errorf("Error() = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func FuzzLoad(f *testing.F) {
+	seeds, _ := filepath.Glob("testdata/*.yaml")
+	for _, s := range seeds {
+		data, err := os.ReadFile(s)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(data)
+	}
+	f.Add([]byte("a: &a [*a]\n"))
+	f.Add([]byte("log: &a {<<: *a}\n"))
+	f.Add([]byte("routes: [{<<: [{path: /}], methods: [GET]}]\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c, err := load("fuzz.yaml", data, noEnv)
+		if err != nil {
+			var es Errors
+			if !errors.As(err, &es) || len(es) == 0 || len(es) > maxErrors+1 {
+				t.Fatalf("load() error is not a non-empty, bounded Errors: %#v", err)
+			}
+			for _, e := range es {
+				if e.Msg == "" || e.Line < 0 {
+					t.Fatalf("malformed error %#v", e)
+				}
+			}
+			return
+		}
+		if err := c.Validate(); err != nil {
+			t.Fatalf("loaded config does not validate again: %v", err)
+		}
+		c.Lint()
+	})
+}
+
+func warningStrings(ws []Warning) []string {
+	var s []string
+	for _, w := range ws {
+		s = append(s, w.String())
+	}
+	return s
+}

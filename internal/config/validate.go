@@ -1,0 +1,419 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"net"
+	"net/netip"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// knownMethods are the methods a route may allow. TRACE and CONNECT are left
+// out on purpose: a gateway has no business proxying them.
+var knownMethods = []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
+
+// Validate checks the semantics of c and returns every problem found as
+// Errors, or nil. Problems with settings from a loaded file carry its
+// file:line; those set by environment variables name the variable.
+// Validate does not touch the file system: files named by the config are
+// checked by the packages that open them.
+//
+// A config loaded from a file may not name the policies api_key and session
+// yet; only Demo's config may.
+func (c *Config) Validate() error {
+	v := &validator{c: c}
+	if c.DataDir == "" {
+		v.errorf("data_dir", "", "required")
+	}
+	v.listeners()
+	v.oneOf("log.format", "log format", c.Log.Format, "json", "text")
+	v.oneOf("log.level", "log level", c.Log.Level, "debug", "info", "warn", "error")
+	v.tls()
+	v.store()
+	v.server()
+	for i, p := range c.TrustedProxies {
+		if !p.IsValid() {
+			v.errorf("trusted_proxies["+strconv.Itoa(i)+"]", "", "invalid CIDR")
+		}
+	}
+	v.upstreams()
+	v.routes()
+	if len(v.errs) == 0 {
+		return nil
+	}
+	return v.errs.sorted()
+}
+
+// validator collects the problems of one Config.
+type validator struct {
+	c    *Config
+	errs Errors
+}
+
+func (v *validator) errorf(path, hint, format string, args ...any) {
+	v.errs = append(v.errs, v.c.src.newError(path, hint, fmt.Sprintf(format, args...)))
+}
+
+// oneOf checks that val is one of allowed, suggesting the closest on a typo.
+func (v *validator) oneOf(path, what, val string, allowed ...string) bool {
+	if slices.Contains(allowed, val) {
+		return true
+	}
+	hint := "use " + orList(allowed)
+	if s := suggest(val, allowed); s != "" {
+		hint = fmt.Sprintf("did you mean %q?", s)
+	}
+	if val == "" {
+		v.errorf(path, hint, "required")
+	} else {
+		v.errorf(path, hint, "unknown %s %q", what, val)
+	}
+	return false
+}
+
+// positive checks that a timeout or limit is above zero.
+func (v *validator) positive(path string, d time.Duration) {
+	if d <= 0 {
+		v.errorf(path, "", "must be positive, got %s", d)
+	}
+}
+
+func (v *validator) listeners() {
+	c := v.c
+	type listener struct{ path, addr string }
+	ls := []listener{{"listen", c.Listen}, {"admin_listen", c.AdminListen}}
+	if c.HTTPListen != ListenOff {
+		ls = append(ls, listener{"http_listen", c.HTTPListen})
+	}
+	var valid []listener
+	for _, l := range ls {
+		hint := "like 127.0.0.1:8443, or :8443 for every interface"
+		if l.path == "http_listen" {
+			hint += `, or "off"`
+		}
+		if l.addr == "" {
+			v.errorf(l.path, hint, "required")
+			continue
+		}
+		host, port, err := net.SplitHostPort(l.addr)
+		if err != nil {
+			v.errorf(l.path, hint, "invalid address %q: want host:port", l.addr)
+			continue
+		}
+		if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+			v.errorf(l.path, "ports are numbers from 0 to 65535", "invalid port %q in %q", port, l.addr)
+			continue
+		}
+		if strings.ContainsAny(host, " /") {
+			v.errorf(l.path, hint, "invalid host %q in %q", host, l.addr)
+			continue
+		}
+		for _, o := range valid {
+			if sameListener(o.addr, l.addr) {
+				v.errorf(l.path, "each listener needs its own address", "%q conflicts with %s (%q)", l.addr, o.path, o.addr)
+			}
+		}
+		valid = append(valid, l)
+	}
+}
+
+// sameListener reports whether two valid host:port addresses would collide.
+// Port 0 picks a free port, so it never collides.
+func sameListener(a, b string) bool {
+	ha, pa, _ := net.SplitHostPort(a)
+	hb, pb, _ := net.SplitHostPort(b)
+	na, _ := strconv.ParseUint(pa, 10, 16)
+	nb, _ := strconv.ParseUint(pb, 10, 16)
+	if na != nb || na == 0 {
+		return false
+	}
+	wildcard := func(h string) bool {
+		ip, err := netip.ParseAddr(h)
+		return h == "" || err == nil && ip.IsUnspecified()
+	}
+	return strings.EqualFold(ha, hb) || wildcard(ha) || wildcard(hb) ||
+		strings.EqualFold(ha, "localhost") && isLoopback(hb) ||
+		strings.EqualFold(hb, "localhost") && isLoopback(ha)
+}
+
+func (v *validator) tls() {
+	t := v.c.TLS
+	v.oneOf("tls.mode", "TLS mode", t.Mode, TLSLocal, TLSFiles, TLSACME)
+	v.oneOf("tls.min_version", "TLS version", t.MinVersion, "1.2", "1.3")
+	for _, f := range []struct{ path, val string }{{"tls.cert_file", t.CertFile}, {"tls.key_file", t.KeyFile}} {
+		switch {
+		case t.Mode == TLSFiles && f.val == "":
+			v.errorf(f.path, "", "required with mode files")
+		case t.Mode != TLSFiles && f.val != "":
+			v.errorf(f.path, "set tls.mode: files to use it, or remove it", "only used with mode files")
+		}
+	}
+	if t.Mode == TLSACME {
+		v.acme()
+	} else if len(t.ACME.Hosts) > 0 || t.ACME.Email != "" {
+		v.errorf("tls.acme", "set tls.mode: acme to use it, or remove it", "only used with mode acme")
+	}
+	if t.HSTSMaxAge < minHSTSMaxAge {
+		v.errorf("tls.hsts_max_age", "use 8760h or more", "%s is shorter than 365 days", t.HSTSMaxAge)
+	}
+}
+
+func (v *validator) acme() {
+	a := v.c.TLS.ACME
+	if len(a.Hosts) == 0 {
+		v.errorf("tls.acme.hosts", "list the names to request certificates for", "required with mode acme")
+	}
+	seen := map[string]bool{}
+	for i, h := range a.Hosts {
+		p := "tls.acme.hosts[" + strconv.Itoa(i) + "]"
+		_, ipErr := netip.ParseAddr(h)
+		switch {
+		case strings.Contains(h, "*"):
+			v.errorf(p, "list each name instead", "wildcard host %q: ACME HTTP and TLS-ALPN challenges cannot validate wildcards", h)
+		case ipErr == nil:
+			v.errorf(p, "", "%q is an IP address; ACME certificates are requested for DNS names", h)
+		case h != strings.ToLower(h):
+			v.errorf(p, fmt.Sprintf("write %q", strings.ToLower(h)), "host %q must be lowercase", h)
+		case !isHostname(h):
+			v.errorf(p, "", "invalid host name %q", h)
+		case seen[h]:
+			v.errorf(p, "", "host %q is listed twice", h)
+		}
+		seen[h] = true
+	}
+	if a.Email != "" && (!strings.Contains(a.Email, "@") || strings.ContainsAny(a.Email, " \t\r\n<>,")) {
+		v.errorf("tls.acme.email", "write a plain address like ops@example.com", "invalid email %q", a.Email)
+	}
+	if u, err := url.Parse(a.DirectoryURL); err != nil || u.Scheme != "https" || u.Host == "" {
+		v.errorf("tls.acme.directory_url", "", "must be an https URL, got %q", a.DirectoryURL)
+	}
+	if a.CacheDir == "" {
+		v.errorf("tls.acme.cache_dir", "", "required with mode acme")
+	}
+}
+
+// isHostname reports whether h is a fully qualified DNS name in lowercase
+// letters, digits and hyphens (RFC 1123 §2.1), without a trailing dot.
+func isHostname(h string) bool {
+	if len(h) == 0 || len(h) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(h, ".") {
+		if len(label) == 0 || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for _, r := range label {
+			if !('a' <= r && r <= 'z' || '0' <= r && r <= '9' || r == '-') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func (v *validator) store() {
+	s := v.c.Store
+	if s.Driver == "postgres" {
+		v.errorf("store.driver", `use "sqlite"`, "store driver %q is not available in this version of keyway yet", s.Driver)
+	} else {
+		v.oneOf("store.driver", "store driver", s.Driver, "sqlite")
+	}
+	if s.Path == "" {
+		v.errorf("store.path", "", "required")
+	}
+}
+
+func (v *validator) server() {
+	s := v.c.Server
+	v.positive("server.read_header_timeout", s.ReadHeaderTimeout)
+	v.positive("server.read_timeout", s.ReadTimeout)
+	v.positive("server.write_timeout", s.WriteTimeout)
+	v.positive("server.idle_timeout", s.IdleTimeout)
+	v.positive("server.shutdown_timeout", s.ShutdownTimeout)
+	if s.MaxHeaderBytes <= 0 {
+		v.errorf("server.max_header_bytes", "", "must be positive, got %d", s.MaxHeaderBytes)
+	}
+}
+
+func (v *validator) upstreams() {
+	for _, name := range slices.Sorted(maps.Keys(v.c.Upstreams)) {
+		u, p := v.c.Upstreams[name], "upstreams."+name
+		if name == "" {
+			v.errorf("upstreams", "", "an upstream has an empty name")
+		}
+		v.upstreamURL(p+".url", u.URL)
+		if u.MaxIdleConns <= 0 {
+			v.errorf(p+".max_idle_conns", "", "must be positive, got %d", u.MaxIdleConns)
+		}
+		v.positive(p+".dial_timeout", u.DialTimeout)
+		if u.CAFile != "" && !strings.HasPrefix(strings.ToLower(u.URL), "https:") {
+			v.errorf(p+".ca_file", "", "only used with an https upstream")
+		}
+	}
+}
+
+// upstreamURL checks an upstream's base URL. Messages show it redacted:
+// a password in it must not reach logs.
+func (v *validator) upstreamURL(path, raw string) {
+	const hint = "like http://127.0.0.1:3000 or https://api.internal/base"
+	if raw == DemoUpstreamURL {
+		if !v.c.Demo {
+			v.errorf(path, "set demo: true to run the built-in demo upstream", "%q is the demo upstream, which needs demo mode", raw)
+		}
+		return
+	}
+	if raw == "" {
+		v.errorf(path, hint, "required")
+		return
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		var uerr *url.Error
+		if errors.As(err, &uerr) {
+			err = uerr.Err // without the URL, which may hold a password
+		}
+		v.errorf(path, hint, "invalid URL: %v", err)
+		return
+	}
+	switch {
+	case u.Scheme != "http" && u.Scheme != "https":
+		v.errorf(path, hint, "URL %q must use http or https", u.Redacted())
+	case u.Host == "" || u.Hostname() == "":
+		v.errorf(path, hint, "URL %q has no host", u.Redacted())
+	case u.User != nil:
+		v.errorf(path, "URLs are logged; keep secrets out of them", "URL %q must not contain credentials", u.Redacted())
+	case u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || strings.Contains(raw, "#"):
+		v.errorf(path, "the request's own path and query are appended to it", "URL %q must not have a query or fragment", u.Redacted())
+	}
+}
+
+func (v *validator) routes() {
+	c := v.c
+	type routeKey struct{ path, method string }
+	seen := map[routeKey]int{}
+	for i, r := range c.Routes {
+		p := routePath(i)
+		pathOK := true
+		if msg, hint := checkRoutePath(r.Path); msg != "" {
+			v.errorf(p+".path", hint, "%s", msg)
+			pathOK = false
+		}
+		methods := r.Methods
+		if len(methods) == 0 {
+			methods = []string{"GET", "HEAD"}
+		}
+		for j, m := range r.Methods {
+			mp := p + ".methods[" + strconv.Itoa(j) + "]"
+			up := strings.ToUpper(m)
+			switch {
+			case slices.Contains(knownMethods, m):
+				if slices.Index(r.Methods, m) < j {
+					v.errorf(mp, "", "method %s is listed twice", m)
+				}
+			case slices.Contains(knownMethods, up):
+				v.errorf(mp, fmt.Sprintf("write %q", up), "method %q must be uppercase", m)
+			case up == "TRACE" || up == "CONNECT":
+				v.errorf(mp, "", "method %s cannot be routed: keyway does not proxy it", up)
+			default:
+				v.errorf(mp, "use "+orList(knownMethods), "unknown method %q", m)
+			}
+		}
+		if r.Upstream == "" {
+			v.errorf(p+".upstream", "name one of upstreams", "required")
+		} else if _, ok := c.Upstreams[r.Upstream]; !ok {
+			hint := "define it under upstreams"
+			if s := suggest(r.Upstream, slices.Sorted(maps.Keys(c.Upstreams))); s != "" {
+				hint = fmt.Sprintf("did you mean %q?", s)
+			}
+			v.errorf(p+".upstream", hint, "unknown upstream %q", r.Upstream)
+		}
+		switch r.Policy {
+		case PolicyPublic:
+		case PolicyAPIKey, PolicySession:
+			if !c.allowPendingPolicies {
+				v.errorf(p+".policy", `only "public" routes can be served for now`,
+					"policy %q is not available in this version of keyway yet", r.Policy)
+			}
+		case "":
+			v.errorf(p+".policy", "use public, api_key or session; there is no default, so that nothing is public by accident", "required")
+		default:
+			v.oneOf(p+".policy", "policy", string(r.Policy), string(PolicyPublic), string(PolicyAPIKey), string(PolicySession))
+		}
+		if len(r.Scopes) > 0 && r.Policy != PolicyAPIKey {
+			v.errorf(p+".scopes", "", "scopes are only used with policy api_key")
+		}
+		for j, s := range r.Scopes {
+			if s == "" || strings.IndexFunc(s, func(r rune) bool { return r <= ' ' || r == 0x7f }) >= 0 {
+				v.errorf(p+".scopes["+strconv.Itoa(j)+"]", `like "weather:history"`, "invalid scope %q", s)
+			}
+		}
+		if r.MaxBody <= 0 {
+			v.errorf(p+".max_body", "", "must be positive, got %d", r.MaxBody)
+		}
+		switch wt := c.Server.WriteTimeout; {
+		case r.Timeout <= 0:
+			v.positive(p+".timeout", r.Timeout)
+		case wt > 0 && r.Timeout >= wt:
+			v.errorf(p+".timeout", "lower it, or raise server.write_timeout",
+				"%s must be less than server.write_timeout (%s), or the client is cut off before the 504", r.Timeout, wt)
+		}
+		if !pathOK {
+			continue
+		}
+		key := r.Path
+		if c.Server.CaseInsensitivePaths {
+			key = strings.ToLower(key)
+		}
+		for _, m := range methods {
+			k := routeKey{key, m}
+			if first, dup := seen[k]; dup {
+				if first != i { // a method listed twice is reported above
+					v.errorf(p, "", "%s %s is already routed by %s (%q)", m, r.Path, routePath(first), c.Routes[first].Name)
+				}
+				continue
+			}
+			seen[k] = i
+		}
+	}
+}
+
+// checkRoutePath returns what is wrong with a route path prefix, if
+// anything. Paths are compared with the decoded request path, so escapes,
+// dot segments and empty segments could never match, or would match
+// something other than what they seem to say.
+func checkRoutePath(p string) (msg, hint string) {
+	switch {
+	case p == "":
+		return "required", `a prefix like "/v1"`
+	case p[0] != '/':
+		return fmt.Sprintf("%q must start with /", p), fmt.Sprintf("write %q", "/"+p)
+	case !utf8.ValidString(p) || strings.IndexFunc(p, func(r rune) bool { return r <= ' ' || r == 0x7f }) >= 0:
+		return fmt.Sprintf("%q must not contain spaces or control characters", p), ""
+	case strings.ContainsAny(p, "%?#\\"):
+		return fmt.Sprintf("%q must not contain %%, ?, # or \\", p), "write the decoded path prefix, without query or fragment"
+	case strings.Contains(p, ".."):
+		return fmt.Sprintf("%q must not contain ..", p), ""
+	case strings.Contains(p, "//"):
+		return fmt.Sprintf("%q must not contain //", p), ""
+	case len(p) > 1 && p[len(p)-1] == '/':
+		return fmt.Sprintf("%q must not end with /", p),
+			fmt.Sprintf("write %q: a prefix matches on segment boundaries, so it covers %q too", strings.TrimRight(p, "/"), p+"x")
+	case slices.Contains(strings.Split(p, "/"), "."):
+		return fmt.Sprintf("%q must not contain . segments", p), ""
+	}
+	return "", ""
+}
+
+// orList joins words as "a, b or c".
+func orList(words []string) string {
+	if len(words) < 2 {
+		return strings.Join(words, "")
+	}
+	return strings.Join(words[:len(words)-1], ", ") + " or " + words[len(words)-1]
+}

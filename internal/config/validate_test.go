@@ -1,0 +1,190 @@
+package config
+
+import (
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestValidate(t *testing.T) {
+	// Each case changes a valid demo config; want lists every error, in order.
+	tests := []struct {
+		name   string
+		change func(c *Config)
+		want   []string
+	}{
+		{"demo is valid", func(c *Config) {}, nil},
+		{"port 0 listeners may share", func(c *Config) { c.Listen, c.AdminListen, c.HTTPListen = ":0", ":0", ":0" }, nil},
+		{"http listener off", func(c *Config) { c.HTTPListen = ListenOff }, nil},
+		{"listen required", func(c *Config) { c.Listen = "" },
+			[]string{"listen: required (like 127.0.0.1:8443, or :8443 for every interface)"}},
+		{"listen without port", func(c *Config) { c.Listen = "localhost" },
+			[]string{`listen: invalid address "localhost": want host:port (like 127.0.0.1:8443, or :8443 for every interface)`}},
+		{"bad port", func(c *Config) { c.AdminListen = "127.0.0.1:http" },
+			[]string{`admin_listen: invalid port "http" in "127.0.0.1:http" (ports are numbers from 0 to 65535)`}},
+		{"http listen bad", func(c *Config) { c.HTTPListen = "no" },
+			[]string{`http_listen: invalid address "no": want host:port (like 127.0.0.1:8443, or :8443 for every interface, or "off")`}},
+		{"admin on the HTTPS address", func(c *Config) { c.AdminListen = "127.0.0.1:8443" },
+			[]string{`admin_listen: "127.0.0.1:8443" conflicts with listen ("127.0.0.1:8443") (each listener needs its own address)`}},
+		{"admin inside a wildcard listener", func(c *Config) { c.Listen, c.AdminListen = ":9090", "127.0.0.1:9090" },
+			[]string{`admin_listen: "127.0.0.1:9090" conflicts with listen (":9090") (each listener needs its own address)`}},
+		{"localhost is loopback", func(c *Config) { c.HTTPListen = "localhost:8443" },
+			[]string{`http_listen: "localhost:8443" conflicts with listen ("127.0.0.1:8443") (each listener needs its own address)`}},
+		{"data dir required", func(c *Config) { c.DataDir = "" }, []string{"data_dir: required"}},
+		{"log level", func(c *Config) { c.Log.Level = "warning" },
+			[]string{`log.level: unknown log level "warning" (did you mean "warn"?)`}},
+		{"TLS mode", func(c *Config) { c.TLS.Mode = "acm" },
+			[]string{`tls.mode: unknown TLS mode "acm" (did you mean "acme"?)`}},
+		{"TLS version", func(c *Config) { c.TLS.MinVersion = "1.0" },
+			[]string{`tls.min_version: unknown TLS version "1.0" (did you mean "1.2"?)`}},
+		{"TLS version far off", func(c *Config) { c.TLS.MinVersion = "TLS13" },
+			[]string{`tls.min_version: unknown TLS version "TLS13" (use 1.2 or 1.3)`}},
+		{"files mode needs files", func(c *Config) { c.TLS.Mode = TLSFiles; c.TLS.KeyFile = "k.pem" },
+			[]string{"tls.cert_file: required with mode files"}},
+		{"files outside files mode", func(c *Config) { c.TLS.CertFile = "c.pem" },
+			[]string{"tls.cert_file: only used with mode files (set tls.mode: files to use it, or remove it)"}},
+		{"acme needs hosts", func(c *Config) { c.TLS.Mode = TLSACME },
+			[]string{"tls.acme.hosts: required with mode acme (list the names to request certificates for)"}},
+		{"acme hosts", func(c *Config) {
+			c.TLS.Mode = TLSACME
+			c.TLS.ACME.Hosts = []string{"api.example.com", "*.example.com", "192.0.2.1", "Www.example.com", "bad_name.example.com", "api.example.com"}
+			c.TLS.ACME.Email = "ops"
+			c.TLS.ACME.DirectoryURL = "http://acme.test/dir"
+		}, []string{
+			`tls.acme.hosts[1]: wildcard host "*.example.com": ACME HTTP and TLS-ALPN challenges cannot validate wildcards (list each name instead)`,
+			`tls.acme.hosts[2]: "192.0.2.1" is an IP address; ACME certificates are requested for DNS names`,
+			`tls.acme.hosts[3]: host "Www.example.com" must be lowercase (write "www.example.com")`,
+			`tls.acme.hosts[4]: invalid host name "bad_name.example.com"`,
+			`tls.acme.hosts[5]: host "api.example.com" is listed twice`,
+			`tls.acme.email: invalid email "ops" (write a plain address like ops@example.com)`,
+			`tls.acme.directory_url: must be an https URL, got "http://acme.test/dir"`,
+		}},
+		{"acme outside acme mode", func(c *Config) { c.TLS.ACME.Hosts = []string{"example.com"} },
+			[]string{"tls.acme: only used with mode acme (set tls.mode: acme to use it, or remove it)"}},
+		{"acme is valid", func(c *Config) { c.TLS.Mode = TLSACME; c.TLS.ACME.Hosts = []string{"example.com"} }, nil},
+		{"short HSTS", func(c *Config) { c.TLS.HSTSMaxAge = 24 * time.Hour },
+			[]string{"tls.hsts_max_age: 24h0m0s is shorter than 365 days (use 8760h or more)"}},
+		{"pending store driver", func(c *Config) { c.Store.Driver = "postgres" },
+			[]string{`store.driver: store driver "postgres" is not available in this version of keyway yet (use "sqlite")`}},
+		{"unknown store driver", func(c *Config) { c.Store.Driver = "sqlite3" },
+			[]string{`store.driver: unknown store driver "sqlite3" (did you mean "sqlite"?)`}},
+		{"store path", func(c *Config) { c.Store.Path = "" }, []string{"store.path: required"}},
+		{"server limits", func(c *Config) {
+			c.Server.ReadTimeout = 0
+			c.Server.IdleTimeout = -time.Second
+			c.Server.MaxHeaderBytes = 0
+		},
+			[]string{
+				"server.read_timeout: must be positive, got 0s",
+				"server.idle_timeout: must be positive, got -1s",
+				"server.max_header_bytes: must be positive, got 0",
+			}},
+		{"invalid trusted proxy", func(c *Config) { c.TrustedProxies = []netip.Prefix{{}} },
+			[]string{"trusted_proxies[0]: invalid CIDR"}},
+		{"upstream limits", func(c *Config) { c.Upstreams["b"] = Upstream{URL: "http://localhost", CAFile: "ca.pem"} },
+			[]string{
+				"upstreams.b.max_idle_conns: must be positive, got 0",
+				"upstreams.b.dial_timeout: must be positive, got 0s",
+				"upstreams.b.ca_file: only used with an https upstream",
+			}},
+		{"empty upstream name", func(c *Config) { c.Upstreams[""] = Upstream{URL: "http://localhost", MaxIdleConns: 1, DialTimeout: 1} },
+			[]string{"upstreams: an upstream has an empty name"}},
+		{"route paths", func(c *Config) {
+			c.Routes = nil
+			for _, p := range []string{"", "//v1", "/v1/../x", "/v1%2F", "/v1?x", "/v1#x", `/v1\x`, "/v1/", "/v1/./x", "/v 1", "/v1/."} {
+				c.Routes = append(c.Routes, Route{Path: p, Upstream: "weather", Policy: PolicyPublic, MaxBody: 1, Timeout: 1})
+			}
+		}, []string{
+			`routes[0].path: required (a prefix like "/v1")`,
+			`routes[1].path: "//v1" must not contain //`,
+			`routes[2].path: "/v1/../x" must not contain ..`,
+			`routes[3].path: "/v1%2F" must not contain %, ?, # or \ (write the decoded path prefix, without query or fragment)`,
+			`routes[4].path: "/v1?x" must not contain %, ?, # or \ (write the decoded path prefix, without query or fragment)`,
+			`routes[5].path: "/v1#x" must not contain %, ?, # or \ (write the decoded path prefix, without query or fragment)`,
+			`routes[6].path: "/v1\\x" must not contain %, ?, # or \ (write the decoded path prefix, without query or fragment)`,
+			`routes[7].path: "/v1/" must not end with / (write "/v1": a prefix matches on segment boundaries, so it covers "/v1/x" too)`,
+			`routes[8].path: "/v1/./x" must not contain . segments`,
+			`routes[9].path: "/v 1" must not contain spaces or control characters`,
+			`routes[10].path: "/v1/." must not contain . segments`,
+		}},
+		{"root route", func(c *Config) { c.Routes[0].Path = "/" }, nil},
+		{"methods", func(c *Config) { c.Routes[0].Methods = []string{"GET", "post", "TRACE", "FETCH", "GET"} },
+			[]string{
+				`routes[0].methods[1]: method "post" must be uppercase (write "POST")`,
+				"routes[0].methods[2]: method TRACE cannot be routed: keyway does not proxy it",
+				`routes[0].methods[3]: unknown method "FETCH" (use GET, HEAD, POST, PUT, PATCH, DELETE or OPTIONS)`,
+				"routes[0].methods[4]: method GET is listed twice",
+			}},
+		{"upstream required", func(c *Config) { c.Routes[0].Upstream = "" },
+			[]string{"routes[0].upstream: required (name one of upstreams)"}},
+		{"unknown upstream", func(c *Config) { c.Routes[0].Upstream = "wheather" },
+			[]string{`routes[0].upstream: unknown upstream "wheather" (did you mean "weather"?)`}},
+		{"unknown upstream far off", func(c *Config) { c.Routes[0].Upstream = "billing" },
+			[]string{`routes[0].upstream: unknown upstream "billing" (define it under upstreams)`}},
+		{"policy required", func(c *Config) { c.Routes[0].Policy = "" },
+			[]string{"routes[0].policy: required (use public, api_key or session; there is no default, so that nothing is public by accident)"}},
+		{"unknown policy", func(c *Config) { c.Routes[0].Policy = "apikey" },
+			[]string{`routes[0].policy: unknown policy "apikey" (did you mean "api_key"?)`}},
+		{"scopes need api_key", func(c *Config) { c.Routes[0].Scopes = []string{"x"}; c.Routes[1].Scopes = []string{"", "a b"} },
+			[]string{
+				"routes[0].scopes: scopes are only used with policy api_key",
+				`routes[1].scopes[0]: invalid scope "" (like "weather:history")`,
+				`routes[1].scopes[1]: invalid scope "a b" (like "weather:history")`,
+			}},
+		{"route limits", func(c *Config) {
+			c.Routes[0].MaxBody = 0
+			c.Routes[1].Timeout = 0
+			c.Routes[2].Timeout = 2 * time.Minute
+		},
+			[]string{
+				"routes[0].max_body: must be positive, got 0",
+				"routes[1].timeout: must be positive, got 0s",
+				"routes[2].timeout: 2m0s must be less than server.write_timeout (2m0s), or the client is cut off before the 504 (lower it, or raise server.write_timeout)",
+			}},
+		{"duplicate route", func(c *Config) {
+			c.Routes = append(c.Routes, Route{Name: "again", Path: "/v1/forecast", Methods: []string{"POST", "GET"}, Upstream: "weather", Policy: PolicyPublic, MaxBody: 1, Timeout: 1})
+		}, []string{`routes[4]: GET /v1/forecast is already routed by routes[0] ("forecast")`}},
+		{"duplicate route by default methods", func(c *Config) {
+			c.Routes = append(c.Routes, Route{Path: "/v1/forecast", Upstream: "weather", Policy: PolicyPublic, MaxBody: 1, Timeout: 1})
+		}, []string{`routes[4]: GET /v1/forecast is already routed by routes[0] ("forecast")`}},
+		{"case-insensitive duplicate", func(c *Config) {
+			c.Server.CaseInsensitivePaths = true
+			c.Routes = append(c.Routes, Route{Path: "/V1/Forecast", Methods: []string{"GET"}, Upstream: "weather", Policy: PolicyPublic, MaxBody: 1, Timeout: 1})
+		}, []string{`routes[4]: GET /V1/Forecast is already routed by routes[0] ("forecast")`}},
+		{"same path, other method", func(c *Config) {
+			c.Routes = append(c.Routes, Route{Path: "/v1/forecast", Methods: []string{"DELETE"}, Upstream: "weather", Policy: PolicySession, MaxBody: 1, Timeout: 1})
+		}, nil},
+		{"demo URL needs demo", func(c *Config) { c.Demo = false },
+			[]string{`upstreams.weather.url: "demo:" is the demo upstream, which needs demo mode (set demo: true to run the built-in demo upstream)`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := Demo()
+			tt.change(c)
+			var got []string
+			if err := c.Validate(); err != nil {
+				got = strings.Split(err.Error(), "\n")
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("Validate() mismatch (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestValidateLines checks that Validate, called on a loaded config, places
+// its errors at the lines of the file, including settings the file did not
+// write, which get the line of the route they belong to.
+func TestValidateLines(t *testing.T) {
+	c := mustLoad(t, "upstreams:\n  api:\n    url: http://localhost:3000\nroutes:\n  - path: /v1\n    upstream: api\n    policy: public\n", nil)
+	c.Routes[0].Upstream = "nope"
+	c.Routes[0].MaxBody = 0
+	want := "keyway.yaml:5: routes[0].max_body: must be positive, got 0\n" +
+		`keyway.yaml:6: routes[0].upstream: unknown upstream "nope" (define it under upstreams)`
+	if err := c.Validate(); err == nil || err.Error() != want {
+		t.Errorf("Validate() = %v, want\n%s", err, want)
+	}
+}

@@ -1,0 +1,499 @@
+package gateway
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log"
+	"log/slog"
+	"net/http"
+	"net/http/httputil"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/keywayhq/keyway/internal/clientip"
+	"github.com/keywayhq/keyway/internal/problem"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// ReservedPrefix is keyway's own path space. It is never proxied, whatever
+// the routes say.
+const ReservedPrefix = "/.keyway"
+
+// Identity is who an Authorizer found behind a request. The gateway passes it
+// upstream in X-Keyway-* headers that it strips from every incoming request.
+type Identity struct {
+	Subject string
+	KeyID   string
+	Scopes  []string
+}
+
+// Authorizer decides requests on routes whose policy is not public. It
+// returns the caller's identity, or a problem to answer with (401, 403, 429).
+type Authorizer interface {
+	Authorize(r *http.Request, scopes []string) (Identity, *problem.Problem)
+}
+
+// Config configures a Gateway.
+type Config struct {
+	// Routes to serve. Required (may be empty: everything is then 404).
+	Routes []Route
+	// Own serves the reserved /.keyway/ space. Required.
+	Own http.Handler
+	// ClientIP decides whom forwarded headers are believed from. Default: trust nobody.
+	ClientIP *clientip.Resolver
+	// APIKeys authorizes PolicyAPIKey routes. Nil: such routes answer 401 to everyone.
+	APIKeys Authorizer
+	// Sessions authorizes PolicySession routes. Nil: such routes answer 401 to everyone.
+	Sessions Authorizer
+	// CaseInsensitivePaths lower-cases paths before matching and forwarding.
+	CaseInsensitivePaths bool
+	// HSTSMaxAge is sent on every response. Required, at least a year.
+	HSTSMaxAge time.Duration
+	// Logger receives errors and, with AccessLog, one line per request. Required.
+	Logger *slog.Logger
+	// AccessLog turns on the per-request log line.
+	AccessLog bool
+	// Metrics, when set, receives the request counters and histograms.
+	Metrics prometheus.Registerer
+}
+
+// Gateway is the public HTTPS handler: it normalises the path once, serves
+// /.keyway/ itself, and routes everything else by policy to an upstream.
+type Gateway struct {
+	cfg     Config
+	table   *table
+	hsts    string
+	idBase  string
+	idSeq   atomic.Uint64
+	metrics *metrics
+	bufs    *bufferPool
+}
+
+type route struct {
+	Route
+	proxy *httputil.ReverseProxy
+	obs   [6]prometheus.Observer // by status class; [0] for "other"
+	count [6]prometheus.Counter
+}
+
+// New validates cfg and builds the gateway.
+func New(cfg Config) (*Gateway, error) {
+	if cfg.Own == nil || cfg.Logger == nil {
+		return nil, errors.New("gateway: Own and Logger are required")
+	}
+	if cfg.HSTSMaxAge < 365*24*time.Hour {
+		return nil, errors.New("gateway: HSTSMaxAge must be at least one year")
+	}
+	if cfg.ClientIP == nil {
+		cfg.ClientIP = clientip.New(nil)
+	}
+	var seed [6]byte
+	if _, err := rand.Read(seed[:]); err != nil {
+		return nil, fmt.Errorf("gateway: request id seed: %w", err)
+	}
+	g := &Gateway{
+		cfg:    cfg,
+		hsts:   "max-age=" + strconv.FormatInt(int64(cfg.HSTSMaxAge/time.Second), 10),
+		idBase: hex.EncodeToString(seed[:]) + "-",
+		bufs:   newBufferPool(),
+	}
+	if cfg.Metrics != nil {
+		m, err := newMetrics(cfg.Metrics)
+		if err != nil {
+			return nil, err
+		}
+		g.metrics = m
+	}
+	routes := make([]*route, 0, len(cfg.Routes))
+	for _, rc := range cfg.Routes {
+		if rc.Name == "" || rc.Upstream == nil || rc.MaxBody <= 0 || rc.Timeout <= 0 || len(rc.Methods) == 0 {
+			return nil, fmt.Errorf("gateway: route %q: name, upstream, methods, max body and timeout are required", rc.Prefix)
+		}
+		switch rc.Policy {
+		case PolicyPublic, PolicyAPIKey, PolicySession:
+		default:
+			return nil, fmt.Errorf("gateway: route %s: unknown policy %q", rc.Name, rc.Policy)
+		}
+		if rc.Prefix == ReservedPrefix || strings.HasPrefix(rc.Prefix, ReservedPrefix+"/") {
+			return nil, fmt.Errorf("gateway: route %s: %s is reserved for keyway", rc.Name, ReservedPrefix)
+		}
+		r := &route{Route: rc}
+		r.proxy = g.newProxy(r)
+		if g.metrics != nil {
+			g.metrics.bind(r)
+		}
+		routes = append(routes, r)
+	}
+	t, err := newTable(routes)
+	if err != nil {
+		return nil, fmt.Errorf("gateway: %w", err)
+	}
+	g.table = t
+	return g, nil
+}
+
+// stateKey is the context key of the per-request state.
+type stateKey struct{}
+
+// state is what the gateway learned of one request, shared with Own and the
+// proxy's Rewrite through the request context.
+type state struct {
+	id     string
+	client clientip.Info
+	route  *route
+	path   string // normalised, decoded
+	ident  Identity
+	status int // set by the error handler when the proxy fails
+}
+
+// RequestInfo is the request-scoped information the gateway attaches to each
+// request before any handler runs.
+type RequestInfo struct {
+	// ID is the request ID, also sent back in X-Request-Id.
+	ID string
+	// Client is who the request comes from (see clientip).
+	Client clientip.Info
+}
+
+// InfoFrom returns the RequestInfo of a request served by a Gateway.
+func InfoFrom(ctx context.Context) (RequestInfo, bool) {
+	st, ok := ctx.Value(stateKey{}).(*state)
+	if !ok {
+		return RequestInfo{}, false
+	}
+	return RequestInfo{ID: st.id, Client: st.client}, true
+}
+
+// ServeHTTP implements http.Handler.
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	st := &state{client: g.cfg.ClientIP.Resolve(r)}
+	st.id = g.requestID(r, st.client.PeerTrusted)
+	h := w.Header()
+	h.Set("Strict-Transport-Security", g.hsts)
+	h.Set("X-Request-Id", st.id)
+	sw := &statusWriter{ResponseWriter: w}
+	r = r.WithContext(context.WithValue(r.Context(), stateKey{}, st))
+
+	g.serve(sw, r, st)
+
+	if sw.status == 0 {
+		sw.status = http.StatusOK
+	}
+	if st.status != 0 {
+		sw.status = st.status
+	}
+	elapsed := time.Since(start)
+	if st.route != nil {
+		class := sw.status / 100
+		if class > 5 {
+			class = 0
+		}
+		if st.route.obs[class] != nil {
+			st.route.obs[class].Observe(elapsed.Seconds())
+			st.route.count[class].Inc()
+		}
+	} else if g.metrics != nil {
+		g.metrics.unrouted(sw.status)
+	}
+	if g.cfg.AccessLog {
+		g.accessLog(r, st, sw, elapsed)
+	}
+}
+
+func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, st *state) {
+	path, err := NormalizePath(r.URL.EscapedPath(), g.cfg.CaseInsensitivePaths)
+	if err != nil {
+		g.problem(w, st, problem.New(problem.BadRequest, http.StatusBadRequest, err.Error()))
+		return
+	}
+	st.path = path
+	if path == ReservedPrefix || strings.HasPrefix(path, ReservedPrefix+"/") {
+		r.URL.Path, r.URL.RawPath = path, ""
+		g.cfg.Own.ServeHTTP(w, r)
+		return
+	}
+	pr := g.table.lookup(path)
+	if pr == nil {
+		g.problem(w, st, problem.New(problem.NotFound, http.StatusNotFound, "no route matches this path"))
+		return
+	}
+	rt := pr.forMethod(r.Method)
+	if rt == nil {
+		w.Header().Set("Allow", pr.allow)
+		g.problem(w, st, problem.New(problem.MethodNotAllowed, http.StatusMethodNotAllowed, "the route does not allow this method"))
+		return
+	}
+	st.route = rt
+
+	switch rt.Policy {
+	case PolicyPublic:
+	case PolicyAPIKey, PolicySession:
+		az := g.cfg.APIKeys
+		if rt.Policy == PolicySession {
+			az = g.cfg.Sessions
+		}
+		if az == nil {
+			// Fail closed: a policy with nothing behind it lets no one through.
+			g.problem(w, st, problem.New(problem.Unauthenticated, http.StatusUnauthorized, "this route needs credentials"))
+			return
+		}
+		id, p := az.Authorize(r, rt.Scopes)
+		if p != nil {
+			g.problem(w, st, p)
+			return
+		}
+		st.ident = id
+	}
+
+	if r.ContentLength > rt.MaxBody {
+		g.problem(w, st, problem.New(problem.BodyTooLarge, http.StatusRequestEntityTooLarge,
+			"the request body is larger than this route accepts"))
+		return
+	}
+	if r.Body != nil && r.Body != http.NoBody {
+		r.Body = http.MaxBytesReader(w, r.Body, rt.MaxBody)
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), rt.Timeout)
+	defer cancel()
+	rt.proxy.ServeHTTP(w, r.WithContext(ctx))
+}
+
+func (g *Gateway) problem(w http.ResponseWriter, st *state, p *problem.Problem) {
+	problem.Write(w, p, st.id)
+}
+
+// requestID accepts a well-formed X-Request-Id from a trusted proxy, so one
+// ID follows a request across hops, and otherwise makes one. IDs are not
+// secrets: a random per-process prefix and a counter keep them unique cheaply.
+func (g *Gateway) requestID(r *http.Request, trusted bool) string {
+	if trusted {
+		if v := r.Header.Get("X-Request-Id"); validRequestID(v) {
+			return v
+		}
+	}
+	var buf [32]byte
+	b := append(buf[:0], g.idBase...)
+	b = strconv.AppendUint(b, g.idSeq.Add(1), 36)
+	return string(b)
+}
+
+func validRequestID(v string) bool {
+	if v == "" || len(v) > 128 {
+		return false
+	}
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '.' || c == ':') {
+			return false
+		}
+	}
+	return true
+}
+
+// accessLog writes one line per request. It names the normalised path but
+// never the query string or any header value: queries and headers are where
+// clients put secrets.
+func (g *Gateway) accessLog(r *http.Request, st *state, sw *statusWriter, elapsed time.Duration) {
+	routeName := ""
+	if st.route != nil {
+		routeName = st.route.Name
+	}
+	path := st.path
+	if path == "" {
+		path = "(invalid)"
+	}
+	g.cfg.Logger.LogAttrs(r.Context(), slog.LevelInfo, "request",
+		slog.String("request_id", st.id),
+		slog.String("method", r.Method),
+		slog.String("path", path),
+		slog.Int("status", sw.status),
+		slog.Int64("bytes", sw.bytes),
+		slog.Duration("duration", elapsed),
+		slog.String("client", st.client.Client.String()),
+		slog.String("route", routeName),
+		slog.String("proto", r.Proto),
+	)
+}
+
+// newProxy builds the reverse proxy of one route. It uses Rewrite, never
+// Director: headers set in a Director can be dropped again as hop-by-hop
+// (golang/go#50580), and Rewrite starts from a request with the forwarding
+// headers already removed.
+func (g *Gateway) newProxy(rt *route) *httputil.ReverseProxy {
+	up := rt.Upstream
+	return &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			st := pr.In.Context().Value(stateKey{}).(*state)
+			g.rewrite(pr, rt, st)
+		},
+		Transport:  up.transport,
+		BufferPool: g.bufs,
+		ModifyResponse: func(res *http.Response) error {
+			// keyway owns transport security: one HSTS policy, ours.
+			res.Header.Del("Strict-Transport-Security")
+			return nil
+		},
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			g.proxyError(w, r, rt, err)
+		},
+		ErrorLog: log.New(slogWriter{g.cfg.Logger}, "", 0),
+	}
+}
+
+func (g *Gateway) rewrite(pr *httputil.ProxyRequest, rt *route, st *state) {
+	out := pr.Out
+	up := rt.Upstream.url
+	path := st.path
+	if rt.StripPrefix {
+		path = strings.TrimPrefix(path, rt.Prefix)
+		if path == "" || path[0] != '/' {
+			path = "/" + path
+		}
+	}
+	if up.Path != "" && up.Path != "/" {
+		path = strings.TrimSuffix(up.Path, "/") + path
+	}
+	out.URL.Scheme = up.Scheme
+	out.URL.Host = up.Host
+	out.URL.Path = path
+	out.URL.RawPath = ""
+	out.Host = ""
+
+	// Identity headers belong to keyway alone: strip every X-Keyway-* a client
+	// sent, whatever its spelling, before setting ours.
+	for k := range out.Header {
+		if len(k) >= 9 && strings.EqualFold(k[:9], "X-Keyway-") {
+			delete(out.Header, k)
+		}
+	}
+	if st.ident.Subject != "" {
+		out.Header.Set("X-Keyway-Subject", st.ident.Subject)
+	}
+	if st.ident.KeyID != "" {
+		out.Header.Set("X-Keyway-Key-Id", st.ident.KeyID)
+	}
+	if len(st.ident.Scopes) > 0 {
+		out.Header.Set("X-Keyway-Scopes", strings.Join(st.ident.Scopes, " "))
+	}
+	out.Header.Set("X-Request-Id", st.id)
+
+	// X-Forwarded-*: extend a trusted proxy's chain, otherwise start afresh
+	// (Rewrite has already removed what the client sent).
+	in := pr.In
+	peer := st.client.Peer.String()
+	proto, host := "https", in.Host
+	if st.client.PeerTrusted {
+		if prior := in.Header.Values("X-Forwarded-For"); len(prior) > 0 {
+			peer = strings.Join(prior, ", ") + ", " + peer
+		}
+		if p := in.Header.Get("X-Forwarded-Proto"); p == "http" || p == "https" {
+			proto = p
+		}
+		if h := in.Header.Get("X-Forwarded-Host"); h != "" && validHost(h) {
+			host = h
+		}
+	}
+	out.Header.Set("X-Forwarded-For", peer)
+	out.Header.Set("X-Forwarded-Proto", proto)
+	out.Header.Set("X-Forwarded-Host", host)
+}
+
+func validHost(h string) bool {
+	if len(h) > 255 {
+		return false
+	}
+	for i := 0; i < len(h); i++ {
+		c := h[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte(".-:[]", c) >= 0) {
+			return false
+		}
+	}
+	return true
+}
+
+func (g *Gateway) proxyError(w http.ResponseWriter, r *http.Request, rt *route, err error) {
+	st := r.Context().Value(stateKey{}).(*state)
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooBig):
+		g.problem(w, st, problem.New(problem.BodyTooLarge, http.StatusRequestEntityTooLarge,
+			"the request body is larger than this route accepts"))
+	case r.Context().Err() == context.DeadlineExceeded:
+		g.cfg.Logger.LogAttrs(r.Context(), slog.LevelWarn, "upstream timeout",
+			slog.String("request_id", st.id), slog.String("upstream", rt.Upstream.name), slog.Duration("timeout", rt.Timeout))
+		g.problem(w, st, problem.New(problem.GatewayTimeout, http.StatusGatewayTimeout, "the upstream did not answer in time"))
+	case errors.Is(err, context.Canceled):
+		st.status = 499 // the client went away; nobody reads this answer
+	default:
+		g.cfg.Logger.LogAttrs(r.Context(), slog.LevelError, "upstream error",
+			slog.String("request_id", st.id), slog.String("upstream", rt.Upstream.name), slog.String("error", err.Error()))
+		g.problem(w, st, problem.New(problem.BadGateway, http.StatusBadGateway, "the upstream could not be reached"))
+	}
+}
+
+// Close releases the upstreams' idle connections.
+func (g *Gateway) Close() {
+	for _, pr := range g.table.byPrefix {
+		for _, r := range pr.methods {
+			r.Upstream.Close()
+		}
+	}
+}
+
+// statusWriter records the status and size of a response for the access log
+// and metrics. Unwrap lets http.ResponseController reach Flush and deadlines.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+	bytes  int64
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 && code >= 200 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	n, err := w.ResponseWriter.Write(b)
+	w.bytes += int64(n)
+	return n, err
+}
+
+func (w *statusWriter) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// bufferPool recycles the proxy's copy buffers: without it every proxied
+// request allocates 32 KiB.
+type bufferPool struct{ p sync.Pool }
+
+func newBufferPool() *bufferPool {
+	return &bufferPool{p: sync.Pool{New: func() any { b := make([]byte, 32*1024); return &b }}}
+}
+
+func (b *bufferPool) Get() []byte  { return *(b.p.Get().(*[]byte)) }
+func (b *bufferPool) Put(x []byte) { b.p.Put(&x) }
+
+// slogWriter carries the reverse proxy's own log lines into slog.
+type slogWriter struct{ l *slog.Logger }
+
+func (s slogWriter) Write(p []byte) (int, error) {
+	s.l.Error("proxy", slog.String("error", strings.TrimSpace(string(p))))
+	return len(p), nil
+}

@@ -1,0 +1,114 @@
+package gateway
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Policy names who may call a route.
+type Policy string
+
+// The policies the gateway enforces.
+const (
+	PolicyPublic  Policy = "public"
+	PolicyAPIKey  Policy = "api_key"
+	PolicySession Policy = "session"
+)
+
+// Route is one routing rule.
+type Route struct {
+	// Name labels the route in logs and metrics. Required.
+	Name string
+	// Prefix is a normalised path prefix matched on segment boundaries. Required.
+	Prefix string
+	// Methods the route allows. Required, upper case.
+	Methods []string
+	// Upstream receives the traffic. Required.
+	Upstream *Upstream
+	// Policy decides who may call. Required.
+	Policy Policy
+	// Scopes an API key must hold (PolicyAPIKey).
+	Scopes []string
+	// StripPrefix removes Prefix from the forwarded path.
+	StripPrefix bool
+	// MaxBody caps the request body (413 above it). Required, positive.
+	MaxBody int64
+	// Timeout bounds the whole upstream exchange (504 past it). Required, positive.
+	Timeout time.Duration
+}
+
+// table finds routes by path in O(number of segments) map look-ups, with no
+// allocation: every segment-boundary prefix of the path is tried, longest first.
+type table struct {
+	byPrefix map[string]*prefixRoutes
+}
+
+type prefixRoutes struct {
+	prefix  string
+	methods map[string]*route
+	allow   string // the Allow header for a 405
+}
+
+func newTable(routes []*route) (*table, error) {
+	t := &table{byPrefix: make(map[string]*prefixRoutes)}
+	for _, r := range routes {
+		p := r.Prefix
+		if p == "" || p[0] != '/' || (len(p) > 1 && strings.HasSuffix(p, "/")) {
+			return nil, fmt.Errorf("route %s: prefix %q must start with / and not end with /", r.Name, p)
+		}
+		if n, err := NormalizePath(p, false); err != nil || n != p {
+			return nil, fmt.Errorf("route %s: prefix %q is not in normal form", r.Name, p)
+		}
+		pr := t.byPrefix[p]
+		if pr == nil {
+			pr = &prefixRoutes{prefix: p, methods: make(map[string]*route)}
+			t.byPrefix[p] = pr
+		}
+		for _, m := range r.Methods {
+			if _, dup := pr.methods[m]; dup {
+				return nil, fmt.Errorf("route %s: %s %s is already routed", r.Name, m, p)
+			}
+			pr.methods[m] = r
+		}
+	}
+	for _, pr := range t.byPrefix {
+		ms := make([]string, 0, len(pr.methods))
+		for m := range pr.methods {
+			ms = append(ms, m)
+		}
+		slices.Sort(ms)
+		pr.allow = strings.Join(ms, ", ")
+	}
+	return t, nil
+}
+
+// lookup returns the prefix entry that matches path, or nil.
+func (t *table) lookup(path string) *prefixRoutes {
+	p := path
+	if len(p) > 1 && strings.HasSuffix(p, "/") {
+		p = p[:len(p)-1]
+	}
+	for {
+		if pr, ok := t.byPrefix[p]; ok {
+			return pr
+		}
+		if p == "/" {
+			return nil
+		}
+		i := strings.LastIndexByte(p, '/')
+		if i == 0 {
+			p = "/"
+		} else {
+			p = p[:i]
+		}
+	}
+}
+
+func (pr *prefixRoutes) forMethod(m string) *route {
+	if r, ok := pr.methods[m]; ok {
+		return r
+	}
+	return nil
+}

@@ -1,0 +1,195 @@
+// Package httpapi serves keyway's own endpoints under /.keyway/ and the admin
+// listener. Handlers are thin: they decode, call a domain service, encode.
+// Errors become HTTP answers in exactly one place, writeError, which keeps
+// what the client is told (a problem type and a fixed message) apart from
+// what is logged (the error's detail, with the request ID to join the two).
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/keywayhq/keyway/internal/gateway"
+	"github.com/keywayhq/keyway/internal/problem"
+)
+
+// Pinger reports whether the store answers. It returns nil when ready.
+type Pinger interface {
+	Ping(ctx context.Context) error
+}
+
+// Config configures the own-endpoint handler.
+type Config struct {
+	// Store is checked by /.keyway/readyz. Required.
+	Store Pinger
+	// Logger receives the detail of errors. Required.
+	Logger *slog.Logger
+	// Version is reported by /.keyway/healthz.
+	Version string
+}
+
+// ErrNotReady means a dependency (the store) does not answer.
+var ErrNotReady = errors.New("not ready")
+
+// errNotFound is the fallback of the own mux.
+var errNotFound = errors.New("no such keyway endpoint")
+
+// New returns the handler of the /.keyway/ space.
+func New(cfg Config) (http.Handler, error) {
+	if cfg.Store == nil || cfg.Logger == nil {
+		return nil, errors.New("httpapi: Store and Logger are required")
+	}
+	s := &server{cfg: cfg}
+	mux := http.NewServeMux()
+	mux.Handle("GET /.keyway/healthz", s.handle(s.healthz))
+	mux.Handle("GET /.keyway/readyz", s.handle(s.readyz))
+	mux.Handle("/", s.handle(func(http.ResponseWriter, *http.Request) error { return errNotFound }))
+	return securityHeaders(mux), nil
+}
+
+type server struct {
+	cfg Config
+}
+
+// handle adapts an error-returning handler.
+func (s *server) handle(fn func(http.ResponseWriter, *http.Request) error) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := fn(w, r); err != nil {
+			s.writeError(w, r, err)
+		}
+	})
+}
+
+// writeError is the one place where an error becomes a status code.
+func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	var p *problem.Problem
+	switch {
+	case errors.As(err, &p):
+	case errors.Is(err, errNotFound):
+		p = problem.New(problem.NotFound, http.StatusNotFound, "no such keyway endpoint")
+	case errors.Is(err, ErrNotReady):
+		p = problem.New(problem.Unavailable, http.StatusServiceUnavailable, "keyway is not ready")
+	default:
+		p = problem.New(problem.Internal, http.StatusInternalServerError, "something went wrong; quote the instance to the operator")
+	}
+	id := requestID(r)
+	if p.Status >= 500 {
+		s.cfg.Logger.LogAttrs(r.Context(), slog.LevelError, "request failed",
+			slog.String("request_id", id), slog.String("path", r.URL.Path), slog.String("error", err.Error()))
+	}
+	problem.Write(w, p, id)
+}
+
+func requestID(r *http.Request) string {
+	if info, ok := gateway.InfoFrom(r.Context()); ok {
+		return info.ID
+	}
+	return ""
+}
+
+func (s *server) healthz(w http.ResponseWriter, _ *http.Request) error {
+	return writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "version": s.cfg.Version})
+}
+
+func (s *server) readyz(w http.ResponseWriter, r *http.Request) error {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if err := s.cfg.Store.Ping(ctx); err != nil {
+		return errors.Join(ErrNotReady, err)
+	}
+	return writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) error {
+	body, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, err = w.Write(append(body, '\n'))
+	return err
+}
+
+// securityHeaders sets the headers every keyway-made response carries. The
+// CSP forbids everything: these endpoints serve JSON, never a document.
+func securityHeaders(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("Referrer-Policy", "no-referrer")
+		h.Set("X-Frame-Options", "DENY")
+		h.Set("Cross-Origin-Opener-Policy", "same-origin")
+		h.Set("Cross-Origin-Resource-Policy", "same-origin")
+		h.Set("Cache-Control", "no-store")
+		next.ServeHTTP(w, r)
+	})
+}
+
+// AdminConfig configures the admin listener's handler.
+type AdminConfig struct {
+	// Metrics serves Prometheus /metrics. Required.
+	Metrics http.Handler
+	// Logger receives errors. Required.
+	Logger *slog.Logger
+}
+
+// NewAdmin returns the handler of the admin listener: /metrics, and nothing
+// on the public port.
+func NewAdmin(cfg AdminConfig) http.Handler {
+	s := &server{cfg: Config{Logger: cfg.Logger}}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", cfg.Metrics)
+	mux.Handle("/", s.handle(func(http.ResponseWriter, *http.Request) error { return errNotFound }))
+	return securityHeaders(mux)
+}
+
+// Redirect answers every plain-HTTP request with a 308 to the same path on
+// HTTPS, and serves nothing else. httpsPort is the port of the HTTPS
+// listener ("" or "443" for the default port).
+func Redirect(httpsPort string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host := r.Host
+		if h, _, err := net.SplitHostPort(host); err == nil {
+			host = h
+		}
+		host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+		if !validRedirectHost(host) {
+			problem.Write(w, problem.New(problem.BadRequest, http.StatusBadRequest, "missing or invalid Host header"), "")
+			return
+		}
+		if strings.Contains(host, ":") {
+			host = "[" + host + "]"
+		}
+		if httpsPort != "" && httpsPort != "443" {
+			host += ":" + httpsPort
+		}
+		target := "https://" + host + r.URL.EscapedPath()
+		if r.URL.RawQuery != "" {
+			target += "?" + r.URL.RawQuery
+		}
+		w.Header().Set("Location", target)
+		w.Header().Set("Cache-Control", "no-store")
+		w.WriteHeader(http.StatusPermanentRedirect)
+	})
+}
+
+func validRedirectHost(h string) bool {
+	if h == "" || len(h) > 253 {
+		return false
+	}
+	for i := 0; i < len(h); i++ {
+		c := h[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '-' || c == ':') {
+			return false
+		}
+	}
+	return true
+}

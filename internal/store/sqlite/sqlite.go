@@ -1,0 +1,188 @@
+// Package sqlite is keyway's embedded store: one SQLite file in the data
+// directory, opened through the pure-Go modernc.org/sqlite driver (no cgo).
+//
+// Durability: the database runs in WAL mode with synchronous=FULL, so a
+// transaction that returned is on disk even if the machine loses power right
+// after; keyway never acknowledges a change before its commit returns.
+// The file is created with mode 0600: it will hold key hashes and personal data.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"os"
+	"path"
+	"sort"
+	"strconv"
+	"strings"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
+)
+
+//go:embed migrations/*.sql
+var migrationFS embed.FS
+
+// ErrSchemaTooNew means the database was migrated by a newer keyway; an older
+// binary refuses to touch it rather than misread it.
+var ErrSchemaTooNew = errors.New("database schema is newer than this keyway")
+
+// DB is an open keyway SQLite database.
+type DB struct {
+	sql  *sql.DB
+	path string
+}
+
+// Open opens (creating if needed) the database at path and applies every
+// pending migration.
+func Open(ctx context.Context, path string) (*DB, error) {
+	if err := createPrivate(path); err != nil {
+		return nil, err
+	}
+	q := url.Values{}
+	for _, p := range []string{
+		"journal_mode(WAL)",
+		"synchronous(FULL)", // WAL + NORMAL may lose the last commits on power loss
+		"busy_timeout(5000)",
+		"foreign_keys(1)",
+		"trusted_schema(0)",
+	} {
+		q.Add("_pragma", p)
+	}
+	q.Set("_txlock", "immediate") // writers take the lock up front: no upgrade deadlocks
+	db, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
+	if err != nil {
+		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
+	}
+	// SQLite allows one writer; a small pool keeps readers concurrent in WAL.
+	db.SetMaxOpenConns(8)
+	d := &DB{sql: db, path: path}
+	if err := d.migrate(ctx); err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	return d, nil
+}
+
+func createPrivate(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600) //nolint:gosec // G304: the path is the operator's own config
+	if err != nil {
+		return fmt.Errorf("create database file: %w", err)
+	}
+	return f.Close()
+}
+
+// SQL returns the underlying handle, for the store implementations in this
+// package and for tests.
+func (d *DB) SQL() *sql.DB { return d.sql }
+
+// Path is the database file.
+func (d *DB) Path() string { return d.path }
+
+// Ping checks that the database answers a query, for readiness probes.
+func (d *DB) Ping(ctx context.Context) error {
+	var one int
+	if err := d.sql.QueryRowContext(ctx, "SELECT 1").Scan(&one); err != nil {
+		return fmt.Errorf("ping sqlite: %w", err)
+	}
+	return nil
+}
+
+// Close checkpoints the WAL and closes the database.
+func (d *DB) Close() error {
+	_, _ = d.sql.ExecContext(context.Background(), "PRAGMA wal_checkpoint(TRUNCATE)")
+	return d.sql.Close()
+}
+
+// SchemaVersion returns the highest migration applied.
+func (d *DB) SchemaVersion(ctx context.Context) (int, error) {
+	var v int
+	err := d.sql.QueryRowContext(ctx, "SELECT COALESCE(MAX(version), 0) FROM schema_migrations").Scan(&v)
+	return v, err
+}
+
+type migration struct {
+	version int
+	name    string
+	sql     string
+}
+
+func migrations() ([]migration, error) {
+	entries, err := fs.ReadDir(migrationFS, "migrations")
+	if err != nil {
+		return nil, err
+	}
+	var ms []migration
+	for _, e := range entries {
+		name := e.Name()
+		num, _, ok := strings.Cut(name, "_")
+		v, err := strconv.Atoi(num)
+		if !ok || err != nil || v <= 0 {
+			return nil, fmt.Errorf("migration %q: name must start with a positive version number", name)
+		}
+		body, err := migrationFS.ReadFile(path.Join("migrations", name))
+		if err != nil {
+			return nil, err
+		}
+		ms = append(ms, migration{version: v, name: name, sql: string(body)})
+	}
+	sort.Slice(ms, func(i, j int) bool { return ms[i].version < ms[j].version })
+	for i, m := range ms {
+		if m.version != i+1 {
+			return nil, fmt.Errorf("migration %q: versions must run 1, 2, 3… without gaps", m.name)
+		}
+	}
+	return ms, nil
+}
+
+// migrate applies each pending migration in its own transaction, recording
+// its version in the same transaction, so a crash leaves the schema at a
+// whole version.
+func (d *DB) migrate(ctx context.Context) error {
+	if _, err := d.sql.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+		version    INTEGER PRIMARY KEY,
+		name       TEXT NOT NULL,
+		applied_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+	) STRICT`); err != nil {
+		return fmt.Errorf("create schema_migrations: %w", err)
+	}
+	ms, err := migrations()
+	if err != nil {
+		return err
+	}
+	cur, err := d.SchemaVersion(ctx)
+	if err != nil {
+		return fmt.Errorf("read schema version: %w", err)
+	}
+	if cur > len(ms) {
+		return fmt.Errorf("%w: database at version %d, this binary knows %d", ErrSchemaTooNew, cur, len(ms))
+	}
+	for _, m := range ms[cur:] {
+		if err := d.apply(ctx, m); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (d *DB) apply(ctx context.Context, m migration) error {
+	tx, err := d.sql.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("migration %s: %w", m.name, err)
+	}
+	defer func() { _ = tx.Rollback() }()
+	if _, err := tx.ExecContext(ctx, m.sql); err != nil {
+		return fmt.Errorf("migration %s: %w", m.name, err)
+	}
+	if _, err := tx.ExecContext(ctx, "INSERT INTO schema_migrations (version, name) VALUES (?, ?)", m.version, m.name); err != nil {
+		return fmt.Errorf("migration %s: record version: %w", m.name, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("migration %s: commit: %w", m.name, err)
+	}
+	return nil
+}
