@@ -23,6 +23,8 @@ const usage = `keyway — passwordless, secure-by-design authentication in front
 Usage:
   keyway serve   [--config FILE] [--data-dir DIR] [--listen ADDR] [--http-listen ADDR|off] [--admin-listen ADDR]
   keyway check   --config FILE [--strict] [-o text|json]
+  keyway keys    create|list|show|update|rotate|revoke|delete|usage …  (keyway keys help)
+  keyway scan    [-o text|json] [PATH…]
   keyway version [-o text|json]
 
 With no --config, serve runs the demo: a built-in weather API behind the
@@ -48,6 +50,10 @@ func run(args []string, stdout, stderr io.Writer, getenv func(string) string) in
 		return cmdCheck(args[1:], stdout, stderr, getenv)
 	case "version":
 		return cmdVersion(args[1:], stdout, stderr)
+	case "keys":
+		return cmdKeys(args[1:], stdout, stderr, getenv)
+	case "scan":
+		return cmdScan(args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return exitOK

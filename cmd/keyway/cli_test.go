@@ -115,11 +115,27 @@ func TestCheckRefusesPendingPolicies(t *testing.T) {
 	f := writeFile(t, "p.yaml", `upstreams:
   api: {url: "http://127.0.0.1:9999"}
 routes:
-  - {path: /v1, upstream: api, policy: api_key, scopes: [a]}
+  - {path: /v1, upstream: api, policy: session}
 `)
 	code, out, _ := runCLI(t, "check", "--config", f)
 	if code != exitError || !strings.Contains(out, "p.yaml:4") || !strings.Contains(out, "not available") {
 		t.Fatalf("code %d\n%s", code, out)
+	}
+}
+
+func TestCheckAcceptsAPIKeyPolicy(t *testing.T) {
+	f := writeFile(t, "k.yaml", `upstreams:
+  api: {url: "http://127.0.0.1:9999"}
+routes:
+  - {path: /v1, upstream: api, policy: api_key, scopes: [a]}
+`)
+	code, out, errOut := runCLI(t, "check", "--config", f)
+	if code != exitOK || !strings.Contains(out, "ok (0 warnings)") || strings.Contains(out, "error:") {
+		t.Fatalf("check: code %d\n%s%s", code, out, errOut)
+	}
+	// --strict too: an api_key route needs no rate_limit.
+	if code, out, _ := runCLI(t, "check", "--config", f, "--strict"); code != exitOK {
+		t.Fatalf("check --strict: code %d\n%s", code, out)
 	}
 }
 

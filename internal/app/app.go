@@ -21,11 +21,13 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/keywayhq/keyway/internal/apikey"
 	"github.com/keywayhq/keyway/internal/clientip"
 	"github.com/keywayhq/keyway/internal/config"
 	"github.com/keywayhq/keyway/internal/demo"
 	"github.com/keywayhq/keyway/internal/gateway"
 	"github.com/keywayhq/keyway/internal/httpapi"
+	"github.com/keywayhq/keyway/internal/ratelimit"
 	"github.com/keywayhq/keyway/internal/store/sqlite"
 	"github.com/keywayhq/keyway/internal/tlsconf"
 	"github.com/prometheus/client_golang/prometheus"
@@ -39,6 +41,8 @@ type Options struct {
 	Logger *slog.Logger
 	// Version is reported by healthz and metrics.
 	Version string
+	// Getenv reads the environment (KEYWAY_PEPPER). Default os.Getenv.
+	Getenv func(string) string
 }
 
 // App is a running keyway.
@@ -47,6 +51,7 @@ type App struct {
 	logger *slog.Logger
 
 	db      *sqlite.DB
+	keys    *apikey.Service
 	gw      *gateway.Gateway
 	caFile  string
 	caPool  *x509.CertPool
@@ -78,6 +83,12 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 		return nil, fmt.Errorf("create data dir: %w", err)
 	}
 	if a.db, err = sqlite.Open(ctx, cfg.Store.Path); err != nil {
+		return nil, err
+	}
+	if opts.Getenv == nil {
+		opts.Getenv = os.Getenv
+	}
+	if a.keys, err = newKeyService(ctx, cfg, a.db, a.logger, opts.Getenv); err != nil {
 		return nil, err
 	}
 
@@ -122,13 +133,34 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 		if cfg.Server.CaseInsensitivePaths {
 			prefix = strings.ToLower(prefix)
 		}
-		routes = append(routes, gateway.Route{
+		gr := gateway.Route{
 			Name: rc.Name, Prefix: prefix, Methods: rc.Methods, Upstream: upstreams[rc.Upstream],
 			Policy: gateway.Policy(rc.Policy), Scopes: rc.Scopes, StripPrefix: rc.StripPrefix,
 			MaxBody: int64(rc.MaxBody), Timeout: rc.Timeout,
-		})
+		}
+		if rl := rc.RateLimit; rl != nil {
+			l, err := ratelimit.ParseLimit(rl.Rate)
+			if err != nil {
+				return nil, fmt.Errorf("route %s: %w", rc.Name, err)
+			}
+			l.Burst = rl.Burst
+			perKey := rl.Per == "key" || (rl.Per == "" && rc.Policy == config.PolicyAPIKey)
+			gr.RateLimit = &gateway.RouteLimit{Limit: l, PerKey: perKey}
+		}
+		routes = append(routes, gr)
 	}
-	own, err := httpapi.New(httpapi.Config{Store: a.db, Logger: a.logger, Version: opts.Version})
+	leak, err := a.leakConfig()
+	if err != nil {
+		return nil, err
+	}
+	own, err := httpapi.New(httpapi.Config{Store: a.db, Logger: a.logger, Version: opts.Version, Leak: leak})
+	if err != nil {
+		return nil, err
+	}
+	keyAuth, err := gateway.NewAPIKeyAuth(gateway.APIKeyAuthConfig{
+		Keys: a.keys, Limiter: ratelimit.NewMemory[string](ratelimit.MemoryConfig{}),
+		Header: cfg.APIKeys.Header, Logger: a.logger,
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -138,6 +170,8 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 		ClientIP:             clientip.New(cfg.TrustedProxies),
 		CaseInsensitivePaths: cfg.Server.CaseInsensitivePaths,
 		HSTSMaxAge:           cfg.TLS.HSTSMaxAge,
+		APIKeys:              keyAuth,
+		CredentialHeader:     cfg.APIKeys.Header,
 		Logger:               a.logger,
 		AccessLog:            cfg.Log.Access == nil || *cfg.Log.Access,
 		Metrics:              reg,
@@ -160,14 +194,40 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 			return nil, err
 		}
 	}
-	admin := httpapi.NewAdmin(httpapi.AdminConfig{
+	admin, err := httpapi.NewAdmin(httpapi.AdminConfig{
 		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}),
+		Keys:    a.keys,
 		Logger:  a.logger,
 	})
+	if err != nil {
+		return nil, err
+	}
 	if err := a.listen("admin", cfg.AdminListen, admin, nil); err != nil {
 		return nil, err
 	}
 	return a, nil
+}
+
+func (a *App) leakConfig() (httpapi.LeakConfig, error) {
+	lr := a.cfg.APIKeys.LeakReport
+	if lr.Enabled != nil && !*lr.Enabled {
+		return httpapi.LeakConfig{}, nil
+	}
+	l, err := ratelimit.ParseLimit(lr.RateLimit)
+	if err != nil {
+		return httpapi.LeakConfig{}, fmt.Errorf("leak report rate limit: %w", err)
+	}
+	lc := httpapi.LeakConfig{Reporter: a.keys, Limit: l}
+	if lr.VerifyKeysFile != "" {
+		data, err := os.ReadFile(filepath.Clean(lr.VerifyKeysFile))
+		if err != nil {
+			return lc, fmt.Errorf("leak report verify keys: %w", err)
+		}
+		if lc.VerifyKeys, err = httpapi.ParseVerifyKeys(data); err != nil {
+			return lc, err
+		}
+	}
+	return lc, nil
 }
 
 func (a *App) certSource() (tlsconf.CertSource, *tlsconf.ACME, error) {
@@ -254,6 +314,14 @@ func (a *App) CAPool() *x509.CertPool { return a.caPool }
 // accepting, in-flight requests get up to Server.ShutdownTimeout to finish,
 // and the store is closed last. It returns the first serving error, if any.
 func (a *App) Run(ctx context.Context) error {
+	// The key service outlives the listeners' drain, so that the usage of
+	// the last requests is flushed before the store closes.
+	svcCtx, stopSvc := context.WithCancel(context.WithoutCancel(ctx))
+	svcDone := make(chan struct{})
+	go func() {
+		defer close(svcDone)
+		a.keys.Run(svcCtx)
+	}()
 	errc := make(chan error, len(a.servers))
 	var wg sync.WaitGroup
 	for _, s := range a.servers {
@@ -297,6 +365,8 @@ func (a *App) Run(ctx context.Context) error {
 		}
 	}
 	wg.Wait()
+	stopSvc()
+	<-svcDone
 	a.closeAll()
 	a.logger.Info("stopped")
 	return runErr

@@ -58,6 +58,8 @@ type Config struct {
 	// TrustedProxies are the CIDRs whose X-Forwarded-* and X-Request-Id headers
 	// are believed. Default: none (every client header of that kind is replaced).
 	TrustedProxies []netip.Prefix `yaml:"trusted_proxies"`
+	// APIKeys configures API keys for programs.
+	APIKeys APIKeys `yaml:"api_keys"`
 	// Upstreams by name.
 	Upstreams map[string]Upstream `yaml:"upstreams"`
 	// Routes are matched by longest path prefix, then by method.
@@ -175,6 +177,50 @@ type Route struct {
 	// Timeout bounds the whole upstream exchange; past it the answer is 504.
 	// Default 30s.
 	Timeout time.Duration `yaml:"timeout"`
+	// RateLimit limits the route per client IP or per API key. Optional.
+	RateLimit *RateLimit `yaml:"rate_limit"`
+}
+
+// RateLimit is a route's rate limit.
+type RateLimit struct {
+	// Rate is "<count>/<period>": "100/min", "5/s", "1000/hour", "50/10s". Required.
+	Rate string `yaml:"rate"`
+	// Burst is how many requests may come at once. Default: the count.
+	Burst int64 `yaml:"burst"`
+	// Per is "ip" (each client address) or "key" (each API key; policy
+	// api_key only). Default "ip" on public routes, "key" on api_key routes.
+	Per string `yaml:"per"`
+}
+
+// APIKeys configures API keys.
+type APIKeys struct {
+	// Header carries the key. Default "Authorization", as "Bearer <key>";
+	// another header name carries the bare key. Never a query parameter.
+	Header string `yaml:"header"`
+	// PepperFile holds the server-side secret that keys the stored hashes
+	// (32+ random bytes, base64), created with mode 0600 on first start.
+	// Default "<data_dir>/pepper.key". The environment variable
+	// KEYWAY_PEPPER (base64) takes precedence: keep the pepper out of the
+	// data directory in production, so a stolen disk image is not enough.
+	PepperFile string `yaml:"pepper_file"`
+	// DefaultTTL is the lifetime of a key created without one. Default 2160h (90 days).
+	DefaultTTL time.Duration `yaml:"default_ttl"`
+	// MaxTTL is the longest lifetime a key may have. Default 8760h (365 days).
+	MaxTTL time.Duration `yaml:"max_ttl"`
+	// LeakReport configures POST /.keyway/keys/report-leak.
+	LeakReport LeakReport `yaml:"leak_report"`
+}
+
+// LeakReport configures the leak-report endpoint.
+type LeakReport struct {
+	// Enabled turns the endpoint on. Default true.
+	Enabled *bool `yaml:"enabled"`
+	// RateLimit per client IP. Default "30/min".
+	RateLimit string `yaml:"rate_limit"`
+	// VerifyKeysFile is a JSON file in GitHub's secret-scanning public key
+	// format ({"public_keys":[{"key_identifier","key"}]}). When set, a
+	// request that carries a signature header must carry a valid one.
+	VerifyKeysFile string `yaml:"verify_keys_file"`
 }
 
 // ByteSize is a size in bytes that YAML may write as 1048576, "512KiB",

@@ -34,6 +34,13 @@ func TestDefault(t *testing.T) {
 			HSTSMaxAge: 365 * 24 * time.Hour,
 		},
 		Store: Store{Driver: "sqlite", Path: "keyway-data/keyway.db"},
+		APIKeys: APIKeys{
+			Header:     "Authorization",
+			PepperFile: "keyway-data/pepper.key",
+			DefaultTTL: 90 * 24 * time.Hour,
+			MaxTTL:     365 * 24 * time.Hour,
+			LeakReport: LeakReport{Enabled: ptr(true), RateLimit: "30/min"},
+		},
 		Server: Server{
 			ReadHeaderTimeout: 10 * time.Second,
 			ReadTimeout:       60 * time.Second,
@@ -70,8 +77,10 @@ func TestDemo(t *testing.T) {
 		return Route{Name: name, Path: path, Methods: []string{method}, Upstream: "weather", Policy: p,
 			Scopes: scopes, MaxBody: 1 << 20, Timeout: 30 * time.Second}
 	}
+	forecast := route("forecast", "/v1/forecast", "GET", PolicyPublic)
+	forecast.RateLimit = &RateLimit{Rate: "60/min", Burst: 20, Per: "ip"}
 	want := []Route{
-		route("forecast", "/v1/forecast", "GET", PolicyPublic),
+		forecast,
 		route("history", "/v1/history", "GET", PolicyAPIKey, "weather:history"),
 		route("me", "/v1/me", "GET", PolicySession),
 		route("me-cities", "/v1/me/cities", "POST", PolicySession),
@@ -86,19 +95,34 @@ func TestDemo(t *testing.T) {
 	}
 }
 
-// TestPendingPolicies checks the product rule: the demo may use the api_key
-// and session policies before they exist, a user's file may not.
+// TestPendingPolicies checks the product rule: the demo may use the session
+// policy before it exists, a user's file may not; api_key is served now.
 func TestPendingPolicies(t *testing.T) {
-	for _, p := range []Policy{PolicyAPIKey, PolicySession} {
-		t.Run(string(p), func(t *testing.T) {
-			data := "upstreams: {api: {url: \"http://localhost:3000\"}}\nroutes:\n  - {path: /v1, upstream: api, policy: " + string(p) + "}\n"
-			_, err := load("keyway.yaml", []byte(data), noEnv)
-			want := `keyway.yaml:3: routes[0].policy: policy "` + string(p) + `" is not available in this version of keyway yet (only "public" routes can be served for now)`
-			if err == nil || err.Error() != want {
-				t.Errorf("load() error = %v, want %s", err, want)
-			}
-		})
-	}
+	const up = "upstreams: {api: {url: \"http://localhost:3000\"}}\n"
+	t.Run("session", func(t *testing.T) {
+		data := up + "routes:\n  - {path: /v1, upstream: api, policy: session}\n"
+		_, err := load("keyway.yaml", []byte(data), noEnv)
+		want := `keyway.yaml:3: routes[0].policy: policy "session" is not available in this version of keyway yet (only "public" and "api_key" routes can be served for now)`
+		if err == nil || err.Error() != want {
+			t.Errorf("load() error = %v, want %s", err, want)
+		}
+	})
+	t.Run("api_key with scopes", func(t *testing.T) {
+		c := mustLoad(t, up+"routes:\n  - path: /v1\n    upstream: api\n    policy: api_key\n    scopes: [weather:history, \"keys:read\"]\n", nil)
+		r := c.Routes[0]
+		if r.Policy != PolicyAPIKey || !cmp.Equal(r.Scopes, []string{"weather:history", "keys:read"}) {
+			t.Errorf("route = %+v, want policy api_key with scopes [weather:history keys:read]", r)
+		}
+		if w := c.Lint(); len(w) != 0 {
+			t.Errorf("Lint() = %v, want none: an api_key route needs no rate_limit", w)
+		}
+	})
+	t.Run("api_key without scopes", func(t *testing.T) {
+		c := mustLoad(t, up+"routes:\n  - {path: /v1, upstream: api, policy: api_key}\n", nil)
+		if c.Routes[0].Policy != PolicyAPIKey || len(c.Routes[0].Scopes) != 0 {
+			t.Errorf("route = %+v, want policy api_key without scopes", c.Routes[0])
+		}
+	})
 	t.Run("copy of demo", func(t *testing.T) {
 		c := *Demo()
 		if err := c.Validate(); err != nil {
@@ -122,6 +146,7 @@ func TestApplyEnv(t *testing.T) {
 		c.ApplyEnv(func(k string) string { return env[k] })
 		want := Demo()
 		want.DataDir, want.Store.Path, want.TLS.ACME.CacheDir = "/srv/keyway", "/srv/keyway/keyway.db", "/srv/keyway/acme"
+		want.APIKeys.PepperFile = "/srv/keyway/pepper.key"
 		want.Listen, want.HTTPListen, want.AdminListen = ":8443", "off", "127.0.0.1:0"
 		want.Log.Format, want.Log.Level = "text", "debug"
 		if diff := cmp.Diff(want, c, cmpConfig...); diff != "" {
@@ -137,8 +162,15 @@ func TestApplyEnv(t *testing.T) {
 	})
 	t.Run("explicit store path stays", func(t *testing.T) {
 		c := mustLoad(t, "store: {path: /db/k.db}\n", map[string]string{"KEYWAY_DATA_DIR": "/srv"})
-		if c.Store.Path != "/db/k.db" || c.TLS.ACME.CacheDir != "/srv/acme" {
-			t.Errorf("Store.Path, ACME.CacheDir = %q, %q; want /db/k.db, /srv/acme", c.Store.Path, c.TLS.ACME.CacheDir)
+		if c.Store.Path != "/db/k.db" || c.TLS.ACME.CacheDir != "/srv/acme" || c.APIKeys.PepperFile != "/srv/pepper.key" {
+			t.Errorf("Store.Path, ACME.CacheDir, APIKeys.PepperFile = %q, %q, %q; want /db/k.db, /srv/acme, /srv/pepper.key",
+				c.Store.Path, c.TLS.ACME.CacheDir, c.APIKeys.PepperFile)
+		}
+	})
+	t.Run("explicit pepper file stays", func(t *testing.T) {
+		c := mustLoad(t, "api_keys: {pepper_file: /secrets/pepper.key}\n", map[string]string{"KEYWAY_DATA_DIR": "/srv"})
+		if c.APIKeys.PepperFile != "/secrets/pepper.key" || c.Store.Path != "/srv/keyway.db" {
+			t.Errorf("APIKeys.PepperFile, Store.Path = %q, %q; want /secrets/pepper.key, /srv/keyway.db", c.APIKeys.PepperFile, c.Store.Path)
 		}
 	})
 	t.Run("errors name the variable", func(t *testing.T) {
@@ -165,9 +197,27 @@ func TestApplyEnv(t *testing.T) {
 
 func TestSetDataDir(t *testing.T) {
 	c := Demo()
+	if c.APIKeys.PepperFile != "keyway-data/pepper.key" {
+		t.Errorf("Demo().APIKeys.PepperFile = %q, want keyway-data/pepper.key", c.APIKeys.PepperFile)
+	}
 	c.SetDataDir("/tmp/x")
-	if c.DataDir != "/tmp/x" || c.Store.Path != "/tmp/x/keyway.db" || c.TLS.ACME.CacheDir != "/tmp/x/acme" {
-		t.Errorf("after SetDataDir: %q %q %q", c.DataDir, c.Store.Path, c.TLS.ACME.CacheDir)
+	if c.DataDir != "/tmp/x" || c.Store.Path != "/tmp/x/keyway.db" || c.TLS.ACME.CacheDir != "/tmp/x/acme" || c.APIKeys.PepperFile != "/tmp/x/pepper.key" {
+		t.Errorf("after SetDataDir: %q %q %q %q", c.DataDir, c.Store.Path, c.TLS.ACME.CacheDir, c.APIKeys.PepperFile)
+	}
+	// Twice: the derived paths follow again.
+	c.SetDataDir("/tmp/y")
+	if c.APIKeys.PepperFile != "/tmp/y/pepper.key" || c.Store.Path != "/tmp/y/keyway.db" {
+		t.Errorf("after a second SetDataDir: %q %q", c.APIKeys.PepperFile, c.Store.Path)
+	}
+	// A pepper file set elsewhere stays where it is.
+	c.APIKeys.PepperFile = "/secrets/pepper.key"
+	c.SetDataDir("/tmp/z")
+	if c.APIKeys.PepperFile != "/secrets/pepper.key" || c.Store.Path != "/tmp/z/keyway.db" {
+		t.Errorf("after SetDataDir with an explicit pepper file: %q %q", c.APIKeys.PepperFile, c.Store.Path)
+	}
+	// Other API key settings are not derived from the data directory.
+	if c.APIKeys.Header != "Authorization" || c.APIKeys.LeakReport.Enabled == nil || !*c.APIKeys.LeakReport.Enabled {
+		t.Errorf("SetDataDir changed APIKeys: %+v", c.APIKeys)
 	}
 }
 

@@ -49,6 +49,12 @@ func defaults() *Config {
 			HSTSMaxAge: minHSTSMaxAge,
 		},
 		Store: Store{Driver: "sqlite"},
+		APIKeys: APIKeys{
+			Header:     "Authorization",
+			DefaultTTL: 90 * 24 * time.Hour,
+			MaxTTL:     365 * 24 * time.Hour,
+			LeakReport: LeakReport{RateLimit: "30/min"},
+		},
 		Server: Server{
 			ReadHeaderTimeout: 10 * time.Second,
 			ReadTimeout:       60 * time.Second,
@@ -70,7 +76,8 @@ func Demo() *Config {
 	c.allowPendingPolicies = true
 	c.Upstreams = map[string]Upstream{"weather": {URL: DemoUpstreamURL}}
 	c.Routes = []Route{
-		{Name: "forecast", Path: "/v1/forecast", Methods: []string{"GET"}, Upstream: "weather", Policy: PolicyPublic},
+		{Name: "forecast", Path: "/v1/forecast", Methods: []string{"GET"}, Upstream: "weather", Policy: PolicyPublic,
+			RateLimit: &RateLimit{Rate: "60/min", Burst: 20, Per: "ip"}},
 		{Name: "history", Path: "/v1/history", Methods: []string{"GET"}, Upstream: "weather", Policy: PolicyAPIKey, Scopes: []string{"weather:history"}},
 		// "/v1/me" is a prefix of "/v1/me/cities"; the longest prefix wins.
 		{Name: "me", Path: "/v1/me", Methods: []string{"GET"}, Upstream: "weather", Policy: PolicySession},
@@ -90,6 +97,13 @@ func (c *Config) fillDerived() {
 	}
 	if c.TLS.ACME.CacheDir == "" {
 		c.TLS.ACME.CacheDir = filepath.Join(c.DataDir, "acme")
+	}
+	if c.APIKeys.PepperFile == "" {
+		c.APIKeys.PepperFile = filepath.Join(c.DataDir, "pepper.key")
+	}
+	if c.APIKeys.LeakReport.Enabled == nil {
+		on := true
+		c.APIKeys.LeakReport.Enabled = &on
 	}
 	if c.Log.Access == nil {
 		access := true
@@ -133,6 +147,9 @@ func (c *Config) SetDataDir(dir string) {
 	}
 	if c.TLS.ACME.CacheDir == filepath.Join(c.DataDir, "acme") {
 		c.TLS.ACME.CacheDir = ""
+	}
+	if c.APIKeys.PepperFile == filepath.Join(c.DataDir, "pepper.key") {
+		c.APIKeys.PepperFile = ""
 	}
 	c.DataDir = dir
 	c.fillDerived()

@@ -59,6 +59,9 @@ func (c *Config) Lint() []Warning {
 		if len(writes) > 0 {
 			l.warnf(routePath(i)+".methods", "public route %q allows %s: anyone can write without signing in", r.Name, strings.Join(writes, ", "))
 		}
+		if r.RateLimit == nil {
+			l.warnf(routePath(i), "public route %q has no rate_limit: one client can use all of the upstream's capacity; add rate_limit: {rate: 60/min, per: ip}", r.Name)
+		}
 	}
 	sort.SliceStable(l.warns, func(i, j int) bool { return lineLess(l.warns[i].Line, l.warns[j].Line) })
 	return l.warns

@@ -42,6 +42,19 @@ func TestLint(t *testing.T) {
 			c.Upstreams["remote"] = Upstream{URL: "http://billing.internal:8080"}
 			c.Upstreams["tls"] = Upstream{URL: "https://billing.internal"}
 		}, []string{`warning: upstream "remote" uses plain http to billing.internal, a non-loopback host: requests and the identity keyway adds cross the network unencrypted; use https`}},
+		{"public route without rate_limit", func(c *Config) { c.Routes[0].RateLimit = nil },
+			[]string{`warning: public route "forecast" has no rate_limit: one client can use all of the upstream's capacity; add rate_limit: {rate: 60/min, per: ip}`}},
+		{"public route with a loose rate_limit", func(c *Config) { c.Routes[0].RateLimit = &RateLimit{Rate: "100000/s"} }, nil},
+		{"new public routes", func(c *Config) {
+			c.Routes = append(c.Routes,
+				Route{Name: "open", Path: "/open", Methods: []string{"GET"}, Upstream: "weather", Policy: PolicyPublic},
+				Route{Name: "limited", Path: "/limited", Methods: []string{"GET"}, Upstream: "weather", Policy: PolicyPublic, RateLimit: &RateLimit{Rate: "5/s"}})
+		}, []string{`warning: public route "open" has no rate_limit: one client can use all of the upstream's capacity; add rate_limit: {rate: 60/min, per: ip}`}},
+		{"api_key and session routes need no rate_limit", func(c *Config) {
+			c.Routes[1].RateLimit, c.Routes[2].RateLimit, c.Routes[3].RateLimit = nil, nil, nil
+			c.Routes[0].Policy = PolicyAPIKey
+			c.Routes[0].RateLimit = nil
+		}, nil},
 		{"public writes", func(c *Config) {
 			c.Routes[0].Methods = []string{"GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 			c.Routes[2].Methods = []string{"DELETE"} // session: authenticated
@@ -66,6 +79,35 @@ func TestLintLines(t *testing.T) {
 		`keyway.yaml:3: warning: admin listener "0.0.0.0:9090" is reachable from the network; keep /metrics and the admin API on loopback, such as 127.0.0.1:9090`,
 		"keyway.yaml: warning: no routes are configured, so the gateway serves nothing",
 		"warning: log level debug can write request details to the logs; use info in production",
+	}
+	if diff := cmp.Diff(want, warningStrings(c.Lint())); diff != "" {
+		t.Errorf("Lint() mismatch (-want +got):\n%s", diff)
+	}
+}
+
+// TestLintRateLimitLines checks that the warning about a public route
+// without rate_limit points at the route, and that a route with one, or
+// with another policy, gets none.
+func TestLintRateLimitLines(t *testing.T) {
+	c := mustLoad(t, `upstreams: {api: {url: "http://localhost:3000"}}
+routes:
+  - path: /open
+    upstream: api
+    policy: public
+  - path: /limited
+    upstream: api
+    policy: public
+    rate_limit: {rate: 60/min, per: ip}
+  - name: keyed
+    path: /keyed
+    upstream: api
+    policy: api_key
+    scopes: [a]
+  - {name: flow, path: /flow, upstream: api, policy: public}
+`, nil)
+	want := []string{
+		`keyway.yaml:3: warning: public route "/open" has no rate_limit: one client can use all of the upstream's capacity; add rate_limit: {rate: 60/min, per: ip}`,
+		`keyway.yaml:15: warning: public route "flow" has no rate_limit: one client can use all of the upstream's capacity; add rate_limit: {rate: 60/min, per: ip}`,
 	}
 	if diff := cmp.Diff(want, warningStrings(c.Lint())); diff != "" {
 		t.Errorf("Lint() mismatch (-want +got):\n%s", diff)

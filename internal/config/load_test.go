@@ -57,21 +57,33 @@ func TestLoadFull(t *testing.T) {
 			netip.MustParsePrefix("192.168.1.7/32"),
 			netip.MustParsePrefix("fd00::/64"),
 		},
+		APIKeys: APIKeys{
+			Header:     "X-Api-Key",
+			PepperFile: "/etc/keyway/pepper.key",
+			DefaultTTL: 30 * 24 * time.Hour,
+			MaxTTL:     90 * 24 * time.Hour,
+			LeakReport: LeakReport{Enabled: ptr(false), RateLimit: "10/min", VerifyKeysFile: "/etc/keyway/github-keys.json"},
+		},
 		Upstreams: map[string]Upstream{
 			"api":   {URL: "https://api.internal:8443/base", MaxIdleConns: 64, DialTimeout: 2 * time.Second, CAFile: "/etc/keyway/internal-ca.pem"},
 			"local": {URL: "http://127.0.0.1:3000", MaxIdleConns: 256, DialTimeout: 5 * time.Second},
 		},
 		Routes: []Route{
 			{Name: "status", Path: "/status", Methods: []string{"GET", "HEAD"}, Upstream: "local", Policy: PolicyPublic, MaxBody: 1 << 20, Timeout: 30 * time.Second},
-			{Name: "/v1", Path: "/v1", Methods: []string{"GET", "POST", "DELETE"}, Upstream: "api", Policy: PolicyPublic, StripPrefix: true, MaxBody: 10_000_000, Timeout: time.Minute},
+			{Name: "/v1", Path: "/v1", Methods: []string{"GET", "POST", "DELETE"}, Upstream: "api", Policy: PolicyPublic, StripPrefix: true, MaxBody: 10_000_000, Timeout: time.Minute,
+				RateLimit: &RateLimit{Rate: "100/min", Burst: 20, Per: "ip"}},
+			{Name: "keys", Path: "/v1/keys", Methods: []string{"GET", "HEAD"}, Upstream: "api", Policy: PolicyAPIKey, Scopes: []string{"keys:read", "keys:write"},
+				MaxBody: 1 << 20, Timeout: 30 * time.Second, RateLimit: &RateLimit{Rate: "1000/hour", Per: "key"}},
 		},
 	}
 	if diff := cmp.Diff(want, c, cmpConfig...); diff != "" {
 		t.Errorf("Load() mismatch (-want +got):\n%s", diff)
 	}
 	// Listening on 0.0.0.0 is fine here: TLS mode is files, not local.
+	// Only "status" lacks a rate limit; "keys" is not public.
 	wantWarnings := []string{
-		`testdata/full.yaml:53: warning: public route "/v1" allows POST, DELETE: anyone can write without signing in`,
+		`testdata/full.yaml:58: warning: public route "status" has no rate_limit: one client can use all of the upstream's capacity; add rate_limit: {rate: 60/min, per: ip}`,
+		`testdata/full.yaml:63: warning: public route "/v1" allows POST, DELETE: anyone can write without signing in`,
 	}
 	if diff := cmp.Diff(wantWarnings, warningStrings(c.Lint())); diff != "" {
 		t.Errorf("Lint() mismatch (-want +got):\n%s", diff)
@@ -197,6 +209,22 @@ func TestLoadErrors(t *testing.T) {
 			`keyway.yaml:1: log: an alias refers to a value that contains it`},
 		{"alias cycle at top level", "&a {<<: *a}\n",
 			`keyway.yaml:1: top level: an alias refers to a value that contains it`},
+		{"unknown key in rate_limit", up + "routes:\n  - path: /v1\n    upstream: api\n    policy: public\n    rate_limit:\n      rate: 60/min\n      bursts: 5\n",
+			`keyway.yaml:8: unknown key "bursts" in routes[0].rate_limit (did you mean "burst"?)`},
+		{"unknown key in rate_limit without suggestion", up + "routes:\n  - path: /v1\n    upstream: api\n    policy: public\n    rate_limit: {rate: 60/min, window: 1m}\n",
+			`keyway.yaml:6: unknown key "window" in routes[0].rate_limit (valid keys are rate, burst, per)`},
+		{"rate_limit not a mapping", up + "routes:\n  - path: /v1\n    upstream: api\n    policy: public\n    rate_limit: 60/min\n",
+			`keyway.yaml:6: routes[0].rate_limit: expected a mapping of settings, got the string "60/min"`},
+		{"burst not an integer", up + "routes:\n  - path: /v1\n    upstream: api\n    policy: public\n    rate_limit:\n      rate: 60/min\n      burst: lots\n",
+			`keyway.yaml:8: routes[0].rate_limit.burst: expected an integer, got "lots"`},
+		{"unknown key in api_keys", "api_keys:\n  pepper: /p.key\n",
+			`keyway.yaml:2: unknown key "pepper" in api_keys (did you mean "pepper_file"?)`},
+		{"unknown key in leak_report", "api_keys:\n  leak_report:\n    enable: false\n",
+			`keyway.yaml:3: unknown key "enable" in api_keys.leak_report (did you mean "enabled"?)`},
+		{"api_keys ttl in days", "api_keys:\n  max_ttl: 30d\n",
+			`keyway.yaml:2: api_keys.max_ttl: invalid duration "30d" (Go durations have no day unit: write 720h)`},
+		{"leak_report enabled not a bool", "api_keys:\n  leak_report:\n    enabled: yes\n",
+			`keyway.yaml:3: api_keys.leak_report.enabled: expected true or false, got "yes" (write true or false)`},
 		{"alias bomb", "x-m: &m [" + strings.Repeat("GET, ", 999) + "GET]\n" +
 			"x-r: &r {path: /a, upstream: u, policy: public, methods: *m}\n" +
 			"routes: [" + strings.Repeat("*r, ", 999) + "*r]\n",
@@ -233,9 +261,17 @@ func TestLoadAllErrors(t *testing.T) {
 		`testdata/errors.yaml:20: routes[0].methods: expected a list, got the string "GET" (write [GET], or one "- item" line per item)`,
 		`testdata/errors.yaml:21: routes[0].upstream: unknown upstream "apx" (did you mean "api"?)`,
 		`testdata/errors.yaml:24: routes[1].methods[0]: method "get" must be uppercase (write "GET")`,
-		`testdata/errors.yaml:26: routes[1].policy: policy "session" is not available in this version of keyway yet (only "public" routes can be served for now)`,
-		`testdata/errors.yaml:29: routes[2].policy: policy "api_key" is not available in this version of keyway yet (only "public" routes can be served for now)`,
+		`testdata/errors.yaml:26: routes[1].policy: policy "session" is not available in this version of keyway yet (only "public" and "api_key" routes can be served for now)`,
+		// routes[2] is an api_key route with scopes, which a file may name now.
 		`testdata/errors.yaml:31: routes[2].timeout: 5m0s must be less than server.write_timeout (2m0s), or the client is cut off before the 504 (lower it, or raise server.write_timeout)`,
+		`testdata/errors.yaml:33: routes[2].rate_limit.rate: invalid rate limit "100/fortnight": period "fortnight" is neither a unit (s, min, hour, day) nor a positive Go duration such as 5m (like "100/min", "5/s" or "50/10s")`,
+		`testdata/errors.yaml:34: routes[2].rate_limit.burst: burst must be between 0 (the count) and 1000 times the count`,
+		`testdata/errors.yaml:35: routes[2].rate_limit.per: unknown rate limit dimension "bogus" (use ip or key)`,
+		`testdata/errors.yaml:39: routes[3].rate_limit.rate: invalid rate limit "0/min": count must be at least 1 (like "100/min", "5/s" or "50/10s")`,
+		`testdata/errors.yaml:39: routes[3].rate_limit.per: per "key" needs policy api_key (use "ip")`,
+		`testdata/errors.yaml:41: api_keys.header: invalid header name "Bad Header" (like "Authorization" or "X-Api-Key")`,
+		`testdata/errors.yaml:42: api_keys.default_ttl: default_ttl 9000h0m0s exceeds max_ttl 8760h0m0s (lower it or raise api_keys.max_ttl)`,
+		`testdata/errors.yaml:44: api_keys.leak_report.rate_limit: invalid rate limit "abc": missing '/'; want <count>/<period>, such as 100/min (like "30/min")`,
 	}
 	if err == nil {
 		t.Fatal("Load() succeeded, want errors")
@@ -250,6 +286,148 @@ func TestLoadAllErrors(t *testing.T) {
 	var e *Error
 	if !errors.As(err, &e) || e.File != "testdata/errors.yaml" || e.Line != 2 || e.Hint != `did you mean "listen"?` {
 		t.Errorf("errors.As(*Error) = %+v", e)
+	}
+}
+
+// TestLoadRateLimitAndAPIKeyErrors checks the rules on rate_limit and
+// api_keys, with the file:line each error is reported at.
+func TestLoadRateLimitAndAPIKeyErrors(t *testing.T) {
+	const up = "upstreams: {api: {url: \"http://localhost:3000\"}}\n"
+	// route is a one-route file; rl is the rate_limit mapping, at line 6.
+	route := func(policy, rl string) string {
+		return up + "routes:\n  - path: /v1\n    upstream: api\n    policy: " + policy + "\n    rate_limit:\n" + rl
+	}
+	tests := []struct {
+		name string
+		data string
+		want []string
+	}{
+		{"rate with an unknown period", route("public", "      rate: 100/fortnight\n"), []string{
+			`keyway.yaml:7: routes[0].rate_limit.rate: invalid rate limit "100/fortnight": period "fortnight" is neither a unit (s, min, hour, day) nor a positive Go duration such as 5m (like "100/min", "5/s" or "50/10s")`,
+		}},
+		{"rate of zero", route("public", "      rate: 0/min\n"), []string{
+			`keyway.yaml:7: routes[0].rate_limit.rate: invalid rate limit "0/min": count must be at least 1 (like "100/min", "5/s" or "50/10s")`,
+		}},
+		{"rate without a slash", route("public", "      rate: abc\n"), []string{
+			`keyway.yaml:7: routes[0].rate_limit.rate: invalid rate limit "abc": missing '/'; want <count>/<period>, such as 100/min (like "100/min", "5/s" or "50/10s")`,
+		}},
+		{"rate missing", route("public", "      per: ip\n"), []string{
+			`keyway.yaml:6: routes[0].rate_limit.rate: invalid rate limit "": empty; want <count>/<period>, such as 100/min (like "100/min", "5/s" or "50/10s")`,
+		}},
+		{"rate with a burst option", route("public", "      rate: 60/min burst=5\n"), []string{
+			`keyway.yaml:7: routes[0].rate_limit.rate: rate "60/min burst=5" must not carry a burst= option (write it as rate_limit.burst)`,
+		}},
+		{"negative burst", route("public", "      rate: 60/min\n      burst: -1\n"), []string{
+			`keyway.yaml:8: routes[0].rate_limit.burst: burst must be between 0 (the count) and 1000 times the count`,
+		}},
+		{"burst above 1000 times the count", route("public", "      rate: 2/min\n      burst: 2001\n"), []string{
+			`keyway.yaml:8: routes[0].rate_limit.burst: burst must be between 0 (the count) and 1000 times the count`,
+		}},
+		{"burst too slow to refill", route("public", "      rate: 1/8760h\n      burst: 100\n"), []string{
+			`keyway.yaml:8: routes[0].rate_limit.burst: invalid rate limit 1/8760h burst=100: a full burst would take longer than 320256h0m0s to refill (lower the burst or shorten the period)`,
+		}},
+		{"per key on a public route", route("public", "      rate: 60/min\n      per: key\n"), []string{
+			`keyway.yaml:8: routes[0].rate_limit.per: per "key" needs policy api_key (use "ip")`,
+		}},
+		{"per key on a session route", route("session", "      rate: 60/min\n      per: key\n"), []string{
+			`keyway.yaml:5: routes[0].policy: policy "session" is not available in this version of keyway yet (only "public" and "api_key" routes can be served for now)`,
+			`keyway.yaml:8: routes[0].rate_limit.per: per "key" needs policy api_key (use "ip")`,
+		}},
+		{"unknown per", route("public", "      rate: 60/min\n      per: bogus\n"), []string{
+			`keyway.yaml:8: routes[0].rate_limit.per: unknown rate limit dimension "bogus" (use ip or key)`,
+		}},
+		{"per with a typo", route("api_key", "      rate: 60/min\n      per: keys\n"), []string{
+			`keyway.yaml:8: routes[0].rate_limit.per: unknown rate limit dimension "keys" (did you mean "key"?)`,
+		}},
+		{"per in capitals", route("public", "      rate: 60/min\n      per: IP\n"), []string{
+			`keyway.yaml:8: routes[0].rate_limit.per: unknown rate limit dimension "IP" (did you mean "ip"?)`,
+		}},
+		{"every rate_limit error at once", route("public", "      rate: 100/fortnight\n      burst: -5\n      per: key\n"), []string{
+			`keyway.yaml:7: routes[0].rate_limit.rate: invalid rate limit "100/fortnight": period "fortnight" is neither a unit (s, min, hour, day) nor a positive Go duration such as 5m (like "100/min", "5/s" or "50/10s")`,
+			`keyway.yaml:8: routes[0].rate_limit.burst: burst must be between 0 (the count) and 1000 times the count`,
+			`keyway.yaml:9: routes[0].rate_limit.per: per "key" needs policy api_key (use "ip")`,
+		}},
+		{"flow style", route("public", "      {rate: abc, per: key}\n"), []string{
+			`keyway.yaml:7: routes[0].rate_limit.rate: invalid rate limit "abc": missing '/'; want <count>/<period>, such as 100/min (like "100/min", "5/s" or "50/10s")`,
+			`keyway.yaml:7: routes[0].rate_limit.per: per "key" needs policy api_key (use "ip")`,
+		}},
+		{"header with a space", "log: {level: info}\napi_keys:\n  header: Bad Header\n", []string{
+			`keyway.yaml:3: api_keys.header: invalid header name "Bad Header" (like "Authorization" or "X-Api-Key")`,
+		}},
+		{"header Cookie", "api_keys:\n  header: Cookie\n", []string{
+			`keyway.yaml:2: api_keys.header: header "Cookie" cannot carry keys (use "Authorization")`,
+		}},
+		{"header Host in lowercase", "api_keys:\n  header: host\n", []string{
+			`keyway.yaml:2: api_keys.header: header "host" cannot carry keys (use "Authorization")`,
+		}},
+		{"header empty", "api_keys:\n  header: \"\"\n", []string{
+			`keyway.yaml:2: api_keys.header: invalid header name "" (like "Authorization" or "X-Api-Key")`,
+		}},
+		{"default_ttl above max_ttl", "api_keys:\n  max_ttl: 720h\n  default_ttl: 721h\n", []string{
+			`keyway.yaml:3: api_keys.default_ttl: default_ttl 721h0m0s exceeds max_ttl 720h0m0s (lower it or raise api_keys.max_ttl)`,
+		}},
+		{"default_ttl above the default max_ttl", "api_keys:\n  default_ttl: 8761h\n", []string{
+			`keyway.yaml:2: api_keys.default_ttl: default_ttl 8761h0m0s exceeds max_ttl 8760h0m0s (lower it or raise api_keys.max_ttl)`,
+		}},
+		{"zero default_ttl", "api_keys:\n  default_ttl: 0s\n", []string{
+			`keyway.yaml:2: api_keys.default_ttl: must be positive, got 0s`,
+		}},
+		// The default default_ttl is at the line of api_keys, since the file
+		// does not write it.
+		{"zero max_ttl", "api_keys:\n  max_ttl: 0s\n", []string{
+			`keyway.yaml:1: api_keys.default_ttl: default_ttl 2160h0m0s exceeds max_ttl 0s (lower it or raise api_keys.max_ttl)`,
+			`keyway.yaml:2: api_keys.max_ttl: must be positive, got 0s`,
+		}},
+		{"negative default_ttl", "api_keys:\n  default_ttl: -1h\n", []string{
+			`keyway.yaml:2: api_keys.default_ttl: must be positive, got -1h0m0s`,
+		}},
+		{"bad leak_report rate_limit", "api_keys:\n  leak_report:\n    rate_limit: 30/fortnight\n", []string{
+			`keyway.yaml:3: api_keys.leak_report.rate_limit: invalid rate limit "30/fortnight": period "fortnight" is neither a unit (s, min, hour, day) nor a positive Go duration such as 5m (like "30/min")`,
+		}},
+		{"empty leak_report rate_limit", "api_keys:\n  leak_report:\n    rate_limit: \"\"\n", []string{
+			`keyway.yaml:3: api_keys.leak_report.rate_limit: invalid rate limit "": empty; want <count>/<period>, such as 100/min (like "30/min")`,
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := load("keyway.yaml", []byte(tt.data), noEnv)
+			if err == nil {
+				t.Fatalf("load() = %+v, want errors %q", c, tt.want)
+			}
+			if diff := cmp.Diff(tt.want, strings.Split(err.Error(), "\n")); diff != "" {
+				t.Errorf("load() errors mismatch (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestLoadRateLimitAndAPIKeys checks valid rate_limit and api_keys settings.
+func TestLoadRateLimitAndAPIKeys(t *testing.T) {
+	c := mustLoad(t, `data_dir: /srv/k
+api_keys:
+  header: x-api-key
+  default_ttl: 1h
+  max_ttl: 1h
+  leak_report: {rate_limit: 5/s}
+upstreams: {api: {url: "http://localhost:3000"}}
+routes:
+  - {path: /a, upstream: api, policy: public, rate_limit: {rate: 50/10s}}
+  - {path: /b, upstream: api, policy: api_key, rate_limit: {rate: 1000/hour, burst: 0, per: key}}
+  - {path: /c, upstream: api, policy: api_key, rate_limit: {rate: 10/s, burst: 10000, per: ip}}
+  - {path: /d, upstream: api, policy: public}
+`, nil)
+	wantKeys := APIKeys{Header: "x-api-key", PepperFile: "/srv/k/pepper.key", DefaultTTL: time.Hour, MaxTTL: time.Hour,
+		LeakReport: LeakReport{Enabled: ptr(true), RateLimit: "5/s"}}
+	if diff := cmp.Diff(wantKeys, c.APIKeys); diff != "" {
+		t.Errorf("APIKeys mismatch (-want +got):\n%s", diff)
+	}
+	wantLimits := []*RateLimit{{Rate: "50/10s"}, {Rate: "1000/hour", Per: "key"}, {Rate: "10/s", Burst: 10000, Per: "ip"}, nil}
+	var gotLimits []*RateLimit
+	for _, r := range c.Routes {
+		gotLimits = append(gotLimits, r.RateLimit)
+	}
+	if diff := cmp.Diff(wantLimits, gotLimits); diff != "" {
+		t.Errorf("rate limits mismatch (-want +got):\n%s", diff)
 	}
 }
 

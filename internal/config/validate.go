@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/keywayhq/keyway/internal/ratelimit"
 )
 
 // knownMethods are the methods a route may allow. TRACE and CONNECT are left
@@ -44,6 +46,7 @@ func (c *Config) Validate() error {
 	}
 	v.upstreams()
 	v.routes()
+	v.apiKeys()
 	if len(v.errs) == 0 {
 		return nil
 	}
@@ -335,9 +338,10 @@ func (v *validator) routes() {
 		}
 		switch r.Policy {
 		case PolicyPublic:
-		case PolicyAPIKey, PolicySession:
+		case PolicyAPIKey:
+		case PolicySession:
 			if !c.allowPendingPolicies {
-				v.errorf(p+".policy", `only "public" routes can be served for now`,
+				v.errorf(p+".policy", `only "public" and "api_key" routes can be served for now`,
 					"policy %q is not available in this version of keyway yet", r.Policy)
 			}
 		case "":
@@ -352,6 +356,9 @@ func (v *validator) routes() {
 			if s == "" || strings.IndexFunc(s, func(r rune) bool { return r <= ' ' || r == 0x7f }) >= 0 {
 				v.errorf(p+".scopes["+strconv.Itoa(j)+"]", `like "weather:history"`, "invalid scope %q", s)
 			}
+		}
+		if r.RateLimit != nil {
+			v.rateLimit(p+".rate_limit", r)
 		}
 		if r.MaxBody <= 0 {
 			v.errorf(p+".max_body", "", "must be positive, got %d", r.MaxBody)
@@ -416,4 +423,55 @@ func orList(words []string) string {
 		return strings.Join(words, "")
 	}
 	return strings.Join(words[:len(words)-1], ", ") + " or " + words[len(words)-1]
+}
+
+func (v *validator) rateLimit(p string, r Route) {
+	rl := r.RateLimit
+	l, err := ratelimit.ParseLimit(rl.Rate)
+	switch {
+	case err != nil:
+		v.errorf(p+".rate", `like "100/min", "5/s" or "50/10s"`, "%v", err)
+	case l.Burst != 0: // the app takes the burst from rl.Burst only
+		v.errorf(p+".rate", "write it as rate_limit.burst", "rate %q must not carry a burst= option", rl.Rate)
+	}
+	if rl.Burst < 0 || (err == nil && rl.Burst > 1000*l.Count) {
+		v.errorf(p+".burst", "", "burst must be between 0 (the count) and 1000 times the count")
+	} else if err == nil {
+		// ParseLimit checked the rate with the default burst; an invalid
+		// pair would make the limiter refuse every request.
+		l.Burst = rl.Burst
+		if err := l.Validate(); err != nil {
+			v.errorf(p+".burst", "lower the burst or shorten the period", "%v", err)
+		}
+	}
+	switch rl.Per {
+	case "", "ip":
+	case "key":
+		if r.Policy != PolicyAPIKey {
+			v.errorf(p+".per", `use "ip"`, `per "key" needs policy api_key`)
+		}
+	default:
+		v.oneOf(p+".per", "rate limit dimension", rl.Per, "ip", "key")
+	}
+}
+
+func (v *validator) apiKeys() {
+	a := v.c.APIKeys
+	if a.Header == "" || strings.IndexFunc(a.Header, func(r rune) bool {
+		return !(r == '-' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9')
+	}) >= 0 {
+		v.errorf("api_keys.header", `like "Authorization" or "X-Api-Key"`, "invalid header name %q", a.Header)
+	}
+	switch strings.ToLower(a.Header) {
+	case "cookie", "host", "x-forwarded-for", "content-type", "content-length":
+		v.errorf("api_keys.header", `use "Authorization"`, "header %q cannot carry keys", a.Header)
+	}
+	v.positive("api_keys.default_ttl", a.DefaultTTL)
+	v.positive("api_keys.max_ttl", a.MaxTTL)
+	if a.DefaultTTL > a.MaxTTL {
+		v.errorf("api_keys.default_ttl", "lower it or raise api_keys.max_ttl", "default_ttl %s exceeds max_ttl %s", a.DefaultTTL, a.MaxTTL)
+	}
+	if _, err := ratelimit.ParseLimit(a.LeakReport.RateLimit); err != nil {
+		v.errorf("api_keys.leak_report.rate_limit", `like "30/min"`, "%v", err)
+	}
 }

@@ -157,6 +157,7 @@ func TestValidate(t *testing.T) {
 		{"same path, other method", func(c *Config) {
 			c.Routes = append(c.Routes, Route{Path: "/v1/forecast", Methods: []string{"DELETE"}, Upstream: "weather", Policy: PolicySession, MaxBody: 1, Timeout: 1})
 		}, nil},
+		{"api_key route from a user's config", func(c *Config) { c.Routes[0].Policy = PolicyAPIKey; c.Routes[0].RateLimit = nil }, nil},
 		{"demo URL needs demo", func(c *Config) { c.Demo = false },
 			[]string{`upstreams.weather.url: "demo:" is the demo upstream, which needs demo mode (set demo: true to run the built-in demo upstream)`}},
 	}
@@ -164,6 +165,149 @@ func TestValidate(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			c := Demo()
 			tt.change(c)
+			var got []string
+			if err := c.Validate(); err != nil {
+				got = strings.Split(err.Error(), "\n")
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("Validate() mismatch (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestValidateRateLimit(t *testing.T) {
+	const rateHint = ` (like "100/min", "5/s" or "50/10s")`
+	// Each case sets the rate limit of a route of the demo: routes[0] is
+	// public, routes[1] api_key and routes[2] session.
+	tests := []struct {
+		name  string
+		route int
+		rl    RateLimit
+		want  []string
+	}{
+		{"per ip", 0, RateLimit{Rate: "60/min", Burst: 20, Per: "ip"}, nil},
+		{"per defaults", 0, RateLimit{Rate: "60/min"}, nil},
+		{"per key on api_key", 1, RateLimit{Rate: "1000/hour", Per: "key"}, nil},
+		{"per ip on api_key", 1, RateLimit{Rate: "1000/hour", Per: "ip"}, nil},
+		{"per ip on session", 2, RateLimit{Rate: "5/s", Per: "ip"}, nil},
+		{"period as a duration", 0, RateLimit{Rate: "50/10s"}, nil},
+		{"burst 1000 times the count", 0, RateLimit{Rate: "2/min", Burst: 2000}, nil},
+		{"unknown period", 0, RateLimit{Rate: "100/fortnight"}, []string{
+			`routes[0].rate_limit.rate: invalid rate limit "100/fortnight": period "fortnight" is neither a unit (s, min, hour, day) nor a positive Go duration such as 5m` + rateHint,
+		}},
+		{"zero count", 0, RateLimit{Rate: "0/min"}, []string{
+			`routes[0].rate_limit.rate: invalid rate limit "0/min": count must be at least 1` + rateHint,
+		}},
+		{"not a rate", 0, RateLimit{Rate: "abc"}, []string{
+			`routes[0].rate_limit.rate: invalid rate limit "abc": missing '/'; want <count>/<period>, such as 100/min` + rateHint,
+		}},
+		{"negative count", 0, RateLimit{Rate: "-5/min"}, []string{
+			`routes[0].rate_limit.rate: invalid rate limit "-5/min": count "-5" is not a positive decimal integer` + rateHint,
+		}},
+		{"rate required", 0, RateLimit{Per: "ip"}, []string{
+			`routes[0].rate_limit.rate: invalid rate limit "": empty; want <count>/<period>, such as 100/min` + rateHint,
+		}},
+		{"rate too high", 0, RateLimit{Rate: "2000000/s"}, []string{
+			`routes[0].rate_limit.rate: invalid rate limit 2000000/s: rate too high: at most one event per 1µs (1000000/s)` + rateHint,
+		}},
+		{"burst option in the rate", 0, RateLimit{Rate: "60/min burst=5"}, []string{
+			`routes[0].rate_limit.rate: rate "60/min burst=5" must not carry a burst= option (write it as rate_limit.burst)`,
+		}},
+		{"negative burst", 0, RateLimit{Rate: "60/min", Burst: -1}, []string{
+			"routes[0].rate_limit.burst: burst must be between 0 (the count) and 1000 times the count",
+		}},
+		{"negative burst with a bad rate", 0, RateLimit{Rate: "abc", Burst: -1}, []string{
+			`routes[0].rate_limit.rate: invalid rate limit "abc": missing '/'; want <count>/<period>, such as 100/min` + rateHint,
+			"routes[0].rate_limit.burst: burst must be between 0 (the count) and 1000 times the count",
+		}},
+		{"burst above 1000 times the count", 0, RateLimit{Rate: "2/min", Burst: 2001}, []string{
+			"routes[0].rate_limit.burst: burst must be between 0 (the count) and 1000 times the count",
+		}},
+		{"burst too slow to refill", 0, RateLimit{Rate: "1/8760h", Burst: 100}, []string{
+			"routes[0].rate_limit.burst: invalid rate limit 1/8760h burst=100: a full burst would take longer than 320256h0m0s to refill (lower the burst or shorten the period)",
+		}},
+		{"per key on public", 0, RateLimit{Rate: "60/min", Per: "key"}, []string{
+			`routes[0].rate_limit.per: per "key" needs policy api_key (use "ip")`,
+		}},
+		{"per key on session", 2, RateLimit{Rate: "60/min", Per: "key"}, []string{
+			`routes[2].rate_limit.per: per "key" needs policy api_key (use "ip")`,
+		}},
+		{"unknown per", 1, RateLimit{Rate: "60/min", Per: "bogus"}, []string{
+			`routes[1].rate_limit.per: unknown rate limit dimension "bogus" (use ip or key)`,
+		}},
+		{"per with a typo", 1, RateLimit{Rate: "60/min", Per: "keys"}, []string{
+			`routes[1].rate_limit.per: unknown rate limit dimension "keys" (did you mean "key"?)`,
+		}},
+		{"per user", 1, RateLimit{Rate: "60/min", Per: "user"}, []string{
+			`routes[1].rate_limit.per: unknown rate limit dimension "user" (use ip or key)`,
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := Demo()
+			c.Routes[tt.route].RateLimit = &tt.rl
+			var got []string
+			if err := c.Validate(); err != nil {
+				got = strings.Split(err.Error(), "\n")
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("Validate() mismatch (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestValidateAPIKeys(t *testing.T) {
+	tests := []struct {
+		name   string
+		change func(a *APIKeys)
+		want   []string
+	}{
+		{"defaults", func(a *APIKeys) {}, nil},
+		{"other header", func(a *APIKeys) { a.Header = "X-Api-Key" }, nil},
+		{"lowercase header", func(a *APIKeys) { a.Header = "x-api-key" }, nil},
+		{"equal TTLs", func(a *APIKeys) { a.DefaultTTL, a.MaxTTL = time.Hour, time.Hour }, nil},
+		{"leak report off", func(a *APIKeys) { a.LeakReport.Enabled = ptr(false) }, nil},
+		{"header with a space", func(a *APIKeys) { a.Header = "Bad Header" },
+			[]string{`api_keys.header: invalid header name "Bad Header" (like "Authorization" or "X-Api-Key")`}},
+		{"header with a colon", func(a *APIKeys) { a.Header = "X-Key:" },
+			[]string{`api_keys.header: invalid header name "X-Key:" (like "Authorization" or "X-Api-Key")`}},
+		{"header required", func(a *APIKeys) { a.Header = "" },
+			[]string{`api_keys.header: invalid header name "" (like "Authorization" or "X-Api-Key")`}},
+		{"header Cookie", func(a *APIKeys) { a.Header = "Cookie" },
+			[]string{`api_keys.header: header "Cookie" cannot carry keys (use "Authorization")`}},
+		{"header X-Forwarded-For", func(a *APIKeys) { a.Header = "x-forwarded-for" },
+			[]string{`api_keys.header: header "x-forwarded-for" cannot carry keys (use "Authorization")`}},
+		{"header Content-Length", func(a *APIKeys) { a.Header = "Content-Length" },
+			[]string{`api_keys.header: header "Content-Length" cannot carry keys (use "Authorization")`}},
+		{"default_ttl above max_ttl", func(a *APIKeys) { a.DefaultTTL, a.MaxTTL = 48*time.Hour, 24*time.Hour },
+			[]string{"api_keys.default_ttl: default_ttl 48h0m0s exceeds max_ttl 24h0m0s (lower it or raise api_keys.max_ttl)"}},
+		{"zero default_ttl", func(a *APIKeys) { a.DefaultTTL = 0 },
+			[]string{"api_keys.default_ttl: must be positive, got 0s"}},
+		{"negative default_ttl", func(a *APIKeys) { a.DefaultTTL = -time.Hour },
+			[]string{"api_keys.default_ttl: must be positive, got -1h0m0s"}},
+		{"zero TTLs", func(a *APIKeys) { a.DefaultTTL, a.MaxTTL = 0, 0 },
+			[]string{
+				"api_keys.default_ttl: must be positive, got 0s",
+				"api_keys.max_ttl: must be positive, got 0s",
+			}},
+		{"bad leak report rate", func(a *APIKeys) { a.LeakReport.RateLimit = "30/fortnight" },
+			[]string{`api_keys.leak_report.rate_limit: invalid rate limit "30/fortnight": period "fortnight" is neither a unit (s, min, hour, day) nor a positive Go duration such as 5m (like "30/min")`}},
+		{"leak report rate required", func(a *APIKeys) { a.LeakReport.RateLimit = "" },
+			[]string{`api_keys.leak_report.rate_limit: invalid rate limit "": empty; want <count>/<period>, such as 100/min (like "30/min")`}},
+		{"everything wrong", func(a *APIKeys) {
+			*a = APIKeys{Header: "Bad Header", DefaultTTL: 2 * time.Hour, MaxTTL: time.Hour, LeakReport: LeakReport{RateLimit: "abc"}}
+		}, []string{
+			`api_keys.header: invalid header name "Bad Header" (like "Authorization" or "X-Api-Key")`,
+			"api_keys.default_ttl: default_ttl 2h0m0s exceeds max_ttl 1h0m0s (lower it or raise api_keys.max_ttl)",
+			`api_keys.leak_report.rate_limit: invalid rate limit "abc": missing '/'; want <count>/<period>, such as 100/min (like "30/min")`,
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := Demo()
+			tt.change(&c.APIKeys)
 			var got []string
 			if err := c.Validate(); err != nil {
 				got = strings.Split(err.Error(), "\n")

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httputil"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/keywayhq/keyway/internal/clientip"
 	"github.com/keywayhq/keyway/internal/problem"
+	"github.com/keywayhq/keyway/internal/ratelimit"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -30,13 +32,17 @@ const ReservedPrefix = "/.keyway"
 type Identity struct {
 	Subject string
 	KeyID   string
-	Scopes  []string
+	// Scopes held, joined by spaces.
+	Scopes string
+	// LimiterKey keys per-key route rate limits (the API key's ID).
+	LimiterKey string
 }
 
 // Authorizer decides requests on routes whose policy is not public. It
-// returns the caller's identity, or a problem to answer with (401, 403, 429).
+// returns the caller's identity, or a problem to answer with (401, 403,
+// 429, 503); it may set response headers (WWW-Authenticate, RateLimit-*).
 type Authorizer interface {
-	Authorize(r *http.Request, scopes []string) (Identity, *problem.Problem)
+	Authorize(w http.ResponseWriter, r *http.Request, rt *RouteInfo, client netip.Addr) (Identity, *problem.Problem)
 }
 
 // Config configures a Gateway.
@@ -51,6 +57,10 @@ type Config struct {
 	APIKeys Authorizer
 	// Sessions authorizes PolicySession routes. Nil: such routes answer 401 to everyone.
 	Sessions Authorizer
+	// CredentialHeader is the header that carries API keys. It is removed
+	// before forwarding on api_key routes, and on every route when it holds
+	// something shaped like a keyway key. Default "Authorization".
+	CredentialHeader string
 	// CaseInsensitivePaths lower-cases paths before matching and forwarding.
 	CaseInsensitivePaths bool
 	// HSTSMaxAge is sent on every response. Required, at least a year.
@@ -73,13 +83,17 @@ type Gateway struct {
 	idSeq   atomic.Uint64
 	metrics *metrics
 	bufs    *bufferPool
+	routes  []*route
 }
 
 type route struct {
 	Route
-	proxy *httputil.ReverseProxy
-	obs   [6]prometheus.Observer // by status class; [0] for "other"
-	count [6]prometheus.Counter
+	info    RouteInfo
+	ipLimit *ratelimit.Memory[netip.Addr]
+	kLimit  *ratelimit.Memory[string]
+	proxy   *httputil.ReverseProxy
+	obs     [6]prometheus.Observer // by status class; [0] for "other"
+	count   [6]prometheus.Counter
 }
 
 // New validates cfg and builds the gateway.
@@ -93,6 +107,10 @@ func New(cfg Config) (*Gateway, error) {
 	if cfg.ClientIP == nil {
 		cfg.ClientIP = clientip.New(nil)
 	}
+	if cfg.CredentialHeader == "" {
+		cfg.CredentialHeader = "Authorization"
+	}
+	cfg.CredentialHeader = http.CanonicalHeaderKey(cfg.CredentialHeader)
 	var seed [6]byte
 	if _, err := rand.Read(seed[:]); err != nil {
 		return nil, fmt.Errorf("gateway: request id seed: %w", err)
@@ -123,7 +141,17 @@ func New(cfg Config) (*Gateway, error) {
 		if rc.Prefix == ReservedPrefix || strings.HasPrefix(rc.Prefix, ReservedPrefix+"/") {
 			return nil, fmt.Errorf("gateway: route %s: %s is reserved for keyway", rc.Name, ReservedPrefix)
 		}
-		r := &route{Route: rc}
+		r := &route{Route: rc, info: RouteInfo{Name: rc.Name, Scopes: rc.Scopes, ScopeList: strings.Join(rc.Scopes, " ")}}
+		if rl := rc.RateLimit; rl != nil {
+			if rl.PerKey {
+				if rc.Policy != PolicyAPIKey {
+					return nil, fmt.Errorf("gateway: route %s: a per-key rate limit needs policy api_key", rc.Name)
+				}
+				r.kLimit = ratelimit.NewMemory[string](ratelimit.MemoryConfig{})
+			} else {
+				r.ipLimit = ratelimit.NewMemory[netip.Addr](ratelimit.MemoryConfig{})
+			}
+		}
 		r.proxy = g.newProxy(r)
 		if g.metrics != nil {
 			g.metrics.bind(r)
@@ -134,7 +162,7 @@ func New(cfg Config) (*Gateway, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
-	g.table = t
+	g.table, g.routes = t, routes
 	return g, nil
 }
 
@@ -214,6 +242,13 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, st *state) {
 		return
 	}
 	st.path = path
+	if q := r.URL.RawQuery; strings.Contains(q, "kw_live_") || strings.Contains(q, "kw_test_") {
+		// Keys travel in headers only: a URL ends up in logs, histories and
+		// Referer headers. Refuse rather than forward it anywhere.
+		g.problem(w, st, problem.New(problem.BadRequest, http.StatusBadRequest,
+			"API keys must not be sent in URLs; send them in the Authorization header (and rotate this one)"))
+		return
+	}
 	if path == ReservedPrefix || strings.HasPrefix(path, ReservedPrefix+"/") {
 		r.URL.Path, r.URL.RawPath = path, ""
 		g.cfg.Own.ServeHTTP(w, r)
@@ -232,6 +267,15 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, st *state) {
 	}
 	st.route = rt
 
+	if rt.ipLimit != nil {
+		rl := rt.RateLimit
+		d := rt.ipLimit.Allow(st.client.Client, rl.Limit)
+		setRateHeaders(w.Header(), d, rl.Limit.Count, rl.Limit.Period)
+		if !d.Allowed {
+			g.problem(w, st, rateLimited(d))
+			return
+		}
+	}
 	switch rt.Policy {
 	case PolicyPublic:
 	case PolicyAPIKey, PolicySession:
@@ -244,12 +288,21 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, st *state) {
 			g.problem(w, st, problem.New(problem.Unauthenticated, http.StatusUnauthorized, "this route needs credentials"))
 			return
 		}
-		id, p := az.Authorize(r, rt.Scopes)
+		id, p := az.Authorize(w, r, &rt.info, st.client.Client)
 		if p != nil {
 			g.problem(w, st, p)
 			return
 		}
 		st.ident = id
+	}
+	if rt.kLimit != nil {
+		rl := rt.RateLimit
+		d := rt.kLimit.Allow(st.ident.LimiterKey, rl.Limit)
+		setRateHeaders(w.Header(), d, rl.Limit.Count, rl.Limit.Period)
+		if !d.Allowed {
+			g.problem(w, st, rateLimited(d))
+			return
+		}
 	}
 
 	if r.ContentLength > rt.MaxBody {
@@ -379,8 +432,14 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest, rt *route, st *state) {
 	if st.ident.KeyID != "" {
 		out.Header.Set("X-Keyway-Key-Id", st.ident.KeyID)
 	}
-	if len(st.ident.Scopes) > 0 {
-		out.Header.Set("X-Keyway-Scopes", strings.Join(st.ident.Scopes, " "))
+	if st.ident.Scopes != "" {
+		out.Header.Set("X-Keyway-Scopes", st.ident.Scopes)
+	}
+	// The key is the caller's credential for keyway, never for the upstream.
+	if ch := g.cfg.CredentialHeader; rt.Policy == PolicyAPIKey {
+		out.Header.Del(ch)
+	} else if v := out.Header.Get(ch); strings.Contains(v, "kw_live_") || strings.Contains(v, "kw_test_") {
+		out.Header.Del(ch)
 	}
 	out.Header.Set("X-Request-Id", st.id)
 
@@ -438,11 +497,15 @@ func (g *Gateway) proxyError(w http.ResponseWriter, r *http.Request, rt *route, 
 	}
 }
 
-// Close releases the upstreams' idle connections.
+// Close releases the upstreams' idle connections and the limiters.
 func (g *Gateway) Close() {
-	for _, pr := range g.table.byPrefix {
-		for _, r := range pr.methods {
-			r.Upstream.Close()
+	for _, r := range g.routes {
+		r.Upstream.Close()
+		if r.ipLimit != nil {
+			r.ipLimit.Close()
+		}
+		if r.kLimit != nil {
+			r.kLimit.Close()
 		}
 	}
 }

@@ -2,6 +2,8 @@ package gateway
 
 import (
 	"fmt"
+
+	"github.com/keywayhq/keyway/internal/ratelimit"
 	"slices"
 	"strings"
 	"time"
@@ -37,6 +39,23 @@ type Route struct {
 	MaxBody int64
 	// Timeout bounds the whole upstream exchange (504 past it). Required, positive.
 	Timeout time.Duration
+	// RateLimit, when set, limits the route per client IP or per API key.
+	RateLimit *RouteLimit
+}
+
+// RouteLimit is a route's own rate limit.
+type RouteLimit struct {
+	Limit ratelimit.Limit
+	// PerKey limits each API key separately (policy api_key); otherwise each client IP.
+	PerKey bool
+}
+
+// RouteInfo is what an Authorizer learns of the route it decides for.
+type RouteInfo struct {
+	Name string
+	// Scopes an API key must hold, and the same joined by spaces.
+	Scopes    []string
+	ScopeList string
 }
 
 // table finds routes by path in O(number of segments) map look-ups, with no

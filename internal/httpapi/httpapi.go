@@ -12,11 +12,14 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"time"
 
+	"github.com/keywayhq/keyway/internal/apikey"
 	"github.com/keywayhq/keyway/internal/gateway"
 	"github.com/keywayhq/keyway/internal/problem"
+	"github.com/keywayhq/keyway/internal/ratelimit"
 )
 
 // Pinger reports whether the store answers. It returns nil when ready.
@@ -32,6 +35,8 @@ type Config struct {
 	Logger *slog.Logger
 	// Version is reported by /.keyway/healthz.
 	Version string
+	// Leak configures the leak-report endpoint.
+	Leak LeakConfig
 }
 
 // ErrNotReady means a dependency (the store) does not answer.
@@ -45,15 +50,29 @@ func New(cfg Config) (http.Handler, error) {
 	if cfg.Store == nil || cfg.Logger == nil {
 		return nil, errors.New("httpapi: Store and Logger are required")
 	}
-	s := &server{cfg: cfg}
+	s := &server{logger: cfg.Logger}
+	o := &ownServer{server: s, cfg: cfg}
 	mux := http.NewServeMux()
-	mux.Handle("GET /.keyway/healthz", s.handle(s.healthz))
-	mux.Handle("GET /.keyway/readyz", s.handle(s.readyz))
+	mux.Handle("GET /.keyway/healthz", s.handle(o.healthz))
+	mux.Handle("GET /.keyway/readyz", s.handle(o.readyz))
+	if cfg.Leak.Reporter != nil {
+		if cfg.Leak.Limit.Count <= 0 {
+			return nil, errors.New("httpapi: Leak.Limit is required")
+		}
+		lh := &leakHandler{cfg: cfg.Leak, limit: ratelimit.NewMemory[netip.Addr](ratelimit.MemoryConfig{MaxKeys: 1 << 16})}
+		mux.Handle("POST /.keyway/keys/report-leak", s.handle(lh.serve))
+	}
 	mux.Handle("/", s.handle(func(http.ResponseWriter, *http.Request) error { return errNotFound }))
 	return securityHeaders(mux), nil
 }
 
+// server holds what every handler of this package shares: the error mapping.
 type server struct {
+	logger *slog.Logger
+}
+
+type ownServer struct {
+	*server
 	cfg Config
 }
 
@@ -75,12 +94,19 @@ func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		p = problem.New(problem.NotFound, http.StatusNotFound, "no such keyway endpoint")
 	case errors.Is(err, ErrNotReady):
 		p = problem.New(problem.Unavailable, http.StatusServiceUnavailable, "keyway is not ready")
+	case errors.Is(err, errBadJSON), errors.Is(err, apikey.ErrBadRequest):
+		// Both carry only messages this package or apikey wrote about the input.
+		p = problem.New(problem.BadRequest, http.StatusBadRequest, err.Error())
+	case errors.Is(err, apikey.ErrNotFound):
+		p = problem.New(problem.NotFound, http.StatusNotFound, "no such API key")
+	case errors.Is(err, apikey.ErrRevoked):
+		p = problem.New(problem.Conflict, http.StatusConflict, "the API key is revoked")
 	default:
 		p = problem.New(problem.Internal, http.StatusInternalServerError, "something went wrong; quote the instance to the operator")
 	}
 	id := requestID(r)
 	if p.Status >= 500 {
-		s.cfg.Logger.LogAttrs(r.Context(), slog.LevelError, "request failed",
+		s.logger.LogAttrs(r.Context(), slog.LevelError, "request failed",
 			slog.String("request_id", id), slog.String("path", r.URL.Path), slog.String("error", err.Error()))
 	}
 	problem.Write(w, p, id)
@@ -93,11 +119,15 @@ func requestID(r *http.Request) string {
 	return ""
 }
 
-func (s *server) healthz(w http.ResponseWriter, _ *http.Request) error {
+func requestInfo(r *http.Request) (gateway.RequestInfo, bool) {
+	return gateway.InfoFrom(r.Context())
+}
+
+func (s *ownServer) healthz(w http.ResponseWriter, _ *http.Request) error {
 	return writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "version": s.cfg.Version})
 }
 
-func (s *server) readyz(w http.ResponseWriter, r *http.Request) error {
+func (s *ownServer) readyz(w http.ResponseWriter, r *http.Request) error {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
 	if err := s.cfg.Store.Ping(ctx); err != nil {
@@ -137,18 +167,47 @@ func securityHeaders(next http.Handler) http.Handler {
 type AdminConfig struct {
 	// Metrics serves Prometheus /metrics. Required.
 	Metrics http.Handler
+	// Keys manages API keys through /v1/keys. Required.
+	Keys KeyAdmin
 	// Logger receives errors. Required.
 	Logger *slog.Logger
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
 }
 
-// NewAdmin returns the handler of the admin listener: /metrics, and nothing
-// on the public port.
-func NewAdmin(cfg AdminConfig) http.Handler {
-	s := &server{cfg: Config{Logger: cfg.Logger}}
+type adminServer struct {
+	*server
+	keys KeyAdmin
+	now  func() time.Time
+}
+
+// NewAdmin returns the handler of the admin listener: /metrics (open, on a
+// listener that should stay on loopback), the OpenAPI document, and the key
+// management API, which needs an API key with scope keyway:admin.
+func NewAdmin(cfg AdminConfig) (http.Handler, error) {
+	if cfg.Metrics == nil || cfg.Keys == nil || cfg.Logger == nil {
+		return nil, errors.New("httpapi: Metrics, Keys and Logger are required")
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	s := &adminServer{server: &server{logger: cfg.Logger}, keys: cfg.Keys, now: cfg.Now}
+	api := http.NewServeMux()
+	api.Handle("GET /v1/keys", s.handle(s.listKeys))
+	api.Handle("POST /v1/keys", s.handle(s.createKey))
+	api.Handle("GET /v1/keys/{id}", s.handle(s.getKey))
+	api.Handle("PATCH /v1/keys/{id}", s.handle(s.updateKey))
+	api.Handle("DELETE /v1/keys/{id}", s.handle(s.deleteKey))
+	api.Handle("POST /v1/keys/{id}/rotate", s.handle(s.rotateKey))
+	api.Handle("POST /v1/keys/{id}/revoke", s.handle(s.revokeKey))
+	api.Handle("GET /v1/keys/{id}/usage", s.handle(s.keyUsage))
+
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", cfg.Metrics)
+	mux.Handle("GET /openapi.json", http.HandlerFunc(serveOpenAPI))
+	mux.Handle("/v1/", s.authenticate(api))
 	mux.Handle("/", s.handle(func(http.ResponseWriter, *http.Request) error { return errNotFound }))
-	return securityHeaders(mux)
+	return securityHeaders(mux), nil
 }
 
 // Redirect answers every plain-HTTP request with a 308 to the same path on

@@ -18,19 +18,20 @@ type Type string
 
 // The problem types keyway answers with.
 const (
-	NotFound           Type = "urn:keyway:problem:not-found"
-	MethodNotAllowed   Type = "urn:keyway:problem:method-not-allowed"
-	Unauthenticated    Type = "urn:keyway:problem:unauthenticated"
-	Forbidden          Type = "urn:keyway:problem:forbidden"
-	BodyTooLarge       Type = "urn:keyway:problem:body-too-large"
-	HeadersTooLarge    Type = "urn:keyway:problem:headers-too-large"
-	BadRequest         Type = "urn:keyway:problem:bad-request"
-	BadGateway         Type = "urn:keyway:problem:bad-gateway"
-	GatewayTimeout     Type = "urn:keyway:problem:gateway-timeout"
-	Unavailable        Type = "urn:keyway:problem:unavailable"
-	Internal           Type = "urn:keyway:problem:internal"
-	RateLimited        Type = "urn:keyway:problem:rate-limited"
-	MisdirectedRequest Type = "urn:keyway:problem:misdirected-request"
+	NotFound         Type = "urn:keyway:problem:not-found"
+	MethodNotAllowed Type = "urn:keyway:problem:method-not-allowed"
+	Unauthenticated  Type = "urn:keyway:problem:unauthenticated"
+	Forbidden        Type = "urn:keyway:problem:forbidden"
+	BodyTooLarge     Type = "urn:keyway:problem:body-too-large"
+	HeadersTooLarge  Type = "urn:keyway:problem:headers-too-large"
+	BadRequest       Type = "urn:keyway:problem:bad-request"
+	BadGateway       Type = "urn:keyway:problem:bad-gateway"
+	GatewayTimeout   Type = "urn:keyway:problem:gateway-timeout"
+	Unavailable      Type = "urn:keyway:problem:unavailable"
+	Internal         Type = "urn:keyway:problem:internal"
+	RateLimited      Type = "urn:keyway:problem:rate-limited"
+	QuotaExceeded    Type = "urn:keyway:problem:quota-exceeded"
+	Conflict         Type = "urn:keyway:problem:conflict"
 )
 
 // Problem is one problem details object. Detail must never carry secrets or

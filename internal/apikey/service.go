@@ -1,0 +1,689 @@
+package apikey
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"log/slog"
+	"net/netip"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/keywayhq/keyway/internal/audit"
+	"golang.org/x/sync/singleflight"
+)
+
+// Config configures a Service.
+type Config struct {
+	// Store persists keys. Required.
+	Store Store
+	// Changes is the change feed verifiers follow. Required.
+	Changes ChangeFeed
+	// Usage persists usage counters. Required.
+	Usage UsageStore
+	// Pepper keys the HMAC of stored keys; at least 32 bytes, kept outside
+	// the database. Required.
+	Pepper []byte
+	// DefaultTTL is the lifetime of a key created without one. Default 90 days.
+	DefaultTTL time.Duration
+	// MaxTTL is the longest lifetime a key may have. Default 365 days.
+	MaxTTL time.Duration
+	// MaxOverlap is the longest a rotated-out secret may keep working. Default 7 days.
+	MaxOverlap time.Duration
+	// CacheSize bounds the verification cache (entries). Default 1<<20.
+	CacheSize int
+	// StaleAfter is the hard bound on how long a cached key (or a cached
+	// "no such key") is trusted without a reload, whatever the change feed
+	// says. Default 30s.
+	StaleAfter time.Duration
+	// PollInterval is how often the change feed is read. Default 250ms.
+	PollInterval time.Duration
+	// FlushInterval is how often usage counters are written. Default 1s.
+	FlushInterval time.Duration
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+	// Rand is the randomness for new keys. Default crypto/rand.Reader.
+	Rand io.Reader
+	// Logger receives errors of the background work. Required.
+	Logger *slog.Logger
+}
+
+// Service manages API keys and verifies them.
+type Service struct {
+	cfg    Config
+	hashes sync.Pool // of *hasher
+
+	mu    sync.RWMutex
+	cache map[string]*entry
+	group singleflight.Group
+	// gen increments on every invalidation, so a load that raced with an
+	// invalidation is not cached.
+	gen atomic.Uint64
+
+	usageMu sync.Mutex
+	usage   map[string]*keyUsage
+
+	lastSeq atomic.Int64
+}
+
+// Verified is a key that passed verification. It is shared and read-only.
+type Verified struct {
+	Key *Key
+	// DisplayID is "key_<id>", for headers and logs.
+	DisplayID string
+	// ScopeList is the scopes joined by spaces, for the upstream header.
+	ScopeList string
+
+	secrets []Secret
+	usage   *keyUsage
+}
+
+// HasScopes reports whether the key holds every scope in want.
+func (v *Verified) HasScopes(want []string) bool {
+	for _, w := range want {
+		if !slices.Contains(v.Key.Scopes, w) {
+			return false
+		}
+	}
+	return true
+}
+
+type entry struct {
+	v        *Verified // nil: no such key
+	loadedAt time.Time
+}
+
+// New validates cfg, fills defaults and returns a Service. Call Run to
+// follow the change feed and flush usage.
+func New(ctx context.Context, cfg Config) (*Service, error) {
+	if cfg.Store == nil || cfg.Changes == nil || cfg.Usage == nil || cfg.Logger == nil {
+		return nil, errors.New("apikey: Store, Changes, Usage and Logger are required")
+	}
+	if len(cfg.Pepper) < 32 {
+		return nil, errors.New("apikey: the pepper must be at least 32 bytes")
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&cfg.DefaultTTL, 90*24*time.Hour)
+	def(&cfg.MaxTTL, 365*24*time.Hour)
+	def(&cfg.MaxOverlap, 7*24*time.Hour)
+	def(&cfg.StaleAfter, 30*time.Second)
+	def(&cfg.PollInterval, 250*time.Millisecond)
+	def(&cfg.FlushInterval, time.Second)
+	if cfg.DefaultTTL > cfg.MaxTTL {
+		return nil, fmt.Errorf("apikey: default TTL %v exceeds the maximum %v", cfg.DefaultTTL, cfg.MaxTTL)
+	}
+	if cfg.CacheSize <= 0 {
+		cfg.CacheSize = 1 << 20
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Rand == nil {
+		cfg.Rand = rand.Reader
+	}
+	s := &Service{cfg: cfg, cache: make(map[string]*entry), usage: make(map[string]*keyUsage)}
+	pepper := slices.Clone(cfg.Pepper)
+	s.hashes.New = func() any { return &hasher{h: hmac.New(sha256.New, pepper)} }
+	seq, err := cfg.Changes.LatestChange(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("apikey: read change feed: %w", err)
+	}
+	s.lastSeq.Store(seq)
+	return s, nil
+}
+
+// hasher is a keyed HMAC with buffers for its input and output. Pooled, it
+// lets the hot path hash a key without allocating: a string handed to
+// hash.Hash.Write would be copied to the heap, and so would a result buffer.
+type hasher struct {
+	h   hash.Hash
+	in  [MaxLen]byte
+	sum [sha256.Size]byte
+}
+
+// hashKey is the stored form of a key: HMAC-SHA-256 under the pepper. The
+// caller must put hs back into s.hashes.
+func (s *Service) hashKey(raw string) *hasher {
+	hs := s.hashes.Get().(*hasher)
+	hs.h.Reset()
+	n := copy(hs.in[:], raw)
+	_, _ = hs.h.Write(hs.in[:n])
+	hs.h.Sum(hs.sum[:0])
+	return hs
+}
+
+// storedHash returns a fresh copy of raw's stored form.
+func (s *Service) storedHash(raw string) []byte {
+	hs := s.hashKey(raw)
+	out := slices.Clone(hs.sum[:])
+	s.hashes.Put(hs)
+	return out
+}
+
+// Verify checks a presented key and returns it, or ErrInvalid whatever the
+// reason (malformed, unknown, wrong secret, revoked, expired, rotated out,
+// outside its networks). Any other error means the store could not be
+// read: the caller must fail closed.
+func (s *Service) Verify(ctx context.Context, raw string, client netip.Addr) (*Verified, error) {
+	p, err := Parse(raw)
+	if err != nil {
+		return nil, ErrInvalid
+	}
+	v, err := s.lookup(ctx, p.ID)
+	if err != nil {
+		return nil, err
+	}
+	if v == nil {
+		return nil, ErrInvalid
+	}
+	now := s.cfg.Now()
+	if !s.matches(v, raw, now) {
+		v.usage.count(OutcomeInvalid, now)
+		return nil, ErrInvalid
+	}
+	k := v.Key
+	if !k.RevokedAt.IsZero() || !now.Before(k.ExpiresAt) || !allowedFrom(k.CIDRs, client) {
+		v.usage.count(OutcomeInvalid, now)
+		return nil, ErrInvalid
+	}
+	return v, nil
+}
+
+// matches compares the key's HMAC with every live secret in constant time.
+func (s *Service) matches(v *Verified, raw string, now time.Time) bool {
+	if len(raw) > MaxLen {
+		return false
+	}
+	hs := s.hashKey(raw)
+	ok := 0
+	for _, sec := range v.secrets {
+		live := sec.NotAfter.IsZero() || now.Before(sec.NotAfter)
+		if subtle.ConstantTimeCompare(hs.sum[:], sec.Hash) == 1 && live {
+			ok = 1
+		}
+	}
+	s.hashes.Put(hs)
+	return ok == 1
+}
+
+func allowedFrom(cidrs []netip.Prefix, client netip.Addr) bool {
+	if len(cidrs) == 0 {
+		return true
+	}
+	for _, p := range cidrs {
+		if p.Contains(client) {
+			return true
+		}
+	}
+	return false
+}
+
+// lookup returns the cached key, loading it (once, however many callers
+// wait) when it is missing or older than StaleAfter.
+func (s *Service) lookup(ctx context.Context, id string) (*Verified, error) {
+	now := s.cfg.Now()
+	s.mu.RLock()
+	e := s.cache[id]
+	s.mu.RUnlock()
+	if e != nil && now.Sub(e.loadedAt) < s.cfg.StaleAfter {
+		return e.v, nil
+	}
+	res, err, _ := s.group.Do(id, func() (any, error) {
+		gen := s.gen.Load()
+		v, err := s.load(context.WithoutCancel(ctx), id)
+		if err != nil {
+			return nil, err
+		}
+		if s.gen.Load() == gen {
+			s.store(id, &entry{v: v, loadedAt: s.cfg.Now()})
+		}
+		return v, nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("load api key: %w", err)
+	}
+	return res.(*Verified), nil
+}
+
+func (s *Service) load(ctx context.Context, id string) (*Verified, error) {
+	k, secrets, err := s.cfg.Store.GetKey(ctx, id)
+	if errors.Is(err, ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	u, err := s.usageFor(ctx, k)
+	if err != nil {
+		return nil, err
+	}
+	return &Verified{
+		Key:       k,
+		DisplayID: DisplayID(k.ID),
+		ScopeList: strings.Join(k.Scopes, " "),
+		secrets:   secrets,
+		usage:     u,
+	}, nil
+}
+
+func (s *Service) store(id string, e *entry) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.cache) >= s.cfg.CacheSize {
+		// Drop about 1% of entries; map order is random, so this is a random
+		// eviction: cheap, and fair enough for a cache whose misses cost one
+		// indexed read.
+		n := max(1, s.cfg.CacheSize/100)
+		for k := range s.cache {
+			delete(s.cache, k)
+			if n--; n == 0 {
+				break
+			}
+		}
+	}
+	s.cache[id] = e
+}
+
+// invalidate drops id from the cache.
+func (s *Service) invalidate(id string) {
+	s.gen.Add(1)
+	s.mu.Lock()
+	delete(s.cache, id)
+	s.mu.Unlock()
+	s.group.Forget(id)
+}
+
+// Run follows the change feed and flushes usage until ctx is done, then
+// flushes once more.
+func (s *Service) Run(ctx context.Context) {
+	poll := time.NewTicker(s.cfg.PollInterval)
+	flush := time.NewTicker(s.cfg.FlushInterval)
+	defer poll.Stop()
+	defer flush.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			s.flush(context.WithoutCancel(ctx))
+			return
+		case <-poll.C:
+			if err := s.Poll(ctx); err != nil && ctx.Err() == nil {
+				s.cfg.Logger.Warn("api keys: read change feed", slog.String("error", err.Error()))
+			}
+		case <-flush.C:
+			s.flush(ctx)
+		}
+	}
+}
+
+// Poll reads the change feed once and drops every changed key from the cache.
+func (s *Service) Poll(ctx context.Context) error {
+	for {
+		changes, last, err := s.cfg.Changes.ChangesSince(ctx, s.lastSeq.Load())
+		if err != nil {
+			return err
+		}
+		for _, c := range changes {
+			s.invalidate(c.KeyID)
+		}
+		s.lastSeq.Store(last)
+		if len(changes) < 10000 {
+			return nil
+		}
+	}
+}
+
+// ---- management ----
+
+var (
+	scopeRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_.:-]{0,63}$`)
+	ownerRE = regexp.MustCompile(`^(user|service):[A-Za-z0-9][A-Za-z0-9_.@-]{0,127}$`)
+)
+
+// CreateParams are the properties of a new key.
+type CreateParams struct {
+	Name   string
+	Owner  string // "user:<id>" or "service:<name>"
+	Env    Env    // default live
+	Scopes []string
+	Rate   Rate
+	Quota  Quota
+	CIDRs  []netip.Prefix
+	// TTL is the key's lifetime; 0 means DefaultTTL.
+	TTL time.Duration
+}
+
+func badf(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrBadRequest, fmt.Sprintf(format, args...))
+}
+
+func checkName(n string) error {
+	if n == "" || len(n) > 100 || strings.IndexFunc(n, func(r rune) bool { return r < 0x20 || r == 0x7f }) >= 0 {
+		return badf("name must be 1 to 100 printable characters")
+	}
+	return nil
+}
+
+func checkScopes(scopes []string) ([]string, error) {
+	if len(scopes) > 32 {
+		return nil, badf("at most 32 scopes")
+	}
+	out := make([]string, 0, len(scopes))
+	for _, sc := range scopes {
+		if !scopeRE.MatchString(sc) {
+			return nil, badf("scope %q must be lower-case letters, digits and _.:- (at most 64)", sc)
+		}
+		if !slices.Contains(out, sc) {
+			out = append(out, sc)
+		}
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+func checkRate(r Rate) error {
+	if r == (Rate{}) {
+		return nil
+	}
+	if r.Count <= 0 || r.Period < time.Millisecond || r.Burst < 0 {
+		return badf("rate must be a positive count per period of at least 1ms, burst not negative")
+	}
+	return nil
+}
+
+func checkQuota(q Quota) error {
+	switch q.Period {
+	case QuotaNone:
+		if q.Limit != 0 {
+			return badf("a quota limit needs a period: day, month or total")
+		}
+	case QuotaDay, QuotaMonth, QuotaTotal:
+		if q.Limit <= 0 {
+			return badf("quota limit must be positive")
+		}
+	default:
+		return badf("quota period must be day, month or total")
+	}
+	return nil
+}
+
+func checkCIDRs(cs []netip.Prefix) ([]netip.Prefix, error) {
+	if len(cs) > 64 {
+		return nil, badf("at most 64 networks")
+	}
+	out := make([]netip.Prefix, 0, len(cs))
+	for _, p := range cs {
+		if !p.IsValid() {
+			return nil, badf("invalid network")
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
+}
+
+// Create makes a key and returns it with the only copy of its secret.
+func (s *Service) Create(ctx context.Context, p CreateParams, actor string) (string, *Key, error) {
+	if p.Env == "" {
+		p.Env = EnvLive
+	}
+	if !p.Env.Valid() {
+		return "", nil, badf("env must be live or test")
+	}
+	if err := checkName(p.Name); err != nil {
+		return "", nil, err
+	}
+	if !ownerRE.MatchString(p.Owner) {
+		return "", nil, badf(`owner must be "user:<id>" or "service:<name>"`)
+	}
+	scopes, err := checkScopes(p.Scopes)
+	if err != nil {
+		return "", nil, err
+	}
+	if err := checkRate(p.Rate); err != nil {
+		return "", nil, err
+	}
+	if err := checkQuota(p.Quota); err != nil {
+		return "", nil, err
+	}
+	cidrs, err := checkCIDRs(p.CIDRs)
+	if err != nil {
+		return "", nil, err
+	}
+	ttl := p.TTL
+	if ttl == 0 {
+		ttl = s.cfg.DefaultTTL
+	}
+	if ttl < time.Minute || ttl > s.cfg.MaxTTL {
+		return "", nil, badf("lifetime must be between 1m and %v", s.cfg.MaxTTL)
+	}
+	gen, err := Generate(s.cfg.Rand, p.Env)
+	if err != nil {
+		return "", nil, err
+	}
+	now := s.cfg.Now().UTC()
+	k := &Key{
+		ID: gen.ID, Name: p.Name, Owner: p.Owner, Env: p.Env, Scopes: scopes, Rate: p.Rate, Quota: p.Quota,
+		CIDRs: cidrs, CreatedAt: now, ExpiresAt: now.Add(ttl),
+	}
+	sum := s.storedHash(gen.Raw)
+	ev := audit.Event{At: now, Type: audit.KeyCreated, Actor: actor, Subject: DisplayID(k.ID), Detail: map[string]string{
+		"owner": k.Owner, "env": string(k.Env), "scopes": strings.Join(scopes, " "), "expires_at": k.ExpiresAt.Format(time.RFC3339),
+	}}
+	if err := s.cfg.Store.CreateKey(ctx, k, sum, ev); err != nil {
+		return "", nil, fmt.Errorf("create api key: %w", err)
+	}
+	s.invalidate(k.ID)
+	return gen.Raw, k, nil
+}
+
+// Get returns a key's properties (never a secret).
+func (s *Service) Get(ctx context.Context, id string) (*Key, error) {
+	k, _, err := s.cfg.Store.GetKey(ctx, normalizeID(id))
+	return k, err
+}
+
+// List returns the keys of owner, or every key when owner is empty.
+func (s *Service) List(ctx context.Context, owner string) ([]*Key, error) {
+	return s.cfg.Store.ListKeys(ctx, owner)
+}
+
+// normalizeID accepts an ID with or without the "key_" display prefix.
+func normalizeID(id string) string { return strings.TrimPrefix(id, "key_") }
+
+// UpdateParams changes a key. Nil fields stay as they are.
+type UpdateParams struct {
+	Name *string
+	// Scopes may only narrow: a key never gains a scope after creation
+	// (create a new key instead), so a leaked key cannot be widened by a
+	// compromised management client into more than it was.
+	Scopes *[]string
+	Rate   *Rate
+	Quota  *Quota
+	CIDRs  *[]netip.Prefix
+	// ExpiresAt may only move earlier.
+	ExpiresAt *time.Time
+}
+
+// Update changes a key's properties; running servers see it within a second.
+func (s *Service) Update(ctx context.Context, id string, p UpdateParams, actor string) (*Key, error) {
+	id = normalizeID(id)
+	k, _, err := s.cfg.Store.GetKey(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if !k.RevokedAt.IsZero() {
+		return nil, ErrRevoked
+	}
+	changed := []string{}
+	if p.Name != nil {
+		if err := checkName(*p.Name); err != nil {
+			return nil, err
+		}
+		k.Name = *p.Name
+		changed = append(changed, "name")
+	}
+	if p.Scopes != nil {
+		scopes, err := checkScopes(*p.Scopes)
+		if err != nil {
+			return nil, err
+		}
+		for _, sc := range scopes {
+			if !slices.Contains(k.Scopes, sc) {
+				return nil, badf("scopes can only be narrowed: %q is not a scope of this key (create a new key instead)", sc)
+			}
+		}
+		k.Scopes = scopes
+		changed = append(changed, "scopes")
+	}
+	if p.Rate != nil {
+		if err := checkRate(*p.Rate); err != nil {
+			return nil, err
+		}
+		k.Rate = *p.Rate
+		changed = append(changed, "rate")
+	}
+	if p.Quota != nil {
+		if err := checkQuota(*p.Quota); err != nil {
+			return nil, err
+		}
+		k.Quota = *p.Quota
+		changed = append(changed, "quota")
+	}
+	if p.CIDRs != nil {
+		cidrs, err := checkCIDRs(*p.CIDRs)
+		if err != nil {
+			return nil, err
+		}
+		k.CIDRs = cidrs
+		changed = append(changed, "cidrs")
+	}
+	if p.ExpiresAt != nil {
+		if p.ExpiresAt.After(k.ExpiresAt) {
+			return nil, badf("expiry can only be brought forward (rotate or create a new key to extend)")
+		}
+		k.ExpiresAt = p.ExpiresAt.UTC()
+		changed = append(changed, "expires_at")
+	}
+	now := s.cfg.Now().UTC()
+	ev := audit.Event{At: now, Type: audit.KeyUpdated, Actor: actor, Subject: DisplayID(id),
+		Detail: map[string]string{"changed": strings.Join(changed, " "), "scopes": strings.Join(k.Scopes, " ")}}
+	if err := s.cfg.Store.UpdateKey(ctx, k, ev); err != nil {
+		return nil, err
+	}
+	s.invalidate(id)
+	return k, nil
+}
+
+// Rotate gives a key a new secret, returned once. The old secret keeps
+// working for overlap (0: it dies now), so clients can be redeployed.
+func (s *Service) Rotate(ctx context.Context, id string, overlap time.Duration, actor string) (string, error) {
+	id = normalizeID(id)
+	if overlap < 0 || overlap > s.cfg.MaxOverlap {
+		return "", badf("overlap must be between 0 and %v", s.cfg.MaxOverlap)
+	}
+	k, _, err := s.cfg.Store.GetKey(ctx, id)
+	if err != nil {
+		return "", err
+	}
+	if !k.RevokedAt.IsZero() {
+		return "", ErrRevoked
+	}
+	secret, err := randomBase62(s.cfg.Rand, SecretLen)
+	if err != nil {
+		return "", err
+	}
+	head := Prefix + string(k.Env) + "_" + k.ID + secret
+	sum := checksum(head)
+	raw := head + string(sum[:])
+	h := s.storedHash(raw)
+	now := s.cfg.Now().UTC()
+	ev := audit.Event{At: now, Type: audit.KeyRotated, Actor: actor, Subject: DisplayID(id),
+		Detail: map[string]string{"overlap": overlap.String()}}
+	if err := s.cfg.Store.RotateKey(ctx, id, h, now.Add(overlap), ev); err != nil {
+		return "", err
+	}
+	s.invalidate(id)
+	return raw, nil
+}
+
+// Revoke kills a key at once, everywhere.
+func (s *Service) Revoke(ctx context.Context, id, reason, actor string) error {
+	id = normalizeID(id)
+	if len(reason) > 200 {
+		reason = reason[:200]
+	}
+	now := s.cfg.Now().UTC()
+	ev := audit.Event{At: now, Type: audit.KeyRevoked, Actor: actor, Subject: DisplayID(id), Detail: map[string]string{"reason": reason}}
+	if err := s.cfg.Store.RevokeKey(ctx, id, now, reason, ev); err != nil {
+		return err
+	}
+	s.invalidate(id)
+	return nil
+}
+
+// Delete removes a key and its usage; the audit trail keeps its record.
+func (s *Service) Delete(ctx context.Context, id, actor string) error {
+	id = normalizeID(id)
+	ev := audit.Event{At: s.cfg.Now().UTC(), Type: audit.KeyDeleted, Actor: actor, Subject: DisplayID(id)}
+	if err := s.cfg.Store.DeleteKey(ctx, id, ev); err != nil {
+		return err
+	}
+	s.invalidate(id)
+	return nil
+}
+
+// ReportLeak revokes the key raw if it is one of ours with a matching secret,
+// whatever its state: holding a key is enough to kill it. It reports
+// whether raw was a real key. source says where the leak was seen; it is
+// audited, never the key.
+func (s *Service) ReportLeak(ctx context.Context, raw, source string) (bool, error) {
+	p, err := Parse(raw)
+	if err != nil {
+		return false, nil
+	}
+	k, secrets, err := s.cfg.Store.GetKey(ctx, p.ID)
+	if errors.Is(err, ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	// Any secret the key ever had still identifies it, even past its overlap.
+	if !s.matches(&Verified{secrets: clearNotAfter(secrets)}, raw, s.cfg.Now()) {
+		return false, nil
+	}
+	if len(source) > 200 {
+		source = source[:200]
+	}
+	if k.RevokedAt.IsZero() {
+		now := s.cfg.Now().UTC()
+		ev := audit.Event{At: now, Type: audit.KeyLeaked, Actor: "leak-report", Subject: DisplayID(k.ID),
+			Detail: map[string]string{"source": source}}
+		if err := s.cfg.Store.RevokeKey(ctx, k.ID, now, "leaked: "+source, ev); err != nil {
+			return true, err
+		}
+		s.invalidate(k.ID)
+	}
+	return true, nil
+}
+
+func clearNotAfter(in []Secret) []Secret {
+	out := slices.Clone(in)
+	for i := range out {
+		out[i].NotAfter = time.Time{}
+	}
+	return out
+}

@@ -1,0 +1,395 @@
+package apikey_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/keywayhq/keyway/internal/apikey"
+	"github.com/keywayhq/keyway/internal/audit"
+	"github.com/keywayhq/keyway/internal/store/sqlite"
+)
+
+type clock struct{ ns atomic.Int64 }
+
+func newClock() *clock {
+	c := &clock{}
+	c.ns.Store(time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC).UnixNano())
+	return c
+}
+func (c *clock) Now() time.Time      { return time.Unix(0, c.ns.Load()).UTC() }
+func (c *clock) Add(d time.Duration) { c.ns.Add(int64(d)) }
+func pepper() []byte                 { return bytes.Repeat([]byte{7}, 32) }
+func quiet() *slog.Logger            { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+func client(s string) netip.Addr     { return netip.MustParseAddr(s) }
+func ptr[T any](v T) *T              { return &v }
+func mustNot(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func openDB(t *testing.T) (*sqlite.DB, string) {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "keyway.db")
+	db, err := sqlite.Open(context.Background(), p)
+	mustNot(t, err)
+	t.Cleanup(func() { _ = db.Close() })
+	return db, p
+}
+
+func newService(t *testing.T, db *sqlite.DB, c *clock) *apikey.Service {
+	t.Helper()
+	s, err := apikey.New(context.Background(), apikey.Config{
+		Store: db, Changes: db, Usage: db, Pepper: pepper(), Now: c.Now, Logger: quiet(),
+		PollInterval: 20 * time.Millisecond,
+	})
+	mustNot(t, err)
+	return s
+}
+
+var ctx = context.Background()
+
+func create(t *testing.T, s *apikey.Service, p apikey.CreateParams) (string, *apikey.Key) {
+	t.Helper()
+	if p.Name == "" {
+		p.Name = "test key"
+	}
+	if p.Owner == "" {
+		p.Owner = "service:billing"
+	}
+	raw, k, err := s.Create(ctx, p, "test")
+	mustNot(t, err)
+	return raw, k
+}
+
+func TestCreateVerify(t *testing.T) {
+	db, path := openDB(t)
+	c := newClock()
+	s := newService(t, db, c)
+	raw, k := create(t, s, apikey.CreateParams{Scopes: []string{"weather:history", "a", "a"}})
+	if k.ExpiresAt.Sub(k.CreatedAt) != 90*24*time.Hour {
+		t.Fatalf("default lifetime %v", k.ExpiresAt.Sub(k.CreatedAt))
+	}
+	v, err := s.Verify(ctx, raw, client("10.0.0.1"))
+	mustNot(t, err)
+	if v.Key.ID != k.ID || v.DisplayID != "key_"+k.ID || v.ScopeList != "a weather:history" {
+		t.Fatalf("verified %+v", v)
+	}
+	if !v.HasScopes([]string{"weather:history"}) || v.HasScopes([]string{"admin"}) {
+		t.Fatal("HasScopes wrong")
+	}
+
+	// A key with the same ID and a valid checksum but another secret fails.
+	other, err := apikey.Generate(nil, apikey.EnvLive)
+	mustNot(t, err)
+	forged := raw[:8+apikey.IDLen] + other.Raw[8+apikey.IDLen:len(other.Raw)-apikey.CheckLen]
+	forged = fixChecksum(t, forged)
+	for _, bad := range []string{"", "kw_live_nope", forged, raw + "x", strings.ToUpper(raw)} {
+		if _, err := s.Verify(ctx, bad, client("10.0.0.1")); !errors.Is(err, apikey.ErrInvalid) {
+			t.Errorf("Verify(%q) = %v, want ErrInvalid", bad, err)
+		}
+	}
+
+	// The raw key, or its secret part, is nowhere in the database files.
+	mustNot(t, db.Close())
+	secret := raw[8+apikey.IDLen:]
+	for _, f := range []string{path, path + "-wal"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		if bytes.Contains(b, []byte(secret)) {
+			t.Fatalf("%s contains the key's secret", f)
+		}
+	}
+}
+
+// fixChecksum makes head (a key without checksum) well-formed, via Generate's rules.
+func fixChecksum(t *testing.T, head string) string {
+	t.Helper()
+	return apikey.WithChecksum(head)
+}
+
+func TestRevokeIsSeenByAnotherProcessWithinASecond(t *testing.T) {
+	db, path := openDB(t)
+	c := newClock()
+	server := newService(t, db, c)
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go server.Run(runCtx)
+
+	raw, k := create(t, server, apikey.CreateParams{})
+	if _, err := server.Verify(ctx, raw, client("10.0.0.1")); err != nil {
+		t.Fatal(err)
+	}
+	// A second process (the CLI) opens the same file and revokes.
+	db2, err := sqlite.Open(ctx, path)
+	mustNot(t, err)
+	defer func() { _ = db2.Close() }()
+	cli := newService(t, db2, c)
+	mustNot(t, cli.Revoke(ctx, k.ID, "test", "cli"))
+	start := time.Now()
+	for {
+		_, err := server.Verify(ctx, raw, client("10.0.0.1"))
+		if errors.Is(err, apikey.ErrInvalid) {
+			break
+		}
+		if time.Since(start) > time.Second {
+			t.Fatalf("revocation not seen after %v", time.Since(start))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestExpiryAndCIDR(t *testing.T) {
+	db, _ := openDB(t)
+	c := newClock()
+	s := newService(t, db, c)
+	raw, _ := create(t, s, apikey.CreateParams{TTL: time.Hour, CIDRs: []netip.Prefix{netip.MustParsePrefix("10.1.0.0/16")}})
+	if _, err := s.Verify(ctx, raw, client("10.1.2.3")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Verify(ctx, raw, client("10.2.0.1")); !errors.Is(err, apikey.ErrInvalid) {
+		t.Fatalf("outside CIDR: %v", err)
+	}
+	c.Add(time.Hour)
+	if _, err := s.Verify(ctx, raw, client("10.1.2.3")); !errors.Is(err, apikey.ErrInvalid) {
+		t.Fatalf("expired: %v", err)
+	}
+}
+
+func TestRotateOverlap(t *testing.T) {
+	db, _ := openDB(t)
+	c := newClock()
+	s := newService(t, db, c)
+	old, k := create(t, s, apikey.CreateParams{})
+	fresh, err := s.Rotate(ctx, "key_"+k.ID, 10*time.Minute, "test")
+	mustNot(t, err)
+	if fresh == old || !strings.Contains(fresh, k.ID) {
+		t.Fatalf("rotated key %q", fresh)
+	}
+	for _, raw := range []string{old, fresh} {
+		if _, err := s.Verify(ctx, raw, client("10.0.0.1")); err != nil {
+			t.Fatalf("during overlap: %v", err)
+		}
+	}
+	c.Add(10 * time.Minute)
+	if _, err := s.Verify(ctx, old, client("10.0.0.1")); !errors.Is(err, apikey.ErrInvalid) {
+		t.Fatalf("old key after overlap: %v", err)
+	}
+	if _, err := s.Verify(ctx, fresh, client("10.0.0.1")); err != nil {
+		t.Fatalf("new key after overlap: %v", err)
+	}
+	// Rotating with no overlap kills the current secret at once.
+	newest, err := s.Rotate(ctx, k.ID, 0, "test")
+	mustNot(t, err)
+	if _, err := s.Verify(ctx, fresh, client("10.0.0.1")); !errors.Is(err, apikey.ErrInvalid) {
+		t.Fatalf("zero overlap: %v", err)
+	}
+	if _, err := s.Verify(ctx, newest, client("10.0.0.1")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Rotate(ctx, k.ID, 30*24*time.Hour, "test"); !errors.Is(err, apikey.ErrBadRequest) {
+		t.Fatalf("overlap above max: %v", err)
+	}
+	mustNot(t, s.Revoke(ctx, k.ID, "", "test"))
+	if _, err := s.Rotate(ctx, k.ID, 0, "test"); !errors.Is(err, apikey.ErrRevoked) {
+		t.Fatalf("rotate revoked: %v", err)
+	}
+}
+
+func TestUpdateRules(t *testing.T) {
+	db, _ := openDB(t)
+	c := newClock()
+	s := newService(t, db, c)
+	raw, k := create(t, s, apikey.CreateParams{Scopes: []string{"a", "b"}})
+	got, err := s.Update(ctx, k.ID, apikey.UpdateParams{Scopes: ptr([]string{"a"}), Rate: &apikey.Rate{Count: 5, Period: time.Second}}, "test")
+	mustNot(t, err)
+	if len(got.Scopes) != 1 || got.Rate.Count != 5 {
+		t.Fatalf("updated %+v", got)
+	}
+	v, err := s.Verify(ctx, raw, client("10.0.0.1"))
+	mustNot(t, err)
+	if v.HasScopes([]string{"b"}) {
+		t.Fatal("narrowed scope still held by the verifier")
+	}
+	tests := map[string]apikey.UpdateParams{
+		"widen scopes":  {Scopes: ptr([]string{"a", "c"})},
+		"extend expiry": {ExpiresAt: ptr(k.ExpiresAt.Add(time.Hour))},
+		"bad rate":      {Rate: &apikey.Rate{Count: -1, Period: time.Second}},
+		"bad quota":     {Quota: &apikey.Quota{Limit: 5, Period: "week"}},
+		"bad name":      {Name: ptr("")},
+	}
+	for name, p := range tests {
+		t.Run(name, func(t *testing.T) {
+			if _, err := s.Update(ctx, k.ID, p, "test"); !errors.Is(err, apikey.ErrBadRequest) {
+				t.Fatalf("err = %v, want ErrBadRequest", err)
+			}
+			after, _ := s.Get(ctx, k.ID)
+			if strings.Join(after.Scopes, ",") != "a" || after.Rate.Count != 5 {
+				t.Fatalf("a refused update changed the key: %+v", after)
+			}
+		})
+	}
+	if _, err := s.Update(ctx, "nope", apikey.UpdateParams{}, "test"); !errors.Is(err, apikey.ErrNotFound) {
+		t.Fatalf("unknown id: %v", err)
+	}
+}
+
+func TestCreateRejects(t *testing.T) {
+	db, _ := openDB(t)
+	s := newService(t, db, newClock())
+	tests := map[string]apikey.CreateParams{
+		"no owner":    {Name: "x"},
+		"bad owner":   {Name: "x", Owner: "root"},
+		"bad env":     {Name: "x", Owner: "service:a", Env: "prod"},
+		"bad scope":   {Name: "x", Owner: "service:a", Scopes: []string{"Has Space"}},
+		"ttl too big": {Name: "x", Owner: "service:a", TTL: 2 * 365 * 24 * time.Hour},
+		"ttl tiny":    {Name: "x", Owner: "service:a", TTL: time.Second},
+		"quota":       {Name: "x", Owner: "service:a", Quota: apikey.Quota{Limit: 0, Period: apikey.QuotaDay}},
+	}
+	for name, p := range tests {
+		t.Run(name, func(t *testing.T) {
+			if _, _, err := s.Create(ctx, p, "test"); !errors.Is(err, apikey.ErrBadRequest) {
+				t.Fatalf("err = %v", err)
+			}
+		})
+	}
+	keys, err := s.List(ctx, "")
+	mustNot(t, err)
+	if len(keys) != 0 {
+		t.Fatalf("refused creates left %d keys", len(keys))
+	}
+}
+
+func TestQuotaNeverOverspends(t *testing.T) {
+	db, _ := openDB(t)
+	c := newClock()
+	s := newService(t, db, c)
+	raw, _ := create(t, s, apikey.CreateParams{Quota: apikey.Quota{Limit: 10, Period: apikey.QuotaTotal}})
+	v, err := s.Verify(ctx, raw, client("10.0.0.1"))
+	mustNot(t, err)
+	var ok atomic.Int64
+	var wg sync.WaitGroup
+	for range 50 {
+		wg.Go(func() {
+			for range 5 {
+				if s.ConsumeQuota(v) {
+					ok.Add(1)
+					s.Record(v, apikey.OutcomeOK)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if ok.Load() != 10 {
+		t.Fatalf("quota of 10 admitted %d", ok.Load())
+	}
+	// A fresh service (a restart) remembers what was used.
+	s.Flush(ctx)
+	s2 := newService(t, db, c)
+	v2, err := s2.Verify(ctx, raw, client("10.0.0.1"))
+	mustNot(t, err)
+	if s2.ConsumeQuota(v2) {
+		t.Fatal("a restart refilled a spent credit")
+	}
+
+	rawDay, _ := create(t, s, apikey.CreateParams{Quota: apikey.Quota{Limit: 2, Period: apikey.QuotaDay}})
+	vd, err := s.Verify(ctx, rawDay, client("10.0.0.1"))
+	mustNot(t, err)
+	for i, want := range []bool{true, true, false} {
+		if got := s.ConsumeQuota(vd); got != want {
+			t.Fatalf("daily quota of 2: request %d admitted=%v", i+1, got)
+		}
+	}
+	c.Add(24 * time.Hour)
+	if !s.ConsumeQuota(vd) {
+		t.Fatal("daily quota did not reset the next day")
+	}
+}
+
+func TestLeakReport(t *testing.T) {
+	db, _ := openDB(t)
+	c := newClock()
+	s := newService(t, db, c)
+	raw, k := create(t, s, apikey.CreateParams{})
+	bogus, _ := apikey.Generate(nil, apikey.EnvLive)
+	for _, tt := range []struct {
+		raw  string
+		want bool
+	}{{"not a key", false}, {bogus.Raw, false}, {raw, true}, {raw, true}} {
+		got, err := s.ReportLeak(ctx, tt.raw, "https://github.com/x/y/blob/main/.env")
+		mustNot(t, err)
+		if got != tt.want {
+			t.Fatalf("ReportLeak = %v, want %v", got, tt.want)
+		}
+	}
+	if _, err := s.Verify(ctx, raw, client("10.0.0.1")); !errors.Is(err, apikey.ErrInvalid) {
+		t.Fatal("a leaked key still works")
+	}
+	got, _ := s.Get(ctx, k.ID)
+	if got.RevokedAt.IsZero() || !strings.HasPrefix(got.RevokeReason, "leaked") {
+		t.Fatalf("key after leak: %+v", got)
+	}
+}
+
+func TestAuditChainAndUsage(t *testing.T) {
+	db, _ := openDB(t)
+	c := newClock()
+	s := newService(t, db, c)
+	raw, k := create(t, s, apikey.CreateParams{})
+	v, err := s.Verify(ctx, raw, client("10.0.0.1"))
+	mustNot(t, err)
+	s.Record(v, apikey.OutcomeOK)
+	s.Record(v, apikey.OutcomeOK)
+	s.Record(v, apikey.OutcomeForbidden)
+	_, err = s.Rotate(ctx, k.ID, 0, "test")
+	mustNot(t, err)
+	mustNot(t, s.Revoke(ctx, k.ID, "done", "test"))
+	rows, err := s.UsageSince(ctx, k.ID, c.Now().Add(-time.Hour))
+	mustNot(t, err)
+	counts := map[apikey.Outcome]int64{}
+	for _, r := range rows {
+		counts[r.Outcome] += r.Count
+	}
+	if counts[apikey.OutcomeOK] != 2 || counts[apikey.OutcomeForbidden] != 1 {
+		t.Fatalf("usage %v", counts)
+	}
+	got, _ := s.Get(ctx, k.ID)
+	if got.LastUsedAt.IsZero() {
+		t.Fatal("last used not recorded")
+	}
+
+	recs, err := db.AuditEvents(ctx, 0, 100)
+	mustNot(t, err)
+	var types []string
+	prev := []byte{}
+	for _, r := range recs {
+		types = append(types, r.Event.Type)
+		if !bytes.Equal(r.PrevHash, prev) || !bytes.Equal(audit.Chain(prev, r.Seq, r.Event), r.Hash) {
+			t.Fatalf("audit chain broken at %d", r.Seq)
+		}
+		prev = r.Hash
+		if strings.Contains(r.Event.Detail["reason"]+r.Event.Subject, raw) {
+			t.Fatal("audit event carries the key")
+		}
+	}
+	if strings.Join(types, ",") != "apikey.created,apikey.rotated,apikey.revoked" {
+		t.Fatalf("audit types %v", types)
+	}
+	if _, err := db.SQL().ExecContext(ctx, `DELETE FROM audit_events`); err == nil {
+		t.Fatal("audit events could be deleted")
+	}
+}

@@ -1,0 +1,160 @@
+package apikey
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+var outcomes = [...]Outcome{OutcomeOK, OutcomeInvalid, OutcomeForbidden, OutcomeRateLimited, OutcomeQuota}
+
+// keyUsage holds one key's counters between flushes, and its quota state.
+// It outlives cache entries: a reload of the key reuses it.
+type keyUsage struct {
+	id       string
+	pending  [len(outcomes)]atomic.Int64
+	lastUsed atomic.Int64 // unix nanoseconds of the last OK request
+
+	mu          sync.Mutex
+	quotaLoaded bool
+	quota       Quota
+	periodStart time.Time // start of the quota period counted in used
+	used        int64     // OK requests in the period (loaded from the store, then counted here)
+}
+
+func outcomeIndex(o Outcome) int {
+	for i, x := range outcomes {
+		if x == o {
+			return i
+		}
+	}
+	return 0
+}
+
+func (u *keyUsage) count(o Outcome, now time.Time) {
+	u.pending[outcomeIndex(o)].Add(1)
+	if o == OutcomeOK {
+		u.lastUsed.Store(now.UnixNano())
+	}
+}
+
+// Record counts one request of v with outcome o, for the usage report.
+func (s *Service) Record(v *Verified, o Outcome) {
+	v.usage.count(o, s.cfg.Now())
+}
+
+// periodStart returns the start of the quota period containing now (UTC).
+func periodStart(p QuotaPeriod, now time.Time) time.Time {
+	now = now.UTC()
+	switch p {
+	case QuotaDay:
+		return time.Date(now.Year(), now.Month(), now.Day(), 0, 0, 0, 0, time.UTC)
+	case QuotaMonth:
+		return time.Date(now.Year(), now.Month(), 1, 0, 0, 0, 0, time.UTC)
+	case QuotaNone, QuotaTotal:
+	}
+	return time.Time{}
+}
+
+// ConsumeQuota takes one request from v's quota. It returns false, taking
+// nothing, when the quota is spent: a credit never goes negative, even
+// under concurrent requests.
+func (s *Service) ConsumeQuota(v *Verified) bool {
+	q := v.Key.Quota
+	if q.Period == QuotaNone {
+		return true
+	}
+	u := v.usage
+	now := s.cfg.Now()
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if start := periodStart(q.Period, now); start.After(u.periodStart) {
+		u.periodStart, u.used = start, 0
+	}
+	if u.used >= q.Limit {
+		return false
+	}
+	u.used++
+	return true
+}
+
+// usageFor returns the counters of k, creating them (and reading how much
+// of its quota is already used) on first sight.
+func (s *Service) usageFor(ctx context.Context, k *Key) (*keyUsage, error) {
+	s.usageMu.Lock()
+	u := s.usage[k.ID]
+	if u == nil {
+		u = &keyUsage{id: k.ID}
+		s.usage[k.ID] = u
+	}
+	s.usageMu.Unlock()
+
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.quotaLoaded && k.Quota == u.quota {
+		return u, nil
+	}
+	u.quota = k.Quota
+	if k.Quota.Period == QuotaNone {
+		u.quotaLoaded = true
+		return u, nil
+	}
+	start := periodStart(k.Quota.Period, s.cfg.Now())
+	n, err := s.cfg.Usage.CountUsage(ctx, k.ID, OutcomeOK, start)
+	if err != nil {
+		return nil, err
+	}
+	// Requests counted here but not yet flushed are in neither number twice:
+	// the store has what was flushed, pending has the rest.
+	u.periodStart, u.used, u.quotaLoaded = start, n+u.pending[0].Load(), true
+	return u, nil
+}
+
+// flush writes the pending counters to the store. A failed write puts the
+// counts back, so usage is delayed, never lost, while the process lives.
+func (s *Service) flush(ctx context.Context) {
+	now := s.cfg.Now().UTC()
+	hour := now.Truncate(time.Hour)
+	var deltas []UsageDelta
+	last := map[string]time.Time{}
+	type taken struct {
+		u *keyUsage
+		i int
+		n int64
+	}
+	var took []taken
+	s.usageMu.Lock()
+	for id, u := range s.usage {
+		for i := range outcomes {
+			if n := u.pending[i].Swap(0); n > 0 {
+				deltas = append(deltas, UsageDelta{KeyID: id, Hour: hour, Outcome: outcomes[i], Count: n})
+				took = append(took, taken{u, i, n})
+			}
+		}
+		if lu := u.lastUsed.Swap(0); lu != 0 {
+			last[id] = time.Unix(0, lu).UTC()
+		}
+	}
+	s.usageMu.Unlock()
+	if len(deltas) == 0 && len(last) == 0 {
+		return
+	}
+	if err := s.cfg.Usage.AddUsage(ctx, deltas, last); err != nil {
+		for _, t := range took {
+			t.u.pending[t.i].Add(t.n)
+		}
+		s.cfg.Logger.Warn("api keys: flush usage", slog.String("error", err.Error()))
+	}
+}
+
+// Flush writes pending usage now (for tests and shutdown).
+func (s *Service) Flush(ctx context.Context) { s.flush(ctx) }
+
+// UsageSince returns a key's usage buckets from since on, including what is
+// counted but not yet flushed.
+func (s *Service) UsageSince(ctx context.Context, id string, since time.Time) ([]UsageRow, error) {
+	s.flush(ctx)
+	return s.cfg.Usage.UsageSince(ctx, normalizeID(id), since)
+}

@@ -1,0 +1,121 @@
+package app
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/keywayhq/keyway/internal/apikey"
+	"github.com/keywayhq/keyway/internal/config"
+	"github.com/keywayhq/keyway/internal/store/sqlite"
+)
+
+// PepperEnv names the environment variable that may hold the pepper (base64).
+const PepperEnv = "KEYWAY_PEPPER"
+
+// LoadPepper returns the secret that keys the stored hashes of API keys:
+// from KEYWAY_PEPPER when set, else from the pepper file, which is created
+// (32 random bytes, base64, mode 0600) on first use. A pepper file that
+// others may read is refused: with the database, it is what a thief needs.
+func LoadPepper(cfg *config.Config, getenv func(string) string) ([]byte, error) {
+	if v := strings.TrimSpace(getenv(PepperEnv)); v != "" {
+		p, err := base64.StdEncoding.DecodeString(v)
+		if err != nil || len(p) < 32 {
+			return nil, fmt.Errorf("%s must be at least 32 bytes in base64", PepperEnv)
+		}
+		return p, nil
+	}
+	file := cfg.APIKeys.PepperFile
+	p, err := readPepper(file)
+	if errors.Is(err, fs.ErrNotExist) {
+		p = make([]byte, 32)
+		if _, err := rand.Read(p); err != nil {
+			return nil, err
+		}
+		enc := base64.StdEncoding.EncodeToString(p) + "\n"
+		f, err := os.OpenFile(file, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600) //nolint:gosec // G304: path from the operator's config
+		if errors.Is(err, fs.ErrExist) {
+			return readPepper(file) // another process made it first
+		}
+		if err != nil {
+			return nil, fmt.Errorf("create pepper file: %w", err)
+		}
+		if _, err := f.WriteString(enc); err != nil {
+			_ = f.Close()
+			return nil, fmt.Errorf("write pepper file: %w", err)
+		}
+		if err := f.Sync(); err != nil {
+			_ = f.Close()
+			return nil, err
+		}
+		return p, f.Close()
+	}
+	return p, err
+}
+
+func readPepper(file string) ([]byte, error) {
+	st, err := os.Stat(file)
+	if err != nil {
+		return nil, err
+	}
+	if st.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("pepper file %s has mode %v: others must not read it (chmod 600)", file, st.Mode().Perm())
+	}
+	b, err := os.ReadFile(file) //nolint:gosec // G304: path from the operator's config
+	if err != nil {
+		return nil, err
+	}
+	p, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(b)))
+	if err != nil || len(p) < 32 {
+		return nil, fmt.Errorf("pepper file %s must hold at least 32 bytes in base64", file)
+	}
+	return p, nil
+}
+
+func newKeyService(ctx context.Context, cfg *config.Config, db *sqlite.DB, logger *slog.Logger, getenv func(string) string) (*apikey.Service, error) {
+	pepper, err := LoadPepper(cfg, getenv)
+	if err != nil {
+		return nil, err
+	}
+	return apikey.New(ctx, apikey.Config{
+		Store: db, Changes: db, Usage: db, Pepper: pepper, Logger: logger,
+		DefaultTTL: cfg.APIKeys.DefaultTTL, MaxTTL: cfg.APIKeys.MaxTTL,
+	})
+}
+
+// Keys is the key service of a data directory, for the CLI: it works
+// whether or not a server runs on the same data directory, whose caches
+// learn of every change within a second through the store's change feed.
+type Keys struct {
+	*apikey.Service
+	db *sqlite.DB
+}
+
+// OpenKeys opens the store of cfg and its key service.
+func OpenKeys(ctx context.Context, cfg *config.Config, logger *slog.Logger, getenv func(string) string) (*Keys, error) {
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create data dir: %w", err)
+	}
+	db, err := sqlite.Open(ctx, cfg.Store.Path)
+	if err != nil {
+		return nil, err
+	}
+	svc, err := newKeyService(ctx, cfg, db, logger, getenv)
+	if err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	return &Keys{Service: svc, db: db}, nil
+}
+
+// Close flushes usage and closes the store.
+func (k *Keys) Close() error {
+	k.Flush(context.Background())
+	return k.db.Close()
+}

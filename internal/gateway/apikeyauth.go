@@ -1,0 +1,137 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/keywayhq/keyway/internal/apikey"
+	"github.com/keywayhq/keyway/internal/problem"
+	"github.com/keywayhq/keyway/internal/ratelimit"
+)
+
+// KeyVerifier is what the API-key authorizer needs of the apikey service.
+type KeyVerifier interface {
+	// Verify returns apikey.ErrInvalid for any key that must not pass, and
+	// another error when it cannot decide (the store is down).
+	Verify(ctx context.Context, raw string, client netip.Addr) (*apikey.Verified, error)
+	ConsumeQuota(v *apikey.Verified) bool
+	Record(v *apikey.Verified, o apikey.Outcome)
+}
+
+// APIKeyAuthConfig configures APIKeyAuth.
+type APIKeyAuthConfig struct {
+	// Keys verifies keys. Required.
+	Keys KeyVerifier
+	// Limiter enforces each key's own rate. Required.
+	Limiter ratelimit.Limiter[string]
+	// Header carries the key: "Authorization" (as Bearer) or another header
+	// with the bare key. Default "Authorization".
+	Header string
+	// Logger receives store failures. Required.
+	Logger *slog.Logger
+}
+
+// APIKeyAuth authorizes api_key routes. Every way a key can be wrong gets the
+// same 401 answer; only the usage counters and the audit log know which.
+type APIKeyAuth struct {
+	cfg    APIKeyAuthConfig
+	bearer bool
+}
+
+// NewAPIKeyAuth validates cfg.
+func NewAPIKeyAuth(cfg APIKeyAuthConfig) (*APIKeyAuth, error) {
+	if cfg.Keys == nil || cfg.Limiter == nil || cfg.Logger == nil {
+		return nil, errors.New("gateway: Keys, Limiter and Logger are required")
+	}
+	if cfg.Header == "" {
+		cfg.Header = "Authorization"
+	}
+	cfg.Header = http.CanonicalHeaderKey(cfg.Header)
+	return &APIKeyAuth{cfg: cfg, bearer: cfg.Header == "Authorization"}, nil
+}
+
+// Header is the canonical name of the header that carries keys, which the
+// gateway removes before forwarding.
+func (a *APIKeyAuth) Header() string { return a.cfg.Header }
+
+var (
+	probNoKey = &problem.Problem{Type: problem.Unauthenticated, Title: "Unauthorized", Status: http.StatusUnauthorized,
+		Detail: "this route needs an API key in the Authorization header: Bearer kw_…"}
+	probBadKey = &problem.Problem{Type: problem.Unauthenticated, Title: "Unauthorized", Status: http.StatusUnauthorized,
+		Detail: "the API key is not valid"}
+	probScope = &problem.Problem{Type: problem.Forbidden, Title: "Forbidden", Status: http.StatusForbidden,
+		Detail: "the API key lacks a scope this route needs"}
+	probQuota = &problem.Problem{Type: problem.QuotaExceeded, Title: "Too Many Requests", Status: http.StatusTooManyRequests,
+		Detail: "the API key's quota is spent"}
+	probUnavailable = &problem.Problem{Type: problem.Unavailable, Title: "Service Unavailable", Status: http.StatusServiceUnavailable,
+		Detail: "keys cannot be checked right now; try again shortly"}
+)
+
+// token extracts the presented key, or "".
+func (a *APIKeyAuth) token(r *http.Request) string {
+	v := r.Header.Get(a.cfg.Header)
+	if !a.bearer {
+		return strings.TrimSpace(v)
+	}
+	if len(v) > 7 && strings.EqualFold(v[:7], "bearer ") {
+		return strings.TrimSpace(v[7:])
+	}
+	return ""
+}
+
+// Authorize implements Authorizer.
+func (a *APIKeyAuth) Authorize(w http.ResponseWriter, r *http.Request, rt *RouteInfo, client netip.Addr) (Identity, *problem.Problem) {
+	raw := a.token(r)
+	if raw == "" {
+		return Identity{}, probNoKey
+	}
+	v, err := a.cfg.Keys.Verify(r.Context(), raw, client)
+	if errors.Is(err, apikey.ErrInvalid) {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="keyway", error="invalid_token"`)
+		return Identity{}, probBadKey
+	}
+	if err != nil {
+		// Fail closed: a key we cannot check does not pass.
+		a.cfg.Logger.LogAttrs(r.Context(), slog.LevelError, "api key check failed", slog.String("error", err.Error()))
+		return Identity{}, probUnavailable
+	}
+	if !v.HasScopes(rt.Scopes) {
+		a.cfg.Keys.Record(v, apikey.OutcomeForbidden)
+		w.Header().Set("WWW-Authenticate", `Bearer realm="keyway", error="insufficient_scope", scope="`+rt.ScopeList+`"`)
+		return Identity{}, probScope
+	}
+	if kr := v.Key.Rate; kr.Count > 0 {
+		d := a.cfg.Limiter.Allow(v.Key.ID, ratelimit.Limit{Count: kr.Count, Period: kr.Period, Burst: kr.Burst})
+		setRateHeaders(w.Header(), d, kr.Count, kr.Period)
+		if !d.Allowed {
+			a.cfg.Keys.Record(v, apikey.OutcomeRateLimited)
+			return Identity{}, rateLimited(d)
+		}
+	}
+	if !a.cfg.Keys.ConsumeQuota(v) {
+		a.cfg.Keys.Record(v, apikey.OutcomeQuota)
+		return Identity{}, probQuota
+	}
+	a.cfg.Keys.Record(v, apikey.OutcomeOK)
+	return Identity{Subject: v.Key.Owner, KeyID: v.DisplayID, Scopes: v.ScopeList, LimiterKey: v.Key.ID}, nil
+}
+
+// rateLimited is the 429 of a spent rate limit.
+func rateLimited(d ratelimit.Decision) *problem.Problem {
+	return &problem.Problem{Type: problem.RateLimited, Title: "Too Many Requests", Status: http.StatusTooManyRequests,
+		Detail: "rate limit exceeded; retry after the time in Retry-After", RetryAfter: max(d.RetryAfter, time.Second)}
+}
+
+// setRateHeaders sets the RateLimit-* fields (draft-ietf-httpapi-ratelimit-headers).
+func setRateHeaders(h http.Header, d ratelimit.Decision, count int64, period time.Duration) {
+	h.Set("RateLimit-Limit", strconv.FormatInt(d.Limit, 10))
+	h.Set("RateLimit-Remaining", strconv.FormatInt(d.Remaining, 10))
+	h.Set("RateLimit-Reset", strconv.FormatInt(int64((d.ResetAfter+time.Second-1)/time.Second), 10))
+	h.Set("RateLimit-Policy", strconv.FormatInt(count, 10)+";w="+strconv.FormatInt(int64((period+time.Second-1)/time.Second), 10))
+}
