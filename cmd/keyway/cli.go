@@ -189,9 +189,12 @@ func printDemoBanner(w io.Writer, a *app.App) {
 
     curl --cacert %s 'https://localhost:%s/v1/forecast?city=Paris'
 
-  /v1/history (API key) and /v1/me (passkey session) answer 401 for now.
+  /v1/history needs an API key with scope weather:history. Make one with
+    keyway keys create --name demo --scope weather:history --data-dir %s
+  and send it as: curl -H "Authorization: Bearer kw_live_…" …
+  /v1/me (passkey sessions) answers 401 until passkeys land.
   Metrics: http://%s/metrics    Stop: Ctrl-C
-`, ca, ca, port, a.Addr("admin"))
+`, ca, ca, port, filepath.Dir(ca), a.Addr("admin"))
 }
 
 func splitPort(addr string) (string, string, error) {
@@ -244,7 +247,7 @@ func cmdCheck(args []string, stdout, stderr io.Writer, getenv func(string) strin
 			fmt.Fprintf(stdout, "error: %s\n", e)
 		}
 		for _, w := range res.Warnings {
-			fmt.Fprintf(stdout, "warning: %s\n", w)
+			fmt.Fprintln(stdout, w) // already "file:line: warning: …"
 		}
 		if res.OK {
 			fmt.Fprintf(stdout, "%s: ok (%d warnings)\n", *cfgPath, len(res.Warnings))

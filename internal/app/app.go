@@ -159,7 +159,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 	}
 	keyAuth, err := gateway.NewAPIKeyAuth(gateway.APIKeyAuthConfig{
 		Keys: a.keys, Limiter: ratelimit.NewMemory[string](ratelimit.MemoryConfig{}),
-		Header: cfg.APIKeys.Header, Logger: a.logger,
+		Header: cfg.APIKeys.Header, Logger: a.logger, Metrics: reg,
 	})
 	if err != nil {
 		return nil, err

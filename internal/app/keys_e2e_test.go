@@ -309,6 +309,10 @@ func TestAdminAPI(t *testing.T) {
 	if res, _ = do("DELETE", "/v1/keys/"+created.ID, adminKey, ""); res.StatusCode != 204 {
 		t.Fatalf("delete: %d", res.StatusCode)
 	}
+	if res, b = do("GET", "/metrics", "", ""); res.StatusCode != 200 || !strings.Contains(b, `keyway_apikey_requests_total{outcome="ok"} 1`) ||
+		strings.Contains(b, created.ID) {
+		t.Fatalf("metrics: %d, want one ok key check and no key IDs:\n%.3000s", res.StatusCode, b)
+	}
 	// The public port does not serve the admin API.
 	wantProblem(t, get(t, e.c, e.in.URL("/v1/keys"), "Authorization", "Bearer "+adminKey), 404, "urn:keyway:problem:not-found")
 }

@@ -14,9 +14,9 @@ import (
 // Policy names who may call a route.
 type Policy string
 
-// The route policies. PolicyAPIKey and PolicySession are reserved for the
-// API-key and passkey features: until they exist, a route with either policy
-// denies every request (401) and a user's config that names one is refused.
+// The route policies. PolicySession is reserved for the passkey feature:
+// until it exists, a session route denies every request (401) and a user's
+// config that names one is refused.
 const (
 	PolicyPublic  Policy = "public"
 	PolicyAPIKey  Policy = "api_key"
@@ -68,7 +68,7 @@ type Config struct {
 	// src records where Load found each setting, so that Validate and Lint
 	// can point at the line to fix.
 	src source
-	// allowPendingPolicies lets routes name PolicyAPIKey and PolicySession.
+	// allowPendingPolicies lets routes name PolicySession before it exists.
 	// Only Demo sets it: a user's file may not name them yet.
 	allowPendingPolicies bool
 }

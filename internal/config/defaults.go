@@ -67,9 +67,9 @@ func defaults() *Config {
 }
 
 // Demo returns the configuration of `keyway demo`: Default plus the built-in
-// weather upstream and one route for each policy. Its api_key and session
-// routes are the only ones Validate lets through before those features
-// exist; the gateway denies them with 401.
+// weather upstream and one route for each policy. Its session routes are
+// the only ones Validate lets through before sessions exist; the gateway
+// denies them with 401.
 func Demo() *Config {
 	c := defaults()
 	c.Demo = true

@@ -26,8 +26,8 @@ var knownMethods = []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OP
 // Validate does not touch the file system: files named by the config are
 // checked by the packages that open them.
 //
-// A config loaded from a file may not name the policies api_key and session
-// yet; only Demo's config may.
+// A config loaded from a file may not name the policy session yet; only
+// Demo's config may.
 func (c *Config) Validate() error {
 	v := &validator{c: c}
 	if c.DataDir == "" {

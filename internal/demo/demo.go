@@ -61,6 +61,11 @@ func weather(city string, date time.Time) day {
 	h := fnv.New64a()
 	_, _ = h.Write([]byte(strings.ToLower(city) + date.Format(time.DateOnly)))
 	v := h.Sum64()
+	// FNV's high bits barely move between similar inputs; a finaliser
+	// (from MurmurHash3) spreads every input bit over the word.
+	v ^= v >> 33
+	v *= 0xff51afd7ed558ccd
+	v ^= v >> 33
 	high := float64(int(v%300))/10 + 2
 	return day{
 		Date:       date.Format(time.DateOnly),

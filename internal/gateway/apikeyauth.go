@@ -13,6 +13,7 @@ import (
 	"github.com/keywayhq/keyway/internal/apikey"
 	"github.com/keywayhq/keyway/internal/problem"
 	"github.com/keywayhq/keyway/internal/ratelimit"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // KeyVerifier is what the API-key authorizer needs of the apikey service.
@@ -35,13 +36,26 @@ type APIKeyAuthConfig struct {
 	Header string
 	// Logger receives store failures. Required.
 	Logger *slog.Logger
+	// Metrics, when set, receives keyway_apikey_requests_total{outcome}:
+	// by outcome only, never by key, so cardinality stays fixed.
+	Metrics prometheus.Registerer
 }
 
 // APIKeyAuth authorizes api_key routes. Every way a key can be wrong gets the
 // same 401 answer; only the usage counters and the audit log know which.
 type APIKeyAuth struct {
-	cfg    APIKeyAuthConfig
-	bearer bool
+	cfg      APIKeyAuthConfig
+	bearer   bool
+	outcomes map[string]prometheus.Counter
+}
+
+// The outcomes counted in keyway_apikey_requests_total.
+var authOutcomes = []string{"ok", "missing", "invalid", "forbidden", "rate_limited", "quota_exceeded", "error"}
+
+func (a *APIKeyAuth) count(outcome string) {
+	if c := a.outcomes[outcome]; c != nil {
+		c.Inc()
+	}
 }
 
 // NewAPIKeyAuth validates cfg.
@@ -53,7 +67,21 @@ func NewAPIKeyAuth(cfg APIKeyAuthConfig) (*APIKeyAuth, error) {
 		cfg.Header = "Authorization"
 	}
 	cfg.Header = http.CanonicalHeaderKey(cfg.Header)
-	return &APIKeyAuth{cfg: cfg, bearer: cfg.Header == "Authorization"}, nil
+	a := &APIKeyAuth{cfg: cfg, bearer: cfg.Header == "Authorization"}
+	if cfg.Metrics != nil {
+		vec := prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "keyway_apikey_requests_total",
+			Help: "Requests on api_key routes by outcome of the key check.",
+		}, []string{"outcome"})
+		if err := cfg.Metrics.Register(vec); err != nil {
+			return nil, err
+		}
+		a.outcomes = make(map[string]prometheus.Counter, len(authOutcomes))
+		for _, o := range authOutcomes {
+			a.outcomes[o] = vec.WithLabelValues(o)
+		}
+	}
+	return a, nil
 }
 
 // Header is the canonical name of the header that carries keys, which the
@@ -89,20 +117,24 @@ func (a *APIKeyAuth) token(r *http.Request) string {
 func (a *APIKeyAuth) Authorize(w http.ResponseWriter, r *http.Request, rt *RouteInfo, client netip.Addr) (Identity, *problem.Problem) {
 	raw := a.token(r)
 	if raw == "" {
+		a.count("missing")
 		return Identity{}, probNoKey
 	}
 	v, err := a.cfg.Keys.Verify(r.Context(), raw, client)
 	if errors.Is(err, apikey.ErrInvalid) {
+		a.count("invalid")
 		w.Header().Set("WWW-Authenticate", `Bearer realm="keyway", error="invalid_token"`)
 		return Identity{}, probBadKey
 	}
 	if err != nil {
 		// Fail closed: a key we cannot check does not pass.
+		a.count("error")
 		a.cfg.Logger.LogAttrs(r.Context(), slog.LevelError, "api key check failed", slog.String("error", err.Error()))
 		return Identity{}, probUnavailable
 	}
 	if !v.HasScopes(rt.Scopes) {
 		a.cfg.Keys.Record(v, apikey.OutcomeForbidden)
+		a.count("forbidden")
 		w.Header().Set("WWW-Authenticate", `Bearer realm="keyway", error="insufficient_scope", scope="`+rt.ScopeList+`"`)
 		return Identity{}, probScope
 	}
@@ -111,14 +143,17 @@ func (a *APIKeyAuth) Authorize(w http.ResponseWriter, r *http.Request, rt *Route
 		setRateHeaders(w.Header(), d, kr.Count, kr.Period)
 		if !d.Allowed {
 			a.cfg.Keys.Record(v, apikey.OutcomeRateLimited)
+			a.count("rate_limited")
 			return Identity{}, rateLimited(d)
 		}
 	}
 	if !a.cfg.Keys.ConsumeQuota(v) {
 		a.cfg.Keys.Record(v, apikey.OutcomeQuota)
+		a.count("quota_exceeded")
 		return Identity{}, probQuota
 	}
 	a.cfg.Keys.Record(v, apikey.OutcomeOK)
+	a.count("ok")
 	return Identity{Subject: v.Key.Owner, KeyID: v.DisplayID, Scopes: v.ScopeList, LimiterKey: v.Key.ID}, nil
 }
 
