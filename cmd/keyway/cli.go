@@ -169,6 +169,10 @@ func cmdServe(args []string, stdout, stderr io.Writer, getenv func(string) strin
 	if cfg.Demo {
 		printDemoBanner(stdout, a)
 	}
+	if u := a.SetupURL(); u != "" {
+		// On stdout, never in the log: the link signs up the first admin.
+		fmt.Fprintf(stdout, "\n  No administrator yet. Open this one-time link within %v to register one with a passkey:\n\n    %s\n\n", app.SetupLinkTTL, u)
+	}
 	if err := a.Run(ctx); err != nil {
 		fmt.Fprintf(stderr, "keyway: %v\n", err)
 		return exitError
@@ -192,9 +196,10 @@ func printDemoBanner(w io.Writer, a *app.App) {
   /v1/history needs an API key with scope weather:history. Make one with
     keyway keys create --name demo --scope weather:history --data-dir %s
   and send it as: curl -H "Authorization: Bearer kw_live_…" …
-  /v1/me (passkey sessions) answers 401 until passkeys land.
+  People sign up and in with passkeys at %s/.keyway/portal/
+  (the demo's /v1/me and /v1/me/cities need that session).
   Metrics: http://%s/metrics    Stop: Ctrl-C
-`, ca, ca, port, filepath.Dir(ca), a.Addr("admin"))
+`, ca, ca, port, filepath.Dir(ca), a.PublicURL(), a.Addr("admin"))
 }
 
 func splitPort(addr string) (string, string, error) {

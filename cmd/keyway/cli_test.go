@@ -111,15 +111,19 @@ routes:
 	}
 }
 
-func TestCheckRefusesPendingPolicies(t *testing.T) {
+func TestCheckAcceptsSessionPolicy(t *testing.T) {
 	f := writeFile(t, "p.yaml", `upstreams:
   api: {url: "http://127.0.0.1:9999"}
 routes:
-  - {path: /v1, upstream: api, policy: session}
+  - {path: /v1/me, upstream: api, policy: session}
 `)
-	code, out, _ := runCLI(t, "check", "--config", f)
-	if code != exitError || !strings.Contains(out, "p.yaml:4") || !strings.Contains(out, "not available") {
-		t.Fatalf("code %d\n%s", code, out)
+	code, out, errOut := runCLI(t, "check", "--config", f)
+	if code != exitOK || !strings.Contains(out, "ok (0 warnings)") || strings.Contains(out, "error:") || strings.Contains(out, "not available") {
+		t.Fatalf("check: code %d\n%s%s", code, out, errOut)
+	}
+	// --strict too: a session route needs no rate_limit.
+	if code, out, _ := runCLI(t, "check", "--config", f, "--strict"); code != exitOK {
+		t.Fatalf("check --strict: code %d\n%s", code, out)
 	}
 }
 

@@ -27,7 +27,9 @@ import (
 	"github.com/keywayhq/keyway/internal/demo"
 	"github.com/keywayhq/keyway/internal/gateway"
 	"github.com/keywayhq/keyway/internal/httpapi"
+	"github.com/keywayhq/keyway/internal/passkey"
 	"github.com/keywayhq/keyway/internal/ratelimit"
+	"github.com/keywayhq/keyway/internal/session"
 	"github.com/keywayhq/keyway/internal/store/sqlite"
 	"github.com/keywayhq/keyway/internal/tlsconf"
 	"github.com/prometheus/client_golang/prometheus"
@@ -50,12 +52,17 @@ type App struct {
 	cfg    *config.Config
 	logger *slog.Logger
 
-	db      *sqlite.DB
-	keys    *apikey.Service
-	gw      *gateway.Gateway
-	caFile  string
-	caPool  *x509.CertPool
-	servers []*server
+	db       *sqlite.DB
+	keys     *apikey.Service
+	passkeys *passkey.Service
+	sessions *session.Manager
+
+	publicURL string
+	setupURL  string
+	gw        *gateway.Gateway
+	caFile    string
+	caPool    *x509.CertPool
+	servers   []*server
 }
 
 type server struct {
@@ -153,7 +160,27 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 	if err != nil {
 		return nil, err
 	}
-	own, err := httpapi.New(httpapi.Config{Store: a.db, Logger: a.logger, Version: opts.Version, Leak: leak})
+	// The HTTPS listener is bound first: passkey origins carry its port.
+	// It serves nothing until Run.
+	httpsLn, err := a.bind("https", cfg.Listen)
+	if err != nil {
+		return nil, err
+	}
+	a.serve("https", httpsLn, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { a.gw.ServeHTTP(w, r) }),
+		tlsconf.Policy(src, cfg.TLS.MinVersion == "1.3"))
+	var origins []string
+	if a.passkeys, a.sessions, origins, err = a.newPeople(httpsLn.Addr().String()); err != nil {
+		return nil, err
+	}
+	own, err := httpapi.New(httpapi.Config{Store: a.db, Logger: a.logger, Version: opts.Version, Leak: leak,
+		Auth: &httpapi.AuthConfig{Accounts: a.passkeys, Sessions: a.sessions, Keys: a.keys, Origins: origins,
+			SessionMaxAge: cfg.Sessions.AbsoluteTimeout, PublicURL: a.publicURL},
+	})
+	if err != nil {
+		return nil, err
+	}
+	sessAuth, err := gateway.NewSessionAuth(gateway.SessionAuthConfig{Sessions: a.sessions, Users: a.passkeys,
+		Origins: origins, Logger: a.logger})
 	if err != nil {
 		return nil, err
 	}
@@ -171,6 +198,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 		CaseInsensitivePaths: cfg.Server.CaseInsensitivePaths,
 		HSTSMaxAge:           cfg.TLS.HSTSMaxAge,
 		APIKeys:              keyAuth,
+		Sessions:             sessAuth,
 		CredentialHeader:     cfg.APIKeys.Header,
 		Logger:               a.logger,
 		AccessLog:            cfg.Log.Access == nil || *cfg.Log.Access,
@@ -180,8 +208,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 		return nil, err
 	}
 
-	tlsCfg := tlsconf.Policy(src, cfg.TLS.MinVersion == "1.3")
-	if err := a.listen("https", cfg.Listen, a.gw, tlsCfg); err != nil {
+	if err := a.setupLink(ctx); err != nil {
 		return nil, err
 	}
 	if cfg.HTTPListen != config.ListenOff {
@@ -267,12 +294,25 @@ func (a *App) startDemo() (string, error) {
 	return "http://" + a.servers[len(a.servers)-1].ln.Addr().String(), nil
 }
 
-func (a *App) listen(name, addr string, h http.Handler, tlsCfg *tls.Config) error {
+func (a *App) bind(name, addr string) (net.Listener, error) {
 	var lc net.ListenConfig
 	ln, err := lc.Listen(context.Background(), "tcp", addr)
 	if err != nil {
-		return fmt.Errorf("%s listener: %w", name, err)
+		return nil, fmt.Errorf("%s listener: %w", name, err)
 	}
+	return ln, nil
+}
+
+func (a *App) listen(name, addr string, h http.Handler, tlsCfg *tls.Config) error {
+	ln, err := a.bind(name, addr)
+	if err != nil {
+		return err
+	}
+	a.serve(name, ln, h, tlsCfg)
+	return nil
+}
+
+func (a *App) serve(name string, ln net.Listener, h http.Handler, tlsCfg *tls.Config) {
 	sc := a.cfg.Server
 	srv := &http.Server{
 		Handler:           h,
@@ -290,7 +330,6 @@ func (a *App) listen(name, addr string, h http.Handler, tlsCfg *tls.Config) erro
 		ln = tls.NewListener(ln, tlsCfg)
 	}
 	a.servers = append(a.servers, &server{name: name, srv: srv, ln: ln, tls: tlsCfg != nil})
-	return nil
 }
 
 // Addr returns the bound address of the "https", "http", "admin" or "demo"
@@ -320,6 +359,7 @@ func (a *App) Run(ctx context.Context) error {
 	svcDone := make(chan struct{})
 	go func() {
 		defer close(svcDone)
+		go a.sweepSessions(svcCtx)
 		a.keys.Run(svcCtx)
 	}()
 	errc := make(chan error, len(a.servers))

@@ -79,3 +79,25 @@ func writeField(h interface{ Write([]byte) (int, error) }, b []byte) {
 	_, _ = h.Write(n[:])
 	_, _ = h.Write(b)
 }
+
+// The event types of sessions.
+const (
+	SessionCreated = "session.created"
+	SessionRevoked = "session.revoked"
+	SessionStepUp  = "session.step_up"
+)
+
+// The event types of people, passkeys and sign-in.
+const (
+	UserCreated         = "user.created"
+	PasskeyAdded        = "passkey.added"
+	PasskeyRenamed      = "passkey.renamed"
+	PasskeyRemoved      = "passkey.removed"
+	SignIn              = "auth.sign_in"
+	SignInFailed        = "auth.sign_in_failed"
+	RecoveryCodesIssued = "recovery.codes_issued"
+	RecoveryUsed        = "recovery.used"
+	InviteCreated       = "invite.created"
+	CloneWarning        = "passkey.clone_warning"
+	BackupFlagChanged   = "passkey.backup_eligibility_changed"
+)

@@ -14,9 +14,9 @@ import (
 // Policy names who may call a route.
 type Policy string
 
-// The route policies. PolicySession is reserved for the passkey feature:
-// until it exists, a session route denies every request (401) and a user's
-// config that names one is refused.
+// The route policies: public (anyone, ideally rate limited), api_key (a
+// program's API key with the route's scopes) and session (a person signed in
+// with a passkey, through the browser's session cookie).
 const (
 	PolicyPublic  Policy = "public"
 	PolicyAPIKey  Policy = "api_key"
@@ -60,6 +60,10 @@ type Config struct {
 	TrustedProxies []netip.Prefix `yaml:"trusted_proxies"`
 	// APIKeys configures API keys for programs.
 	APIKeys APIKeys `yaml:"api_keys"`
+	// Passkeys configures sign-up and sign-in for people.
+	Passkeys Passkeys `yaml:"passkeys"`
+	// Sessions configures the sessions of signed-in people.
+	Sessions Sessions `yaml:"sessions"`
 	// Upstreams by name.
 	Upstreams map[string]Upstream `yaml:"upstreams"`
 	// Routes are matched by longest path prefix, then by method.
@@ -68,9 +72,6 @@ type Config struct {
 	// src records where Load found each setting, so that Validate and Lint
 	// can point at the line to fix.
 	src source
-	// allowPendingPolicies lets routes name PolicySession before it exists.
-	// Only Demo sets it: a user's file may not name them yet.
-	allowPendingPolicies bool
 }
 
 // Log configures log/slog output.
@@ -209,6 +210,40 @@ type APIKeys struct {
 	MaxTTL time.Duration `yaml:"max_ttl"`
 	// LeakReport configures POST /.keyway/keys/report-leak.
 	LeakReport LeakReport `yaml:"leak_report"`
+}
+
+// Passkeys configures WebAuthn.
+type Passkeys struct {
+	// RPID is the relying party ID: the registrable domain passkeys are
+	// bound to. Default "localhost" in local TLS mode, else the first ACME
+	// host; required with TLS files.
+	RPID string `yaml:"rp_id"`
+	// RPName is shown by authenticators. Default "keyway".
+	RPName string `yaml:"rp_name"`
+	// Origins are the exact origins (scheme://host[:port]) allowed to run
+	// ceremonies. Default: https://<rp_id> with the HTTPS listener's port.
+	Origins []string `yaml:"origins"`
+	// SignUp is "open", "invite" (one-time invite links; the default) or
+	// "closed". The demo runs open.
+	SignUp string `yaml:"sign_up"`
+	// CounterPolicy is what a signature counter that goes backwards does:
+	// "deny" (default; only when the stored counter is above 0) or "log".
+	CounterPolicy string `yaml:"counter_policy"`
+	// AAGUIDAllow, when set, is the only authenticator models that may register.
+	AAGUIDAllow []string `yaml:"aaguid_allow"`
+	// AAGUIDDeny may not register.
+	AAGUIDDeny []string `yaml:"aaguid_deny"`
+}
+
+// Sessions configures server-side sessions.
+type Sessions struct {
+	// IdleTimeout ends a session unused this long. Default 30m.
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	// AbsoluteTimeout ends every session this long after sign-in. Default 12h.
+	AbsoluteTimeout time.Duration `yaml:"absolute_timeout"`
+	// StepUpMaxAge is how recent a user-verified assertion must be for
+	// sensitive actions. Default 5m.
+	StepUpMaxAge time.Duration `yaml:"step_up_max_age"`
 }
 
 // LeakReport configures the leak-report endpoint.

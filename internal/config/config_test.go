@@ -41,6 +41,9 @@ func TestDefault(t *testing.T) {
 			MaxTTL:     365 * 24 * time.Hour,
 			LeakReport: LeakReport{Enabled: ptr(true), RateLimit: "30/min"},
 		},
+		// Sign-up is by invitation unless the operator opens it.
+		Passkeys: Passkeys{RPName: "keyway", SignUp: "invite", CounterPolicy: "deny"},
+		Sessions: Sessions{IdleTimeout: 30 * time.Minute, AbsoluteTimeout: 12 * time.Hour, StepUpMaxAge: 5 * time.Minute},
 		Server: Server{
 			ReadHeaderTimeout: 10 * time.Second,
 			ReadTimeout:       60 * time.Second,
@@ -88,23 +91,53 @@ func TestDemo(t *testing.T) {
 	if diff := cmp.Diff(want, c.Routes); diff != "" {
 		t.Errorf("Demo().Routes mismatch (-want +got):\n%s", diff)
 	}
+	// The demo lets anyone sign up.
+	if c.Passkeys.SignUp != "open" {
+		t.Errorf("Demo().Passkeys.SignUp = %q, want open", c.Passkeys.SignUp)
+	}
 	// Everything else is the default.
-	c.Demo, c.Upstreams, c.Routes = false, nil, nil
+	c.Demo, c.Upstreams, c.Routes, c.Passkeys.SignUp = false, nil, nil, "invite"
 	if diff := cmp.Diff(Default(), c, cmpConfig...); diff != "" {
 		t.Errorf("Demo() differs from Default() beyond demo settings (-want +got):\n%s", diff)
 	}
 }
 
-// TestPendingPolicies checks the product rule: the demo may use the session
-// policy before it exists, a user's file may not; api_key is served now.
-func TestPendingPolicies(t *testing.T) {
+// TestPoliciesFromFiles checks that a user's file may name every policy:
+// public, api_key and session routes all load.
+func TestPoliciesFromFiles(t *testing.T) {
 	const up = "upstreams: {api: {url: \"http://localhost:3000\"}}\n"
 	t.Run("session", func(t *testing.T) {
-		data := up + "routes:\n  - {path: /v1, upstream: api, policy: session}\n"
-		_, err := load("keyway.yaml", []byte(data), noEnv)
-		want := `keyway.yaml:3: routes[0].policy: policy "session" is not available in this version of keyway yet (only "public" and "api_key" routes can be served for now)`
+		c := mustLoad(t, up+"routes:\n  - {path: /v1/me, upstream: api, policy: session}\n", nil)
+		r := c.Routes[0]
+		if r.Policy != PolicySession || r.Path != "/v1/me" || len(r.Scopes) != 0 {
+			t.Errorf("route = %+v, want policy session on /v1/me without scopes", r)
+		}
+		if w := c.Lint(); len(w) != 0 {
+			t.Errorf("Lint() = %v, want none: a session route needs no rate_limit", w)
+		}
+	})
+	t.Run("session with scopes", func(t *testing.T) {
+		_, err := load("keyway.yaml", []byte(up+"routes:\n  - {path: /v1, upstream: api, policy: session, scopes: [a]}\n"), noEnv)
+		want := "keyway.yaml:3: routes[0].scopes: scopes are only used with policy api_key"
 		if err == nil || err.Error() != want {
 			t.Errorf("load() error = %v, want %s", err, want)
+		}
+	})
+	t.Run("every policy at once", func(t *testing.T) {
+		c := mustLoad(t, up+`routes:
+  - {path: /pub, upstream: api, policy: public, rate_limit: {rate: 60/min}}
+  - {path: /key, upstream: api, policy: api_key, scopes: [a]}
+  - {path: /me, upstream: api, policy: session, methods: [GET, POST]}
+`, nil)
+		var got []Policy
+		for _, r := range c.Routes {
+			got = append(got, r.Policy)
+		}
+		if diff := cmp.Diff([]Policy{PolicyPublic, PolicyAPIKey, PolicySession}, got); diff != "" {
+			t.Errorf("policies mismatch (-want +got):\n%s", diff)
+		}
+		if w := c.Lint(); len(w) != 0 {
+			t.Errorf("Lint() = %v, want none: only public routes that write are risky", w)
 		}
 	})
 	t.Run("api_key with scopes", func(t *testing.T) {

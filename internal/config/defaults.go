@@ -55,6 +55,8 @@ func defaults() *Config {
 			MaxTTL:     365 * 24 * time.Hour,
 			LeakReport: LeakReport{RateLimit: "30/min"},
 		},
+		Passkeys: Passkeys{RPName: "keyway", SignUp: "invite", CounterPolicy: "deny"},
+		Sessions: Sessions{IdleTimeout: 30 * time.Minute, AbsoluteTimeout: 12 * time.Hour, StepUpMaxAge: 5 * time.Minute},
 		Server: Server{
 			ReadHeaderTimeout: 10 * time.Second,
 			ReadTimeout:       60 * time.Second,
@@ -67,13 +69,11 @@ func defaults() *Config {
 }
 
 // Demo returns the configuration of `keyway demo`: Default plus the built-in
-// weather upstream and one route for each policy. Its session routes are
-// the only ones Validate lets through before sessions exist; the gateway
-// denies them with 401.
+// weather upstream, one route for each policy, and open sign-up.
 func Demo() *Config {
 	c := defaults()
 	c.Demo = true
-	c.allowPendingPolicies = true
+	c.Passkeys.SignUp = "open"
 	c.Upstreams = map[string]Upstream{"weather": {URL: DemoUpstreamURL}}
 	c.Routes = []Route{
 		{Name: "forecast", Path: "/v1/forecast", Methods: []string{"GET"}, Upstream: "weather", Policy: PolicyPublic,

@@ -64,6 +64,16 @@ func TestLoadFull(t *testing.T) {
 			MaxTTL:     90 * 24 * time.Hour,
 			LeakReport: LeakReport{Enabled: ptr(false), RateLimit: "10/min", VerifyKeysFile: "/etc/keyway/github-keys.json"},
 		},
+		Passkeys: Passkeys{
+			RPID:          "example.com",
+			RPName:        "Example Inc.",
+			Origins:       []string{"https://example.com", "https://admin.example.com:8443"},
+			SignUp:        "closed",
+			CounterPolicy: "log",
+			AAGUIDAllow:   []string{"ea9b8d66-4d01-1d21-3ce4-b6b48cb575d4"},
+			AAGUIDDeny:    []string{"00000000-0000-0000-0000-000000000000"},
+		},
+		Sessions: Sessions{IdleTimeout: 15 * time.Minute, AbsoluteTimeout: 8 * time.Hour, StepUpMaxAge: 2 * time.Minute},
 		Upstreams: map[string]Upstream{
 			"api":   {URL: "https://api.internal:8443/base", MaxIdleConns: 64, DialTimeout: 2 * time.Second, CAFile: "/etc/keyway/internal-ca.pem"},
 			"local": {URL: "http://127.0.0.1:3000", MaxIdleConns: 256, DialTimeout: 5 * time.Second},
@@ -82,8 +92,8 @@ func TestLoadFull(t *testing.T) {
 	// Listening on 0.0.0.0 is fine here: TLS mode is files, not local.
 	// Only "status" lacks a rate limit; "keys" is not public.
 	wantWarnings := []string{
-		`testdata/full.yaml:58: warning: public route "status" has no rate_limit: one client can use all of the upstream's capacity; add rate_limit: {rate: 60/min, per: ip}`,
-		`testdata/full.yaml:63: warning: public route "/v1" allows POST, DELETE: anyone can write without signing in`,
+		`testdata/full.yaml:73: warning: public route "status" has no rate_limit: one client can use all of the upstream's capacity; add rate_limit: {rate: 60/min, per: ip}`,
+		`testdata/full.yaml:78: warning: public route "/v1" allows POST, DELETE: anyone can write without signing in`,
 	}
 	if diff := cmp.Diff(wantWarnings, warningStrings(c.Lint())); diff != "" {
 		t.Errorf("Lint() mismatch (-want +got):\n%s", diff)
@@ -261,8 +271,8 @@ func TestLoadAllErrors(t *testing.T) {
 		`testdata/errors.yaml:20: routes[0].methods: expected a list, got the string "GET" (write [GET], or one "- item" line per item)`,
 		`testdata/errors.yaml:21: routes[0].upstream: unknown upstream "apx" (did you mean "api"?)`,
 		`testdata/errors.yaml:24: routes[1].methods[0]: method "get" must be uppercase (write "GET")`,
-		`testdata/errors.yaml:26: routes[1].policy: policy "session" is not available in this version of keyway yet (only "public" and "api_key" routes can be served for now)`,
-		// routes[2] is an api_key route with scopes, which a file may name now.
+		// routes[1] is a session route and routes[2] an api_key route with
+		// scopes: a file may name either.
 		`testdata/errors.yaml:31: routes[2].timeout: 5m0s must be less than server.write_timeout (2m0s), or the client is cut off before the 504 (lower it, or raise server.write_timeout)`,
 		`testdata/errors.yaml:33: routes[2].rate_limit.rate: invalid rate limit "100/fortnight": period "fortnight" is neither a unit (s, min, hour, day) nor a positive Go duration such as 5m (like "100/min", "5/s" or "50/10s")`,
 		`testdata/errors.yaml:34: routes[2].rate_limit.burst: burst must be between 0 (the count) and 1000 times the count`,
@@ -272,6 +282,14 @@ func TestLoadAllErrors(t *testing.T) {
 		`testdata/errors.yaml:41: api_keys.header: invalid header name "Bad Header" (like "Authorization" or "X-Api-Key")`,
 		`testdata/errors.yaml:42: api_keys.default_ttl: default_ttl 9000h0m0s exceeds max_ttl 8760h0m0s (lower it or raise api_keys.max_ttl)`,
 		`testdata/errors.yaml:44: api_keys.leak_report.rate_limit: invalid rate limit "abc": missing '/'; want <count>/<period>, such as 100/min (like "30/min")`,
+		`testdata/errors.yaml:46: passkeys.rp_id: invalid relying party ID "https://example.com" (a domain such as "example.com", without scheme or port)`,
+		`testdata/errors.yaml:47: passkeys.origins[0]: invalid origin "http://example.com" (like "https://example.com" or "https://localhost:8443")`,
+		`testdata/errors.yaml:47: passkeys.origins[1]: invalid origin "https://example.com/app" (write "https://example.com": an origin has no path, query or default port)`,
+		`testdata/errors.yaml:48: passkeys.sign_up: unknown sign-up mode "invites" (did you mean "invite"?)`,
+		`testdata/errors.yaml:49: passkeys.counter_policy: unknown counter policy "warn" (use deny or log)`,
+		`testdata/errors.yaml:50: passkeys.aaguid_deny[0]: invalid AAGUID "not-a-uuid" (AAGUIDs are UUIDs, like "ea9b8d66-4d01-1d21-3ce4-b6b48cb575d4")`,
+		`testdata/errors.yaml:52: sessions.idle_timeout: idle_timeout 24h0m0s exceeds absolute_timeout 12h0m0s`,
+		`testdata/errors.yaml:54: sessions.step_up_max_age: must be positive, got 0s`,
 	}
 	if err == nil {
 		t.Fatal("Load() succeeded, want errors")
@@ -330,7 +348,6 @@ func TestLoadRateLimitAndAPIKeyErrors(t *testing.T) {
 			`keyway.yaml:8: routes[0].rate_limit.per: per "key" needs policy api_key (use "ip")`,
 		}},
 		{"per key on a session route", route("session", "      rate: 60/min\n      per: key\n"), []string{
-			`keyway.yaml:5: routes[0].policy: policy "session" is not available in this version of keyway yet (only "public" and "api_key" routes can be served for now)`,
 			`keyway.yaml:8: routes[0].rate_limit.per: per "key" needs policy api_key (use "ip")`,
 		}},
 		{"unknown per", route("public", "      rate: 60/min\n      per: bogus\n"), []string{
@@ -398,6 +415,128 @@ func TestLoadRateLimitAndAPIKeyErrors(t *testing.T) {
 				t.Errorf("load() errors mismatch (-want +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+// TestLoadPasskeyAndSessionErrors checks the rules on passkeys and sessions,
+// with the file:line each error is reported at.
+func TestLoadPasskeyAndSessionErrors(t *testing.T) {
+	const originHint = ` (like "https://example.com" or "https://localhost:8443")`
+	const rpIDHint = ` (a domain such as "example.com", without scheme or port)`
+	const aaguidHint = ` (AAGUIDs are UUIDs, like "ea9b8d66-4d01-1d21-3ce4-b6b48cb575d4")`
+	tests := []struct {
+		name string
+		data string
+		want []string
+	}{
+		{"rp_id with a scheme", "passkeys:\n  rp_id: https://x\n", []string{
+			`keyway.yaml:2: passkeys.rp_id: invalid relying party ID "https://x"` + rpIDHint,
+		}},
+		{"rp_id with a port", "log: {level: info}\npasskeys:\n  rp_id: example.com:443\n", []string{
+			`keyway.yaml:3: passkeys.rp_id: invalid relying party ID "example.com:443"` + rpIDHint,
+		}},
+		{"rp_id an IP address", "passkeys: {rp_id: 1.2.3.4}\n", []string{
+			`keyway.yaml:1: passkeys.rp_id: invalid relying party ID "1.2.3.4"` + rpIDHint,
+		}},
+		// A file without passkeys has no line to place rp_id at; with
+		// passkeys written, the error is at its line.
+		{"rp_id required with tls files", "tls:\n  mode: files\n  cert_file: c.pem\n  key_file: k.pem\n", []string{
+			`keyway.yaml: passkeys.rp_id: required with tls.mode files (the domain your certificate is for)`,
+		}},
+		{"rp_id required with tls files, passkeys written", "tls: {mode: files, cert_file: c.pem, key_file: k.pem}\npasskeys:\n  sign_up: open\n", []string{
+			`keyway.yaml:2: passkeys.rp_id: required with tls.mode files (the domain your certificate is for)`,
+		}},
+		{"origins", "passkeys:\n  origins:\n    - https://example.com\n    - http://example.com\n    - https://example.com/login\n    - https://example.com/?a=1\n    - https://example.com/\n    - https://Example.com\n    - https://example.com:443\n    - example.com\n", []string{
+			`keyway.yaml:4: passkeys.origins[1]: invalid origin "http://example.com"` + originHint,
+			`keyway.yaml:5: passkeys.origins[2]: invalid origin "https://example.com/login" (write "https://example.com": an origin has no path, query or default port)`,
+			`keyway.yaml:6: passkeys.origins[3]: invalid origin "https://example.com/?a=1" (write "https://example.com": an origin has no path, query or default port)`,
+			`keyway.yaml:7: passkeys.origins[4]: invalid origin "https://example.com/" (write "https://example.com": an origin has no path, query or default port)`,
+			`keyway.yaml:8: passkeys.origins[5]: invalid origin "https://Example.com" (write "https://example.com": an origin has no path, query or default port)`,
+			`keyway.yaml:9: passkeys.origins[6]: invalid origin "https://example.com:443" (write "https://example.com": an origin has no path, query or default port)`,
+			`keyway.yaml:10: passkeys.origins[7]: invalid origin "example.com"` + originHint,
+		}},
+		{"origins not a list", "passkeys:\n  origins: https://example.com\n", []string{
+			`keyway.yaml:2: passkeys.origins: expected a list, got the string "https://example.com" (write [https://example.com], or one "- item" line per item)`,
+		}},
+		{"sign_up with a typo", "passkeys:\n  sign_up: opne\n", []string{
+			`keyway.yaml:2: passkeys.sign_up: unknown sign-up mode "opne" (use open, invite or closed)`,
+		}},
+		{"sign_up close to one", "passkeys:\n  sign_up: close\n", []string{
+			`keyway.yaml:2: passkeys.sign_up: unknown sign-up mode "close" (did you mean "closed"?)`,
+		}},
+		{"sign_up empty", "passkeys:\n  sign_up: \"\"\n", []string{
+			`keyway.yaml:2: passkeys.sign_up: required (use open, invite or closed)`,
+		}},
+		{"counter_policy unknown", "passkeys:\n  counter_policy: allow\n", []string{
+			`keyway.yaml:2: passkeys.counter_policy: unknown counter policy "allow" (use deny or log)`,
+		}},
+		{"counter_policy with a typo", "passkeys:\n  counter_policy: logs\n", []string{
+			`keyway.yaml:2: passkeys.counter_policy: unknown counter policy "logs" (did you mean "log"?)`,
+		}},
+		{"bad AAGUIDs", "passkeys:\n  aaguid_allow:\n    - ea9b8d66-4d01-1d21-3ce4-b6b48cb575d4\n    - ea9b8d66\n  aaguid_deny: [yubikey]\n", []string{
+			`keyway.yaml:4: passkeys.aaguid_allow[1]: invalid AAGUID "ea9b8d66"` + aaguidHint,
+			`keyway.yaml:5: passkeys.aaguid_deny[0]: invalid AAGUID "yubikey"` + aaguidHint,
+		}},
+		{"unknown key in passkeys", "passkeys:\n  rpid: example.com\n", []string{
+			`keyway.yaml:2: unknown key "rpid" in passkeys (did you mean "rp_id"?)`,
+		}},
+		{"unknown key in sessions", "sessions:\n  idle: 5m\n", []string{
+			`keyway.yaml:2: unknown key "idle" in sessions (did you mean "idle_timeout"?)`,
+		}},
+		{"session timeouts zero", "sessions:\n  idle_timeout: 0s\n  absolute_timeout: 0s\n  step_up_max_age: 0s\n", []string{
+			`keyway.yaml:2: sessions.idle_timeout: must be positive, got 0s`,
+			`keyway.yaml:3: sessions.absolute_timeout: must be positive, got 0s`,
+			`keyway.yaml:4: sessions.step_up_max_age: must be positive, got 0s`,
+		}},
+		{"session timeouts negative", "sessions:\n  idle_timeout: -1m\n  step_up_max_age: -5m\n", []string{
+			`keyway.yaml:2: sessions.idle_timeout: must be positive, got -1m0s`,
+			`keyway.yaml:3: sessions.step_up_max_age: must be positive, got -5m0s`,
+		}},
+		{"idle above absolute", "sessions:\n  absolute_timeout: 1h\n  idle_timeout: 2h\n", []string{
+			`keyway.yaml:3: sessions.idle_timeout: idle_timeout 2h0m0s exceeds absolute_timeout 1h0m0s`,
+		}},
+		// The default idle_timeout is at the line of sessions, since the file
+		// does not write it.
+		{"absolute below the default idle", "sessions:\n  absolute_timeout: 10m\n", []string{
+			`keyway.yaml:1: sessions.idle_timeout: idle_timeout 30m0s exceeds absolute_timeout 10m0s`,
+		}},
+		{"session timeout in days", "sessions:\n  absolute_timeout: 1d\n", []string{
+			`keyway.yaml:2: sessions.absolute_timeout: invalid duration "1d" (Go durations have no day unit: write 24h)`,
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := load("keyway.yaml", []byte(tt.data), noEnv)
+			if err == nil {
+				t.Fatalf("load() = %+v, want errors %q", c, tt.want)
+			}
+			if diff := cmp.Diff(tt.want, strings.Split(err.Error(), "\n")); diff != "" {
+				t.Errorf("load() errors mismatch (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestLoadPasskeysAndSessions checks valid passkeys and sessions settings,
+// and that those a file leaves out keep their defaults.
+func TestLoadPasskeysAndSessions(t *testing.T) {
+	c := mustLoad(t, `tls: {mode: files, cert_file: c.pem, key_file: k.pem}
+passkeys:
+  rp_id: example.com
+  origins: ["https://example.com", "https://login.example.com:8443"]
+  aaguid_allow: [EA9B8D66-4D01-1D21-3CE4-B6B48CB575D4]
+sessions:
+  idle_timeout: 12h
+`, nil)
+	wantPasskeys := Passkeys{RPID: "example.com", RPName: "keyway", SignUp: "invite", CounterPolicy: "deny",
+		Origins: []string{"https://example.com", "https://login.example.com:8443"}, AAGUIDAllow: []string{"EA9B8D66-4D01-1D21-3CE4-B6B48CB575D4"}}
+	if diff := cmp.Diff(wantPasskeys, c.Passkeys); diff != "" {
+		t.Errorf("Passkeys mismatch (-want +got):\n%s", diff)
+	}
+	// idle_timeout may equal absolute_timeout.
+	wantSessions := Sessions{IdleTimeout: 12 * time.Hour, AbsoluteTimeout: 12 * time.Hour, StepUpMaxAge: 5 * time.Minute}
+	if diff := cmp.Diff(wantSessions, c.Sessions); diff != "" {
+		t.Errorf("Sessions mismatch (-want +got):\n%s", diff)
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/google/uuid"
 	"github.com/keywayhq/keyway/internal/ratelimit"
 )
 
@@ -25,9 +26,6 @@ var knownMethods = []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OP
 // file:line; those set by environment variables name the variable.
 // Validate does not touch the file system: files named by the config are
 // checked by the packages that open them.
-//
-// A config loaded from a file may not name the policy session yet; only
-// Demo's config may.
 func (c *Config) Validate() error {
 	v := &validator{c: c}
 	if c.DataDir == "" {
@@ -47,6 +45,7 @@ func (c *Config) Validate() error {
 	v.upstreams()
 	v.routes()
 	v.apiKeys()
+	v.passkeys()
 	if len(v.errs) == 0 {
 		return nil
 	}
@@ -338,12 +337,7 @@ func (v *validator) routes() {
 		}
 		switch r.Policy {
 		case PolicyPublic:
-		case PolicyAPIKey:
-		case PolicySession:
-			if !c.allowPendingPolicies {
-				v.errorf(p+".policy", `only "public" and "api_key" routes can be served for now`,
-					"policy %q is not available in this version of keyway yet", r.Policy)
-			}
+		case PolicyAPIKey, PolicySession:
 		case "":
 			v.errorf(p+".policy", "use public, api_key or session; there is no default, so that nothing is public by accident", "required")
 		default:
@@ -473,5 +467,48 @@ func (v *validator) apiKeys() {
 	}
 	if _, err := ratelimit.ParseLimit(a.LeakReport.RateLimit); err != nil {
 		v.errorf("api_keys.leak_report.rate_limit", `like "30/min"`, "%v", err)
+	}
+}
+
+func (v *validator) passkeys() {
+	pk, c := v.c.Passkeys, v.c
+	if pk.RPID != "" && (strings.Contains(pk.RPID, ":") || strings.Contains(pk.RPID, "/") || net.ParseIP(pk.RPID) != nil) {
+		v.errorf("passkeys.rp_id", `a domain such as "example.com", without scheme or port`, "invalid relying party ID %q", pk.RPID)
+	}
+	if pk.RPID == "" && c.TLS.Mode == TLSFiles {
+		v.errorf("passkeys.rp_id", "the domain your certificate is for", "required with tls.mode files")
+	}
+	// Origins must be written as browsers serialize them: the CSRF check
+	// compares the Origin header with them byte for byte.
+	for i, o := range pk.Origins {
+		hint := `like "https://example.com" or "https://localhost:8443"`
+		u, err := url.Parse(o)
+		if err == nil && u.Scheme == "https" && u.Hostname() != "" && u.Opaque == "" {
+			canon := "https://" + strings.TrimSuffix(strings.ToLower(u.Host), ":443")
+			if o == canon {
+				continue
+			}
+			hint = fmt.Sprintf("write %q: an origin has no path, query or default port", canon)
+		}
+		v.errorf("passkeys.origins["+strconv.Itoa(i)+"]", hint, "invalid origin %q", o)
+	}
+	v.oneOf("passkeys.sign_up", "sign-up mode", pk.SignUp, "open", "invite", "closed")
+	v.oneOf("passkeys.counter_policy", "counter policy", pk.CounterPolicy, "deny", "log")
+	for _, l := range []struct {
+		path string
+		ids  []string
+	}{{"passkeys.aaguid_allow", pk.AAGUIDAllow}, {"passkeys.aaguid_deny", pk.AAGUIDDeny}} {
+		for i, a := range l.ids {
+			if _, err := uuid.Parse(a); err != nil {
+				v.errorf(l.path+"["+strconv.Itoa(i)+"]", `AAGUIDs are UUIDs, like "ea9b8d66-4d01-1d21-3ce4-b6b48cb575d4"`, "invalid AAGUID %q", a)
+			}
+		}
+	}
+	s := c.Sessions
+	v.positive("sessions.idle_timeout", s.IdleTimeout)
+	v.positive("sessions.absolute_timeout", s.AbsoluteTimeout)
+	v.positive("sessions.step_up_max_age", s.StepUpMaxAge)
+	if s.IdleTimeout > s.AbsoluteTimeout {
+		v.errorf("sessions.idle_timeout", "", "idle_timeout %s exceeds absolute_timeout %s", s.IdleTimeout, s.AbsoluteTimeout)
 	}
 }

@@ -42,8 +42,14 @@ func TestValidate(t *testing.T) {
 			[]string{`tls.min_version: unknown TLS version "1.0" (did you mean "1.2"?)`}},
 		{"TLS version far off", func(c *Config) { c.TLS.MinVersion = "TLS13" },
 			[]string{`tls.min_version: unknown TLS version "TLS13" (use 1.2 or 1.3)`}},
-		{"files mode needs files", func(c *Config) { c.TLS.Mode = TLSFiles; c.TLS.KeyFile = "k.pem" },
+		{"files mode needs files", func(c *Config) { c.TLS.Mode = TLSFiles; c.TLS.KeyFile = "k.pem"; c.Passkeys.RPID = "example.com" },
 			[]string{"tls.cert_file: required with mode files"}},
+		{"files mode needs an rp_id", func(c *Config) { c.TLS.Mode, c.TLS.CertFile, c.TLS.KeyFile = TLSFiles, "c.pem", "k.pem" },
+			[]string{"passkeys.rp_id: required with tls.mode files (the domain your certificate is for)"}},
+		{"files mode is valid", func(c *Config) {
+			c.TLS.Mode, c.TLS.CertFile, c.TLS.KeyFile = TLSFiles, "c.pem", "k.pem"
+			c.Passkeys.RPID = "example.com"
+		}, nil},
 		{"files outside files mode", func(c *Config) { c.TLS.CertFile = "c.pem" },
 			[]string{"tls.cert_file: only used with mode files (set tls.mode: files to use it, or remove it)"}},
 		{"acme needs hosts", func(c *Config) { c.TLS.Mode = TLSACME },
@@ -157,6 +163,7 @@ func TestValidate(t *testing.T) {
 		{"same path, other method", func(c *Config) {
 			c.Routes = append(c.Routes, Route{Path: "/v1/forecast", Methods: []string{"DELETE"}, Upstream: "weather", Policy: PolicySession, MaxBody: 1, Timeout: 1})
 		}, nil},
+		{"session route", func(c *Config) { c.Routes[0].Policy = PolicySession; c.Routes[0].RateLimit = nil }, nil},
 		{"api_key route from a user's config", func(c *Config) { c.Routes[0].Policy = PolicyAPIKey; c.Routes[0].RateLimit = nil }, nil},
 		{"demo URL needs demo", func(c *Config) { c.Demo = false },
 			[]string{`upstreams.weather.url: "demo:" is the demo upstream, which needs demo mode (set demo: true to run the built-in demo upstream)`}},
@@ -308,6 +315,156 @@ func TestValidateAPIKeys(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			c := Demo()
 			tt.change(&c.APIKeys)
+			var got []string
+			if err := c.Validate(); err != nil {
+				got = strings.Split(err.Error(), "\n")
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("Validate() mismatch (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestValidatePasskeys(t *testing.T) {
+	const rpIDHint = ` (a domain such as "example.com", without scheme or port)`
+	const originHint = ` (like "https://example.com" or "https://localhost:8443")`
+	const originFix = ` (write "https://example.com": an origin has no path, query or default port)`
+	const aaguidHint = ` (AAGUIDs are UUIDs, like "ea9b8d66-4d01-1d21-3ce4-b6b48cb575d4")`
+	tests := []struct {
+		name   string
+		change func(c *Config)
+		want   []string
+	}{
+		{"defaults", func(c *Config) {}, nil},
+		{"rp_id a domain", func(c *Config) { c.Passkeys.RPID = "example.com" }, nil},
+		{"rp_id localhost", func(c *Config) { c.Passkeys.RPID = "localhost" }, nil},
+		{"rp_id with tls files", func(c *Config) {
+			c.TLS.Mode, c.TLS.CertFile, c.TLS.KeyFile = TLSFiles, "c.pem", "k.pem"
+			c.Passkeys.RPID = "login.example.com"
+		}, nil},
+		{"rp_id derived with acme", func(c *Config) { c.TLS.Mode = TLSACME; c.TLS.ACME.Hosts = []string{"example.com"} }, nil},
+		{"rp_id with a scheme", func(c *Config) { c.Passkeys.RPID = "https://x" },
+			[]string{`passkeys.rp_id: invalid relying party ID "https://x"` + rpIDHint}},
+		{"rp_id with a port", func(c *Config) { c.Passkeys.RPID = "example.com:443" },
+			[]string{`passkeys.rp_id: invalid relying party ID "example.com:443"` + rpIDHint}},
+		{"rp_id an IPv4 address", func(c *Config) { c.Passkeys.RPID = "1.2.3.4" },
+			[]string{`passkeys.rp_id: invalid relying party ID "1.2.3.4"` + rpIDHint}},
+		{"rp_id an IPv6 address", func(c *Config) { c.Passkeys.RPID = "::1" },
+			[]string{`passkeys.rp_id: invalid relying party ID "::1"` + rpIDHint}},
+		{"rp_id with a path", func(c *Config) { c.Passkeys.RPID = "example.com/login" },
+			[]string{`passkeys.rp_id: invalid relying party ID "example.com/login"` + rpIDHint}},
+		{"rp_id required with tls files", func(c *Config) { c.TLS.Mode, c.TLS.CertFile, c.TLS.KeyFile = TLSFiles, "c.pem", "k.pem" },
+			[]string{"passkeys.rp_id: required with tls.mode files (the domain your certificate is for)"}},
+		{"rp_id invalid with tls files", func(c *Config) {
+			c.TLS.Mode, c.TLS.CertFile, c.TLS.KeyFile = TLSFiles, "c.pem", "k.pem"
+			c.Passkeys.RPID = "10.0.0.1"
+		}, []string{`passkeys.rp_id: invalid relying party ID "10.0.0.1"` + rpIDHint}},
+		{"origins", func(c *Config) {
+			c.Passkeys.Origins = []string{"https://example.com", "https://localhost:8443", "https://[::1]:8443", "https://sub.example.com"}
+		}, nil},
+		{"origin over http", func(c *Config) { c.Passkeys.Origins = []string{"http://example.com"} },
+			[]string{`passkeys.origins[0]: invalid origin "http://example.com"` + originHint}},
+		{"origin over http to localhost", func(c *Config) { c.Passkeys.Origins = []string{"https://localhost:8443", "http://localhost:8080"} },
+			[]string{`passkeys.origins[1]: invalid origin "http://localhost:8080" (like "https://example.com" or "https://localhost:8443")`}},
+		{"origin with a path", func(c *Config) { c.Passkeys.Origins = []string{"https://example.com/app"} },
+			[]string{`passkeys.origins[0]: invalid origin "https://example.com/app"` + originFix}},
+		{"origin with a query", func(c *Config) { c.Passkeys.Origins = []string{"https://example.com?x=1"} },
+			[]string{`passkeys.origins[0]: invalid origin "https://example.com?x=1"` + originFix}},
+		{"origin with an empty query", func(c *Config) { c.Passkeys.Origins = []string{"https://example.com?"} },
+			[]string{`passkeys.origins[0]: invalid origin "https://example.com?"` + originFix}},
+		{"origin with a fragment", func(c *Config) { c.Passkeys.Origins = []string{"https://example.com#top"} },
+			[]string{`passkeys.origins[0]: invalid origin "https://example.com#top"` + originFix}},
+		// Browsers send the Origin header without a trailing slash, in
+		// lowercase and without the default port; the CSRF check compares
+		// it byte for byte.
+		{"origin with a trailing slash", func(c *Config) { c.Passkeys.Origins = []string{"https://example.com/"} },
+			[]string{`passkeys.origins[0]: invalid origin "https://example.com/"` + originFix}},
+		{"origin in capitals", func(c *Config) { c.Passkeys.Origins = []string{"HTTPS://EXAMPLE.COM"} },
+			[]string{`passkeys.origins[0]: invalid origin "HTTPS://EXAMPLE.COM"` + originFix}},
+		{"origin with the default port", func(c *Config) { c.Passkeys.Origins = []string{"https://example.com:443"} },
+			[]string{`passkeys.origins[0]: invalid origin "https://example.com:443"` + originFix}},
+		{"origin with credentials", func(c *Config) { c.Passkeys.Origins = []string{"https://me@example.com"} },
+			[]string{`passkeys.origins[0]: invalid origin "https://me@example.com"` + originFix}},
+		{"origin without a scheme", func(c *Config) { c.Passkeys.Origins = []string{"example.com"} },
+			[]string{`passkeys.origins[0]: invalid origin "example.com"` + originHint}},
+		{"origin without a host", func(c *Config) { c.Passkeys.Origins = []string{"https://", "https:example.com", ""} },
+			[]string{
+				`passkeys.origins[0]: invalid origin "https://"` + originHint,
+				`passkeys.origins[1]: invalid origin "https:example.com"` + originHint,
+				`passkeys.origins[2]: invalid origin ""` + originHint,
+			}},
+		{"origin unparsable", func(c *Config) { c.Passkeys.Origins = []string{"https://example.com:port"} },
+			[]string{`passkeys.origins[0]: invalid origin "https://example.com:port"` + originHint}},
+		{"sign_up open", func(c *Config) { c.Passkeys.SignUp = "open" }, nil},
+		{"sign_up invite", func(c *Config) { c.Passkeys.SignUp = "invite" }, nil},
+		{"sign_up closed", func(c *Config) { c.Passkeys.SignUp = "closed" }, nil},
+		{"sign_up unknown", func(c *Config) { c.Passkeys.SignUp = "public" },
+			[]string{`passkeys.sign_up: unknown sign-up mode "public" (use open, invite or closed)`}},
+		{"sign_up with a typo", func(c *Config) { c.Passkeys.SignUp = "invtie" },
+			[]string{`passkeys.sign_up: unknown sign-up mode "invtie" (did you mean "invite"?)`}},
+		{"sign_up in capitals", func(c *Config) { c.Passkeys.SignUp = "Open" },
+			[]string{`passkeys.sign_up: unknown sign-up mode "Open" (did you mean "open"?)`}},
+		{"sign_up required", func(c *Config) { c.Passkeys.SignUp = "" },
+			[]string{`passkeys.sign_up: required (use open, invite or closed)`}},
+		{"counter_policy log", func(c *Config) { c.Passkeys.CounterPolicy = "log" }, nil},
+		{"counter_policy unknown", func(c *Config) { c.Passkeys.CounterPolicy = "ignore" },
+			[]string{`passkeys.counter_policy: unknown counter policy "ignore" (use deny or log)`}},
+		{"counter_policy with a typo", func(c *Config) { c.Passkeys.CounterPolicy = "deney" },
+			[]string{`passkeys.counter_policy: unknown counter policy "deney" (did you mean "deny"?)`}},
+		{"counter_policy required", func(c *Config) { c.Passkeys.CounterPolicy = "" },
+			[]string{`passkeys.counter_policy: required (use deny or log)`}},
+		{"AAGUIDs", func(c *Config) {
+			c.Passkeys.AAGUIDAllow = []string{"ea9b8d66-4d01-1d21-3ce4-b6b48cb575d4", "ADCE0002-35BC-C60A-648B-0B25F1F05503"}
+			c.Passkeys.AAGUIDDeny = []string{"00000000-0000-0000-0000-000000000000"}
+		}, nil},
+		{"bad AAGUIDs", func(c *Config) {
+			c.Passkeys.AAGUIDAllow = []string{"ea9b8d66-4d01-1d21-3ce4-b6b48cb575d4", "yubikey"}
+			c.Passkeys.AAGUIDDeny = []string{"", "ea9b8d66-4d01-1d21-3ce4-b6b48cb575d", "ea9b8d66-4d01-1d21-3ce4-b6b48cb575d4"}
+		}, []string{
+			`passkeys.aaguid_allow[1]: invalid AAGUID "yubikey"` + aaguidHint,
+			`passkeys.aaguid_deny[0]: invalid AAGUID ""` + aaguidHint,
+			`passkeys.aaguid_deny[1]: invalid AAGUID "ea9b8d66-4d01-1d21-3ce4-b6b48cb575d"` + aaguidHint,
+		}},
+		{"session timeouts", func(c *Config) {
+			c.Sessions = Sessions{IdleTimeout: time.Hour, AbsoluteTimeout: time.Hour, StepUpMaxAge: time.Minute}
+		}, nil},
+		{"session timeouts zero", func(c *Config) { c.Sessions = Sessions{} }, []string{
+			"sessions.idle_timeout: must be positive, got 0s",
+			"sessions.absolute_timeout: must be positive, got 0s",
+			"sessions.step_up_max_age: must be positive, got 0s",
+		}},
+		{"session timeouts negative", func(c *Config) {
+			c.Sessions = Sessions{IdleTimeout: -time.Minute, AbsoluteTimeout: -time.Second, StepUpMaxAge: -time.Hour}
+		}, []string{
+			"sessions.idle_timeout: must be positive, got -1m0s",
+			"sessions.absolute_timeout: must be positive, got -1s",
+			"sessions.step_up_max_age: must be positive, got -1h0m0s",
+		}},
+		{"idle above absolute", func(c *Config) { c.Sessions.IdleTimeout, c.Sessions.AbsoluteTimeout = 2*time.Hour, time.Hour },
+			[]string{"sessions.idle_timeout: idle_timeout 2h0m0s exceeds absolute_timeout 1h0m0s"}},
+		{"zero absolute", func(c *Config) { c.Sessions.AbsoluteTimeout = 0 }, []string{
+			"sessions.absolute_timeout: must be positive, got 0s",
+			"sessions.idle_timeout: idle_timeout 30m0s exceeds absolute_timeout 0s",
+		}},
+		{"everything wrong", func(c *Config) {
+			c.Passkeys = Passkeys{RPID: "https://example.com", Origins: []string{"http://example.com"}, SignUp: "opened",
+				CounterPolicy: "warn", AAGUIDDeny: []string{"x"}}
+			c.Sessions = Sessions{IdleTimeout: 2 * time.Hour, AbsoluteTimeout: time.Hour, StepUpMaxAge: 0}
+		}, []string{
+			`passkeys.rp_id: invalid relying party ID "https://example.com"` + rpIDHint,
+			`passkeys.origins[0]: invalid origin "http://example.com"` + originHint,
+			`passkeys.sign_up: unknown sign-up mode "opened" (did you mean "open"?)`,
+			`passkeys.counter_policy: unknown counter policy "warn" (use deny or log)`,
+			`passkeys.aaguid_deny[0]: invalid AAGUID "x"` + aaguidHint,
+			"sessions.step_up_max_age: must be positive, got 0s",
+			"sessions.idle_timeout: idle_timeout 2h0m0s exceeds absolute_timeout 1h0m0s",
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := Demo()
+			tt.change(c)
 			var got []string
 			if err := c.Validate(); err != nil {
 				got = strings.Split(err.Error(), "\n")

@@ -34,6 +34,10 @@ type Identity struct {
 	KeyID   string
 	// Scopes held, joined by spaces.
 	Scopes string
+	// Name is a person's display name (session routes).
+	Name string
+	// Session is the session ID (session routes).
+	Session string
 	// LimiterKey keys per-key route rate limits (the API key's ID).
 	LimiterKey string
 }
@@ -435,6 +439,14 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest, rt *route, st *state) {
 	if st.ident.Scopes != "" {
 		out.Header.Set("X-Keyway-Scopes", st.ident.Scopes)
 	}
+	if st.ident.Name != "" {
+		out.Header.Set("X-Keyway-Name", st.ident.Name)
+	}
+	if st.ident.Session != "" {
+		out.Header.Set("X-Keyway-Session-Id", st.ident.Session)
+	}
+	// Browser credentials stay with keyway.
+	stripKeywayCookies(out.Header)
 	// The key is the caller's credential for keyway, never for the upstream.
 	if ch := g.cfg.CredentialHeader; rt.Policy == PolicyAPIKey {
 		out.Header.Del(ch)

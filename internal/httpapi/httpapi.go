@@ -18,8 +18,10 @@ import (
 
 	"github.com/keywayhq/keyway/internal/apikey"
 	"github.com/keywayhq/keyway/internal/gateway"
+	"github.com/keywayhq/keyway/internal/passkey"
 	"github.com/keywayhq/keyway/internal/problem"
 	"github.com/keywayhq/keyway/internal/ratelimit"
+	"github.com/keywayhq/keyway/internal/session"
 )
 
 // Pinger reports whether the store answers. It returns nil when ready.
@@ -37,6 +39,12 @@ type Config struct {
 	Version string
 	// Leak configures the leak-report endpoint.
 	Leak LeakConfig
+	// Auth configures the people-facing endpoints. Nil: not served.
+	Auth *AuthConfig
+	// Portal serves the web pages under /.keyway/portal/. Optional.
+	Portal http.Handler
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
 }
 
 // ErrNotReady means a dependency (the store) does not answer.
@@ -61,6 +69,20 @@ func New(cfg Config) (http.Handler, error) {
 		}
 		lh := &leakHandler{cfg: cfg.Leak, limit: ratelimit.NewMemory[netip.Addr](ratelimit.MemoryConfig{MaxKeys: 1 << 16})}
 		mux.Handle("POST /.keyway/keys/report-leak", s.handle(lh.serve))
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Auth != nil {
+		if cfg.Auth.Accounts == nil || cfg.Auth.Sessions == nil || len(cfg.Auth.Origins) == 0 {
+			return nil, errors.New("httpapi: Auth needs Accounts, Sessions and Origins")
+		}
+		a := &auth{server: s, cfg: *cfg.Auth, now: cfg.Now,
+			limit: ratelimit.NewMemory[string](ratelimit.MemoryConfig{MaxKeys: 1 << 18})}
+		a.register(mux)
+	}
+	if cfg.Portal != nil {
+		mux.Handle("/.keyway/portal/", cfg.Portal)
 	}
 	mux.Handle("/", s.handle(func(http.ResponseWriter, *http.Request) error { return errNotFound }))
 	return securityHeaders(mux), nil
@@ -101,6 +123,22 @@ func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		p = problem.New(problem.NotFound, http.StatusNotFound, "no such API key")
 	case errors.Is(err, apikey.ErrRevoked):
 		p = problem.New(problem.Conflict, http.StatusConflict, "the API key is revoked")
+	case errors.Is(err, passkey.ErrCeremony):
+		// Never say which check failed: that would help forge the next try.
+		p = problem.New(problem.CeremonyFailed, http.StatusBadRequest, "the passkey response could not be verified; start again")
+	case errors.Is(err, passkey.ErrCloned):
+		p = problem.New(problem.Unauthenticated, http.StatusUnauthorized,
+			"this passkey may have been copied and was refused; sign in with another passkey or a recovery code")
+	case errors.Is(err, passkey.ErrUsernameTaken):
+		p = problem.New(problem.Conflict, http.StatusConflict, "that username is taken")
+	case errors.Is(err, passkey.ErrSignUpClosed):
+		p = problem.New(problem.Forbidden, http.StatusForbidden, "sign-up needs a valid invitation")
+	case errors.Is(err, passkey.ErrLastPasskey):
+		p = problem.New(problem.Conflict, http.StatusConflict, "this is your last passkey and you have no recovery codes left: add another passkey or new codes first")
+	case errors.Is(err, passkey.ErrInvalidInput):
+		p = problem.New(problem.BadRequest, http.StatusBadRequest, err.Error())
+	case errors.Is(err, passkey.ErrNotFound), errors.Is(err, session.ErrNotFound):
+		p = problem.New(problem.NotFound, http.StatusNotFound, "not found")
 	default:
 		p = problem.New(problem.Internal, http.StatusInternalServerError, "something went wrong; quote the instance to the operator")
 	}

@@ -405,3 +405,7 @@ func (s *adminServer) keyUsage(w http.ResponseWriter, r *http.Request) error {
 	}
 	return writeJSON(w, http.StatusOK, out)
 }
+
+func badRequest(msg string) error {
+	return fmt.Errorf("%w: %s", errBadJSON, msg)
+}

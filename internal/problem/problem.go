@@ -32,6 +32,10 @@ const (
 	RateLimited      Type = "urn:keyway:problem:rate-limited"
 	QuotaExceeded    Type = "urn:keyway:problem:quota-exceeded"
 	Conflict         Type = "urn:keyway:problem:conflict"
+	CSRF             Type = "urn:keyway:problem:csrf"
+	StepUpRequired   Type = "urn:keyway:problem:step-up-required"
+	CeremonyFailed   Type = "urn:keyway:problem:ceremony-failed"
+	TooManyAttempts  Type = "urn:keyway:problem:too-many-attempts"
 )
 
 // Problem is one problem details object. Detail must never carry secrets or

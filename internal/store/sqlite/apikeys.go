@@ -205,7 +205,11 @@ func (d *DB) ListKeys(ctx context.Context, owner string) ([]*apikey.Key, error) 
 	return keys, rows.Err()
 }
 
-// mustAffect turns "no row changed" into ErrNotFound.
+// errNoRows is what mustAffect returns when a statement changed nothing;
+// each caller maps it to its own domain's not-found error.
+var errNoRows = errors.New("no row changed")
+
+// mustAffect turns "no row changed" into errNoRows.
 func mustAffect(res sql.Result, err error) error {
 	if err != nil {
 		return err
@@ -215,9 +219,17 @@ func mustAffect(res sql.Result, err error) error {
 		return err
 	}
 	if n == 0 {
-		return apikey.ErrNotFound
+		return errNoRows
 	}
 	return nil
+}
+
+// keyNotFound maps errNoRows to apikey.ErrNotFound.
+func keyNotFound(err error) error {
+	if errors.Is(err, errNoRows) {
+		return apikey.ErrNotFound
+	}
+	return err
 }
 
 // UpdateKey implements apikey.Store: it writes the mutable properties.
@@ -227,10 +239,10 @@ func (d *DB) UpdateKey(ctx context.Context, k *apikey.Key, ev audit.Event) error
 		return err
 	}
 	return d.inTx(ctx, func(tx *sql.Tx) error {
-		err := mustAffect(tx.ExecContext(ctx, `UPDATE api_keys SET name = ?, scopes = ?, rate_count = ?, rate_period = ?,
+		err := keyNotFound(mustAffect(tx.ExecContext(ctx, `UPDATE api_keys SET name = ?, scopes = ?, rate_count = ?, rate_period = ?,
 			rate_burst = ?, quota_limit = ?, quota_period = ?, cidrs = ?, expires_at = ? WHERE id = ?`,
 			k.Name, scopes, k.Rate.Count, int64(k.Rate.Period), k.Rate.Burst, k.Quota.Limit, string(k.Quota.Period),
-			cidrs, k.ExpiresAt.UnixNano(), k.ID))
+			cidrs, k.ExpiresAt.UnixNano(), k.ID)))
 		if err != nil {
 			return err
 		}
@@ -274,8 +286,8 @@ func (d *DB) RotateKey(ctx context.Context, id string, hash []byte, notAfter tim
 // RevokeKey implements apikey.Store.
 func (d *DB) RevokeKey(ctx context.Context, id string, at time.Time, reason string, ev audit.Event) error {
 	return d.inTx(ctx, func(tx *sql.Tx) error {
-		err := mustAffect(tx.ExecContext(ctx, `UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?),
-			revoke_reason = CASE WHEN revoked_at IS NULL THEN ? ELSE revoke_reason END WHERE id = ?`, at.UnixNano(), reason, id))
+		err := keyNotFound(mustAffect(tx.ExecContext(ctx, `UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?),
+			revoke_reason = CASE WHEN revoked_at IS NULL THEN ? ELSE revoke_reason END WHERE id = ?`, at.UnixNano(), reason, id)))
 		if err != nil {
 			return err
 		}
@@ -290,7 +302,7 @@ func (d *DB) RevokeKey(ctx context.Context, id string, at time.Time, reason stri
 // trail keeps the record that it existed.
 func (d *DB) DeleteKey(ctx context.Context, id string, ev audit.Event) error {
 	return d.inTx(ctx, func(tx *sql.Tx) error {
-		if err := mustAffect(tx.ExecContext(ctx, `DELETE FROM api_keys WHERE id = ?`, id)); err != nil {
+		if err := keyNotFound(mustAffect(tx.ExecContext(ctx, `DELETE FROM api_keys WHERE id = ?`, id))); err != nil {
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, `DELETE FROM api_key_usage WHERE key_id = ?`, id); err != nil {

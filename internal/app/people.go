@@ -1,0 +1,121 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/keywayhq/keyway/internal/config"
+	"github.com/keywayhq/keyway/internal/passkey"
+	"github.com/keywayhq/keyway/internal/session"
+)
+
+// SetupLinkTTL is how long the first-admin setup link lives.
+const SetupLinkTTL = time.Hour
+
+// relyingParty derives the WebAuthn RP ID and origins from config and the
+// bound HTTPS port: localhost in local TLS mode, the first ACME host in ACME
+// mode, and https://<rp id>[:port] unless origins are configured.
+func relyingParty(cfg *config.Config, httpsAddr string) (string, []string, string) {
+	rpID := cfg.Passkeys.RPID
+	if rpID == "" {
+		rpID = "localhost"
+		if cfg.TLS.Mode == config.TLSACME && len(cfg.TLS.ACME.Hosts) > 0 {
+			rpID = cfg.TLS.ACME.Hosts[0]
+		}
+	}
+	_, port, _ := net.SplitHostPort(httpsAddr)
+	base := "https://" + rpID
+	if port != "" && port != "443" {
+		base += ":" + port
+	}
+	origins := cfg.Passkeys.Origins
+	if len(origins) == 0 {
+		origins = []string{base}
+	}
+	return rpID, origins, strings.TrimSuffix(origins[0], "/")
+}
+
+func parseAAGUIDs(in []string) ([]uuid.UUID, error) {
+	out := make([]uuid.UUID, 0, len(in))
+	for _, s := range in {
+		u, err := uuid.Parse(s)
+		if err != nil {
+			return nil, fmt.Errorf("aaguid %q: %w", s, err)
+		}
+		out = append(out, u)
+	}
+	return out, nil
+}
+
+func (a *App) newPeople(httpsAddr string) (*passkey.Service, *session.Manager, []string, error) {
+	cfg := a.cfg
+	rpID, origins, public := relyingParty(cfg, httpsAddr)
+	a.publicURL = public
+	allow, err := parseAAGUIDs(cfg.Passkeys.AAGUIDAllow)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	deny, err := parseAAGUIDs(cfg.Passkeys.AAGUIDDeny)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	pk, err := passkey.New(passkey.Config{
+		Store: a.db, RPID: rpID, RPName: cfg.Passkeys.RPName, Origins: origins,
+		SignUp: passkey.SignUpMode(cfg.Passkeys.SignUp), Counter: passkey.CounterPolicy(cfg.Passkeys.CounterPolicy),
+		AllowAAGUIDs: allow, DenyAAGUIDs: deny, Logger: a.logger,
+	})
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	sm, err := session.New(session.Config{
+		Store: a.db, IdleTimeout: cfg.Sessions.IdleTimeout, AbsoluteTimeout: cfg.Sessions.AbsoluteTimeout,
+		StepUpMaxAge: cfg.Sessions.StepUpMaxAge, Logger: a.logger,
+	})
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return pk, sm, origins, nil
+}
+
+// setupLink makes the one-time first-admin link when no admin exists. The
+// token travels in the URL fragment, which browsers never send to a server,
+// so it reaches no access log.
+func (a *App) setupLink(ctx context.Context) error {
+	need, err := a.passkeys.NeedsSetup(ctx)
+	if err != nil || !need {
+		return err
+	}
+	tok, err := a.passkeys.CreateLink(ctx, "setup", "", passkey.RoleAdmin, "system", SetupLinkTTL)
+	if err != nil {
+		return err
+	}
+	a.setupURL = a.publicURL + "/.keyway/portal/setup#token=" + tok
+	return nil
+}
+
+// SetupURL is the one-time link that registers the first admin, or "" when
+// an admin exists. Show it to the operator; never log it.
+func (a *App) SetupURL() string { return a.setupURL }
+
+// PublicURL is the base URL people reach keyway at.
+func (a *App) PublicURL() string { return a.publicURL }
+
+// sweepSessions deletes expired sessions every minute until ctx is done.
+func (a *App) sweepSessions(ctx context.Context) {
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := a.sessions.Sweep(ctx); err != nil && ctx.Err() == nil {
+				a.logger.Warn("sweep sessions", "error", err.Error())
+			}
+		}
+	}
+}

@@ -1,0 +1,781 @@
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/netip"
+	"time"
+
+	"github.com/keywayhq/keyway/internal/gateway"
+	"github.com/keywayhq/keyway/internal/passkey"
+	"github.com/keywayhq/keyway/internal/problem"
+	"github.com/keywayhq/keyway/internal/ratelimit"
+	"github.com/keywayhq/keyway/internal/session"
+)
+
+// Accounts is what the auth endpoints need of the passkey service.
+type Accounts interface {
+	BeginSignUp(ctx context.Context, username, displayName, invite string) (passkey.Options, string, error)
+	BeginAddPasskey(ctx context.Context, userID, name string) (passkey.Options, string, error)
+	FinishRegistration(ctx context.Context, ceremonyID, userID string, body []byte) (*passkey.User, *passkey.Credential, error)
+	BeginLogin(ctx context.Context, username string) (passkey.Options, string, error)
+	FinishLogin(ctx context.Context, ceremonyID string, body []byte) (*passkey.LoginResult, error)
+	BeginStepUp(ctx context.Context, userID string) (passkey.Options, string, error)
+	FinishStepUp(ctx context.Context, ceremonyID, userID string, body []byte) (*passkey.LoginResult, error)
+	User(ctx context.Context, id string) (*passkey.User, error)
+	Users(ctx context.Context) ([]*passkey.User, error)
+	Credentials(ctx context.Context, userID string) ([]*passkey.Credential, error)
+	Rename(ctx context.Context, userID, ref, name string) error
+	Remove(ctx context.Context, userID, ref, actor string) (int, error)
+	IssueRecoveryCodes(ctx context.Context, userID string) ([]string, error)
+	UseRecoveryCode(ctx context.Context, username, code string) (*passkey.User, error)
+	UnusedRecoveryCodes(ctx context.Context, userID string) (int, error)
+	CreateLink(ctx context.Context, kind, userID string, role passkey.Role, createdBy string, ttl time.Duration) (string, error)
+	RedeemEnrolment(ctx context.Context, token string) (*passkey.User, error)
+}
+
+// Sessions is what the auth endpoints need of the session manager.
+type Sessions interface {
+	Create(ctx context.Context, userID string, credentialID []byte, restricted bool, ip, userAgent, actor string) (string, *session.Session, error)
+	Authenticate(ctx context.Context, token string) (*session.Session, error)
+	Fresh(s *session.Session) bool
+	StepUp(ctx context.Context, s *session.Session, actor string) (string, error)
+	List(ctx context.Context, userID string) ([]*session.Session, error)
+	Revoke(ctx context.Context, userID, sessionID, actor string) error
+	RevokeAny(ctx context.Context, sessionID, actor string) error
+	RevokeOthers(ctx context.Context, userID, keepID, actor string) (int, error)
+	RevokeUser(ctx context.Context, userID, actor string) (int, error)
+}
+
+// AuthConfig configures the people-facing endpoints under /.keyway/auth/.
+type AuthConfig struct {
+	Accounts Accounts
+	Sessions Sessions
+	// Keys serves the signed-in user's own API keys. Optional.
+	Keys KeyAdmin
+	// Origins are keyway's own origins (CSRF check). Required.
+	Origins []string
+	// SessionMaxAge is the cookie's Max-Age (the absolute session timeout).
+	SessionMaxAge time.Duration
+	// PublicURL is the base URL people reach keyway at, for links.
+	PublicURL string
+}
+
+// The ceremony cookie binds a WebAuthn ceremony to the browser that began it.
+const ceremonyCookie = "__Host-keyway_ceremony"
+
+// auth serves /.keyway/auth/… and /.keyway/admin/….
+type auth struct {
+	*server
+	cfg   AuthConfig
+	limit *ratelimit.Memory[string]
+	now   func() time.Time
+}
+
+// Rate limits of the auth endpoints, per client IP and per account. They
+// are generous for people and tight for scripts; a limit spent by an
+// attacker on one account does not lock its owner out of signing in with a
+// passkey, which only the owner can answer.
+var (
+	limitCeremony = ratelimit.Limit{Count: 30, Period: time.Minute, Burst: 20}
+	limitSignUp   = ratelimit.Limit{Count: 10, Period: time.Hour, Burst: 5}
+	limitRecovery = ratelimit.Limit{Count: 5, Period: 15 * time.Minute, Burst: 5}
+)
+
+var errStepUp = &problem.Problem{Type: problem.StepUpRequired, Title: "Unauthorized", Status: http.StatusUnauthorized,
+	Detail: "confirm it is you: sign in again with your passkey (POST /.keyway/auth/stepup/begin)"}
+
+var errSignedOut = &problem.Problem{Type: problem.Unauthenticated, Title: "Unauthorized", Status: http.StatusUnauthorized,
+	Detail: "sign in with a passkey first"}
+
+var errForbidden = &problem.Problem{Type: problem.Forbidden, Title: "Forbidden", Status: http.StatusForbidden,
+	Detail: "this needs an administrator"}
+
+func (a *auth) register(mux *http.ServeMux) {
+	h := func(pattern string, fn func(http.ResponseWriter, *http.Request) error) {
+		mux.Handle(pattern, a.handle(a.csrf(fn)))
+	}
+	h("POST /.keyway/auth/passkey/register/begin", a.registerBegin)
+	h("POST /.keyway/auth/passkey/register/finish", a.registerFinish)
+	h("POST /.keyway/auth/passkey/login/begin", a.loginBegin)
+	h("POST /.keyway/auth/passkey/login/finish", a.loginFinish)
+	h("POST /.keyway/auth/logout", a.logout)
+	h("GET /.keyway/auth/session", a.currentSession)
+	h("POST /.keyway/auth/stepup/begin", a.stepUpBegin)
+	h("POST /.keyway/auth/stepup/finish", a.stepUpFinish)
+	h("GET /.keyway/auth/sessions", a.listSessions)
+	h("DELETE /.keyway/auth/sessions/{id}", a.revokeSession)
+	h("POST /.keyway/auth/sessions/revoke-others", a.revokeOthers)
+	h("GET /.keyway/auth/passkeys", a.listPasskeys)
+	h("PATCH /.keyway/auth/passkeys/{id}", a.renamePasskey)
+	h("DELETE /.keyway/auth/passkeys/{id}", a.removePasskey)
+	h("POST /.keyway/auth/recovery", a.recover)
+	h("POST /.keyway/auth/recovery/codes", a.regenerateCodes)
+	h("POST /.keyway/auth/enrol", a.enrol)
+	if a.cfg.Keys != nil {
+		h("GET /.keyway/api-keys", a.listMyKeys)
+		h("POST /.keyway/api-keys", a.createMyKey)
+		h("POST /.keyway/api-keys/{id}/rotate", a.rotateMyKey)
+		h("POST /.keyway/api-keys/{id}/revoke", a.revokeMyKey)
+		h("GET /.keyway/api-keys/{id}/usage", a.myKeyUsage)
+	}
+	h("GET /.keyway/admin/users", a.adminUsers)
+	h("POST /.keyway/admin/users/{id}/enrol-link", a.adminEnrolLink)
+	h("POST /.keyway/admin/users/{id}/revoke-sessions", a.adminRevokeSessions)
+	h("POST /.keyway/admin/invites", a.adminInvite)
+	h("GET /.keyway/admin/sessions", a.adminSessions)
+	h("DELETE /.keyway/admin/sessions/{id}", a.adminRevokeSession)
+}
+
+// csrf guards every endpoint: state changes need the CSRF header and a
+// same-origin request. Sign-in is guarded too, against login CSRF.
+func (a *auth) csrf(fn func(http.ResponseWriter, *http.Request) error) func(http.ResponseWriter, *http.Request) error {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		if err := gateway.CheckCSRF(r, a.cfg.Origins); err != nil {
+			return problem.New(problem.CSRF, http.StatusForbidden, "state-changing requests must come from this site and send X-Keyway-CSRF: 1")
+		}
+		w.Header().Set("Cache-Control", "no-store")
+		return fn(w, r)
+	}
+}
+
+func clientOf(r *http.Request) netip.Addr {
+	if info, ok := requestInfo(r); ok {
+		return info.Client.Client
+	}
+	return netip.Addr{}
+}
+
+// allow spends one request of key's budget, or answers 429.
+func (a *auth) allow(key string, l ratelimit.Limit) error {
+	if d := a.limit.Allow(key, l); !d.Allowed {
+		p := problem.New(problem.TooManyAttempts, http.StatusTooManyRequests, "too many attempts; wait and try again")
+		p.RetryAfter = d.RetryAfter
+		return p
+	}
+	return nil
+}
+
+func (a *auth) setSessionCookie(w http.ResponseWriter, token string) {
+	http.SetCookie(w, &http.Cookie{Name: gateway.SessionCookie, Value: token, Path: "/", Secure: true, HttpOnly: true,
+		SameSite: http.SameSiteLaxMode, MaxAge: int(a.cfg.SessionMaxAge / time.Second)})
+}
+
+func clearCookie(w http.ResponseWriter, name string) {
+	http.SetCookie(w, &http.Cookie{Name: name, Value: "", Path: "/", Secure: true, HttpOnly: true, SameSite: http.SameSiteLaxMode, MaxAge: -1})
+}
+
+// session returns the caller's live session and its token, or nil.
+func (a *auth) session(r *http.Request) (*session.Session, string, error) {
+	c, err := r.Cookie(gateway.SessionCookie)
+	if err != nil || c.Value == "" {
+		return nil, "", nil
+	}
+	s, err := a.cfg.Sessions.Authenticate(r.Context(), c.Value)
+	if errors.Is(err, session.ErrNotFound) {
+		return nil, "", nil
+	}
+	return s, c.Value, err
+}
+
+// signedIn returns the caller's full (unrestricted) session and user, or 401.
+func (a *auth) signedIn(r *http.Request) (*session.Session, *passkey.User, error) {
+	s, _, err := a.session(r)
+	if err != nil {
+		return nil, nil, err
+	}
+	if s == nil || s.Restricted {
+		return nil, nil, errSignedOut
+	}
+	u, err := a.cfg.Accounts.User(r.Context(), s.UserID)
+	if err != nil || !u.DisabledAt.IsZero() {
+		return nil, nil, errSignedOut
+	}
+	return s, u, nil
+}
+
+// fresh is signedIn plus a user-verified assertion under StepUpMaxAge old.
+func (a *auth) fresh(r *http.Request) (*session.Session, *passkey.User, error) {
+	s, u, err := a.signedIn(r)
+	if err != nil {
+		return nil, nil, err
+	}
+	if !a.cfg.Sessions.Fresh(s) {
+		return nil, nil, errStepUp
+	}
+	return s, u, nil
+}
+
+func (a *auth) admin(r *http.Request) (*session.Session, *passkey.User, error) {
+	s, u, err := a.signedIn(r)
+	if err != nil {
+		return nil, nil, err
+	}
+	if u.Role != passkey.RoleAdmin {
+		return nil, nil, errForbidden
+	}
+	if !a.cfg.Sessions.Fresh(s) {
+		return nil, nil, errStepUp
+	}
+	return s, u, nil
+}
+
+// readBody reads a WebAuthn response body (bounded).
+func readBody(r *http.Request) ([]byte, error) {
+	b, err := io.ReadAll(io.LimitReader(r.Body, 64<<10+1))
+	if err != nil || len(b) > 64<<10 {
+		return nil, problem.New(problem.BadRequest, http.StatusBadRequest, "the credential is missing or too large")
+	}
+	return b, nil
+}
+
+func (a *auth) startCeremony(w http.ResponseWriter, opts passkey.Options, id string) error {
+	http.SetCookie(w, &http.Cookie{Name: ceremonyCookie, Value: id, Path: "/", Secure: true, HttpOnly: true,
+		SameSite: http.SameSiteStrictMode, MaxAge: 300})
+	return writeJSON(w, http.StatusOK, opts)
+}
+
+func ceremonyOf(w http.ResponseWriter, r *http.Request) string {
+	c, err := r.Cookie(ceremonyCookie)
+	clearCookie(w, ceremonyCookie)
+	if err != nil {
+		return ""
+	}
+	return c.Value
+}
+
+// UserJSON is the API form of a person.
+type UserJSON struct {
+	ID          string `json:"id"`
+	Username    string `json:"username"`
+	DisplayName string `json:"display_name"`
+	Role        string `json:"role"`
+}
+
+func userJSON(u *passkey.User) UserJSON {
+	return UserJSON{ID: u.ID, Username: u.Username, DisplayName: u.DisplayName, Role: string(u.Role)}
+}
+
+func (a *auth) registerBegin(w http.ResponseWriter, r *http.Request) error {
+	var req struct {
+		Username    string `json:"username"`
+		DisplayName string `json:"display_name"`
+		Invite      string `json:"invite"`
+		Name        string `json:"name"`
+	}
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	s, _, err := a.session(r)
+	if err != nil {
+		return err
+	}
+	if s != nil {
+		// Adding a passkey: a recovery session may; a full one must be fresh.
+		if !s.Restricted && !a.cfg.Sessions.Fresh(s) {
+			return errStepUp
+		}
+		opts, id, err := a.cfg.Accounts.BeginAddPasskey(r.Context(), s.UserID, req.Name)
+		if err != nil {
+			return err
+		}
+		return a.startCeremony(w, opts, id)
+	}
+	if err := a.allow("signup:"+clientOf(r).String(), limitSignUp); err != nil {
+		return err
+	}
+	opts, id, err := a.cfg.Accounts.BeginSignUp(r.Context(), req.Username, req.DisplayName, req.Invite)
+	if err != nil {
+		return err
+	}
+	return a.startCeremony(w, opts, id)
+}
+
+func (a *auth) registerFinish(w http.ResponseWriter, r *http.Request) error {
+	ceremony := ceremonyOf(w, r)
+	body, err := readBody(r)
+	if err != nil {
+		return err
+	}
+	s, _, err := a.session(r)
+	if err != nil {
+		return err
+	}
+	userID := ""
+	if s != nil {
+		userID = s.UserID
+	}
+	u, cred, err := a.cfg.Accounts.FinishRegistration(r.Context(), ceremony, userID, body)
+	if err != nil {
+		return err
+	}
+	resp := map[string]any{"user": userJSON(u), "passkey": passkeyJSON(cred, "")}
+	switch {
+	case s == nil:
+		// A new account: sign it in, and hand out its recovery codes once.
+		codes, err := a.cfg.Accounts.IssueRecoveryCodes(r.Context(), u.ID)
+		if err != nil {
+			return err
+		}
+		tok, _, err := a.cfg.Sessions.Create(r.Context(), u.ID, cred.ID, false, clientOf(r).String(), r.UserAgent(), "user:"+u.ID)
+		if err != nil {
+			return err
+		}
+		a.setSessionCookie(w, tok)
+		resp["recovery_codes"] = codes
+	case s.Restricted:
+		// Recovery done: the restricted session gives way to a full one
+		// bound to the new passkey.
+		if err := a.cfg.Sessions.Revoke(r.Context(), s.UserID, s.ID, "user:"+u.ID); err != nil && !errors.Is(err, session.ErrNotFound) {
+			return err
+		}
+		tok, _, err := a.cfg.Sessions.Create(r.Context(), u.ID, cred.ID, false, clientOf(r).String(), r.UserAgent(), "user:"+u.ID)
+		if err != nil {
+			return err
+		}
+		a.setSessionCookie(w, tok)
+	}
+	return writeJSON(w, http.StatusCreated, resp)
+}
+
+func (a *auth) loginBegin(w http.ResponseWriter, r *http.Request) error {
+	var req struct {
+		Username string `json:"username"`
+	}
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	if err := a.allow("login:"+clientOf(r).String(), limitCeremony); err != nil {
+		return err
+	}
+	if req.Username != "" {
+		if name, err := passkey.NormalizeUsername(req.Username); err == nil {
+			if err := a.allow("login-user:"+name, limitCeremony); err != nil {
+				return err
+			}
+		}
+	}
+	opts, id, err := a.cfg.Accounts.BeginLogin(r.Context(), req.Username)
+	if err != nil {
+		return err
+	}
+	return a.startCeremony(w, opts, id)
+}
+
+func (a *auth) loginFinish(w http.ResponseWriter, r *http.Request) error {
+	ceremony := ceremonyOf(w, r)
+	if err := a.allow("login:"+clientOf(r).String(), limitCeremony); err != nil {
+		return err
+	}
+	body, err := readBody(r)
+	if err != nil {
+		return err
+	}
+	res, err := a.cfg.Accounts.FinishLogin(r.Context(), ceremony, body)
+	if err != nil {
+		return err
+	}
+	// A sign-in always gets a new token; an old session in this browser ends
+	// (no session fixation).
+	if old, _, _ := a.session(r); old != nil {
+		_ = a.cfg.Sessions.Revoke(r.Context(), old.UserID, old.ID, "user:"+old.UserID)
+	}
+	tok, s, err := a.cfg.Sessions.Create(r.Context(), res.User.ID, res.Credential.ID, false, clientOf(r).String(), r.UserAgent(), "user:"+res.User.ID)
+	if err != nil {
+		return err
+	}
+	a.setSessionCookie(w, tok)
+	return writeJSON(w, http.StatusOK, map[string]any{"user": userJSON(res.User), "session": sessionJSON(s, s.ID, a.cfg.Sessions.Fresh(s))})
+}
+
+func (a *auth) logout(w http.ResponseWriter, r *http.Request) error {
+	s, _, err := a.session(r)
+	if err != nil {
+		return err
+	}
+	if s != nil {
+		if err := a.cfg.Sessions.Revoke(r.Context(), s.UserID, s.ID, "user:"+s.UserID); err != nil && !errors.Is(err, session.ErrNotFound) {
+			return err
+		}
+	}
+	clearCookie(w, gateway.SessionCookie)
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// SessionJSON is the API form of a session.
+type SessionJSON struct {
+	ID         string    `json:"id"`
+	CreatedAt  time.Time `json:"created_at"`
+	LastSeenAt time.Time `json:"last_seen_at"`
+	ExpiresAt  time.Time `json:"expires_at"`
+	IP         string    `json:"ip"`
+	UserAgent  string    `json:"user_agent"`
+	Current    bool      `json:"current"`
+	Fresh      bool      `json:"fresh,omitempty"`
+	Restricted bool      `json:"restricted,omitempty"`
+	Passkey    string    `json:"passkey,omitempty"`
+}
+
+func sessionJSON(s *session.Session, current string, fresh bool) SessionJSON {
+	j := SessionJSON{ID: s.ID, CreatedAt: s.CreatedAt, LastSeenAt: s.LastSeenAt, ExpiresAt: s.ExpiresAt, IP: s.IP,
+		UserAgent: s.UserAgent, Current: s.ID == current, Restricted: s.Restricted}
+	if j.Current {
+		j.Fresh = fresh
+	}
+	if s.CredentialID != nil {
+		j.Passkey = passkey.CredentialRef(s.CredentialID)
+	}
+	return j
+}
+
+func (a *auth) currentSession(w http.ResponseWriter, r *http.Request) error {
+	s, _, err := a.session(r)
+	if err != nil {
+		return err
+	}
+	if s == nil {
+		return errSignedOut
+	}
+	u, err := a.cfg.Accounts.User(r.Context(), s.UserID)
+	if err != nil || !u.DisabledAt.IsZero() {
+		return errSignedOut
+	}
+	return writeJSON(w, http.StatusOK, map[string]any{"user": userJSON(u), "session": sessionJSON(s, s.ID, a.cfg.Sessions.Fresh(s))})
+}
+
+func (a *auth) stepUpBegin(w http.ResponseWriter, r *http.Request) error {
+	s, _, err := a.signedIn(r)
+	if err != nil {
+		return err
+	}
+	if err := a.allow("stepup:"+s.UserID, limitCeremony); err != nil {
+		return err
+	}
+	opts, id, err := a.cfg.Accounts.BeginStepUp(r.Context(), s.UserID)
+	if err != nil {
+		return err
+	}
+	return a.startCeremony(w, opts, id)
+}
+
+func (a *auth) stepUpFinish(w http.ResponseWriter, r *http.Request) error {
+	ceremony := ceremonyOf(w, r)
+	s, u, err := a.signedIn(r)
+	if err != nil {
+		return err
+	}
+	body, err := readBody(r)
+	if err != nil {
+		return err
+	}
+	if _, err := a.cfg.Accounts.FinishStepUp(r.Context(), ceremony, u.ID, body); err != nil {
+		return err
+	}
+	tok, err := a.cfg.Sessions.StepUp(r.Context(), s, "user:"+u.ID)
+	if err != nil {
+		return err
+	}
+	a.setSessionCookie(w, tok)
+	return writeJSON(w, http.StatusOK, map[string]any{"fresh": true})
+}
+
+func (a *auth) listSessions(w http.ResponseWriter, r *http.Request) error {
+	s, u, err := a.signedIn(r)
+	if err != nil {
+		return err
+	}
+	list, err := a.cfg.Sessions.List(r.Context(), u.ID)
+	if err != nil {
+		return err
+	}
+	out := make([]SessionJSON, 0, len(list))
+	for _, x := range list {
+		out = append(out, sessionJSON(x, s.ID, a.cfg.Sessions.Fresh(s)))
+	}
+	return writeJSON(w, http.StatusOK, map[string]any{"sessions": out})
+}
+
+func (a *auth) revokeSession(w http.ResponseWriter, r *http.Request) error {
+	s, u, err := a.signedIn(r)
+	if err != nil {
+		return err
+	}
+	id := r.PathValue("id")
+	if err := a.cfg.Sessions.Revoke(r.Context(), u.ID, id, "user:"+u.ID); err != nil {
+		return err
+	}
+	if id == s.ID {
+		clearCookie(w, gateway.SessionCookie)
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (a *auth) revokeOthers(w http.ResponseWriter, r *http.Request) error {
+	s, u, err := a.signedIn(r)
+	if err != nil {
+		return err
+	}
+	n, err := a.cfg.Sessions.RevokeOthers(r.Context(), u.ID, s.ID, "user:"+u.ID)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, map[string]int{"revoked": n})
+}
+
+// PasskeyJSON is the API form of a passkey.
+type PasskeyJSON struct {
+	ID         string     `json:"id"`
+	Name       string     `json:"name"`
+	Provider   string     `json:"provider"`
+	Synced     bool       `json:"synced"`
+	CreatedAt  time.Time  `json:"created_at"`
+	LastUsedAt *time.Time `json:"last_used_at,omitempty"`
+	Current    bool       `json:"current,omitempty"`
+}
+
+func passkeyJSON(c *passkey.Credential, currentRef string) PasskeyJSON {
+	ref := passkey.CredentialRef(c.ID)
+	j := PasskeyJSON{ID: ref, Name: c.Name, Provider: passkey.ProviderName(c.AAGUID), Synced: c.Synced(), CreatedAt: c.CreatedAt,
+		Current: ref == currentRef}
+	if !c.LastUsedAt.IsZero() {
+		t := c.LastUsedAt
+		j.LastUsedAt = &t
+	}
+	return j
+}
+
+func (a *auth) listPasskeys(w http.ResponseWriter, r *http.Request) error {
+	s, u, err := a.signedIn(r)
+	if err != nil {
+		return err
+	}
+	creds, err := a.cfg.Accounts.Credentials(r.Context(), u.ID)
+	if err != nil {
+		return err
+	}
+	cur := ""
+	if s.CredentialID != nil {
+		cur = passkey.CredentialRef(s.CredentialID)
+	}
+	out := make([]PasskeyJSON, 0, len(creds))
+	for _, c := range creds {
+		out = append(out, passkeyJSON(c, cur))
+	}
+	codes, err := a.cfg.Accounts.UnusedRecoveryCodes(r.Context(), u.ID)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, map[string]any{"passkeys": out, "recovery_codes_left": codes})
+}
+
+func (a *auth) renamePasskey(w http.ResponseWriter, r *http.Request) error {
+	_, u, err := a.signedIn(r)
+	if err != nil {
+		return err
+	}
+	var req struct {
+		Name string `json:"name"`
+	}
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	if err := a.cfg.Accounts.Rename(r.Context(), u.ID, r.PathValue("id"), req.Name); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (a *auth) removePasskey(w http.ResponseWriter, r *http.Request) error {
+	s, u, err := a.fresh(r)
+	if err != nil {
+		return err
+	}
+	ref := r.PathValue("id")
+	n, err := a.cfg.Accounts.Remove(r.Context(), u.ID, ref, "user:"+u.ID)
+	if err != nil {
+		return err
+	}
+	// Every session this passkey signed in has ended, this one included
+	// if it was one of them.
+	if s.CredentialID != nil && passkey.CredentialRef(s.CredentialID) == ref {
+		clearCookie(w, gateway.SessionCookie)
+	}
+	return writeJSON(w, http.StatusOK, map[string]int{"sessions_ended": n})
+}
+
+func (a *auth) recover(w http.ResponseWriter, r *http.Request) error {
+	var req struct {
+		Username string `json:"username"`
+		Code     string `json:"code"`
+	}
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	if err := a.allow("recover:"+clientOf(r).String(), limitRecovery); err != nil {
+		return err
+	}
+	if name, err := passkey.NormalizeUsername(req.Username); err == nil {
+		if err := a.allow("recover-user:"+name, limitRecovery); err != nil {
+			return err
+		}
+	}
+	u, err := a.cfg.Accounts.UseRecoveryCode(r.Context(), req.Username, req.Code)
+	if err != nil {
+		return problem.New(problem.Unauthenticated, http.StatusUnauthorized, "that username and recovery code do not match")
+	}
+	return a.restrictedSession(w, r, u)
+}
+
+// restrictedSession signs u in for one thing only: adding a passkey.
+func (a *auth) restrictedSession(w http.ResponseWriter, r *http.Request, u *passkey.User) error {
+	tok, s, err := a.cfg.Sessions.Create(r.Context(), u.ID, nil, true, clientOf(r).String(), r.UserAgent(), "user:"+u.ID)
+	if err != nil {
+		return err
+	}
+	a.setSessionCookie(w, tok)
+	return writeJSON(w, http.StatusOK, map[string]any{"user": userJSON(u), "session": sessionJSON(s, s.ID, false),
+		"next": "register a new passkey: POST /.keyway/auth/passkey/register/begin"})
+}
+
+func (a *auth) enrol(w http.ResponseWriter, r *http.Request) error {
+	var req struct {
+		Token string `json:"token"`
+	}
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	if err := a.allow("recover:"+clientOf(r).String(), limitRecovery); err != nil {
+		return err
+	}
+	u, err := a.cfg.Accounts.RedeemEnrolment(r.Context(), req.Token)
+	if err != nil {
+		return problem.New(problem.Unauthenticated, http.StatusUnauthorized, "the enrolment link is invalid, used or expired")
+	}
+	return a.restrictedSession(w, r, u)
+}
+
+func (a *auth) regenerateCodes(w http.ResponseWriter, r *http.Request) error {
+	_, u, err := a.fresh(r)
+	if err != nil {
+		return err
+	}
+	codes, err := a.cfg.Accounts.IssueRecoveryCodes(r.Context(), u.ID)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, map[string]any{"recovery_codes": codes})
+}
+
+// ---- admin ----
+
+func (a *auth) adminUsers(w http.ResponseWriter, r *http.Request) error {
+	if _, _, err := a.admin(r); err != nil {
+		return err
+	}
+	users, err := a.cfg.Accounts.Users(r.Context())
+	if err != nil {
+		return err
+	}
+	out := make([]UserJSON, 0, len(users))
+	for _, u := range users {
+		out = append(out, userJSON(u))
+	}
+	return writeJSON(w, http.StatusOK, map[string]any{"users": out})
+}
+
+func (a *auth) adminEnrolLink(w http.ResponseWriter, r *http.Request) error {
+	_, admin, err := a.admin(r)
+	if err != nil {
+		return err
+	}
+	u, err := a.cfg.Accounts.User(r.Context(), r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	tok, err := a.cfg.Accounts.CreateLink(r.Context(), "enrol", u.ID, u.Role, "admin:"+admin.ID, 24*time.Hour)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusCreated, map[string]string{"url": a.cfg.PublicURL + "/.keyway/portal/enrol#token=" + tok,
+		"expires_in": "24h"})
+}
+
+func (a *auth) adminInvite(w http.ResponseWriter, r *http.Request) error {
+	_, admin, err := a.admin(r)
+	if err != nil {
+		return err
+	}
+	var req struct {
+		Role string `json:"role"`
+	}
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	role := passkey.RoleUser
+	if req.Role == string(passkey.RoleAdmin) {
+		role = passkey.RoleAdmin
+	}
+	tok, err := a.cfg.Accounts.CreateLink(r.Context(), "invite", "", role, "admin:"+admin.ID, 7*24*time.Hour)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusCreated, map[string]string{"url": a.cfg.PublicURL + "/.keyway/portal/signup#invite=" + tok,
+		"expires_in": "168h"})
+}
+
+func (a *auth) adminRevokeSessions(w http.ResponseWriter, r *http.Request) error {
+	_, admin, err := a.admin(r)
+	if err != nil {
+		return err
+	}
+	n, err := a.cfg.Sessions.RevokeUser(r.Context(), r.PathValue("id"), "admin:"+admin.ID)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, map[string]int{"revoked": n})
+}
+
+func (a *auth) adminSessions(w http.ResponseWriter, r *http.Request) error {
+	s, _, err := a.admin(r)
+	if err != nil {
+		return err
+	}
+	users, err := a.cfg.Accounts.Users(r.Context())
+	if err != nil {
+		return err
+	}
+	type userSessions struct {
+		User     UserJSON      `json:"user"`
+		Sessions []SessionJSON `json:"sessions"`
+	}
+	out := []userSessions{}
+	for _, u := range users {
+		list, err := a.cfg.Sessions.List(r.Context(), u.ID)
+		if err != nil {
+			return err
+		}
+		us := userSessions{User: userJSON(u), Sessions: []SessionJSON{}}
+		for _, x := range list {
+			us.Sessions = append(us.Sessions, sessionJSON(x, s.ID, false))
+		}
+		out = append(out, us)
+	}
+	return writeJSON(w, http.StatusOK, map[string]any{"users": out})
+}
+
+func (a *auth) adminRevokeSession(w http.ResponseWriter, r *http.Request) error {
+	_, admin, err := a.admin(r)
+	if err != nil {
+		return err
+	}
+	if err := a.cfg.Sessions.RevokeAny(r.Context(), r.PathValue("id"), "admin:"+admin.ID); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}

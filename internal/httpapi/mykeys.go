@@ -1,0 +1,133 @@
+package httpapi
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/keywayhq/keyway/internal/apikey"
+)
+
+// The portal's "my API keys": a signed-in person manages the keys they own
+// (owner "user:<id>"). Creating one needs a fresh user-verified assertion;
+// a key of someone else is answered like a key that does not exist.
+
+func (a *auth) ownKey(r *http.Request) (*apikey.Key, string, error) {
+	_, u, err := a.signedIn(r)
+	if err != nil {
+		return nil, "", err
+	}
+	k, err := a.cfg.Keys.Get(r.Context(), r.PathValue("id"))
+	if err != nil {
+		return nil, "", err
+	}
+	if k.Owner != "user:"+u.ID {
+		return nil, "", apikey.ErrNotFound
+	}
+	return k, u.ID, nil
+}
+
+func (a *auth) listMyKeys(w http.ResponseWriter, r *http.Request) error {
+	_, u, err := a.signedIn(r)
+	if err != nil {
+		return err
+	}
+	keys, err := a.cfg.Keys.List(r.Context(), "user:"+u.ID)
+	if err != nil {
+		return err
+	}
+	now := a.now()
+	out := make([]KeyJSON, 0, len(keys))
+	for _, k := range keys {
+		out = append(out, NewKeyJSON(k, now))
+	}
+	return writeJSON(w, http.StatusOK, map[string]any{"keys": out})
+}
+
+func (a *auth) createMyKey(w http.ResponseWriter, r *http.Request) error {
+	_, u, err := a.fresh(r)
+	if err != nil {
+		return err
+	}
+	var req createKeyRequest
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	req.Owner = "user:" + u.ID
+	p, err := createParams(req)
+	if err != nil {
+		return err
+	}
+	raw, k, err := a.cfg.Keys.Create(r.Context(), p, "user:"+u.ID)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusCreated, createdKey{KeyJSON: NewKeyJSON(k, a.now()), Key: raw})
+}
+
+func (a *auth) rotateMyKey(w http.ResponseWriter, r *http.Request) error {
+	if _, _, err := a.fresh(r); err != nil {
+		return err
+	}
+	k, uid, err := a.ownKey(r)
+	if err != nil {
+		return err
+	}
+	var req struct {
+		Overlap string `json:"overlap"`
+	}
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	overlap := time.Duration(0)
+	if req.Overlap != "" {
+		if overlap, err = time.ParseDuration(req.Overlap); err != nil {
+			return badRequest("overlap must be a duration like 24h")
+		}
+	}
+	raw, err := a.cfg.Keys.Rotate(r.Context(), k.ID, overlap, "user:"+uid)
+	if err != nil {
+		return err
+	}
+	k, err = a.cfg.Keys.Get(r.Context(), k.ID)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, createdKey{KeyJSON: NewKeyJSON(k, a.now()), Key: raw})
+}
+
+func (a *auth) revokeMyKey(w http.ResponseWriter, r *http.Request) error {
+	k, uid, err := a.ownKey(r)
+	if err != nil {
+		return err
+	}
+	if err := a.cfg.Keys.Revoke(r.Context(), k.ID, "revoked by its owner", "user:"+uid); err != nil {
+		return err
+	}
+	k, err = a.cfg.Keys.Get(r.Context(), k.ID)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, NewKeyJSON(k, a.now()))
+}
+
+func (a *auth) myKeyUsage(w http.ResponseWriter, r *http.Request) error {
+	k, _, err := a.ownKey(r)
+	if err != nil {
+		return err
+	}
+	window := 24 * time.Hour
+	if r.URL.Query().Get("window") == "168h" {
+		window = 7 * 24 * time.Hour
+	}
+	since := a.now().Add(-window).UTC().Truncate(time.Hour)
+	rows, err := a.cfg.Keys.UsageSince(r.Context(), k.ID, since)
+	if err != nil {
+		return err
+	}
+	out := UsageJSON{ID: apikey.DisplayID(k.ID), Since: since, Totals: map[string]int64{}, Buckets: []UsageBucketJSON{}}
+	for _, row := range rows {
+		out.Totals[string(row.Outcome)] += row.Count
+		out.Buckets = append(out.Buckets, UsageBucketJSON{Hour: row.Hour, Outcome: string(row.Outcome), Count: row.Count})
+	}
+	return writeJSON(w, http.StatusOK, out)
+}

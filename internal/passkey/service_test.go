@@ -1,0 +1,422 @@
+package passkey_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/descope/virtualwebauthn"
+	"github.com/keywayhq/keyway/internal/passkey"
+	"github.com/keywayhq/keyway/internal/store/sqlite"
+)
+
+const origin = "https://localhost:8443"
+
+var (
+	ctx = context.Background()
+	rp  = virtualwebauthn.RelyingParty{Name: "keyway", ID: "localhost", Origin: origin}
+)
+
+type clock struct{ ns atomic.Int64 }
+
+func (c *clock) Now() time.Time      { return time.Unix(0, c.ns.Load()).UTC() }
+func (c *clock) Add(d time.Duration) { c.ns.Add(int64(d)) }
+
+type env struct {
+	t   *testing.T
+	db  *sqlite.DB
+	svc *passkey.Service
+	clk *clock
+}
+
+func newEnv(t *testing.T, mutate ...func(*passkey.Config)) *env {
+	t.Helper()
+	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "keyway.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	clk := &clock{}
+	clk.ns.Store(time.Now().UnixNano())
+	cfg := passkey.Config{Store: db, RPID: "localhost", Origins: []string{origin}, Now: clk.Now,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	for _, m := range mutate {
+		m(&cfg)
+	}
+	svc, err := passkey.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &env{t: t, db: db, svc: svc, clk: clk}
+}
+
+func optionsJSON(t *testing.T, opts any) string {
+	t.Helper()
+	b, err := json.Marshal(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// device is a virtual authenticator holding one credential.
+type device struct {
+	auth virtualwebauthn.Authenticator
+	cred virtualwebauthn.Credential
+}
+
+func newDevice(opts virtualwebauthn.AuthenticatorOptions) *device {
+	return &device{auth: virtualwebauthn.NewAuthenticatorWithOptions(opts), cred: virtualwebauthn.NewCredential(virtualwebauthn.KeyTypeEC2)}
+}
+
+func (d *device) attest(t *testing.T, opts any) []byte {
+	t.Helper()
+	ao, err := virtualwebauthn.ParseAttestationOptions(optionsJSON(t, opts))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return []byte(virtualwebauthn.CreateAttestationResponse(rp, d.auth, d.cred, *ao))
+}
+
+func (d *device) assert(t *testing.T, opts any) []byte {
+	t.Helper()
+	ao, err := virtualwebauthn.ParseAssertionOptions(optionsJSON(t, opts))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.cred.Counter++
+	return []byte(virtualwebauthn.CreateAssertionResponse(rp, d.auth, d.cred, *ao))
+}
+
+// signUp creates an account with a passkey on a new device.
+func (e *env) signUp(username string, opts virtualwebauthn.AuthenticatorOptions) (*passkey.User, *device) {
+	e.t.Helper()
+	o, id, err := e.svc.BeginSignUp(ctx, username, "", "")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	d := newDevice(opts)
+	u, _, err := e.svc.FinishRegistration(ctx, id, "", d.attest(e.t, o))
+	if err != nil {
+		e.t.Fatalf("finish sign-up: %v", err)
+	}
+	d.auth.Options.UserHandle = u.Handle
+	return u, d
+}
+
+func (e *env) login(d *device, username string) (*passkey.LoginResult, error) {
+	e.t.Helper()
+	o, id, err := e.svc.BeginLogin(ctx, username)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return e.svc.FinishLogin(ctx, id, d.assert(e.t, o))
+}
+
+func TestSignUpAndSignIn(t *testing.T) {
+	e := newEnv(t)
+	u, d := e.signUp("Alice", virtualwebauthn.AuthenticatorOptions{})
+	if u.Username != "alice" || u.Role != passkey.RoleUser || len(u.Handle) != 32 {
+		t.Fatalf("user %+v", u)
+	}
+	for _, name := range []string{"", "alice", "ALICE"} {
+		res, err := e.login(d, name)
+		if err != nil || res.User.ID != u.ID {
+			t.Fatalf("login(%q): %v", name, err)
+		}
+	}
+	creds, _ := e.svc.Credentials(ctx, u.ID)
+	if len(creds) != 1 || creds[0].SignCount != 3 || creds[0].LastUsedAt.IsZero() {
+		t.Fatalf("credential after logins: %+v", creds[0])
+	}
+	if _, _, err := e.svc.BeginSignUp(ctx, "alice", "", ""); !errors.Is(err, passkey.ErrUsernameTaken) {
+		t.Fatalf("second alice: %v", err)
+	}
+}
+
+func TestUserVerificationRequired(t *testing.T) {
+	e := newEnv(t)
+	o, id, _ := e.svc.BeginSignUp(ctx, "bob", "", "")
+	d := newDevice(virtualwebauthn.AuthenticatorOptions{UserNotVerified: true})
+	if _, _, err := e.svc.FinishRegistration(ctx, id, "", d.attest(t, o)); !errors.Is(err, passkey.ErrCeremony) {
+		t.Fatalf("registration with UV=0: %v", err)
+	}
+	_, d = e.signUp("bob", virtualwebauthn.AuthenticatorOptions{})
+	d.auth.Options.UserNotVerified = true
+	if _, err := e.login(d, ""); !errors.Is(err, passkey.ErrCeremony) {
+		t.Fatalf("login with UV=0: %v", err)
+	}
+}
+
+func TestChallengesAreSingleUseAndExpire(t *testing.T) {
+	e := newEnv(t)
+	_, d := e.signUp("carol", virtualwebauthn.AuthenticatorOptions{})
+	o, id, _ := e.svc.BeginLogin(ctx, "")
+	body := d.assert(t, o)
+	if _, err := e.svc.FinishLogin(ctx, id, body); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.FinishLogin(ctx, id, body); !errors.Is(err, passkey.ErrCeremony) {
+		t.Fatalf("replayed assertion: %v", err)
+	}
+	o, id, _ = e.svc.BeginLogin(ctx, "")
+	e.clk.Add(5*time.Minute + time.Second)
+	if _, err := e.svc.FinishLogin(ctx, id, d.assert(t, o)); !errors.Is(err, passkey.ErrCeremony) {
+		t.Fatalf("expired challenge: %v", err)
+	}
+	// A registration challenge cannot finish a login, and vice versa.
+	o2, rid, _ := e.svc.BeginSignUp(ctx, "dave", "", "")
+	if _, err := e.svc.FinishLogin(ctx, rid, d.assert(t, o2)); !errors.Is(err, passkey.ErrCeremony) {
+		t.Fatalf("cross-ceremony: %v", err)
+	}
+	if _, err := e.svc.FinishLogin(ctx, "nope", d.assert(t, o)); !errors.Is(err, passkey.ErrCeremony) {
+		t.Fatalf("unknown ceremony: %v", err)
+	}
+}
+
+func TestBogusSignatureAndWrongOrigin(t *testing.T) {
+	e := newEnv(t)
+	_, d := e.signUp("erin", virtualwebauthn.AuthenticatorOptions{})
+	o, id, _ := e.svc.BeginLogin(ctx, "")
+	body := d.assert(t, o)
+	var m map[string]any
+	_ = json.Unmarshal(body, &m)
+	resp := m["response"].(map[string]any)
+	sig := []byte(resp["signature"].(string))
+	sig[10] ^= 1
+	resp["signature"] = string(sig)
+	bad, _ := json.Marshal(m)
+	if _, err := e.svc.FinishLogin(ctx, id, bad); !errors.Is(err, passkey.ErrCeremony) {
+		t.Fatalf("bogus signature: %v", err)
+	}
+	evil := virtualwebauthn.RelyingParty{Name: "x", ID: "localhost", Origin: "https://evil.example"}
+	o, id, _ = e.svc.BeginLogin(ctx, "")
+	ao, _ := virtualwebauthn.ParseAssertionOptions(optionsJSON(t, o))
+	d.cred.Counter++
+	phished := virtualwebauthn.CreateAssertionResponse(evil, d.auth, d.cred, *ao)
+	if _, err := e.svc.FinishLogin(ctx, id, []byte(phished)); !errors.Is(err, passkey.ErrCeremony) {
+		t.Fatalf("foreign origin: %v", err)
+	}
+	for _, junk := range []string{"", "{}", "null", `{"id":"x"}`, strings.Repeat("[", 1000)} {
+		o, id, _ = e.svc.BeginLogin(ctx, "")
+		_ = o
+		if _, err := e.svc.FinishLogin(ctx, id, []byte(junk)); !errors.Is(err, passkey.ErrCeremony) {
+			t.Fatalf("junk %q: %v", junk, err)
+		}
+	}
+}
+
+func TestCounterRegression(t *testing.T) {
+	for _, tt := range []struct {
+		policy passkey.CounterPolicy
+		want   error
+	}{{passkey.CounterDeny, passkey.ErrCloned}, {passkey.CounterLog, nil}} {
+		t.Run(string(tt.policy), func(t *testing.T) {
+			e := newEnv(t, func(c *passkey.Config) { c.Counter = tt.policy })
+			_, d := e.signUp("frank", virtualwebauthn.AuthenticatorOptions{})
+			for range 3 {
+				if _, err := e.login(d, ""); err != nil {
+					t.Fatal(err)
+				}
+			}
+			d.cred.Counter = 1 // a clone that lags behind
+			res, err := e.login(d, "")
+			if !errors.Is(err, tt.want) {
+				t.Fatalf("err = %v, want %v", err, tt.want)
+			}
+			if err == nil && !res.CloneWarning {
+				t.Fatal("no clone warning")
+			}
+			recs, _ := e.db.AuditEvents(ctx, 0, 100)
+			found := false
+			for _, r := range recs {
+				found = found || r.Event.Type == "passkey.clone_warning"
+			}
+			if !found {
+				t.Fatal("clone warning not audited")
+			}
+		})
+	}
+}
+
+func TestBackupEligibilityFlipIsAcceptedAndAudited(t *testing.T) {
+	e := newEnv(t)
+	_, d := e.signUp("gina", virtualwebauthn.AuthenticatorOptions{})
+	d.auth.Options.BackupEligible, d.auth.Options.BackupState = true, true
+	res, err := e.login(d, "")
+	if err != nil {
+		t.Fatalf("login after BE flip: %v", err)
+	}
+	if !res.Credential.Synced() {
+		t.Fatal("BS not recorded")
+	}
+	recs, _ := e.db.AuditEvents(ctx, 0, 100)
+	if recs[len(recs)-1].Event.Type != "passkey.backup_eligibility_changed" {
+		t.Fatalf("last audit event %q", recs[len(recs)-1].Event.Type)
+	}
+	if _, err := e.login(d, ""); err != nil {
+		t.Fatalf("login after the flip was stored: %v", err)
+	}
+}
+
+func TestSignUpModes(t *testing.T) {
+	e := newEnv(t, func(c *passkey.Config) { c.SignUp = passkey.SignUpInvite })
+	if _, _, err := e.svc.BeginSignUp(ctx, "hank", "", ""); !errors.Is(err, passkey.ErrSignUpClosed) {
+		t.Fatalf("no invite: %v", err)
+	}
+	tok, err := e.svc.CreateLink(ctx, "invite", "", passkey.RoleUser, "admin:x", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, id, err := e.svc.BeginSignUp(ctx, "hank", "Hank", tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := e.svc.FinishRegistration(ctx, id, "", newDevice(virtualwebauthn.AuthenticatorOptions{}).attest(t, o)); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := e.svc.BeginSignUp(ctx, "ivan", "", tok); !errors.Is(err, passkey.ErrSignUpClosed) {
+		t.Fatalf("reused invite: %v", err)
+	}
+	setup, _ := e.svc.CreateLink(ctx, "setup", "", passkey.RoleAdmin, "system", time.Hour)
+	need, _ := e.svc.NeedsSetup(ctx)
+	if !need {
+		t.Fatal("setup needed with no admin")
+	}
+	o, id, _ = e.svc.BeginSignUp(ctx, "root", "", setup)
+	u, _, err := e.svc.FinishRegistration(ctx, id, "", newDevice(virtualwebauthn.AuthenticatorOptions{}).attest(t, o))
+	if err != nil || u.Role != passkey.RoleAdmin {
+		t.Fatalf("setup link: %v %+v", err, u)
+	}
+	expired, _ := e.svc.CreateLink(ctx, "invite", "", passkey.RoleUser, "admin:x", time.Minute)
+	e.clk.Add(2 * time.Minute)
+	if _, _, err := e.svc.BeginSignUp(ctx, "judy", "", expired); !errors.Is(err, passkey.ErrSignUpClosed) {
+		t.Fatalf("expired invite: %v", err)
+	}
+
+	closed := newEnv(t, func(c *passkey.Config) { c.SignUp = passkey.SignUpClosed })
+	if _, _, err := closed.svc.BeginSignUp(ctx, "kim", "", ""); !errors.Is(err, passkey.ErrSignUpClosed) {
+		t.Fatalf("closed: %v", err)
+	}
+	for _, bad := range []string{"", "a", "has space", "Ｆｕｌｌ", strings.Repeat("x", 65), "-lead"} {
+		if _, _, err := e.svc.BeginSignUp(ctx, bad, "", ""); err == nil {
+			t.Errorf("username %q accepted", bad)
+		}
+	}
+}
+
+func TestPasskeysAndRecovery(t *testing.T) {
+	e := newEnv(t)
+	u, d1 := e.signUp("lena", virtualwebauthn.AuthenticatorOptions{})
+	creds, _ := e.svc.Credentials(ctx, u.ID)
+	ref1 := passkey.CredentialRef(creds[0].ID)
+	if _, err := e.svc.Remove(ctx, u.ID, ref1, "user:"+u.ID); !errors.Is(err, passkey.ErrLastPasskey) {
+		t.Fatalf("removing the only passkey without codes: %v", err)
+	}
+
+	// A second passkey, with the first excluded from re-registration.
+	o, id, err := e.svc.BeginAddPasskey(ctx, u.ID, "Laptop")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(optionsJSON(t, o), ref1) {
+		t.Fatal("existing passkey not excluded")
+	}
+	d2 := newDevice(virtualwebauthn.AuthenticatorOptions{UserHandle: u.Handle})
+	if _, _, err := e.svc.FinishRegistration(ctx, id, "someone-else", d2.attest(t, o)); !errors.Is(err, passkey.ErrCeremony) {
+		t.Fatalf("finishing another user's ceremony: %v", err)
+	}
+	o, id, _ = e.svc.BeginAddPasskey(ctx, u.ID, "Laptop")
+	if _, c, err := e.svc.FinishRegistration(ctx, id, u.ID, d2.attest(t, o)); err != nil || c.Name != "Laptop" {
+		t.Fatalf("add passkey: %v", err)
+	}
+	if err := e.svc.Rename(ctx, u.ID, ref1, "Phone"); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.svc.Rename(ctx, "usr_other", ref1, "Mine"); !errors.Is(err, passkey.ErrNotFound) {
+		t.Fatalf("renaming someone else's passkey: %v", err)
+	}
+	if _, err := e.svc.Remove(ctx, u.ID, ref1, "user:"+u.ID); err != nil {
+		t.Fatalf("remove one of two: %v", err)
+	}
+	if _, err := e.login(d1, ""); !errors.Is(err, passkey.ErrCeremony) {
+		t.Fatalf("removed passkey still signs in: %v", err)
+	}
+
+	codes, err := e.svc.IssueRecoveryCodes(ctx, u.ID)
+	if err != nil || len(codes) != 10 || len(codes[0]) != 19 {
+		t.Fatalf("codes %v %v", codes, err)
+	}
+	if n, _ := e.svc.UnusedRecoveryCodes(ctx, u.ID); n != 10 {
+		t.Fatalf("unused = %d", n)
+	}
+	if got, err := e.svc.UseRecoveryCode(ctx, "lena", strings.ToUpper(strings.ReplaceAll(codes[3], "-", " "))); err != nil || got.ID != u.ID {
+		t.Fatalf("use code: %v", err)
+	}
+	if _, err := e.svc.UseRecoveryCode(ctx, "lena", codes[3]); !errors.Is(err, passkey.ErrNotFound) {
+		t.Fatalf("reused code: %v", err)
+	}
+	if _, err := e.svc.UseRecoveryCode(ctx, "nobody", codes[4]); !errors.Is(err, passkey.ErrNotFound) {
+		t.Fatalf("code of another user: %v", err)
+	}
+	// With unused codes left, the last passkey may go.
+	creds, _ = e.svc.Credentials(ctx, u.ID)
+	if _, err := e.svc.Remove(ctx, u.ID, passkey.CredentialRef(creds[0].ID), "user:"+u.ID); err != nil {
+		t.Fatalf("remove last with codes: %v", err)
+	}
+}
+
+func TestUnknownUsernameLooksLikeAKnownOne(t *testing.T) {
+	e := newEnv(t)
+	e.signUp("mona", virtualwebauthn.AuthenticatorOptions{})
+	known, _, _ := e.svc.BeginLogin(ctx, "mona")
+	a, _, _ := e.svc.BeginLogin(ctx, "nobody")
+	b, _, _ := e.svc.BeginLogin(ctx, "nobody")
+	shape := func(o any) (int, string) {
+		var v struct {
+			PublicKey struct {
+				AllowCredentials []struct{ ID string } `json:"allowCredentials"`
+			} `json:"publicKey"`
+		}
+		_ = json.Unmarshal([]byte(optionsJSON(t, o)), &v)
+		id := ""
+		if len(v.PublicKey.AllowCredentials) > 0 {
+			id = v.PublicKey.AllowCredentials[0].ID
+		}
+		return len(v.PublicKey.AllowCredentials), id
+	}
+	nk, _ := shape(known)
+	na, ida := shape(a)
+	_, idb := shape(b)
+	if nk != na || ida == "" || ida != idb {
+		t.Fatalf("unknown user options differ: known %d, unknown %d (%q vs %q)", nk, na, ida, idb)
+	}
+}
+
+func TestStepUp(t *testing.T) {
+	e := newEnv(t)
+	u, d := e.signUp("nina", virtualwebauthn.AuthenticatorOptions{})
+	other, od := e.signUp("omar", virtualwebauthn.AuthenticatorOptions{})
+	o, id, err := e.svc.BeginStepUp(ctx, u.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.FinishStepUp(ctx, id, other.ID, d.assert(t, o)); !errors.Is(err, passkey.ErrCeremony) {
+		t.Fatalf("step-up finished by another user: %v", err)
+	}
+	o, id, _ = e.svc.BeginStepUp(ctx, u.ID)
+	if _, err := e.svc.FinishStepUp(ctx, id, u.ID, od.assert(t, o)); !errors.Is(err, passkey.ErrCeremony) {
+		t.Fatalf("step-up with another user's passkey: %v", err)
+	}
+	o, id, _ = e.svc.BeginStepUp(ctx, u.ID)
+	if _, err := e.svc.FinishStepUp(ctx, id, u.ID, d.assert(t, o)); err != nil {
+		t.Fatalf("step-up: %v", err)
+	}
+}

@@ -1,0 +1,133 @@
+package passkey
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/keywayhq/keyway/internal/audit"
+)
+
+// Errors callers branch on.
+var (
+	// ErrCeremony means a WebAuthn ceremony failed: unknown, reused or
+	// expired challenge, or a response that does not verify. Callers answer
+	// 400 and never say which.
+	ErrCeremony = errors.New("passkey ceremony failed")
+	// ErrUsernameTaken means sign-up chose a name that exists.
+	ErrUsernameTaken = errors.New("username is taken")
+	// ErrSignUpClosed means the sign-up mode refuses this sign-up.
+	ErrSignUpClosed = errors.New("sign-up is not open")
+	// ErrInvalidInput wraps every bad parameter.
+	ErrInvalidInput = errors.New("invalid input")
+	// ErrNotFound means no such user, credential or link for this caller.
+	ErrNotFound = errors.New("not found")
+	// ErrLastPasskey refuses to remove a user's last passkey while no
+	// unused recovery code remains.
+	ErrLastPasskey = errors.New("cannot remove the last passkey without recovery codes")
+	// ErrCloned means the signature counter went backwards and policy denies.
+	ErrCloned = errors.New("the authenticator may be cloned")
+)
+
+// Role is what a user may do.
+type Role string
+
+// Roles.
+const (
+	RoleUser  Role = "user"
+	RoleAdmin Role = "admin"
+)
+
+// User is a person's account.
+type User struct {
+	ID          string
+	Handle      []byte // WebAuthn user handle: random, never changes
+	Username    string
+	DisplayName string
+	Role        Role
+	CreatedAt   time.Time
+	DisabledAt  time.Time
+}
+
+// Credential is a stored passkey.
+type Credential struct {
+	ID                []byte
+	UserID            string
+	Name              string
+	PublicKey         []byte
+	AttestationType   string
+	AttestationFormat string
+	AAGUID            []byte
+	SignCount         uint32
+	CloneWarning      bool
+	Flags             byte // authenticator data flags octet
+	Transports        []string
+	Attachment        string
+	CreatedAt         time.Time
+	LastUsedAt        time.Time
+}
+
+// Flag bits of the authenticator data (WebAuthn L3 §6.1).
+const (
+	FlagUP = 0x01
+	FlagUV = 0x04
+	FlagBE = 0x08
+	FlagBS = 0x10
+)
+
+// Synced reports whether the passkey is backed up (a synced passkey).
+func (c *Credential) Synced() bool { return c.Flags&FlagBS != 0 }
+
+// Challenge is stored ceremony state.
+type Challenge struct {
+	ID        string
+	Kind      string // register | login | stepup
+	UserID    string
+	Data      []byte
+	ExpiresAt time.Time
+}
+
+// Invite is a one-time link.
+type Invite struct {
+	Kind      string // invite | enrol | setup
+	UserID    string
+	Role      Role
+	CreatedBy string
+	CreatedAt time.Time
+	ExpiresAt time.Time
+}
+
+// Store is what the service needs of persistence. Mutations write their
+// audit events in the same transaction. Look-ups return ErrNotFound.
+type Store interface {
+	CreateUser(ctx context.Context, u *User, c *Credential, evs []audit.Event) error
+	AddCredential(ctx context.Context, c *Credential, ev audit.Event) error
+	UserByID(ctx context.Context, id string) (*User, error)
+	UserByHandle(ctx context.Context, handle []byte) (*User, error)
+	UserByUsername(ctx context.Context, username string) (*User, error)
+	ListUsers(ctx context.Context) ([]*User, error)
+	CountAdmins(ctx context.Context) (int, error)
+	Credentials(ctx context.Context, userID string) ([]*Credential, error)
+	// CredentialUsed records a successful assertion.
+	CredentialUsed(ctx context.Context, c *Credential, evs []audit.Event) error
+	RenameCredential(ctx context.Context, userID string, id []byte, name string, ev audit.Event) error
+	// RemoveCredential deletes the credential and every session it signed
+	// in, in one transaction. It refuses (ErrLastPasskey) to remove the
+	// user's last credential when the user has no unused recovery code.
+	RemoveCredential(ctx context.Context, userID string, id []byte, ev audit.Event) (sessions int, err error)
+
+	PutChallenge(ctx context.Context, c *Challenge) error
+	// TakeChallenge reads and deletes a challenge atomically.
+	TakeChallenge(ctx context.Context, id string) (*Challenge, error)
+
+	ReplaceRecoveryCodes(ctx context.Context, userID string, hashes [][]byte, ev audit.Event) error
+	// UseRecoveryCode marks an unused code of the user used; ErrNotFound if none matches.
+	UseRecoveryCode(ctx context.Context, userID string, hash []byte, at time.Time, ev audit.Event) error
+	UnusedRecoveryCodes(ctx context.Context, userID string) (int, error)
+
+	CreateInvite(ctx context.Context, hash []byte, inv *Invite, ev audit.Event) error
+	// TakeInvite marks an unused, unexpired link of kind used and returns it.
+	TakeInvite(ctx context.Context, hash []byte, kind string, now time.Time) (*Invite, error)
+	// PeekInvite returns an unused, unexpired link of kind without using it.
+	PeekInvite(ctx context.Context, hash []byte, kind string, now time.Time) (*Invite, error)
+}

@@ -1,0 +1,354 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/keywayhq/keyway/internal/audit"
+	"github.com/keywayhq/keyway/internal/passkey"
+)
+
+var _ passkey.Store = (*DB)(nil)
+
+const userColumns = `id, handle, username, display_name, role, created_at, disabled_at`
+
+func scanUser(r rowScanner) (*passkey.User, error) {
+	var u passkey.User
+	var role string
+	var created int64
+	var disabled sql.NullInt64
+	if err := r.Scan(&u.ID, &u.Handle, &u.Username, &u.DisplayName, &role, &created, &disabled); err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil, passkey.ErrNotFound
+		}
+		return nil, err
+	}
+	u.Role, u.CreatedAt = passkey.Role(role), time.Unix(0, created).UTC()
+	if disabled.Valid {
+		u.DisabledAt = time.Unix(0, disabled.Int64).UTC()
+	}
+	return &u, nil
+}
+
+func insertCredential(ctx context.Context, tx *sql.Tx, c *passkey.Credential) error {
+	tr, err := json.Marshal(c.Transports)
+	if err != nil {
+		return err
+	}
+	if c.Transports == nil {
+		tr = []byte("[]")
+	}
+	_, err = tx.ExecContext(ctx, `INSERT INTO credentials (id, user_id, name, public_key, attestation_type, attestation_format,
+		aaguid, sign_count, clone_warning, flags, transports, attachment, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		c.ID, c.UserID, c.Name, c.PublicKey, c.AttestationType, c.AttestationFormat, nonNil(c.AAGUID), int64(c.SignCount),
+		boolInt(c.CloneWarning), int64(c.Flags), string(tr), c.Attachment, c.CreatedAt.UnixNano())
+	if err != nil && strings.Contains(err.Error(), "UNIQUE") {
+		// A credential ID registered twice (to anyone) is refused (WebAuthn L3 §7.1 step 26).
+		return passkey.ErrCeremony
+	}
+	return err
+}
+
+func nonNil(b []byte) []byte {
+	if b == nil {
+		return []byte{}
+	}
+	return b
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// CreateUser implements passkey.Store.
+func (d *DB) CreateUser(ctx context.Context, u *passkey.User, c *passkey.Credential, evs []audit.Event) error {
+	return d.inTx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO users (id, handle, username, display_name, role, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
+			u.ID, u.Handle, u.Username, u.DisplayName, string(u.Role), u.CreatedAt.UnixNano())
+		if err != nil {
+			if strings.Contains(err.Error(), "UNIQUE") {
+				return passkey.ErrUsernameTaken
+			}
+			return fmt.Errorf("insert user: %w", err)
+		}
+		if err := insertCredential(ctx, tx, c); err != nil {
+			return err
+		}
+		for _, ev := range evs {
+			if err := appendAudit(ctx, tx, ev); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// AddCredential implements passkey.Store.
+func (d *DB) AddCredential(ctx context.Context, c *passkey.Credential, ev audit.Event) error {
+	return d.inTx(ctx, func(tx *sql.Tx) error {
+		if err := insertCredential(ctx, tx, c); err != nil {
+			return err
+		}
+		return appendAudit(ctx, tx, ev)
+	})
+}
+
+// UserByID implements passkey.Store.
+func (d *DB) UserByID(ctx context.Context, id string) (*passkey.User, error) {
+	return scanUser(d.sql.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE id = ?`, id))
+}
+
+// UserByHandle implements passkey.Store.
+func (d *DB) UserByHandle(ctx context.Context, handle []byte) (*passkey.User, error) {
+	return scanUser(d.sql.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE handle = ?`, handle))
+}
+
+// UserByUsername implements passkey.Store.
+func (d *DB) UserByUsername(ctx context.Context, username string) (*passkey.User, error) {
+	return scanUser(d.sql.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE username = ?`, username))
+}
+
+// ListUsers implements passkey.Store.
+func (d *DB) ListUsers(ctx context.Context) ([]*passkey.User, error) {
+	rows, err := d.sql.QueryContext(ctx, `SELECT `+userColumns+` FROM users ORDER BY created_at, id`)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = rows.Close() }()
+	var out []*passkey.User
+	for rows.Next() {
+		u, err := scanUser(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, u)
+	}
+	return out, rows.Err()
+}
+
+// CountAdmins implements passkey.Store.
+func (d *DB) CountAdmins(ctx context.Context) (int, error) {
+	var n int
+	err := d.sql.QueryRowContext(ctx, `SELECT COUNT(*) FROM users WHERE role = 'admin' AND disabled_at IS NULL`).Scan(&n)
+	return n, err
+}
+
+// Credentials implements passkey.Store.
+func (d *DB) Credentials(ctx context.Context, userID string) ([]*passkey.Credential, error) {
+	rows, err := d.sql.QueryContext(ctx, `SELECT id, user_id, name, public_key, attestation_type, attestation_format, aaguid,
+		sign_count, clone_warning, flags, transports, attachment, created_at, last_used_at FROM credentials WHERE user_id = ? ORDER BY created_at`, userID)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = rows.Close() }()
+	var out []*passkey.Credential
+	for rows.Next() {
+		var c passkey.Credential
+		var count, flags, created int64
+		var clone int
+		var tr string
+		var lastUsed sql.NullInt64
+		if err := rows.Scan(&c.ID, &c.UserID, &c.Name, &c.PublicKey, &c.AttestationType, &c.AttestationFormat, &c.AAGUID,
+			&count, &clone, &flags, &tr, &c.Attachment, &created, &lastUsed); err != nil {
+			return nil, err
+		}
+		c.SignCount, c.CloneWarning, c.Flags = uint32(count), clone == 1, byte(flags) //nolint:gosec // G115: stored from uint32 and byte
+		c.CreatedAt = time.Unix(0, created).UTC()
+		if lastUsed.Valid {
+			c.LastUsedAt = time.Unix(0, lastUsed.Int64).UTC()
+		}
+		if err := json.Unmarshal([]byte(tr), &c.Transports); err != nil {
+			return nil, err
+		}
+		out = append(out, &c)
+	}
+	return out, rows.Err()
+}
+
+// CredentialUsed implements passkey.Store.
+func (d *DB) CredentialUsed(ctx context.Context, c *passkey.Credential, evs []audit.Event) error {
+	return d.inTx(ctx, func(tx *sql.Tx) error {
+		var lastUsed any
+		if !c.LastUsedAt.IsZero() {
+			lastUsed = c.LastUsedAt.UnixNano()
+		}
+		err := mustAffect(tx.ExecContext(ctx, `UPDATE credentials SET sign_count = ?, flags = ?, clone_warning = ?,
+			last_used_at = COALESCE(?, last_used_at) WHERE id = ?`, int64(c.SignCount), int64(c.Flags), boolInt(c.CloneWarning), lastUsed, c.ID))
+		if errors.Is(err, errNoRows) {
+			return passkey.ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		for _, ev := range evs {
+			if err := appendAudit(ctx, tx, ev); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// RenameCredential implements passkey.Store.
+func (d *DB) RenameCredential(ctx context.Context, userID string, id []byte, name string, ev audit.Event) error {
+	return d.inTx(ctx, func(tx *sql.Tx) error {
+		err := mustAffect(tx.ExecContext(ctx, `UPDATE credentials SET name = ? WHERE id = ? AND user_id = ?`, name, id, userID))
+		if errors.Is(err, errNoRows) {
+			return passkey.ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		return appendAudit(ctx, tx, ev)
+	})
+}
+
+// RemoveCredential implements passkey.Store.
+func (d *DB) RemoveCredential(ctx context.Context, userID string, id []byte, ev audit.Event) (int, error) {
+	var ended int
+	err := d.inTx(ctx, func(tx *sql.Tx) error {
+		var total, codes int
+		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM credentials WHERE user_id = ?`, userID).Scan(&total); err != nil {
+			return err
+		}
+		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM recovery_codes WHERE user_id = ? AND used_at IS NULL`, userID).Scan(&codes); err != nil {
+			return err
+		}
+		var owned int
+		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM credentials WHERE id = ? AND user_id = ?`, id, userID).Scan(&owned); err != nil {
+			return err
+		}
+		if owned == 0 {
+			return passkey.ErrNotFound
+		}
+		if total == 1 && codes == 0 {
+			return passkey.ErrLastPasskey
+		}
+		res, err := tx.ExecContext(ctx, `DELETE FROM sessions WHERE credential_id = ?`, id)
+		if err != nil {
+			return fmt.Errorf("end the passkey's sessions: %w", err)
+		}
+		n, _ := res.RowsAffected()
+		ended = int(n)
+		if _, err := tx.ExecContext(ctx, `DELETE FROM credentials WHERE id = ? AND user_id = ?`, id, userID); err != nil {
+			return err
+		}
+		if ev.Detail == nil {
+			ev.Detail = map[string]string{}
+		}
+		ev.Detail["sessions_ended"] = fmt.Sprint(ended)
+		return appendAudit(ctx, tx, ev)
+	})
+	return ended, err
+}
+
+// PutChallenge implements passkey.Store. Expired challenges are swept on the way.
+func (d *DB) PutChallenge(ctx context.Context, c *passkey.Challenge) error {
+	return d.inTx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM webauthn_challenges WHERE expires_at < ?`, time.Now().UnixNano()); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO webauthn_challenges (id, kind, user_id, data, expires_at) VALUES (?, ?, ?, ?, ?)`,
+			c.ID, c.Kind, c.UserID, c.Data, c.ExpiresAt.UnixNano())
+		return err
+	})
+}
+
+// TakeChallenge implements passkey.Store: one DELETE … RETURNING, so two
+// concurrent finishes cannot both get the row.
+func (d *DB) TakeChallenge(ctx context.Context, id string) (*passkey.Challenge, error) {
+	var c passkey.Challenge
+	var exp int64
+	err := d.sql.QueryRowContext(ctx, `DELETE FROM webauthn_challenges WHERE id = ? RETURNING id, kind, user_id, data, expires_at`, id).
+		Scan(&c.ID, &c.Kind, &c.UserID, &c.Data, &exp)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, passkey.ErrNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	c.ExpiresAt = time.Unix(0, exp).UTC()
+	return &c, nil
+}
+
+// ReplaceRecoveryCodes implements passkey.Store.
+func (d *DB) ReplaceRecoveryCodes(ctx context.Context, userID string, hashes [][]byte, ev audit.Event) error {
+	return d.inTx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM recovery_codes WHERE user_id = ?`, userID); err != nil {
+			return err
+		}
+		for _, h := range hashes {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO recovery_codes (hash, user_id) VALUES (?, ?)`, h, userID); err != nil {
+				return err
+			}
+		}
+		return appendAudit(ctx, tx, ev)
+	})
+}
+
+// UseRecoveryCode implements passkey.Store.
+func (d *DB) UseRecoveryCode(ctx context.Context, userID string, hash []byte, at time.Time, ev audit.Event) error {
+	return d.inTx(ctx, func(tx *sql.Tx) error {
+		err := mustAffect(tx.ExecContext(ctx, `UPDATE recovery_codes SET used_at = ? WHERE hash = ? AND user_id = ? AND used_at IS NULL`,
+			at.UnixNano(), hash, userID))
+		if errors.Is(err, errNoRows) {
+			return passkey.ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		return appendAudit(ctx, tx, ev)
+	})
+}
+
+// UnusedRecoveryCodes implements passkey.Store.
+func (d *DB) UnusedRecoveryCodes(ctx context.Context, userID string) (int, error) {
+	var n int
+	err := d.sql.QueryRowContext(ctx, `SELECT COUNT(*) FROM recovery_codes WHERE user_id = ? AND used_at IS NULL`, userID).Scan(&n)
+	return n, err
+}
+
+// CreateInvite implements passkey.Store.
+func (d *DB) CreateInvite(ctx context.Context, hash []byte, inv *passkey.Invite, ev audit.Event) error {
+	return d.inTx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO invites (hash, kind, user_id, role, created_by, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+			hash, inv.Kind, inv.UserID, string(inv.Role), inv.CreatedBy, inv.CreatedAt.UnixNano(), inv.ExpiresAt.UnixNano()); err != nil {
+			return err
+		}
+		return appendAudit(ctx, tx, ev)
+	})
+}
+
+func scanInvite(r rowScanner) (*passkey.Invite, error) {
+	var inv passkey.Invite
+	var role string
+	var created, exp int64
+	if err := r.Scan(&inv.Kind, &inv.UserID, &role, &inv.CreatedBy, &created, &exp); err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil, passkey.ErrNotFound
+		}
+		return nil, err
+	}
+	inv.Role, inv.CreatedAt, inv.ExpiresAt = passkey.Role(role), time.Unix(0, created).UTC(), time.Unix(0, exp).UTC()
+	return &inv, nil
+}
+
+// TakeInvite implements passkey.Store.
+func (d *DB) TakeInvite(ctx context.Context, hash []byte, kind string, now time.Time) (*passkey.Invite, error) {
+	return scanInvite(d.sql.QueryRowContext(ctx, `UPDATE invites SET used_at = ? WHERE hash = ? AND kind = ? AND used_at IS NULL AND expires_at > ?
+		RETURNING kind, user_id, role, created_by, created_at, expires_at`, now.UnixNano(), hash, kind, now.UnixNano()))
+}
+
+// PeekInvite implements passkey.Store.
+func (d *DB) PeekInvite(ctx context.Context, hash []byte, kind string, now time.Time) (*passkey.Invite, error) {
+	return scanInvite(d.sql.QueryRowContext(ctx, `SELECT kind, user_id, role, created_by, created_at, expires_at FROM invites
+		WHERE hash = ? AND kind = ? AND used_at IS NULL AND expires_at > ?`, hash, kind, now.UnixNano()))
+}

@@ -1,0 +1,208 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/keywayhq/keyway/internal/audit"
+	"github.com/keywayhq/keyway/internal/session"
+)
+
+var _ session.Store = (*DB)(nil)
+
+const sessionColumns = `id, user_id, credential_id, restricted, created_at, last_seen_at, expires_at, step_up_at, ip, user_agent`
+
+// sessionNanos stores t as Unix nanoseconds, the zero time as 0 (its
+// UnixNano is out of range).
+func sessionNanos(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+// sessionTime reads a time stored by sessionNanos.
+func sessionTime(ns int64) time.Time {
+	if ns == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, ns).UTC()
+}
+
+func scanSession(r rowScanner) (*session.Session, error) {
+	var (
+		s                                  session.Session
+		restricted                         int64
+		created, lastSeen, expires, stepUp int64
+	)
+	if err := r.Scan(&s.ID, &s.UserID, &s.CredentialID, &restricted, &created, &lastSeen, &expires, &stepUp,
+		&s.IP, &s.UserAgent); err != nil {
+		return nil, err
+	}
+	s.Restricted = restricted != 0
+	s.CreatedAt, s.LastSeenAt = sessionTime(created), sessionTime(lastSeen)
+	s.ExpiresAt, s.StepUpAt = sessionTime(expires), sessionTime(stepUp)
+	return &s, nil
+}
+
+// sessionsAffected returns how many rows res changed.
+func sessionsAffected(res sql.Result, err error) (int, error) {
+	if err != nil {
+		return 0, err
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, err
+	}
+	return int(n), nil
+}
+
+// CreateSession implements session.Store.
+func (d *DB) CreateSession(ctx context.Context, s *session.Session, tokenHash []byte, ev audit.Event) error {
+	var cred any // NULL for a recovery session
+	if len(s.CredentialID) > 0 {
+		cred = s.CredentialID
+	}
+	restricted := 0
+	if s.Restricted {
+		restricted = 1
+	}
+	return d.inTx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO sessions (id, token_hash, user_id, credential_id, restricted,
+			created_at, last_seen_at, expires_at, step_up_at, ip, user_agent) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			s.ID, tokenHash, s.UserID, cred, restricted, sessionNanos(s.CreatedAt), sessionNanos(s.LastSeenAt),
+			sessionNanos(s.ExpiresAt), sessionNanos(s.StepUpAt), s.IP, s.UserAgent); err != nil {
+			return fmt.Errorf("insert session: %w", err)
+		}
+		return appendAudit(ctx, tx, ev)
+	})
+}
+
+// SessionByToken implements session.Store.
+func (d *DB) SessionByToken(ctx context.Context, tokenHash []byte) (*session.Session, error) {
+	s, err := scanSession(d.sql.QueryRowContext(ctx, `SELECT `+sessionColumns+` FROM sessions WHERE token_hash = ?`, tokenHash))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, session.ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get session: %w", err)
+	}
+	return s, nil
+}
+
+// TouchSession implements session.Store.
+func (d *DB) TouchSession(ctx context.Context, id string, lastSeen time.Time) error {
+	n, err := sessionsAffected(d.sql.ExecContext(ctx, `UPDATE sessions SET last_seen_at = MAX(last_seen_at, ?) WHERE id = ?`,
+		sessionNanos(lastSeen), id))
+	if err != nil {
+		return fmt.Errorf("touch session: %w", err)
+	}
+	if n == 0 {
+		return session.ErrNotFound
+	}
+	return nil
+}
+
+// ReplaceSessionToken implements session.Store.
+func (d *DB) ReplaceSessionToken(ctx context.Context, id string, newHash []byte, stepUpAt time.Time, ev audit.Event) error {
+	return d.inTx(ctx, func(tx *sql.Tx) error {
+		n, err := sessionsAffected(tx.ExecContext(ctx, `UPDATE sessions SET token_hash = ?, step_up_at = ? WHERE id = ?`,
+			newHash, sessionNanos(stepUpAt), id))
+		if err != nil {
+			return fmt.Errorf("replace session token: %w", err)
+		}
+		if n == 0 {
+			return session.ErrNotFound
+		}
+		return appendAudit(ctx, tx, ev)
+	})
+}
+
+// ListSessions implements session.Store.
+func (d *DB) ListSessions(ctx context.Context, userID string) ([]*session.Session, error) {
+	rows, err := d.sql.QueryContext(ctx, `SELECT `+sessionColumns+` FROM sessions WHERE user_id = ?
+		ORDER BY created_at DESC, id`, userID)
+	if err != nil {
+		return nil, fmt.Errorf("list sessions: %w", err)
+	}
+	defer func() { _ = rows.Close() }()
+	var out []*session.Session
+	for rows.Next() {
+		s, err := scanSession(rows)
+		if err != nil {
+			return nil, fmt.Errorf("list sessions: %w", err)
+		}
+		out = append(out, s)
+	}
+	return out, rows.Err()
+}
+
+// DeleteSession implements session.Store.
+func (d *DB) DeleteSession(ctx context.Context, id, userID string, ev audit.Event) error {
+	return d.inTx(ctx, func(tx *sql.Tx) error {
+		q, args := `DELETE FROM sessions WHERE id = ?`, []any{id}
+		if userID != "" {
+			q += ` AND user_id = ?`
+			args = append(args, userID)
+		}
+		n, err := sessionsAffected(tx.ExecContext(ctx, q, args...))
+		if err != nil {
+			return fmt.Errorf("delete session: %w", err)
+		}
+		if n == 0 {
+			return session.ErrNotFound
+		}
+		return appendAudit(ctx, tx, ev)
+	})
+}
+
+// DeleteUserSessions implements session.Store.
+func (d *DB) DeleteUserSessions(ctx context.Context, userID, exceptID string, ev audit.Event) (int, error) {
+	var n int
+	err := d.inTx(ctx, func(tx *sql.Tx) error {
+		var err error
+		n, err = sessionsAffected(tx.ExecContext(ctx, `DELETE FROM sessions WHERE user_id = ? AND id <> ?`, userID, exceptID))
+		if err != nil {
+			return fmt.Errorf("delete user sessions: %w", err)
+		}
+		return appendAudit(ctx, tx, ev)
+	})
+	if err != nil {
+		return 0, err
+	}
+	return n, nil
+}
+
+// DeleteCredentialSessions implements session.Store.
+func (d *DB) DeleteCredentialSessions(ctx context.Context, credentialID []byte, ev audit.Event) (int, error) {
+	if len(credentialID) == 0 {
+		return 0, errors.New("delete credential sessions: empty credential id")
+	}
+	var n int
+	err := d.inTx(ctx, func(tx *sql.Tx) error {
+		var err error
+		n, err = sessionsAffected(tx.ExecContext(ctx, `DELETE FROM sessions WHERE credential_id = ?`, credentialID))
+		if err != nil {
+			return fmt.Errorf("delete credential sessions: %w", err)
+		}
+		return appendAudit(ctx, tx, ev)
+	})
+	if err != nil {
+		return 0, err
+	}
+	return n, nil
+}
+
+// DeleteExpiredSessions implements session.Store. The bounds match
+// session.Manager's: expired at expires_at, idle at last_seen_at + idle.
+func (d *DB) DeleteExpiredSessions(ctx context.Context, now time.Time, idle time.Duration) (int, error) {
+	n, err := sessionsAffected(d.sql.ExecContext(ctx, `DELETE FROM sessions WHERE expires_at <= ? OR last_seen_at <= ?`,
+		now.UnixNano(), now.Add(-idle).UnixNano()))
+	if err != nil {
+		return 0, fmt.Errorf("delete expired sessions: %w", err)
+	}
+	return n, nil
+}
