@@ -25,6 +25,7 @@ Usage:
   keyway check   --config FILE [--strict] [-o text|json]
   keyway keys    create|list|show|update|rotate|revoke|delete|usage …  (keyway keys help)
   keyway scan    [-o text|json] [PATH…]
+  keyway audit   verify [--data-dir DIR] [-o text|json]
   keyway version [-o text|json]
 
 With no --config, serve runs the demo: a built-in weather API behind the
@@ -54,6 +55,8 @@ func run(args []string, stdout, stderr io.Writer, getenv func(string) string) in
 		return cmdKeys(args[1:], stdout, stderr, getenv)
 	case "scan":
 		return cmdScan(args[1:], stdout, stderr)
+	case "audit":
+		return cmdAudit(args[1:], stdout, stderr, getenv)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return exitOK

@@ -11,9 +11,11 @@
 package audit
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
+	"strconv"
 	"time"
 )
 
@@ -101,3 +103,54 @@ const (
 	CloneWarning        = "passkey.clone_warning"
 	BackupFlagChanged   = "passkey.backup_eligibility_changed"
 )
+
+// Record is one stored event with its chain fields.
+type Record struct {
+	Seq      int64
+	Event    Event
+	PrevHash []byte
+	Hash     []byte
+}
+
+// ChainError says where a chain stops verifying.
+type ChainError struct {
+	Seq    int64
+	Reason string
+}
+
+func (e *ChainError) Error() string {
+	return "audit chain broken at event " + strconv.FormatInt(e.Seq, 10) + ": " + e.Reason
+}
+
+// Verifier checks a chain one record at a time, in order. The zero value
+// starts at the first record.
+type Verifier struct {
+	prev    []byte
+	lastSeq int64
+	n       int64
+}
+
+// Add checks the next record and returns a *ChainError when it does not
+// follow: a gap in the sequence (a deleted row), a previous-hash that is
+// not the last hash (a reordered or inserted row), or a hash that does not
+// match the content (an edited row).
+func (v *Verifier) Add(r Record) error {
+	switch {
+	case r.Seq != v.lastSeq+1:
+		return &ChainError{Seq: r.Seq, Reason: "sequence gap after " + strconv.FormatInt(v.lastSeq, 10) + " (a row was deleted)"}
+	case !bytes.Equal(r.PrevHash, v.prev):
+		return &ChainError{Seq: r.Seq, Reason: "previous hash does not match (rows were reordered or inserted)"}
+	case !bytes.Equal(Chain(r.PrevHash, r.Seq, r.Event), r.Hash):
+		return &ChainError{Seq: r.Seq, Reason: "hash does not match the content (the row was edited)"}
+	}
+	v.prev, v.lastSeq = r.Hash, r.Seq
+	v.n++
+	return nil
+}
+
+// Count is how many records verified.
+func (v *Verifier) Count() int64 { return v.n }
+
+// Head is the hash of the last verified record, which an operator can
+// write down or ship elsewhere to detect a truncated or rewritten tail.
+func (v *Verifier) Head() []byte { return v.prev }

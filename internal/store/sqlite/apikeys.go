@@ -409,12 +409,7 @@ func (d *DB) CountUsage(ctx context.Context, id string, outcome apikey.Outcome, 
 }
 
 // AuditRecord is one stored audit event with its chain fields.
-type AuditRecord struct {
-	Seq      int64
-	Event    audit.Event
-	PrevHash []byte
-	Hash     []byte
-}
+type AuditRecord = audit.Record
 
 // AuditEvents returns stored audit events after seq, oldest first, at most limit.
 func (d *DB) AuditEvents(ctx context.Context, after int64, limit int) ([]AuditRecord, error) {
