@@ -37,8 +37,12 @@ func TestVerifierCatchesTampering(t *testing.T) {
 		"detail":    func(rs []Record) []Record { rs[2].Event.Detail = map[string]string{"i": "z"}; return rs },
 		"deleted":   func(rs []Record) []Record { return append(rs[:2], rs[3:]...) },
 		"reordered": func(rs []Record) []Record { rs[1], rs[2] = rs[2], rs[1]; rs[1].Seq, rs[2].Seq = 2, 3; return rs },
-		"rehashed":  func(rs []Record) []Record { rs[2].Event.Actor = "x"; rs[2].Hash = Chain(rs[2].PrevHash, 3, rs[2].Event); return rs },
-		"time":      func(rs []Record) []Record { rs[0].Event.At = rs[0].Event.At.Add(time.Second); return rs },
+		"rehashed": func(rs []Record) []Record {
+			rs[2].Event.Actor = "x"
+			rs[2].Hash = Chain(rs[2].PrevHash, 3, rs[2].Event)
+			return rs
+		},
+		"time": func(rs []Record) []Record { rs[0].Event.At = rs[0].Event.At.Add(time.Second); return rs },
 	}
 	for name, tamper := range tests {
 		t.Run(name, func(t *testing.T) {
