@@ -1,0 +1,64 @@
+package gateway
+
+import (
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+)
+
+func TestCheckCSRF(t *testing.T) {
+	origins := []string{"https://localhost:8443"}
+	tests := []struct {
+		name, method string
+		hdr          map[string]string
+		ok           bool
+	}{
+		{"get passes", "GET", nil, true},
+		{"head passes", "HEAD", nil, true},
+		{"post without header", "POST", map[string]string{"Origin": "https://localhost:8443"}, false},
+		{"post with header", "POST", map[string]string{"X-Keyway-CSRF": "1"}, true},
+		{"header must be 1", "POST", map[string]string{"X-Keyway-CSRF": "true"}, false},
+		{"same origin", "POST", map[string]string{"X-Keyway-CSRF": "1", "Origin": "https://localhost:8443", "Sec-Fetch-Site": "same-origin"}, true},
+		{"foreign origin", "DELETE", map[string]string{"X-Keyway-CSRF": "1", "Origin": "https://evil.example"}, false},
+		{"origin differs by port", "PUT", map[string]string{"X-Keyway-CSRF": "1", "Origin": "https://localhost:9443"}, false},
+		{"cross-site", "PATCH", map[string]string{"X-Keyway-CSRF": "1", "Sec-Fetch-Site": "cross-site"}, false},
+		{"same-site sibling", "POST", map[string]string{"X-Keyway-CSRF": "1", "Sec-Fetch-Site": "same-site"}, false},
+		{"null origin", "POST", map[string]string{"X-Keyway-CSRF": "1", "Origin": "null"}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := httptest.NewRequest(tt.method, "/x", nil)
+			for k, v := range tt.hdr {
+				r.Header.Set(k, v)
+			}
+			err := CheckCSRF(r, origins)
+			if (err == nil) != tt.ok || (err != nil && !errors.Is(err, ErrCSRF)) {
+				t.Fatalf("CheckCSRF = %v, want ok=%v", err, tt.ok)
+			}
+		})
+	}
+}
+
+func TestStripKeywayCookies(t *testing.T) {
+	tests := []struct {
+		in   []string
+		want string
+	}{
+		{[]string{"__Host-keyway_session=kws_secret"}, ""},
+		{[]string{"a=1; __Host-keyway_session=kws_secret; b=2"}, "a=1; b=2"},
+		{[]string{"__Host-keyway_ceremony=x", "theme=dark"}, "theme=dark"},
+		{[]string{"keyway_other=1;c=3"}, "c=3"},
+		{nil, ""},
+	}
+	for _, tt := range tests {
+		h := http.Header{}
+		for _, v := range tt.in {
+			h.Add("Cookie", v)
+		}
+		stripKeywayCookies(h)
+		if got := h.Get("Cookie"); got != tt.want || len(h.Values("Cookie")) > 1 {
+			t.Errorf("%q → %q, want %q", tt.in, h.Values("Cookie"), tt.want)
+		}
+	}
+}
