@@ -495,8 +495,10 @@ func (s *Service) Get(ctx context.Context, id string) (*Key, error) {
 	return k, err
 }
 
-// List returns the keys of owner, or every key when owner is empty.
+// List returns the keys of owner, or every key when owner is empty. Pending
+// usage is written first, so last-used times are current.
 func (s *Service) List(ctx context.Context, owner string) ([]*Key, error) {
+	s.flush(ctx)
 	return s.cfg.Store.ListKeys(ctx, owner)
 }
 

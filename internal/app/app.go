@@ -28,6 +28,7 @@ import (
 	"github.com/keywayhq/keyway/internal/gateway"
 	"github.com/keywayhq/keyway/internal/httpapi"
 	"github.com/keywayhq/keyway/internal/passkey"
+	"github.com/keywayhq/keyway/internal/portal"
 	"github.com/keywayhq/keyway/internal/ratelimit"
 	"github.com/keywayhq/keyway/internal/session"
 	"github.com/keywayhq/keyway/internal/store/sqlite"
@@ -172,9 +173,15 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 	if a.passkeys, a.sessions, origins, err = a.newPeople(httpsLn.Addr().String()); err != nil {
 		return nil, err
 	}
+	pages, err := portal.New(portal.Config{Accounts: a.passkeys, Sessions: a.sessions, Keys: a.keys,
+		Audit: auditLog{a.db}, OpenSignUp: passkey.SignUpMode(cfg.Passkeys.SignUp) == passkey.SignUpOpen, Logger: a.logger})
+	if err != nil {
+		return nil, err
+	}
 	own, err := httpapi.New(httpapi.Config{Store: a.db, Logger: a.logger, Version: opts.Version, Leak: leak,
 		Auth: &httpapi.AuthConfig{Accounts: a.passkeys, Sessions: a.sessions, Keys: a.keys, Origins: origins,
 			SessionMaxAge: cfg.Sessions.AbsoluteTimeout, PublicURL: a.publicURL},
+		Portal: pages,
 	})
 	if err != nil {
 		return nil, err

@@ -7,6 +7,7 @@ import (
 
 	"github.com/keywayhq/keyway/internal/audit"
 	"github.com/keywayhq/keyway/internal/config"
+	"github.com/keywayhq/keyway/internal/portal"
 	"github.com/keywayhq/keyway/internal/store/sqlite"
 )
 
@@ -52,4 +53,20 @@ func VerifyAudit(ctx context.Context, cfg *config.Config) (*AuditReport, error) 
 	}
 	rep.Events, rep.Head = v.Count(), v.Head()
 	return rep, nil
+}
+
+// auditLog adapts the store's audit trail to the portal.
+type auditLog struct{ db *sqlite.DB }
+
+func (l auditLog) Recent(ctx context.Context, n int) ([]portal.AuditEntry, error) {
+	recs, err := l.db.RecentAuditEvents(ctx, n)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]portal.AuditEntry, len(recs))
+	for i, r := range recs {
+		e := r.Event
+		out[i] = portal.AuditEntry{At: e.At, Type: e.Type, Actor: e.Actor, Subject: e.Subject, Detail: e.Detail}
+	}
+	return out, nil
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/keywayhq/keyway/internal/apikey"
@@ -410,6 +411,20 @@ func (d *DB) CountUsage(ctx context.Context, id string, outcome apikey.Outcome, 
 
 // AuditRecord is one stored audit event with its chain fields.
 type AuditRecord = audit.Record
+
+// RecentAuditEvents returns the newest n audit events, newest first.
+func (d *DB) RecentAuditEvents(ctx context.Context, n int) ([]AuditRecord, error) {
+	var last int64
+	if err := d.sql.QueryRowContext(ctx, `SELECT COALESCE(MAX(seq), 0) FROM audit_events`).Scan(&last); err != nil {
+		return nil, err
+	}
+	recs, err := d.AuditEvents(ctx, max(0, last-int64(n)), n)
+	if err != nil {
+		return nil, err
+	}
+	slices.Reverse(recs)
+	return recs, nil
+}
 
 // AuditEvents returns stored audit events after seq, oldest first, at most limit.
 func (d *DB) AuditEvents(ctx context.Context, after int64, limit int) ([]AuditRecord, error) {

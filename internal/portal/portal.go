@@ -1,0 +1,415 @@
+package portal
+
+import (
+	"bytes"
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"html/template"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"path"
+	"strings"
+	"time"
+
+	"github.com/keywayhq/keyway/internal/apikey"
+	"github.com/keywayhq/keyway/internal/gateway"
+	"github.com/keywayhq/keyway/internal/passkey"
+	"github.com/keywayhq/keyway/internal/session"
+)
+
+// Prefix is where the portal is mounted.
+const Prefix = "/.keyway/portal/"
+
+// Policy is the Content-Security-Policy of every portal response: only the
+// portal's own script, stylesheet and images, fetches to its own origin,
+// forms posting to its own origin, and no framing.
+const Policy = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; " +
+	"form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+
+// Accounts is what the portal reads of the passkey service. Every method
+// returns passkey.ErrNotFound for an unknown user.
+type Accounts interface {
+	User(ctx context.Context, id string) (*passkey.User, error)
+	Users(ctx context.Context) ([]*passkey.User, error)
+	Credentials(ctx context.Context, userID string) ([]*passkey.Credential, error)
+	UnusedRecoveryCodes(ctx context.Context, userID string) (int, error)
+}
+
+// Sessions is what the portal reads of the session manager.
+type Sessions interface {
+	// Authenticate returns session.ErrNotFound for a token that is unknown,
+	// expired or revoked.
+	Authenticate(ctx context.Context, token string) (*session.Session, error)
+	// Fresh reports whether s had a user-verified assertion recently.
+	Fresh(s *session.Session) bool
+	// List returns the live sessions of a user, newest first.
+	List(ctx context.Context, userID string) ([]*session.Session, error)
+}
+
+// Keys is what the portal reads of the API key service.
+type Keys interface {
+	// List returns the keys of owner ("user:<id>"), or every key for "".
+	List(ctx context.Context, owner string) ([]*apikey.Key, error)
+	// UsageSince returns a key's hourly usage buckets from since on.
+	UsageSince(ctx context.Context, id string, since time.Time) ([]apikey.UsageRow, error)
+}
+
+// AuditEntry is one audit event as the audit page shows it.
+type AuditEntry struct {
+	At      time.Time
+	Type    string
+	Actor   string
+	Subject string
+	Detail  map[string]string
+}
+
+// AuditLog reads the audit trail.
+type AuditLog interface {
+	// Recent returns at most n of the newest events, newest first.
+	Recent(ctx context.Context, n int) ([]AuditEntry, error)
+}
+
+// Config configures the portal.
+type Config struct {
+	// Accounts reads users and passkeys. Required.
+	Accounts Accounts
+	// Sessions authenticates the session cookie and lists sessions. Required.
+	Sessions Sessions
+	// Keys reads API keys and their usage. Optional: without it the API
+	// key pages are not served.
+	Keys Keys
+	// Audit reads the audit trail for the admin audit page. Optional:
+	// without it the page says the trail is not available.
+	Audit AuditLog
+	// OpenSignUp says anyone may sign up without an invitation; the
+	// sign-in page then links to sign-up. Default false.
+	OpenSignUp bool
+	// Logger receives the detail of failures. Required.
+	Logger *slog.Logger
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+}
+
+//go:embed templates/*.html
+var templateFS embed.FS
+
+// portal is the handler.
+type portal struct {
+	cfg    Config
+	mux    *http.ServeMux
+	pages  map[string]*template.Template
+	assets *assets
+}
+
+// New validates cfg and returns the handler of /.keyway/portal/.
+func New(cfg Config) (http.Handler, error) {
+	if cfg.Accounts == nil || cfg.Sessions == nil || cfg.Logger == nil {
+		return nil, errors.New("portal: Accounts, Sessions and Logger are required")
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	as, err := loadAssets()
+	if err != nil {
+		return nil, err
+	}
+	p := &portal{cfg: cfg, mux: http.NewServeMux(), assets: as}
+	if p.pages, err = parsePages(as); err != nil {
+		return nil, err
+	}
+	p.routes()
+	return p, nil
+}
+
+// parsePages parses each page together with the shared layout.
+func parsePages(as *assets) (map[string]*template.Template, error) {
+	funcs := template.FuncMap{
+		"asset": as.url,
+		"when":  formatTime,
+		"iso":   isoTime,
+		"path":  url.PathEscape,
+		"join":  strings.Join,
+	}
+	base, err := template.New("layout.html").Funcs(funcs).ParseFS(templateFS, "templates/layout.html", "templates/partials.html")
+	if err != nil {
+		return nil, fmt.Errorf("portal: parse layout: %w", err)
+	}
+	names, err := fs.Glob(templateFS, "templates/*.html")
+	if err != nil {
+		return nil, err
+	}
+	pages := make(map[string]*template.Template, len(names))
+	for _, n := range names {
+		name := strings.TrimSuffix(path.Base(n), ".html")
+		if name == "layout" || name == "partials" {
+			continue
+		}
+		t, err := base.Clone()
+		if err == nil {
+			t, err = t.ParseFS(templateFS, n)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("portal: parse %s: %w", n, err)
+		}
+		pages[name] = t
+	}
+	return pages, nil
+}
+
+// access is who may see a page.
+type access int
+
+const (
+	anyone access = iota // signed in or not
+	member               // a full (not restricted) session
+	admin                // a member with the admin role
+)
+
+// visitor is who asks: User is nil when signed out.
+type visitor struct {
+	Session *session.Session
+	User    *passkey.User
+}
+
+// Full reports a signed-in person with a full (not restricted) session.
+func (v *visitor) Full() bool { return v.User != nil && !v.Session.Restricted }
+
+// Admin reports a signed-in administrator.
+func (v *visitor) Admin() bool { return v.Full() && v.User.Role == passkey.RoleAdmin }
+
+// view is what a page template gets.
+type view struct {
+	Title string
+	// Nav names the page for the navigation ("account", "admin/users"…).
+	Nav     string
+	Visitor *visitor
+	// Keys says the API key pages exist.
+	Keys bool
+	Data any
+	// status is the HTTP status (default 200).
+	status int
+	page   string
+}
+
+// redirect is a handler result that sends the browser elsewhere.
+type redirect string
+
+func (r redirect) Error() string { return "redirect to " + string(r) }
+
+// pageFunc renders a page: it returns the template name, the title and the
+// page data, or an error (a redirect, or a failure).
+type pageFunc func(r *http.Request, v *visitor) (*view, error)
+
+func (p *portal) routes() {
+	p.mux.HandleFunc("GET "+Prefix+"{$}", p.root)
+	p.mux.HandleFunc("GET "+Prefix+"static/{file}", p.assets.serve)
+	p.page("signin", anyone, p.signin)
+	p.page("signup", anyone, p.signup)
+	p.page("setup", anyone, p.setup)
+	p.page("enrol", anyone, p.enrol)
+	p.page("recover", anyone, p.recoverPage)
+	p.page("account", member, p.account)
+	p.page("sessions", member, p.sessions)
+	p.page("admin/users", admin, p.adminUsers)
+	p.page("admin/sessions", admin, p.adminSessions)
+	p.page("admin/audit", admin, p.adminAudit)
+	if p.cfg.Keys != nil {
+		p.page("keys", member, p.keys)
+		p.page("admin/keys", admin, p.adminKeys)
+	}
+	p.mux.HandleFunc(Prefix, func(w http.ResponseWriter, r *http.Request) {
+		v, _ := p.visitor(r)
+		p.render(w, r, &view{page: "error", status: http.StatusNotFound, Title: "Not found", Visitor: v,
+			Data: errorData{Message: "There is no such page."}})
+	})
+}
+
+// ServeHTTP implements http.Handler. Every response, page or not, carries
+// the portal's policy: the JSON space's deny-all policy would block the
+// pages' own script and stylesheet.
+func (p *portal) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h := w.Header()
+	h.Set("Content-Security-Policy", Policy)
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Referrer-Policy", "no-referrer")
+	h.Set("X-Frame-Options", "DENY")
+	p.mux.ServeHTTP(w, r)
+}
+
+// root sends a visitor to their account, or to sign-in.
+func (p *portal) root(w http.ResponseWriter, r *http.Request) {
+	v, err := p.visitor(r)
+	if err != nil {
+		p.fail(w, r, v, err)
+		return
+	}
+	to := Prefix + "signin"
+	if v.Full() {
+		to = Prefix + "account"
+	}
+	http.Redirect(w, r, to, http.StatusSeeOther)
+}
+
+// page registers a page at Prefix+name.
+func (p *portal) page(name string, acc access, fn pageFunc) {
+	p.mux.HandleFunc("GET "+Prefix+name, func(w http.ResponseWriter, r *http.Request) {
+		v, err := p.visitor(r)
+		if err != nil {
+			p.fail(w, r, v, err)
+			return
+		}
+		if acc >= member && !v.Full() {
+			http.Redirect(w, r, Prefix+"signin?next="+url.QueryEscape(r.URL.Path), http.StatusSeeOther)
+			return
+		}
+		if acc == admin && v.User.Role != passkey.RoleAdmin {
+			p.render(w, r, &view{page: "error", status: http.StatusForbidden, Title: "Forbidden", Visitor: v,
+				Data: errorData{Message: "This page is for administrators."}})
+			return
+		}
+		if acc == admin && !p.cfg.Sessions.Fresh(v.Session) {
+			// Like the admin API: an admin's view of other people's data
+			// needs a recent user-verified assertion.
+			p.render(w, r, &view{page: "stepup", Title: "Confirm it is you", Nav: name, Visitor: v})
+			return
+		}
+		vw, err := fn(r, v)
+		if err != nil {
+			p.fail(w, r, v, err)
+			return
+		}
+		vw.Visitor = v
+		if vw.Nav == "" {
+			vw.Nav = name
+		}
+		if vw.page == "" {
+			vw.page = strings.ReplaceAll(name, "/", "_")
+		}
+		p.render(w, r, vw)
+	})
+}
+
+// visitor finds the session behind the cookie. A missing, unknown or
+// expired session, or a disabled user, is a signed-out visitor.
+func (p *portal) visitor(r *http.Request) (*visitor, error) {
+	v := &visitor{}
+	c, err := r.Cookie(gateway.SessionCookie)
+	if err != nil || c.Value == "" {
+		return v, nil
+	}
+	s, err := p.cfg.Sessions.Authenticate(r.Context(), c.Value)
+	if errors.Is(err, session.ErrNotFound) {
+		return v, nil
+	}
+	if err != nil {
+		return v, fmt.Errorf("authenticate session: %w", err)
+	}
+	u, err := p.cfg.Accounts.User(r.Context(), s.UserID)
+	if errors.Is(err, passkey.ErrNotFound) {
+		return v, nil
+	}
+	if err != nil {
+		return v, fmt.Errorf("session user: %w", err)
+	}
+	if !u.DisabledAt.IsZero() {
+		return v, nil
+	}
+	v.Session, v.User = s, u
+	return v, nil
+}
+
+// errorData is the data of the error page.
+type errorData struct {
+	Message  string
+	Instance string
+}
+
+// fail answers a redirect, or an error page that tells the visitor only
+// that something went wrong, with the request ID that joins it to the log.
+func (p *portal) fail(w http.ResponseWriter, r *http.Request, v *visitor, err error) {
+	var to redirect
+	if errors.As(err, &to) {
+		http.Redirect(w, r, string(to), http.StatusSeeOther)
+		return
+	}
+	id := ""
+	if info, ok := gateway.InfoFrom(r.Context()); ok {
+		id = info.ID
+	}
+	p.cfg.Logger.LogAttrs(r.Context(), slog.LevelError, "portal page failed",
+		slog.String("request_id", id), slog.String("path", r.URL.Path), slog.String("error", err.Error()))
+	if v == nil {
+		v = &visitor{}
+	}
+	p.render(w, r, &view{page: "error", status: http.StatusInternalServerError, Title: "Something went wrong", Visitor: v,
+		Data: errorData{Message: "Something went wrong. Try again, or quote this to the operator:", Instance: id}})
+}
+
+// render executes a page into a buffer first, so that a template failure
+// becomes a clean 500 rather than half a page.
+func (p *portal) render(w http.ResponseWriter, r *http.Request, vw *view) {
+	t, ok := p.pages[vw.page]
+	if !ok {
+		p.cfg.Logger.Error("portal: no such template", slog.String("page", vw.page))
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return
+	}
+	if vw.Visitor == nil {
+		vw.Visitor = &visitor{}
+	}
+	vw.Keys = p.cfg.Keys != nil
+	var buf bytes.Buffer
+	if err := t.ExecuteTemplate(&buf, "layout.html", vw); err != nil {
+		p.cfg.Logger.LogAttrs(r.Context(), slog.LevelError, "portal: render", slog.String("page", vw.page),
+			slog.String("error", err.Error()))
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	status := vw.status
+	if status == 0 {
+		status = http.StatusOK
+	}
+	w.WriteHeader(status)
+	if r.Method != http.MethodHead {
+		_, _ = w.Write(buf.Bytes())
+	}
+}
+
+// safeNext returns next if it names a portal page, else "".
+func safeNext(next string) string {
+	if next == "" || len(next) > 200 {
+		return ""
+	}
+	u, err := url.Parse(next)
+	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+		return ""
+	}
+	if !strings.HasPrefix(u.Path, Prefix) || path.Clean(u.Path) != u.Path || strings.ContainsAny(next, "\\\x00") {
+		return ""
+	}
+	return u.Path
+}
+
+// formatTime is a time for people: UTC, to the minute ("" for zero). The
+// script rewrites it into the reader's time zone.
+func formatTime(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format("2006-01-02 15:04 UTC")
+}
+
+// isoTime is a machine-readable time for <time datetime>.
+func isoTime(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339)
+}
