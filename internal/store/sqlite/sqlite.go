@@ -45,9 +45,12 @@ func Open(ctx context.Context, path string) (*DB, error) {
 	}
 	q := url.Values{}
 	for _, p := range []string{
+		// First, so that the pragmas after it, and migrations, wait for a
+		// lock another process (the CLI beside a server) holds instead of
+		// failing with SQLITE_BUSY.
+		"busy_timeout(5000)",
 		"journal_mode(WAL)",
 		"synchronous(FULL)", // WAL + NORMAL may lose the last commits on power loss
-		"busy_timeout(5000)",
 		"foreign_keys(1)",
 		"trusted_schema(0)",
 	} {
@@ -175,6 +178,15 @@ func (d *DB) apply(ctx context.Context, m migration) error {
 		return fmt.Errorf("migration %s: %w", m.name, err)
 	}
 	defer func() { _ = tx.Rollback() }()
+	// Another process may have applied it since we looked: the transaction
+	// holds the write lock (BEGIN IMMEDIATE), so this check is race-free.
+	var done int
+	if err := tx.QueryRowContext(ctx, "SELECT COUNT(*) FROM schema_migrations WHERE version = ?", m.version).Scan(&done); err != nil {
+		return fmt.Errorf("migration %s: %w", m.name, err)
+	}
+	if done > 0 {
+		return nil
+	}
 	if _, err := tx.ExecContext(ctx, m.sql); err != nil {
 		return fmt.Errorf("migration %s: %w", m.name, err)
 	}

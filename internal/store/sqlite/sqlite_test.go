@@ -80,3 +80,25 @@ func TestOpenBadPath(t *testing.T) {
 		t.Fatal("want error for a directory that does not exist")
 	}
 }
+
+// TestConcurrentOpen opens one new database from several goroutines at once,
+// as `keyway serve` and `keyway keys …` may: every open must wait for the
+// others' locks rather than fail with SQLITE_BUSY.
+func TestConcurrentOpen(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "keyway.db")
+	errs := make(chan error, 8)
+	for range 8 {
+		go func() {
+			db, err := Open(context.Background(), p)
+			if err == nil {
+				err = db.Close()
+			}
+			errs <- err
+		}()
+	}
+	for range 8 {
+		if err := <-errs; err != nil {
+			t.Fatalf("concurrent open: %v", err)
+		}
+	}
+}
