@@ -274,7 +274,9 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, st *state) {
 	if rt.ipLimit != nil {
 		rl := rt.RateLimit
 		d := rt.ipLimit.Allow(st.client.Client, rl.Limit)
-		setRateHeaders(w.Header(), d, rl.Limit.Count, rl.Limit.Period)
+		if d.Remaining*2 <= d.Limit {
+			setRateHeaders(w.Header(), d, "ip", rl.Limit.Count, rl.Limit.Period)
+		}
 		if !d.Allowed {
 			g.problem(w, st, rateLimited(d))
 			return
@@ -302,7 +304,9 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, st *state) {
 	if rt.kLimit != nil {
 		rl := rt.RateLimit
 		d := rt.kLimit.Allow(st.ident.LimiterKey, rl.Limit)
-		setRateHeaders(w.Header(), d, rl.Limit.Count, rl.Limit.Period)
+		if d.Remaining*2 <= d.Limit {
+			setRateHeaders(w.Header(), d, "route", rl.Limit.Count, rl.Limit.Period)
+		}
 		if !d.Allowed {
 			g.problem(w, st, rateLimited(d))
 			return
@@ -430,20 +434,21 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest, rt *route, st *state) {
 			delete(out.Header, k)
 		}
 	}
-	if st.ident.Subject != "" {
-		out.Header.Set("X-Keyway-Subject", st.ident.Subject)
-	}
-	if st.ident.KeyID != "" {
-		out.Header.Set("X-Keyway-Key-Id", st.ident.KeyID)
-	}
-	if st.ident.Scopes != "" {
-		out.Header.Set("X-Keyway-Scopes", st.ident.Scopes)
-	}
-	if st.ident.Name != "" {
-		out.Header.Set("X-Keyway-Name", st.ident.Name)
-	}
-	if st.ident.Session != "" {
-		out.Header.Set("X-Keyway-Session-Id", st.ident.Session)
+	// The keys are written in canonical form, so no canonicalisation runs.
+	if id := &st.ident; id.Subject != "" {
+		out.Header["X-Keyway-Subject"] = []string{id.Subject}
+		if id.KeyID != "" {
+			out.Header["X-Keyway-Key-Id"] = []string{id.KeyID}
+		}
+		if id.Scopes != "" {
+			out.Header["X-Keyway-Scopes"] = []string{id.Scopes}
+		}
+		if id.Name != "" {
+			out.Header["X-Keyway-Name"] = []string{id.Name}
+		}
+		if id.Session != "" {
+			out.Header["X-Keyway-Session-Id"] = []string{id.Session}
+		}
 	}
 	// Browser credentials stay with keyway.
 	stripKeywayCookies(out.Header)

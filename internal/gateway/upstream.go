@@ -29,7 +29,7 @@ type UpstreamConfig struct {
 type Upstream struct {
 	name      string
 	url       *url.URL
-	transport *http.Transport
+	transport http.RoundTripper
 }
 
 // NewUpstream validates cfg and builds the upstream's transport.
@@ -74,4 +74,8 @@ func NewUpstream(cfg UpstreamConfig) (*Upstream, error) {
 func (u *Upstream) Name() string { return u.name }
 
 // Close drops idle connections.
-func (u *Upstream) Close() { u.transport.CloseIdleConnections() }
+func (u *Upstream) Close() {
+	if t, ok := u.transport.(interface{ CloseIdleConnections() }); ok {
+		t.CloseIdleConnections()
+	}
+}

@@ -1,0 +1,96 @@
+package gateway
+
+import (
+	"context"
+	"crypto/rand"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/keywayhq/keyway/internal/apikey"
+	"github.com/keywayhq/keyway/internal/ratelimit"
+)
+
+// cannedTransport answers every request at once, so a benchmark measures
+// keyway's own work per request and none of the network's.
+type cannedTransport struct{}
+
+func (cannedTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Body != nil {
+		_ = r.Body.Close()
+	}
+	return &http.Response{StatusCode: 200, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Header: http.Header{"Content-Type": {"application/json"}, "Content-Length": {"2"}},
+		Body:   io.NopCloser(strings.NewReader("{}")), ContentLength: 2, Request: r}, nil
+}
+
+// oneKey is a KeyVerifier with one key whose checks always pass.
+type oneKey struct {
+	raw string
+	v   *apikey.Verified
+}
+
+func (o *oneKey) Verify(_ context.Context, raw string, _ netip.Addr) (*apikey.Verified, error) {
+	if _, err := apikey.Parse(raw); err != nil || raw != o.raw {
+		return nil, apikey.ErrInvalid
+	}
+	return o.v, nil
+}
+func (o *oneKey) ConsumeQuota(*apikey.Verified) bool      { return true }
+func (o *oneKey) Record(*apikey.Verified, apikey.Outcome) {}
+
+// BenchmarkGatewayOverhead compares keyway's own work on a public route with
+// its work on an api_key route (key check, limiter, identity headers),
+// through ServeHTTP with an in-memory upstream. The key check itself is
+// stubbed here; apikey.BenchmarkVerifyHotPath measures it.
+func BenchmarkGatewayOverhead(b *testing.B) {
+	p, _ := apikey.Generate(rand.Reader, apikey.EnvLive)
+	now := time.Now()
+	keys := &oneKey{raw: p.Raw, v: &apikey.Verified{Key: &apikey.Key{ID: p.ID, Owner: "service:bench", Scopes: []string{"bench"},
+		Rate: apikey.Rate{Count: 1_000_000, Period: time.Second}, ExpiresAt: now.Add(time.Hour)}, DisplayID: "key_" + p.ID, ScopeList: "bench"}}
+	lim := ratelimit.NewMemory[string](ratelimit.MemoryConfig{})
+	defer lim.Close()
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	az, err := NewAPIKeyAuth(APIKeyAuthConfig{Keys: keys, Limiter: lim, Logger: logger})
+	if err != nil {
+		b.Fatal(err)
+	}
+	u, _ := url.Parse("http://upstream.invalid")
+	up := &Upstream{name: "up", url: u, transport: cannedTransport{}}
+	g, err := New(Config{
+		Routes: []Route{
+			{Name: "pub", Prefix: "/hello", Methods: []string{"GET"}, Upstream: up, Policy: PolicyPublic, MaxBody: 1 << 20, Timeout: time.Second},
+			{Name: "key", Prefix: "/key", Methods: []string{"GET"}, Upstream: up, Policy: PolicyAPIKey, Scopes: []string{"bench"},
+				StripPrefix: true, MaxBody: 1 << 20, Timeout: time.Second},
+		},
+		Own: http.NotFoundHandler(), APIKeys: az, HSTSMaxAge: 365 * 24 * time.Hour, Logger: logger,
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, tt := range []struct{ name, path, auth string }{
+		{"public", "/hello", ""},
+		{"api_key", "/key/hello", "Bearer " + p.Raw},
+	} {
+		b.Run(tt.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				r := httptest.NewRequest(http.MethodGet, "https://localhost"+tt.path, nil)
+				if tt.auth != "" {
+					r.Header.Set("Authorization", tt.auth)
+				}
+				w := httptest.NewRecorder()
+				g.ServeHTTP(w, r)
+				if w.Code != 200 {
+					b.Fatalf("%s: %d %s", tt.path, w.Code, w.Body)
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,419 @@
+#!/usr/bin/env bash
+# bench-proxy.sh — what does keyway cost next to a bare Go reverse proxy and
+# nginx? One run measures, on this machine, with wrk:
+#
+#   direct        the upstream itself, plain HTTP (bench/upstream, GOMAXPROCS=1)
+#   bare          httputil.NewSingleHostReverseProxy, default Transport, TLS 1.3
+#                 with an ECDSA P-256 certificate (bench/bareproxy)
+#   nginx         nginx as a plain TLS 1.3 terminating proxy, upstream keepalive on
+#   keyway        keyway on a `public` route, access log on (as in production)
+#   keyway-nolog  the same with the access log off (extra information)
+#   keyway-key    the keyway instance of "keyway", on an `api_key` route with a
+#                 scoped key whose rate limit never triggers (Bearer header)
+#   bare-tuned    optional (--cases): bare + sync.Pool buffers + 256 idle conns
+#
+# Every proxy terminates TLS 1.3 with an ECDSA P-256 certificate and forwards
+# to the same upstream over plain HTTP/1.1 with keep-alive. The cases are
+# interleaved in --rounds rounds (the second one in reverse order), each round
+# starts with the direct case and one more direct run closes the series; the
+# table shows medians. Everything binds to 127.0.0.1 and every process the
+# script starts is stopped on exit, failure included.
+#
+# Usage: scripts/bench-proxy.sh [-d 10s] [-c 64] [-r 2] [--nginx-workers 1|auto]
+#                               [--cases "bare nginx keyway keyway-key keyway-nolog"]
+#                               [--port-base 18400] [--wait-idle SECONDS] [--keep]
+#
+# --wait-idle N: before each run, wait up to N seconds for one second in which
+# the machine is idle (under 10% of one CPU busy), for shared machines where
+# other work comes and goes. The "other" column tells how much CPU other
+# processes took during each run either way.
+# See docs/performance.md for the method and the figures.
+set -euo pipefail
+
+DURATION=10s
+CONNECTIONS=64
+ROUNDS=2
+NGINX_WORKERS=1
+CASES="bare nginx keyway keyway-key keyway-nolog"
+PORT_BASE=18400
+KEEP=0
+WAIT_IDLE=0
+WARMUP=2s
+
+usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
+
+while [ $# -gt 0 ]; do
+  case "$1" in
+    -d|--duration) DURATION=$2; shift 2 ;;
+    -c|--connections) CONNECTIONS=$2; shift 2 ;;
+    -r|--rounds) ROUNDS=$2; shift 2 ;;
+    --nginx-workers) NGINX_WORKERS=$2; shift 2 ;;
+    --cases) CASES=$2; shift 2 ;;
+    --port-base) PORT_BASE=$2; shift 2 ;;
+    --wait-idle) WAIT_IDLE=$2; shift 2 ;;
+    --keep) KEEP=1; shift ;;
+    -h|--help) usage; exit 0 ;;
+    *) echo "bench-proxy: unknown argument: $1 (see --help)" >&2; exit 2 ;;
+  esac
+done
+[[ $CONNECTIONS =~ ^[1-9][0-9]*$ ]] || { echo "bench-proxy: -c wants a positive integer" >&2; exit 2; }
+[[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || { echo "bench-proxy: -r wants a positive integer" >&2; exit 2; }
+[[ $DURATION =~ ^[1-9][0-9]*[smh]?$ ]] || { echo "bench-proxy: -d wants a wrk duration such as 10s" >&2; exit 2; }
+[[ $WAIT_IDLE =~ ^[0-9]+$ ]] || { echo "bench-proxy: --wait-idle wants seconds" >&2; exit 2; }
+[[ $NGINX_WORKERS =~ ^([1-9][0-9]*|auto)$ ]] || { echo "bench-proxy: --nginx-workers wants a number or auto" >&2; exit 2; }
+for c in $CASES; do
+  case "$c" in bare|bare-tuned|nginx|keyway|keyway-key|keyway-nolog) ;; *) echo "bench-proxy: unknown case $c" >&2; exit 2 ;; esac
+done
+
+cd "$(dirname "$0")/.."
+log() { printf '[bench-proxy] %s\n' "$*" >&2; }
+
+# --- tools --------------------------------------------------------------------
+NGINX=$(command -v nginx || true)
+[ -z "$NGINX" ] && [ -x /usr/sbin/nginx ] && NGINX=/usr/sbin/nginx
+missing=()
+[ -z "$NGINX" ] && missing+=(nginx-light)
+command -v wrk >/dev/null || missing+=(wrk)
+command -v curl >/dev/null || missing+=(curl)
+command -v openssl >/dev/null || missing+=(openssl)
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "bench-proxy: missing ${missing[*]}; run as root (apt-get install -y ${missing[*]})" >&2
+    exit 1
+  fi
+  log "installing ${missing[*]}"
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+fi
+command -v go >/dev/null || { echo "bench-proxy: go is required" >&2; exit 1; }
+
+# --- ports ----------------------------------------------------------------------
+P_UP=$PORT_BASE
+P_BARE=$((PORT_BASE + 1))
+P_TUNED=$((PORT_BASE + 2))
+P_NGINX=$((PORT_BASE + 3))
+P_KW=$((PORT_BASE + 4))
+P_KWNL=$((PORT_BASE + 5))
+P_KW_ADMIN=$((PORT_BASE + 6))
+P_KWNL_ADMIN=$((PORT_BASE + 7))
+for p in $(seq "$P_UP" "$P_KWNL_ADMIN"); do
+  if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+    echo "bench-proxy: 127.0.0.1:$p is already in use (try --port-base)" >&2
+    exit 1
+  fi
+done
+
+# --- processes and cleanup ------------------------------------------------------
+TMP=$(mktemp -d /tmp/bench-proxy.XXXXXX)
+PIDS=()
+WRK_PID=
+cleanup() {
+  local rc=$? pid i
+  trap - EXIT INT TERM
+  [ -n "$WRK_PID" ] && { kill -TERM "$WRK_PID" 2>/dev/null || true; }
+  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for i in $(seq 50); do
+    local alive=0
+    for pid in "${PIDS[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+    [ $alive -eq 0 ] && break
+    sleep 0.1
+  done
+  for pid in "${PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  if [ "$KEEP" -eq 1 ]; then log "kept $TMP"; else rm -rf "$TMP"; fi
+  exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# start NAME CMD... runs CMD in the background, its output in $TMP/NAME.log,
+# and leaves its PID in LAST_PID.
+LAST_PID=
+start() {
+  local name=$1; shift
+  "$@" >"$TMP/$name.log" 2>&1 &
+  LAST_PID=$!
+  PIDS+=("$LAST_PID")
+}
+
+# ready URL NAME waits until URL answers 200 with the upstream's body, or
+# fails with NAME's log.
+ready() {
+  local url=$1 name=$2 header=${3:-} i body
+  local hdr=()
+  [ -n "$header" ] && hdr=(-H "$header")
+  for i in $(seq 100); do
+    body=$(curl -skf --max-time 2 "${hdr[@]}" "$url" 2>/dev/null || true)
+    [[ $body == *'"service":"upstream"'* ]] && return 0
+    sleep 0.1
+  done
+  echo "bench-proxy: $name did not answer the upstream's 200 at $url; its log:" >&2
+  tail -n 20 "$TMP/$name.log" >&2 || true
+  exit 1
+}
+
+# --- build ----------------------------------------------------------------------
+log "building keyway and bench/ into $TMP/bin"
+mkdir -p "$TMP/bin"
+go build -o "$TMP/bin/keyway" ./cmd/keyway
+go build -o "$TMP/bin/upstream" ./bench/upstream
+go build -o "$TMP/bin/bareproxy" ./bench/bareproxy
+
+# --- start everything -------------------------------------------------------------
+UP_URL="http://127.0.0.1:$P_UP"
+start upstream env GOMAXPROCS=1 "$TMP/bin/upstream" -addr "127.0.0.1:$P_UP"
+PID_UPSTREAM=$LAST_PID
+ready "$UP_URL/hello" upstream
+
+declare -A URL PIDOF LABEL
+URL[direct]="$UP_URL/hello"
+LABEL[direct]="direct (plain HTTP)"
+LABEL[bare]="bare ReverseProxy"
+LABEL[bare-tuned]="bare + pool + 256 idle"
+LABEL[nginx]="nginx ($NGINX_WORKERS worker$([ "$NGINX_WORKERS" = 1 ] || echo s))"
+LABEL[keyway]="keyway (access log)"
+LABEL[keyway-nolog]="keyway (no access log)"
+LABEL[keyway-key]="keyway api_key route"
+declare -A HDR
+
+has_case() { [[ " $CASES " == *" $1 "* ]]; }
+
+if has_case bare; then
+  start bare "$TMP/bin/bareproxy" -listen "127.0.0.1:$P_BARE" -upstream "$UP_URL"
+  URL[bare]="https://127.0.0.1:$P_BARE/hello"; PIDOF[bare]=$LAST_PID
+fi
+if has_case bare-tuned; then
+  start bare-tuned "$TMP/bin/bareproxy" -tuned -listen "127.0.0.1:$P_TUNED" -upstream "$UP_URL"
+  URL[bare-tuned]="https://127.0.0.1:$P_TUNED/hello"; PIDOF[bare-tuned]=$LAST_PID
+fi
+
+if has_case nginx; then
+  mkdir -p "$TMP/nginx/logs"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 \
+    -subj /CN=bench-nginx -addext subjectAltName=IP:127.0.0.1,DNS:localhost \
+    -keyout "$TMP/nginx/key.pem" -out "$TMP/nginx/cert.pem" 2>/dev/null
+  cat >"$TMP/nginx/nginx.conf" <<EOF
+worker_processes $NGINX_WORKERS;
+pid $TMP/nginx/nginx.pid;
+error_log $TMP/nginx/logs/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    upstream up {
+        server 127.0.0.1:$P_UP;
+        keepalive 256;
+    }
+    server {
+        listen 127.0.0.1:$P_NGINX ssl;
+        ssl_certificate     $TMP/nginx/cert.pem;
+        ssl_certificate_key $TMP/nginx/key.pem;
+        ssl_protocols TLSv1.3;
+        location / {
+            proxy_pass http://up;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+    }
+}
+EOF
+  start nginx "$NGINX" -p "$TMP/nginx" -c "$TMP/nginx/nginx.conf" -e "$TMP/nginx/logs/error.log" -g 'daemon off;'
+  URL[nginx]="https://127.0.0.1:$P_NGINX/hello"; PIDOF[nginx]=$LAST_PID
+fi
+
+# keyway_conf DIR PORT ADMIN ACCESS writes a keyway config to DIR/keyway.yaml.
+keyway_conf() {
+  mkdir -p "$1"
+  cat >"$1/keyway.yaml" <<EOF
+data_dir: $1/data
+listen: 127.0.0.1:$2
+http_listen: "off"
+admin_listen: 127.0.0.1:$3
+log: {access: $4}
+tls: {min_version: "1.3"}
+upstreams:
+  up: {url: "$UP_URL"}
+routes:
+  - {path: /hello, upstream: up, policy: public}
+  - {path: /key, upstream: up, policy: api_key, scopes: [bench], strip_prefix: true}
+EOF
+}
+if has_case keyway || has_case keyway-key; then
+  keyway_conf "$TMP/keyway" "$P_KW" "$P_KW_ADMIN" true
+  start keyway "$TMP/bin/keyway" serve --config "$TMP/keyway/keyway.yaml"
+  URL[keyway]="https://127.0.0.1:$P_KW/hello"; PIDOF[keyway]=$LAST_PID
+  # A key whose limit never triggers, made by the CLI beside the running server.
+  BENCH_KEY=$("$TMP/bin/keyway" keys create --config "$TMP/keyway/keyway.yaml" --name bench --scope bench \
+    --rate 1000000/s -o json | sed -n 's/.*"key": "\(.*\)".*/\1/p')
+  [ -n "$BENCH_KEY" ] || { echo "bench-proxy: could not create the benchmark API key" >&2; exit 1; }
+  URL[keyway-key]="https://127.0.0.1:$P_KW/key/hello"; PIDOF[keyway-key]=$LAST_PID
+  HDR[keyway-key]="Authorization: Bearer $BENCH_KEY"
+fi
+if has_case keyway-nolog; then
+  keyway_conf "$TMP/keyway-nolog" "$P_KWNL" "$P_KWNL_ADMIN" false
+  start keyway-nolog "$TMP/bin/keyway" serve --config "$TMP/keyway-nolog/keyway.yaml"
+  URL[keyway-nolog]="https://127.0.0.1:$P_KWNL/hello"; PIDOF[keyway-nolog]=$LAST_PID
+fi
+for c in $CASES; do ready "${URL[$c]}" "$c" "${HDR[$c]:-}"; done
+
+# --- measuring ------------------------------------------------------------------------
+CLK_TCK=$(getconf CLK_TCK)
+# cpu_ticks PID prints utime+stime of PID and of its children (nginx workers).
+cpu_ticks() {
+  local pid total=0 t
+  for pid in "$1" $(pgrep -P "$1" || true); do
+    t=$(awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$pid/stat" 2>/dev/null || echo 0)
+    total=$((total + t))
+  done
+  echo "$total"
+}
+
+# busy_ticks prints the machine's busy CPU ticks so far (all CPUs).
+busy_ticks() { awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8 + $9; exit }' /proc/stat; }
+# child_ticks prints the CPU ticks used by this shell's finished children
+# (wrk). It must run in this shell, not in a $(...) subshell, whose rusage
+# starts at zero: call it as `child_ticks >FILE`.
+child_ticks() {
+  times >"$TMP/times"
+  awk -v hz="$CLK_TCK" 'NR == 2 {
+    t = 0
+    for (i = 1; i <= 2; i++) { split($i, a, /[ms]/); t += a[1] * 60 + a[2] }
+    printf "%.0f\n", t * hz }' "$TMP/times"
+}
+
+# wait_idle waits up to $WAIT_IDLE seconds for a quiet second on the machine.
+wait_idle() {
+  local deadline=$((SECONDS + WAIT_IDLE)) b0 b1
+  while [ "$SECONDS" -lt "$deadline" ]; do
+    b0=$(busy_ticks); sleep 1; b1=$(busy_ticks)
+    [ $(((b1 - b0) * 100)) -lt $((CLK_TCK * 10)) ] && return 0
+  done
+  log "  the machine stayed busy for ${WAIT_IDLE}s; measuring anyway"
+}
+
+RESULTS="$TMP/results.tsv"
+: >"$RESULTS"
+RUN=0
+# measure CASE ROUND runs wrk once and appends a line to $RESULTS:
+# case round req/s p50_ms p99_ms cpu_us_per_req errors other_cpu_percent
+measure() {
+  local c=$1 round=$2 out c0=0 c1=0 u0 u1 b0 b1 w0 w1 t0 t1 other
+  RUN=$((RUN + 1))
+  out="$TMP/wrk-$RUN-$c.txt"
+  [ "$WAIT_IDLE" -gt 0 ] && wait_idle
+  [ -n "${PIDOF[$c]:-}" ] && c0=$(cpu_ticks "${PIDOF[$c]}")
+  u0=$(cpu_ticks "$PID_UPSTREAM"); child_ticks >"$TMP/w0"; b0=$(busy_ticks); t0=$(date +%s%N)
+  # In the background and waited for, so that a signal interrupts the wait
+  # and the cleanup stops wrk too.
+  local hdr=()
+  [ -n "${HDR[$c]:-}" ] && hdr=(-H "${HDR[$c]}")
+  wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency "${hdr[@]}" "${URL[$c]}" >"$out" 2>&1 &
+  WRK_PID=$!
+  wait "$WRK_PID"
+  WRK_PID=
+  b1=$(busy_ticks); t1=$(date +%s%N); child_ticks >"$TMP/w1"; u1=$(cpu_ticks "$PID_UPSTREAM")
+  w0=$(<"$TMP/w0"); w1=$(<"$TMP/w1")
+  [ -n "${PIDOF[$c]:-}" ] && c1=$(cpu_ticks "${PIDOF[$c]}")
+  # Other: CPU that neither wrk, the upstream nor the proxy used during the
+  # run, in % of one CPU: the noise other work on the machine adds.
+  other=$(awk -v b=$((b1 - b0)) -v o=$((c1 - c0 + u1 - u0 + w1 - w0)) -v ns=$((t1 - t0)) -v hz="$CLK_TCK" \
+    'BEGIN { v = (b - o) / hz / (ns / 1e9) * 100; printf "%.0f", (v < 0 ? 0 : v) }')
+  awk -v c="$c" -v round="$round" -v ticks=$((c1 - c0)) -v hz="$CLK_TCK" -v cpu="${PIDOF[$c]:+1}" -v other="$other" '
+    function ms(v) {
+      if (v ~ /us$/) return v / 1000
+      if (v ~ /ms$/) return v + 0
+      if (v ~ /s$/) return v * 1000
+      if (v ~ /m$/) return v * 60000
+      return v + 0
+    }
+    $1 == "50%" { p50 = ms($2) }
+    $1 == "99%" { p99 = ms($2) }
+    / requests in / { n = $1 }
+    /^Requests\/sec:/ { rps = $2 }
+    /Socket errors:/ { gsub(/[^0-9 ]/, ""); err += $1 + $2 + $3 + $4 }
+    /Non-2xx or 3xx responses:/ { err += $NF }
+    END {
+      if (rps == "") { print "bench-proxy: could not parse wrk output" > "/dev/stderr"; exit 1 }
+      us = (cpu && n > 0) ? sprintf("%.0f", ticks / hz * 1e6 / n) : "-"
+      printf "%s\t%s\t%.0f\t%.3f\t%.3f\t%s\t%d\t%s\n", c, round, rps, p50, p99, us, err, other
+    }' "$out" >>"$RESULTS"
+  tail -n 1 "$RESULTS" | awk -F'\t' '{ printf "[bench-proxy]   %-13s round %s: %7s req/s  p50 %6.2f ms  p99 %6.2f ms  cpu %s us/req  other %s%%%s\n", $1, $2, $3, $4, $5, $6, $8, ($7 > 0 ? "  ERRORS " $7 : "") }' >&2
+  sleep 1
+}
+
+runs_direct=$((ROUNDS + 1))
+runs_proxy=$(($(wc -w <<<"$CASES") * ROUNDS))
+log "cases: direct $CASES; $ROUNDS rounds of wrk -t1 -c$CONNECTIONS -d$DURATION, $((runs_direct + runs_proxy)) runs"
+log "warm-up ($WARMUP each)"
+for c in direct $CASES; do
+  hdr=()
+  [ -n "${HDR[$c]:-}" ] && hdr=(-H "${HDR[$c]}")
+  wrk -t1 -c"$CONNECTIONS" -d"$WARMUP" "${hdr[@]}" "${URL[$c]}" >/dev/null 2>&1
+done
+
+read -r -a order <<<"$CASES"
+for round in $(seq "$ROUNDS"); do
+  log "round $round"
+  measure direct "$round"
+  if [ $((round % 2)) -eq 1 ]; then
+    for c in "${order[@]}"; do measure "$c" "$round"; done
+  else
+    for ((i = ${#order[@]} - 1; i >= 0; i--)); do measure "${order[$i]}" "$round"; done
+  fi
+done
+log "closing direct run"
+measure direct end
+
+# --- report -------------------------------------------------------------------------------
+# median COLUMN CASE prints the median of a column of $RESULTS over CASE's runs.
+median() {
+  awk -F'\t' -v c="$2" -v k="$1" '$1 == c && $k != "-" { print $k }' "$RESULTS" | sort -g |
+    awk '{ a[NR] = $1 } END { if (NR == 0) print "-"; else if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
+}
+declare -A RPS
+echo
+echo "== keyway proxy benchmark: $(nproc) CPUs, wrk -t1 -c$CONNECTIONS -d$DURATION, medians of $ROUNDS rounds (direct: $runs_direct runs)"
+echo "== $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo), $(uname -sr), $(go version | awk '{print $3}'), $("$NGINX" -v 2>&1 | sed 's/.*version: //'), nginx worker_processes $NGINX_WORKERS"
+echo
+printf '%-24s %9s %9s %9s %12s %9s %7s\n' "case" "req/s" "p50 ms" "p99 ms" "CPU us/req" "x direct" "errors"
+printf '%-24s %9s %9s %9s %12s %9s %7s\n' "------------------------" "---------" "---------" "---------" "------------" "---------" "-------"
+direct_rps=$(median 3 direct)
+for c in direct $CASES; do
+  RPS[$c]=$(median 3 "$c")
+  errs=$(awk -F'\t' -v c="$c" '$1 == c { e += $7 } END { print e + 0 }' "$RESULTS")
+  printf '%-24s %9.0f %9.2f %9.2f %12s %9.2f %7s\n' "${LABEL[$c]}" "${RPS[$c]}" "$(median 4 "$c")" "$(median 5 "$c")" \
+    "$(median 6 "$c")" "$(awk -v a="${RPS[$c]}" -v b="$direct_rps" 'BEGIN { print a / b }')" "$errs"
+done
+echo
+# ratio A B prints A's median req/s over B's, then the same ratio within each
+# round (the two cases ran minutes apart at most, so it drifts less).
+ratio() {
+  awk -F'\t' -v a="$1" -v b="$2" -v ra="${RPS[$1]}" -v rb="${RPS[$2]}" '
+    $1 == a { x[$2] = $3 } $1 == b { y[$2] = $3 }
+    END {
+      printf "%.2f   (per round:", ra / rb
+      for (r = 1; r in x; r++) if (r in y) printf " %.2f", x[r] / y[r]
+      print ")"
+    }' "$RESULTS"
+}
+echo "ratios of req/s (medians):"
+for kw in keyway keyway-key keyway-nolog; do
+  has_case "$kw" || continue
+  for base in bare bare-tuned nginx keyway; do
+    [ "$kw" = "$base" ] && continue
+    [ "$base" = keyway ] && [ "$kw" != keyway-key ] && continue
+    has_case "$base" || continue
+    printf '  %-28s %s\n' "$kw / $base" "$(ratio "$kw" "$base")"
+  done
+done
+echo
+echo "runs (other: CPU used by processes outside the benchmark, % of one CPU; above ~10% the run was disturbed):"
+printf '  %-13s %-5s %8s %8s %8s %10s %6s %6s\n' case round req/s "p50 ms" "p99 ms" "CPU us/req" errors other
+awk -F'\t' '{ printf "  %-13s %-5s %8s %8.2f %8.2f %10s %6s %5s%%\n", $1, $2, $3, $4, $5, $6, $7, $8 }' "$RESULTS"
+if awk -F'\t' '$8 > 10 { bad = 1 } END { exit !bad }' "$RESULTS"; then
+  echo "WARNING: other processes used over 10% of a CPU during some runs: figures are disturbed"
+fi
+if awk -F'\t' '{ e += $7 } END { exit !(e > 0) }' "$RESULTS"; then
+  echo "WARNING: some runs had socket errors or non-2xx answers (see $TMP/wrk-*.txt with --keep)"
+fi
