@@ -155,15 +155,20 @@ func TestAPIKeyEnforcement(t *testing.T) {
 		for i := range 3 {
 			res := e.call(t, "/api/x", limited)
 			_ = body(t, res)
-			if res.StatusCode != 200 || res.Header.Get("RateLimit-Remaining") != fmt.Sprint(2-i) {
-				t.Fatalf("request %d: %d remaining %q", i, res.StatusCode, res.Header.Get("RateLimit-Remaining"))
+			// The fields come once half of the burst is spent.
+			want := ""
+			if 2-i <= 1 {
+				want = fmt.Sprintf(`"key";r=%d;t=`, 2-i)
+			}
+			if got := res.Header.Get("RateLimit"); res.StatusCode != 200 || !strings.HasPrefix(got, want) || (want == "") != (got == "") {
+				t.Fatalf("request %d: %d RateLimit %q, want prefix %q", i, res.StatusCode, got, want)
 			}
 		}
 		res := e.call(t, "/api/x", limited)
 		if ra := res.Header.Get("Retry-After"); ra == "" || ra == "0" {
 			t.Fatalf("Retry-After = %q", ra)
 		}
-		if res.Header.Get("RateLimit-Limit") != "3" || res.Header.Get("RateLimit-Policy") != "3;w=60" {
+		if res.Header.Get("RateLimit-Policy") != `"key";q=3;w=60` || !strings.HasPrefix(res.Header.Get("RateLimit"), `"key";r=0;t=`) {
 			t.Fatalf("RateLimit headers: %v", res.Header)
 		}
 		wantProblem(t, res, 429, "urn:keyway:problem:rate-limited")
