@@ -14,6 +14,7 @@ import (
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/cdproto/webauthn"
 	"github.com/keywayhq/keyway/internal/app/apptest"
+	"github.com/keywayhq/keyway/internal/config"
 )
 
 // These tests drive keyway's JSON API from page JavaScript in a real
@@ -90,7 +91,17 @@ type browserPage struct {
 // authenticator nil means apptest.PasskeyAuthenticator().
 func newBrowserPage(t *testing.T, browser context.Context, authenticator *webauthn.VirtualAuthenticatorOptions) *browserPage {
 	t.Helper()
-	in := apptest.Start(t, apptest.Demo(t))
+	return newBrowserPageWith(t, browser, authenticator, nil)
+}
+
+// newBrowserPageWith is newBrowserPage with a change to the demo config.
+func newBrowserPageWith(t *testing.T, browser context.Context, authenticator *webauthn.VirtualAuthenticatorOptions, change func(*config.Config)) *browserPage {
+	t.Helper()
+	cfg := apptest.Demo(t)
+	if change != nil {
+		change(cfg)
+	}
+	in := apptest.Start(t, cfg)
 	ctx := apptest.Tab(t, browser)
 	// Any page of the origin gives a secure context for WebAuthn.
 	apptest.Open(t, ctx, in.URL("/.keyway/healthz"))
@@ -332,6 +343,18 @@ func TestBrowserPasskeyNegative(t *testing.T) {
 		p.restoreCookie(ceremony)
 		p.wantStatus(p.finishLogin(assertion), http.StatusBadRequest, ptCeremonyFailed, "assertion replayed with its own ceremony")
 		p.wantSignedOut("after a replay under its own challenge")
+	})
+
+	t.Run("expired challenge", func(t *testing.T) {
+		p := newBrowserPageWith(t, browser, nil, func(c *config.Config) { c.Passkeys.ChallengeTTL = time.Second })
+		p.mustSignUp("ivan")
+		p.logout()
+		assertion := p.assert(p.beginLogin())
+		time.Sleep(1200 * time.Millisecond) // past the challenge's life
+		p.wantStatus(p.finishLogin(assertion), http.StatusBadRequest, ptCeremonyFailed, "assertion for an expired challenge")
+		p.wantSignedOut("after an expired challenge")
+		// A fresh ceremony still works.
+		p.wantStatus(p.finishLogin(p.assert(p.beginLogin())), http.StatusOK, "", "sign-in with a fresh challenge")
 	})
 
 	t.Run("challenge used twice", func(t *testing.T) {

@@ -9,7 +9,9 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"os/exec"
 	"strings"
+	"time"
 
 	"github.com/keywayhq/keyway/internal/apikey"
 	"github.com/keywayhq/keyway/internal/config"
@@ -30,6 +32,9 @@ func LoadPepper(cfg *config.Config, getenv func(string) string) ([]byte, error) 
 			return nil, fmt.Errorf("%s must be at least 32 bytes in base64", PepperEnv)
 		}
 		return p, nil
+	}
+	if cmd := cfg.APIKeys.PepperCommand; len(cmd) > 0 {
+		return pepperFromCommand(cmd)
 	}
 	file := cfg.APIKeys.PepperFile
 	p, err := readPepper(file)
@@ -118,4 +123,30 @@ func OpenKeys(ctx context.Context, cfg *config.Config, logger *slog.Logger, gete
 func (k *Keys) Close() error {
 	k.Flush(context.Background())
 	return k.db.Close()
+}
+
+// pepperFromCommand runs the configured command (no shell) with a time
+// limit and decodes its standard output. Its standard error is not shown:
+// it might echo the secret.
+func pepperFromCommand(argv []string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, argv[0], argv[1:]...).Output() //nolint:gosec // G204: the operator's own configured command
+	if err != nil {
+		return nil, fmt.Errorf("pepper command %q failed: %w", argv[0], exitOnly(err))
+	}
+	p, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(out)))
+	if err != nil || len(p) < 32 {
+		return nil, fmt.Errorf("pepper command %q must print at least 32 bytes in base64", argv[0])
+	}
+	return p, nil
+}
+
+// exitOnly keeps an exec error's exit status and drops captured output.
+func exitOnly(err error) error {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return errors.New(ee.ProcessState.String())
+	}
+	return err
 }

@@ -66,7 +66,7 @@ func (a *App) newPeople(httpsAddr string) (*passkey.Service, *session.Manager, [
 	pk, err := passkey.New(passkey.Config{
 		Store: a.db, RPID: rpID, RPName: cfg.Passkeys.RPName, Origins: origins,
 		SignUp: passkey.SignUpMode(cfg.Passkeys.SignUp), Counter: passkey.CounterPolicy(cfg.Passkeys.CounterPolicy),
-		AllowAAGUIDs: allow, DenyAAGUIDs: deny, Logger: a.logger,
+		AllowAAGUIDs: allow, DenyAAGUIDs: deny, ChallengeTTL: cfg.Passkeys.ChallengeTTL, Logger: a.logger,
 	})
 	if err != nil {
 		return nil, nil, nil, err

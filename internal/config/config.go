@@ -204,6 +204,10 @@ type APIKeys struct {
 	// KEYWAY_PEPPER (base64) takes precedence: keep the pepper out of the
 	// data directory in production, so a stolen disk image is not enough.
 	PepperFile string `yaml:"pepper_file"`
+	// PepperCommand, when set, is run at start (without a shell) and its
+	// standard output is the pepper in base64: a secret manager's CLI, say.
+	// It takes precedence over PepperFile; KEYWAY_PEPPER over both.
+	PepperCommand []string `yaml:"pepper_command"`
 	// DefaultTTL is the lifetime of a key created without one. Default 2160h (90 days).
 	DefaultTTL time.Duration `yaml:"default_ttl"`
 	// MaxTTL is the longest lifetime a key may have. Default 8760h (365 days).
@@ -233,6 +237,8 @@ type Passkeys struct {
 	AAGUIDAllow []string `yaml:"aaguid_allow"`
 	// AAGUIDDeny may not register.
 	AAGUIDDeny []string `yaml:"aaguid_deny"`
+	// ChallengeTTL bounds a ceremony, from begin to finish. Default 5m, at most 10m.
+	ChallengeTTL time.Duration `yaml:"challenge_ttl"`
 }
 
 // Sessions configures server-side sessions.

@@ -42,7 +42,7 @@ func TestDefault(t *testing.T) {
 			LeakReport: LeakReport{Enabled: ptr(true), RateLimit: "30/min"},
 		},
 		// Sign-up is by invitation unless the operator opens it.
-		Passkeys: Passkeys{RPName: "keyway", SignUp: "invite", CounterPolicy: "deny"},
+		Passkeys: Passkeys{RPName: "keyway", SignUp: "invite", CounterPolicy: "deny", ChallengeTTL: 5 * time.Minute},
 		Sessions: Sessions{IdleTimeout: 30 * time.Minute, AbsoluteTimeout: 12 * time.Hour, StepUpMaxAge: 5 * time.Minute},
 		Server: Server{
 			ReadHeaderTimeout: 10 * time.Second,

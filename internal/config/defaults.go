@@ -55,7 +55,7 @@ func defaults() *Config {
 			MaxTTL:     365 * 24 * time.Hour,
 			LeakReport: LeakReport{RateLimit: "30/min"},
 		},
-		Passkeys: Passkeys{RPName: "keyway", SignUp: "invite", CounterPolicy: "deny"},
+		Passkeys: Passkeys{RPName: "keyway", SignUp: "invite", CounterPolicy: "deny", ChallengeTTL: 5 * time.Minute},
 		Sessions: Sessions{IdleTimeout: 30 * time.Minute, AbsoluteTimeout: 12 * time.Hour, StepUpMaxAge: 5 * time.Minute},
 		Server: Server{
 			ReadHeaderTimeout: 10 * time.Second,

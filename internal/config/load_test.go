@@ -72,6 +72,7 @@ func TestLoadFull(t *testing.T) {
 			CounterPolicy: "log",
 			AAGUIDAllow:   []string{"ea9b8d66-4d01-1d21-3ce4-b6b48cb575d4"},
 			AAGUIDDeny:    []string{"00000000-0000-0000-0000-000000000000"},
+			ChallengeTTL:  2 * time.Minute,
 		},
 		Sessions: Sessions{IdleTimeout: 15 * time.Minute, AbsoluteTimeout: 8 * time.Hour, StepUpMaxAge: 2 * time.Minute},
 		Upstreams: map[string]Upstream{
@@ -528,7 +529,7 @@ passkeys:
 sessions:
   idle_timeout: 12h
 `, nil)
-	wantPasskeys := Passkeys{RPID: "example.com", RPName: "keyway", SignUp: "invite", CounterPolicy: "deny",
+	wantPasskeys := Passkeys{RPID: "example.com", RPName: "keyway", SignUp: "invite", CounterPolicy: "deny", ChallengeTTL: 5 * time.Minute,
 		Origins: []string{"https://example.com", "https://login.example.com:8443"}, AAGUIDAllow: []string{"EA9B8D66-4D01-1D21-3CE4-B6B48CB575D4"}}
 	if diff := cmp.Diff(wantPasskeys, c.Passkeys); diff != "" {
 		t.Errorf("Passkeys mismatch (-want +got):\n%s", diff)

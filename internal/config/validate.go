@@ -460,6 +460,9 @@ func (v *validator) apiKeys() {
 	case "cookie", "host", "x-forwarded-for", "content-type", "content-length":
 		v.errorf("api_keys.header", `use "Authorization"`, "header %q cannot carry keys", a.Header)
 	}
+	if len(a.PepperCommand) > 0 && strings.TrimSpace(a.PepperCommand[0]) == "" {
+		v.errorf("api_keys.pepper_command", `like ["vault", "kv", "get", "-field=pepper", "secret/keyway"]`, "the first element must name a program")
+	}
 	v.positive("api_keys.default_ttl", a.DefaultTTL)
 	v.positive("api_keys.max_ttl", a.MaxTTL)
 	if a.DefaultTTL > a.MaxTTL {
@@ -503,6 +506,9 @@ func (v *validator) passkeys() {
 				v.errorf(l.path+"["+strconv.Itoa(i)+"]", `AAGUIDs are UUIDs, like "ea9b8d66-4d01-1d21-3ce4-b6b48cb575d4"`, "invalid AAGUID %q", a)
 			}
 		}
+	}
+	if pk.ChallengeTTL <= 0 || pk.ChallengeTTL > 10*time.Minute {
+		v.errorf("passkeys.challenge_ttl", "WebAuthn L3 recommends 5m", "must be above 0 and at most 10m, got %s", pk.ChallengeTTL)
 	}
 	s := c.Sessions
 	v.positive("sessions.idle_timeout", s.IdleTimeout)

@@ -457,6 +457,7 @@ func TestValidatePasskeys(t *testing.T) {
 			`passkeys.sign_up: unknown sign-up mode "opened" (did you mean "open"?)`,
 			`passkeys.counter_policy: unknown counter policy "warn" (use deny or log)`,
 			`passkeys.aaguid_deny[0]: invalid AAGUID "x"` + aaguidHint,
+			"passkeys.challenge_ttl: must be above 0 and at most 10m, got 0s (WebAuthn L3 recommends 5m)",
 			"sessions.step_up_max_age: must be positive, got 0s",
 			"sessions.idle_timeout: idle_timeout 2h0m0s exceeds absolute_timeout 1h0m0s",
 		}},
