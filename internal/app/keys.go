@@ -146,7 +146,7 @@ func pepperFromCommand(argv []string) ([]byte, error) {
 func exitOnly(err error) error {
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
-		return errors.New(ee.ProcessState.String())
+		return errors.New(ee.String())
 	}
 	return err
 }
