@@ -20,7 +20,9 @@ type nopStore struct{}
 func (nopStore) CreateKey(context.Context, *Key, []byte, audit.Event) error { return nil }
 func (nopStore) GetKey(context.Context, string) (*Key, []Secret, error)     { return nil, nil, ErrNotFound }
 func (nopStore) ListKeys(context.Context, string) ([]*Key, error)           { return nil, nil }
-func (nopStore) UpdateKey(context.Context, *Key, audit.Event) error         { return nil }
+func (nopStore) UpdateKey(context.Context, string, func(*Key) (audit.Event, error)) error {
+	return nil
+}
 func (nopStore) RotateKey(context.Context, string, []byte, time.Time, audit.Event) error {
 	return nil
 }

@@ -113,7 +113,10 @@ type Store interface {
 	CreateKey(ctx context.Context, k *Key, hash []byte, ev audit.Event) error
 	GetKey(ctx context.Context, id string) (*Key, []Secret, error)
 	ListKeys(ctx context.Context, owner string) ([]*Key, error)
-	UpdateKey(ctx context.Context, k *Key, ev audit.Event) error
+	// UpdateKey reads key id, lets mutate change it (or refuse, changing
+	// nothing) and writes it back with mutate's audit event, all in one
+	// transaction.
+	UpdateKey(ctx context.Context, id string, mutate func(*Key) (audit.Event, error)) error
 	// RotateKey retires every current secret of id at notAfter and adds hash as the current one.
 	RotateKey(ctx context.Context, id string, hash []byte, notAfter time.Time, ev audit.Event) error
 	// RevokeKey marks id revoked; revoking a revoked key is not an error.

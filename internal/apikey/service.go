@@ -520,73 +520,96 @@ type UpdateParams struct {
 }
 
 // Update changes a key's properties; running servers see it within a second.
+// The read, the checks and the write happen in one store transaction, so two
+// concurrent updates cannot undo each other.
 func (s *Service) Update(ctx context.Context, id string, p UpdateParams, actor string) (*Key, error) {
 	id = normalizeID(id)
-	k, _, err := s.cfg.Store.GetKey(ctx, id)
+	now := s.cfg.Now().UTC()
+	var out *Key
+	err := s.cfg.Store.UpdateKey(ctx, id, func(k *Key) (audit.Event, error) {
+		if err := applyUpdate(k, p, now); err != nil {
+			return audit.Event{}, err
+		}
+		out = k
+		return audit.Event{At: now, Type: audit.KeyUpdated, Actor: actor, Subject: DisplayID(id),
+			Detail: map[string]string{"changed": strings.Join(p.fields(), " "), "scopes": strings.Join(k.Scopes, " ")}}, nil
+	})
 	if err != nil {
 		return nil, err
 	}
-	if !k.RevokedAt.IsZero() {
-		return nil, ErrRevoked
+	s.invalidate(id)
+	return out, nil
+}
+
+func (p UpdateParams) fields() []string {
+	var f []string
+	for name, set := range map[string]bool{"name": p.Name != nil, "scopes": p.Scopes != nil, "rate": p.Rate != nil,
+		"quota": p.Quota != nil, "cidrs": p.CIDRs != nil, "expires_at": p.ExpiresAt != nil} {
+		if set {
+			f = append(f, name)
+		}
 	}
-	changed := []string{}
+	slices.Sort(f)
+	return f
+}
+
+// applyUpdate checks p against k and applies it, or changes nothing.
+func applyUpdate(k *Key, p UpdateParams, now time.Time) error {
+	if !k.RevokedAt.IsZero() {
+		return ErrRevoked
+	}
+	next := *k
 	if p.Name != nil {
 		if err := checkName(*p.Name); err != nil {
-			return nil, err
+			return err
 		}
-		k.Name = *p.Name
-		changed = append(changed, "name")
+		next.Name = *p.Name
 	}
 	if p.Scopes != nil {
 		scopes, err := checkScopes(*p.Scopes)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		for _, sc := range scopes {
 			if !slices.Contains(k.Scopes, sc) {
-				return nil, badf("scopes can only be narrowed: %q is not a scope of this key (create a new key instead)", sc)
+				return badf("scopes can only be narrowed: %q is not a scope of this key (create a new key instead)", sc)
 			}
 		}
-		k.Scopes = scopes
-		changed = append(changed, "scopes")
+		next.Scopes = scopes
 	}
 	if p.Rate != nil {
 		if err := checkRate(*p.Rate); err != nil {
-			return nil, err
+			return err
 		}
-		k.Rate = *p.Rate
-		changed = append(changed, "rate")
+		next.Rate = *p.Rate
 	}
 	if p.Quota != nil {
 		if err := checkQuota(*p.Quota); err != nil {
-			return nil, err
+			return err
 		}
-		k.Quota = *p.Quota
-		changed = append(changed, "quota")
+		next.Quota = *p.Quota
 	}
 	if p.CIDRs != nil {
 		cidrs, err := checkCIDRs(*p.CIDRs)
 		if err != nil {
-			return nil, err
+			return err
 		}
-		k.CIDRs = cidrs
-		changed = append(changed, "cidrs")
+		next.CIDRs = cidrs
 	}
 	if p.ExpiresAt != nil {
-		if p.ExpiresAt.After(k.ExpiresAt) {
-			return nil, badf("expiry can only be brought forward (rotate or create a new key to extend)")
+		at := p.ExpiresAt.UTC()
+		if at.After(k.ExpiresAt) {
+			return badf("expiry can only be brought forward (rotate or create a new key to extend)")
 		}
-		k.ExpiresAt = p.ExpiresAt.UTC()
-		changed = append(changed, "expires_at")
+		// A time in the past means "now": it also keeps absurd dates (the
+		// year 1000) from overflowing the stored nanoseconds into the future.
+		if at.Before(now) {
+			at = now
+		}
+		next.ExpiresAt = at
 	}
-	now := s.cfg.Now().UTC()
-	ev := audit.Event{At: now, Type: audit.KeyUpdated, Actor: actor, Subject: DisplayID(id),
-		Detail: map[string]string{"changed": strings.Join(changed, " "), "scopes": strings.Join(k.Scopes, " ")}}
-	if err := s.cfg.Store.UpdateKey(ctx, k, ev); err != nil {
-		return nil, err
-	}
-	s.invalidate(id)
-	return k, nil
+	*k = next
+	return nil
 }
 
 // Rotate gives a key a new secret, returned once. The old secret keeps

@@ -393,3 +393,56 @@ func TestAuditChainAndUsage(t *testing.T) {
 		t.Fatal("audit events could be deleted")
 	}
 }
+
+func TestExpiryInThePastMeansNow(t *testing.T) {
+	db, _ := openDB(t)
+	c := newClock()
+	s := newService(t, db, c)
+	raw, k := create(t, s, apikey.CreateParams{TTL: time.Hour})
+	ancient := time.Date(1000, 1, 1, 0, 0, 0, 0, time.UTC)
+	got, err := s.Update(ctx, k.ID, apikey.UpdateParams{ExpiresAt: &ancient}, "test")
+	mustNot(t, err)
+	if !got.ExpiresAt.Equal(c.Now()) {
+		t.Fatalf("expires_at = %v, want now (%v)", got.ExpiresAt, c.Now())
+	}
+	stored, _ := s.Get(ctx, k.ID)
+	if stored.ExpiresAt.After(c.Now()) {
+		t.Fatalf("stored expiry %v is in the future", stored.ExpiresAt)
+	}
+	c.Add(48 * time.Hour)
+	if _, err := s.Verify(ctx, raw, client("10.0.0.1")); !errors.Is(err, apikey.ErrInvalid) {
+		t.Fatalf("a key expired by update still verifies: %v", err)
+	}
+}
+
+// TestConcurrentUpdatesDoNotUndoEachOther runs two updaters of different
+// fields at once: each update reads and writes in one transaction, so the
+// end state holds both.
+func TestConcurrentUpdatesDoNotUndoEachOther(t *testing.T) {
+	db, path := openDB(t)
+	c := newClock()
+	s1 := newService(t, db, c)
+	db2, err := sqlite.Open(ctx, path)
+	mustNot(t, err)
+	defer func() { _ = db2.Close() }()
+	s2 := newService(t, db2, c)
+	for i := range 10 {
+		_, k := create(t, s1, apikey.CreateParams{Scopes: []string{"a", "b"}})
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			if _, err := s1.Update(ctx, k.ID, apikey.UpdateParams{Name: ptr("renamed")}, "a"); err != nil {
+				t.Error(err)
+			}
+		})
+		wg.Go(func() {
+			if _, err := s2.Update(ctx, k.ID, apikey.UpdateParams{Scopes: ptr([]string{"a"})}, "b"); err != nil {
+				t.Error(err)
+			}
+		})
+		wg.Wait()
+		got, _ := s1.Get(ctx, k.ID)
+		if got.Name != "renamed" || strings.Join(got.Scopes, ",") != "a" {
+			t.Fatalf("round %d: lost update: %+v", i, got)
+		}
+	}
+}

@@ -57,6 +57,8 @@ type App struct {
 	keys     *apikey.Service
 	passkeys *passkey.Service
 	sessions *session.Manager
+	own      *httpapi.Own
+	keyLimit *ratelimit.Memory[string]
 
 	publicURL string
 	setupURL  string
@@ -180,7 +182,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 	}
 	own, err := httpapi.New(httpapi.Config{Store: a.db, Logger: a.logger, Version: opts.Version, Leak: leak,
 		Auth: &httpapi.AuthConfig{Accounts: a.passkeys, Sessions: a.sessions, Keys: a.keys, Origins: origins,
-			SessionMaxAge: cfg.Sessions.AbsoluteTimeout, PublicURL: a.publicURL},
+			SessionMaxAge: cfg.Sessions.AbsoluteTimeout, PublicURL: a.publicURL, SelfServiceScopes: cfg.APIKeys.SelfServiceScopes},
 		Portal: pages,
 	})
 	if err != nil {
@@ -191,8 +193,11 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 	if err != nil {
 		return nil, err
 	}
+	a.own = own
+	keyLimit := ratelimit.NewMemory[string](ratelimit.MemoryConfig{})
+	a.keyLimit = keyLimit
 	keyAuth, err := gateway.NewAPIKeyAuth(gateway.APIKeyAuthConfig{
-		Keys: a.keys, Limiter: ratelimit.NewMemory[string](ratelimit.MemoryConfig{}),
+		Keys: a.keys, Limiter: keyLimit,
 		Header: cfg.APIKeys.Header, Logger: a.logger, Metrics: reg,
 	})
 	if err != nil {
@@ -426,6 +431,12 @@ func (a *App) closeAll() {
 	}
 	if a.gw != nil {
 		a.gw.Close()
+	}
+	if a.own != nil {
+		a.own.Close()
+	}
+	if a.keyLimit != nil {
+		a.keyLimit.Close()
 	}
 	if a.db != nil {
 		if err := a.db.Close(); err != nil {

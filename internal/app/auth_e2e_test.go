@@ -15,6 +15,7 @@ import (
 
 	"github.com/descope/virtualwebauthn"
 	"github.com/keywayhq/keyway/internal/app/apptest"
+	"github.com/keywayhq/keyway/internal/testenv"
 )
 
 // person is a browser-like client: a cookie jar, keyway's CSRF header and
@@ -88,7 +89,7 @@ func (p *person) register(beginBody any) []byte {
 		PublicKey struct{ User struct{ ID string } }
 	}
 	_ = json.Unmarshal(opts, &o)
-	cred := virtualwebauthn.NewCredential(virtualwebauthn.KeyTypeEC2)
+	cred := testenv.NewCredential()
 	p.auth.Options.UserHandle, _ = base64URL(o.PublicKey.User.ID)
 	resp := virtualwebauthn.CreateAttestationResponse(p.rp, p.auth, cred, *ao)
 	p.creds = append(p.creds, cred)
@@ -218,6 +219,14 @@ func TestPasskeySignUpSessionsAndBFF(t *testing.T) {
 		}
 		before := bob.cookie().Value
 		bob.stepUp(0)
+		// People cannot give their own keys the admin scope, or any scope
+		// outside api_keys.self_service_scopes.
+		for _, scopes := range [][]string{{"keyway:admin"}, {"weather:history", "keyway:admin"}, {"orders:write"}} {
+			res, body := bob.do("POST", "/.keyway/api-keys", map[string]any{"name": "x", "scopes": scopes})
+			if res.StatusCode != 403 {
+				t.Fatalf("self-service key with %v: %d %s", scopes, res.StatusCode, body)
+			}
+		}
 		if bob.cookie().Value == before {
 			t.Fatal("step-up did not rotate the session token")
 		}

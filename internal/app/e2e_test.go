@@ -301,6 +301,8 @@ func TestRoutingAndPathTricks(t *testing.T) {
 		{"/api%2fx", 400, ""},
 		{"/api%5cx", 400, ""},
 		{"/api/%00", 400, ""},
+		{"/api;/x", 400, ""},
+		{"/api%3B/x", 400, ""},
 		{"/api/../../etc/passwd", 400, ""},
 	}
 	for _, tt := range tests {

@@ -266,6 +266,10 @@ func TestAdminAPI(t *testing.T) {
 	if res, _ := do("GET", "/v1/keys", plain, ""); res.StatusCode != 403 {
 		t.Fatalf("admin API with a non-admin key: %d", res.StatusCode)
 	}
+	personal, _ := e.create(t, apikey.CreateParams{Owner: "user:usr_someone", Scopes: []string{"keyway:admin"}})
+	if res, _ := do("GET", "/v1/keys", personal, ""); res.StatusCode != 403 {
+		t.Fatalf("admin API with a person's key holding keyway:admin: %d", res.StatusCode)
+	}
 	if res, b := do("GET", "/openapi.json", "", ""); res.StatusCode != 200 || !strings.Contains(b, `"openapi": "3.1.0"`) {
 		t.Fatalf("openapi: %d", res.StatusCode)
 	}
@@ -384,8 +388,20 @@ func TestLeakReport(t *testing.T) {
 func TestKeysNeverLeak(t *testing.T) {
 	e := startKeys(t)
 	raw, _ := e.create(t, apikey.CreateParams{Scopes: []string{"orders:read"}})
-	res := e.call(t, "/api/x?key="+raw, "")
-	wantProblem(t, res, 400, "urn:keyway:problem:bad-request")
+	encoded := strings.Replace(raw, "_", "%5F", 1)
+	for _, p := range []string{"/api/x?key=" + raw, "/api/x?key=" + encoded, "/api/" + raw, "/open/" + raw} {
+		wantProblem(t, e.call(t, p, ""), 400, "urn:keyway:problem:bad-request")
+	}
+	// A keyway key hidden behind another Authorization value does not reach
+	// a public route's upstream either.
+	req, _ := http.NewRequest(http.MethodGet, e.in.URL("/open"), nil)
+	req.Header.Add("Authorization", "Basic dXNlcjpwYXNz")
+	req.Header.Add("Authorization", "Bearer "+raw)
+	res, err := e.c.Do(req)
+	apptest.Must(t, err, "two Authorization headers")
+	if echo := apptest.DecodeEcho(t, res); strings.Contains(fmt.Sprint(echo.Header), raw) {
+		t.Fatal("a key in a second Authorization value reached the upstream")
+	}
 	for _, p := range []string{"/api/x", "/api/x?key=" + raw, "/nope", "/open"} {
 		res := e.call(t, p, raw)
 		if b := body(t, res); strings.Contains(b, raw) || strings.Contains(fmt.Sprint(res.Header), raw) {

@@ -208,6 +208,10 @@ type APIKeys struct {
 	// standard output is the pepper in base64: a secret manager's CLI, say.
 	// It takes precedence over PepperFile; KEYWAY_PEPPER over both.
 	PepperCommand []string `yaml:"pepper_command"`
+	// SelfServiceScopes are the scopes people may put on the keys they make
+	// for themselves in the portal. Default: none (their keys then carry no
+	// scope). keyway:admin is never allowed here.
+	SelfServiceScopes []string `yaml:"self_service_scopes"`
 	// DefaultTTL is the lifetime of a key created without one. Default 2160h (90 days).
 	DefaultTTL time.Duration `yaml:"default_ttl"`
 	// MaxTTL is the longest lifetime a key may have. Default 8760h (365 days).

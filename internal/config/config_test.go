@@ -95,8 +95,12 @@ func TestDemo(t *testing.T) {
 	if c.Passkeys.SignUp != "open" {
 		t.Errorf("Demo().Passkeys.SignUp = %q, want open", c.Passkeys.SignUp)
 	}
+	// People may give their own keys the demo's one scope.
+	if diff := cmp.Diff([]string{"weather:history"}, c.APIKeys.SelfServiceScopes); diff != "" {
+		t.Errorf("Demo().APIKeys.SelfServiceScopes (-want +got):\n%s", diff)
+	}
 	// Everything else is the default.
-	c.Demo, c.Upstreams, c.Routes, c.Passkeys.SignUp = false, nil, nil, "invite"
+	c.Demo, c.Upstreams, c.Routes, c.Passkeys.SignUp, c.APIKeys.SelfServiceScopes = false, nil, nil, "invite", nil
 	if diff := cmp.Diff(Default(), c, cmpConfig...); diff != "" {
 		t.Errorf("Demo() differs from Default() beyond demo settings (-want +got):\n%s", diff)
 	}

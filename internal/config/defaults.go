@@ -74,6 +74,7 @@ func Demo() *Config {
 	c := defaults()
 	c.Demo = true
 	c.Passkeys.SignUp = "open"
+	c.APIKeys.SelfServiceScopes = []string{"weather:history"}
 	c.Upstreams = map[string]Upstream{"weather": {URL: DemoUpstreamURL}}
 	c.Routes = []Route{
 		{Name: "forecast", Path: "/v1/forecast", Methods: []string{"GET"}, Upstream: "weather", Policy: PolicyPublic,

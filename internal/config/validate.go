@@ -460,6 +460,12 @@ func (v *validator) apiKeys() {
 	case "cookie", "host", "x-forwarded-for", "content-type", "content-length":
 		v.errorf("api_keys.header", `use "Authorization"`, "header %q cannot carry keys", a.Header)
 	}
+	for i, sc := range a.SelfServiceScopes {
+		if sc == "keyway:admin" {
+			v.errorf("api_keys.self_service_scopes["+strconv.Itoa(i)+"]", "make admin keys with keyway keys create, for a service account",
+				"keyway:admin cannot be a self-service scope")
+		}
+	}
 	if len(a.PepperCommand) > 0 && strings.TrimSpace(a.PepperCommand[0]) == "" {
 		v.errorf("api_keys.pepper_command", `like ["vault", "kv", "get", "-field=pepper", "secret/keyway"]`, "the first element must name a program")
 	}

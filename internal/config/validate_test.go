@@ -303,6 +303,8 @@ func TestValidateAPIKeys(t *testing.T) {
 			[]string{`api_keys.leak_report.rate_limit: invalid rate limit "30/fortnight": period "fortnight" is neither a unit (s, min, hour, day) nor a positive Go duration such as 5m (like "30/min")`}},
 		{"leak report rate required", func(a *APIKeys) { a.LeakReport.RateLimit = "" },
 			[]string{`api_keys.leak_report.rate_limit: invalid rate limit "": empty; want <count>/<period>, such as 100/min (like "30/min")`}},
+		{"admin scope is not self-service", func(a *APIKeys) { a.SelfServiceScopes = []string{"orders:read", "keyway:admin"} },
+			[]string{"api_keys.self_service_scopes[1]: keyway:admin cannot be a self-service scope (make admin keys with keyway keys create, for a service account)"}},
 		{"everything wrong", func(a *APIKeys) {
 			*a = APIKeys{Header: "Bad Header", DefaultTTL: 2 * time.Hour, MaxTTL: time.Hour, LeakReport: LeakReport{RateLimit: "abc"}}
 		}, []string{

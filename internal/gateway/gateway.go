@@ -246,9 +246,11 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, st *state) {
 		return
 	}
 	st.path = path
-	if q := r.URL.RawQuery; strings.Contains(q, "kw_live_") || strings.Contains(q, "kw_test_") {
+	if keyShaped(path) || queryHasKey(r.URL.RawQuery) {
 		// Keys travel in headers only: a URL ends up in logs, histories and
-		// Referer headers. Refuse rather than forward it anywhere.
+		// Referer headers. Refuse rather than forward it anywhere; the
+		// access log then shows the path as "(refused)".
+		st.path = "(refused: a key in the URL)"
 		g.problem(w, st, problem.New(problem.BadRequest, http.StatusBadRequest,
 			"API keys must not be sent in URLs; send them in the Authorization header (and rotate this one)"))
 		return
@@ -455,8 +457,13 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest, rt *route, st *state) {
 	// The key is the caller's credential for keyway, never for the upstream.
 	if ch := g.cfg.CredentialHeader; rt.Policy == PolicyAPIKey {
 		out.Header.Del(ch)
-	} else if v := out.Header.Get(ch); strings.Contains(v, "kw_live_") || strings.Contains(v, "kw_test_") {
-		out.Header.Del(ch)
+	} else {
+		for _, v := range out.Header.Values(ch) {
+			if keyShaped(v) {
+				out.Header.Del(ch)
+				break
+			}
+		}
 	}
 	out.Header.Set("X-Request-Id", st.id)
 
@@ -479,6 +486,33 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest, rt *route, st *state) {
 	out.Header.Set("X-Forwarded-For", peer)
 	out.Header.Set("X-Forwarded-Proto", proto)
 	out.Header.Set("X-Forwarded-Host", host)
+}
+
+// keyShaped reports whether s holds what looks like a keyway key.
+func keyShaped(s string) bool {
+	return strings.Contains(s, "kw_live_") || strings.Contains(s, "kw_test_")
+}
+
+// queryHasKey looks for a key in a raw query, percent-decoded too
+// (kw%5Flive_…), so an encoding cannot smuggle one past the check.
+func queryHasKey(q string) bool {
+	if keyShaped(q) {
+		return true
+	}
+	if strings.IndexByte(q, '%') < 0 {
+		return false
+	}
+	// Decode leniently: a stray "%zz" elsewhere must not hide a key.
+	var b strings.Builder
+	for i := 0; i < len(q); i++ {
+		if q[i] == '%' && i+2 < len(q) && ishex(q[i+1]) && ishex(q[i+2]) {
+			b.WriteByte(unhex(q[i+1])<<4 | unhex(q[i+2]))
+			i += 2
+			continue
+		}
+		b.WriteByte(q[i])
+	}
+	return keyShaped(b.String())
 }
 
 func validHost(h string) bool {

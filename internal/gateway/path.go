@@ -16,6 +16,7 @@ var (
 	ErrPathBackslash    = errors.New("path contains a backslash")
 	ErrPathNotAbsolute  = errors.New("path must start with /")
 	ErrPathBadEscape    = errors.New("path contains an invalid percent-encoding")
+	ErrPathSemicolon    = errors.New("path contains a semicolon")
 )
 
 // NormalizePath turns the raw (escaped) request path into the one canonical
@@ -24,7 +25,9 @@ var (
 //
 //   - percent-encoding is decoded once (so %2e%2e is "..", %41 is "A");
 //   - an encoded "/" or "\" (%2F, %5C) is refused, as are NUL and control
-//     characters and a literal backslash: upstreams disagree on what they mean;
+//     characters, a literal backslash and a semicolon (literal or %3B):
+//     upstreams disagree on what they mean (Tomcat, Jetty and Spring strip
+//     ";params" from segments, so "/admin;/x" would be "/admin/x" there);
 //   - runs of "/" collapse to one;
 //   - "." and ".." segments are resolved (RFC 3986 §5.2.4); climbing above the
 //     root is refused;
@@ -55,6 +58,9 @@ func NormalizePath(escaped string, lower bool) (string, error) {
 		} else if c == '\\' {
 			return "", ErrPathBackslash
 		}
+		if c == ';' {
+			return "", ErrPathSemicolon
+		}
 		if c < 0x20 || c == 0x7f {
 			return "", ErrPathControl
 		}
@@ -70,7 +76,7 @@ func NormalizePath(escaped string, lower bool) (string, error) {
 func isClean(p string) bool {
 	for i := 0; i < len(p); i++ {
 		switch c := p[i]; c {
-		case '%', '\\':
+		case '%', '\\', ';':
 			return false
 		case '/':
 			if i+1 < len(p) && (p[i+1] == '/' || p[i+1] == '.') {

@@ -62,3 +62,21 @@ func TestStripKeywayCookies(t *testing.T) {
 		}
 	}
 }
+
+func TestQueryHasKey(t *testing.T) {
+	for q, want := range map[string]bool{
+		"":                           false,
+		"city=Paris":                 false,
+		"k=kw_live_abc":              true,
+		"k=kw%5Flive_abc":            true,
+		"k=kw%5flive%5Fabc&x=%zz":    true,
+		"k=%6Bw_test_abc":            true,
+		"x=%zz&y=kw_":                false,
+		"note=kw_live":               false,
+		"a=1&b=2%20kw_test_%41%42%4": true,
+	} {
+		if got := queryHasKey(q); got != want {
+			t.Errorf("queryHasKey(%q) = %v, want %v", q, got, want)
+		}
+	}
+}

@@ -61,6 +61,9 @@ type AuthConfig struct {
 	SessionMaxAge time.Duration
 	// PublicURL is the base URL people reach keyway at, for links.
 	PublicURL string
+	// SelfServiceScopes are the scopes people may put on their own keys.
+	// AdminScope is refused whatever this says.
+	SelfServiceScopes []string
 }
 
 // The ceremony cookie binds a WebAuthn ceremony to the browser that began it.

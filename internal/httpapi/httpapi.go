@@ -54,12 +54,13 @@ var ErrNotReady = errors.New("not ready")
 var errNotFound = errors.New("no such keyway endpoint")
 
 // New returns the handler of the /.keyway/ space.
-func New(cfg Config) (http.Handler, error) {
+func New(cfg Config) (*Own, error) {
 	if cfg.Store == nil || cfg.Logger == nil {
 		return nil, errors.New("httpapi: Store and Logger are required")
 	}
 	s := &server{logger: cfg.Logger}
 	o := &ownServer{server: s, cfg: cfg}
+	own := &Own{}
 	mux := http.NewServeMux()
 	mux.Handle("GET /.keyway/healthz", s.handle(o.healthz))
 	mux.Handle("GET /.keyway/readyz", s.handle(o.readyz))
@@ -68,6 +69,7 @@ func New(cfg Config) (http.Handler, error) {
 			return nil, errors.New("httpapi: Leak.Limit is required")
 		}
 		lh := &leakHandler{cfg: cfg.Leak, limit: ratelimit.NewMemory[netip.Addr](ratelimit.MemoryConfig{MaxKeys: 1 << 16})}
+		own.closers = append(own.closers, lh.limit.Close)
 		mux.Handle("POST /.keyway/keys/report-leak", s.handle(lh.serve))
 	}
 	if cfg.Now == nil {
@@ -79,13 +81,31 @@ func New(cfg Config) (http.Handler, error) {
 		}
 		a := &auth{server: s, cfg: *cfg.Auth, now: cfg.Now,
 			limit: ratelimit.NewMemory[string](ratelimit.MemoryConfig{MaxKeys: 1 << 18})}
+		own.closers = append(own.closers, a.limit.Close)
 		a.register(mux)
 	}
 	if cfg.Portal != nil {
 		mux.Handle("/.keyway/portal/", cfg.Portal)
 	}
 	mux.Handle("/", s.handle(func(http.ResponseWriter, *http.Request) error { return errNotFound }))
-	return securityHeaders(mux), nil
+	own.h = securityHeaders(mux)
+	return own, nil
+}
+
+// Own is the handler of the /.keyway/ space.
+type Own struct {
+	h       http.Handler
+	closers []func()
+}
+
+// ServeHTTP implements http.Handler.
+func (o *Own) ServeHTTP(w http.ResponseWriter, r *http.Request) { o.h.ServeHTTP(w, r) }
+
+// Close stops the background work of the handler's rate limiters.
+func (o *Own) Close() {
+	for _, c := range o.closers {
+		c()
+	}
 }
 
 // server holds what every handler of this package shares: the error mapping.

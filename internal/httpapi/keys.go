@@ -217,8 +217,11 @@ func (s *adminServer) authenticate(next http.Handler) http.Handler {
 		case err != nil:
 			s.writeError(w, r, err)
 			return
-		case !v.HasScopes([]string{AdminScope}):
-			s.writeError(w, r, problem.New(problem.Forbidden, http.StatusForbidden, "the API key lacks scope "+AdminScope))
+		case !v.HasScopes([]string{AdminScope}) || !strings.HasPrefix(v.Key.Owner, "service:"):
+			// Admin keys belong to service accounts: a person's own key,
+			// however it came by the scope, never opens the admin API.
+			s.writeError(w, r, problem.New(problem.Forbidden, http.StatusForbidden,
+				"the admin API needs a service account's key with scope "+AdminScope))
 			return
 		}
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), adminKey{}, v.DisplayID)))

@@ -1,10 +1,13 @@
 package httpapi
 
 import (
+	"fmt"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/keywayhq/keyway/internal/apikey"
+	"github.com/keywayhq/keyway/internal/problem"
 )
 
 // The portal's "my API keys": a signed-in person manages the keys they own
@@ -53,6 +56,12 @@ func (a *auth) createMyKey(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	req.Owner = "user:" + u.ID
+	for _, sc := range req.Scopes {
+		if sc == AdminScope || !slices.Contains(a.cfg.SelfServiceScopes, sc) {
+			return problem.New(problem.Forbidden, http.StatusForbidden,
+				fmt.Sprintf("scope %q cannot be given to your own keys; ask an administrator", sc))
+		}
+	}
 	p, err := createParams(req)
 	if err != nil {
 		return err

@@ -25,6 +25,7 @@
 //     last passkey cannot be removed while no unused code remains.
 //   - Removing a passkey ends every session it signed in, in the same
 //     transaction.
-//   - Account enumeration: sign-in by username answers an unknown name like
-//     a known one (with stable fake credential IDs).
+//   - Account enumeration: sign-in options are the same discoverable request
+//     whether a username is given, known or unknown; a given username must
+//     match the account whose passkey answers.
 package passkey

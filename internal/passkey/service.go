@@ -3,7 +3,6 @@ package passkey
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base32"
@@ -78,9 +77,8 @@ type Config struct {
 
 // Service runs ceremonies and manages accounts.
 type Service struct {
-	cfg  Config
-	wa   *webauthn.WebAuthn
-	fake []byte // keys the fake credential IDs of unknown usernames
+	cfg Config
+	wa  *webauthn.WebAuthn
 }
 
 // New validates cfg and returns a Service.
@@ -129,11 +127,7 @@ func New(cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("passkey: %w", err)
 	}
-	fake := make([]byte, 32)
-	if _, err := io.ReadFull(cfg.Rand, fake); err != nil {
-		return nil, err
-	}
-	return &Service{cfg: cfg, wa: wa, fake: fake}, nil
+	return &Service{cfg: cfg, wa: wa}, nil
 }
 
 // waUser adapts a User and its credentials to the library.
@@ -215,6 +209,8 @@ type ceremonyData struct {
 	Session webauthn.SessionData `json:"session"`
 	Pending *pending             `json:"pending,omitempty"`
 	Name    string               `json:"name,omitempty"`
+	// Username, for a sign-in by username: the account must match.
+	Username string `json:"username,omitempty"`
 }
 
 func (s *Service) putCeremony(ctx context.Context, kind, userID string, d *ceremonyData) (string, error) {
@@ -430,51 +426,26 @@ func fromWA(cred *webauthn.Credential, userID string, now time.Time) *Credential
 	}
 }
 
-// BeginLogin starts a sign-in: usernameless (discoverable, and autofill)
-// when username is empty, else for that user's passkeys. An unknown
-// username gets stable fake credential IDs, so the answer does not tell
-// whether the account exists.
+// BeginLogin starts a sign-in. The options are the same whether or not a
+// username is given, and whether or not it exists: always a discoverable
+// request with no allow list, so the answer cannot tell which accounts
+// exist, nor how many passkeys they have. A given username is remembered
+// and must match the account that signs in.
 func (s *Service) BeginLogin(ctx context.Context, username string) (Options, string, error) {
-	if username == "" {
-		assertion, sess, err := s.wa.BeginDiscoverableLogin(webauthn.WithUserVerification(protocol.VerificationRequired))
+	want := ""
+	if username != "" {
+		name, err := NormalizeUsername(username)
 		if err != nil {
-			return nil, "", fmt.Errorf("begin login: %w", err)
-		}
-		id, err := s.putCeremony(ctx, "login", "", &ceremonyData{Session: *sess})
-		return assertion, id, err
-	}
-	name, err := NormalizeUsername(username)
-	if err != nil {
-		return nil, "", err
-	}
-	u, err := s.cfg.Store.UserByUsername(ctx, name)
-	var w *waUser
-	switch {
-	case errors.Is(err, ErrNotFound):
-		w = s.fakeUser(name)
-	case err != nil:
-		return nil, "", err
-	default:
-		if w, _, err = s.loadWAUser(ctx, u); err != nil {
 			return nil, "", err
 		}
-		if len(w.creds) == 0 {
-			w = s.fakeUser(name)
-		}
+		want = name
 	}
-	assertion, sess, err := s.wa.BeginLogin(w, webauthn.WithUserVerification(protocol.VerificationRequired))
+	assertion, sess, err := s.wa.BeginDiscoverableLogin(webauthn.WithUserVerification(protocol.VerificationRequired))
 	if err != nil {
 		return nil, "", fmt.Errorf("begin login: %w", err)
 	}
-	id, err := s.putCeremony(ctx, "login", "", &ceremonyData{Session: *sess})
+	id, err := s.putCeremony(ctx, "login", "", &ceremonyData{Session: *sess, Username: want})
 	return assertion, id, err
-}
-
-func (s *Service) fakeUser(name string) *waUser {
-	m := hmac.New(sha256.New, s.fake)
-	m.Write([]byte(name))
-	sum := m.Sum(nil)
-	return &waUser{u: &User{Handle: sum[:32], Username: name}, creds: []webauthn.Credential{{ID: sum[:16]}}}
 }
 
 // LoginResult is a verified sign-in.
@@ -585,7 +556,7 @@ func (s *Service) finishAssertion(ctx context.Context, d *ceremonyData, body []b
 		s.auditFailure(ctx, user, parsed.RawID, err)
 		return nil, fmt.Errorf("%w: %s", ErrCeremony, describe(err))
 	}
-	if wantUser != "" && user.ID != wantUser {
+	if (wantUser != "" && user.ID != wantUser) || (d.Username != "" && user.Username != d.Username) {
 		return nil, ErrCeremony
 	}
 	if !parsed.Response.AuthenticatorData.Flags.HasUserVerified() {

@@ -233,19 +233,30 @@ func keyNotFound(err error) error {
 	return err
 }
 
-// UpdateKey implements apikey.Store: it writes the mutable properties.
-func (d *DB) UpdateKey(ctx context.Context, k *apikey.Key, ev audit.Event) error {
-	scopes, cidrs, err := encodeLists(k)
-	if err != nil {
-		return err
-	}
+// UpdateKey implements apikey.Store. The transaction takes the write lock
+// at BEGIN, so the read, the change and the write are one atomic step.
+func (d *DB) UpdateKey(ctx context.Context, id string, mutate func(*apikey.Key) (audit.Event, error)) error {
 	return d.inTx(ctx, func(tx *sql.Tx) error {
-		err := keyNotFound(mustAffect(tx.ExecContext(ctx, `UPDATE api_keys SET name = ?, scopes = ?, rate_count = ?, rate_period = ?,
-			rate_burst = ?, quota_limit = ?, quota_period = ?, cidrs = ?, expires_at = ? WHERE id = ?`,
-			k.Name, scopes, k.Rate.Count, int64(k.Rate.Period), k.Rate.Burst, k.Quota.Limit, string(k.Quota.Period),
-			cidrs, k.ExpiresAt.UnixNano(), k.ID)))
+		k, err := scanKey(tx.QueryRowContext(ctx, `SELECT `+keyColumns+` FROM api_keys WHERE id = ?`, id))
+		if errors.Is(err, sql.ErrNoRows) {
+			return apikey.ErrNotFound
+		}
+		if err != nil {
+			return fmt.Errorf("read api key: %w", err)
+		}
+		ev, err := mutate(k)
 		if err != nil {
 			return err
+		}
+		scopes, cidrs, err := encodeLists(k)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE api_keys SET name = ?, scopes = ?, rate_count = ?, rate_period = ?,
+			rate_burst = ?, quota_limit = ?, quota_period = ?, cidrs = ?, expires_at = ? WHERE id = ?`,
+			k.Name, scopes, k.Rate.Count, int64(k.Rate.Period), k.Rate.Burst, k.Quota.Limit, string(k.Quota.Period),
+			cidrs, k.ExpiresAt.UnixNano(), k.ID); err != nil {
+			return fmt.Errorf("update api key: %w", err)
 		}
 		if err := appendChange(ctx, tx, k.ID, ev.At); err != nil {
 			return err
