@@ -249,11 +249,7 @@ func (c *keysCmd) list(fs *flag.FlagSet) func(context.Context, *app.Keys, []stri
 		if err != nil {
 			return err
 		}
-		now := time.Now()
-		out := make([]httpapi.KeyJSON, 0, len(keys))
-		for _, key := range keys {
-			out = append(out, httpapi.NewKeyJSON(key, now))
-		}
+		out := httpapi.NewKeysJSON(keys, time.Now())
 		if *c.out == "json" {
 			return c.json(map[string]any{"keys": out})
 		}
@@ -381,11 +377,7 @@ func (c *keysCmd) usage(fs *flag.FlagSet) func(context.Context, *app.Keys, []str
 		if err != nil {
 			return err
 		}
-		out := httpapi.UsageJSON{ID: apikey.DisplayID(key.ID), Since: since, Totals: map[string]int64{}, Buckets: []httpapi.UsageBucketJSON{}}
-		for _, r := range rows {
-			out.Totals[string(r.Outcome)] += r.Count
-			out.Buckets = append(out.Buckets, httpapi.UsageBucketJSON{Hour: r.Hour, Outcome: string(r.Outcome), Count: r.Count})
-		}
+		out := httpapi.NewUsageJSON(key.ID, since, rows)
 		if *c.out == "json" {
 			return c.json(out)
 		}

@@ -273,16 +273,8 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, st *state) {
 	}
 	st.route = rt
 
-	if rt.ipLimit != nil {
-		rl := rt.RateLimit
-		d := rt.ipLimit.Allow(st.client.Client, rl.Limit)
-		if d.Remaining*2 <= d.Limit {
-			setRateHeaders(w.Header(), d, "ip", rl.Limit.Count, rl.Limit.Period)
-		}
-		if !d.Allowed {
-			g.problem(w, st, rateLimited(d))
-			return
-		}
+	if rt.ipLimit != nil && !g.limit(w, st, rt.ipLimit.Allow(st.client.Client, rt.RateLimit.Limit), "ip") {
+		return
 	}
 	switch rt.Policy {
 	case PolicyPublic:
@@ -303,16 +295,8 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, st *state) {
 		}
 		st.ident = id
 	}
-	if rt.kLimit != nil {
-		rl := rt.RateLimit
-		d := rt.kLimit.Allow(st.ident.LimiterKey, rl.Limit)
-		if d.Remaining*2 <= d.Limit {
-			setRateHeaders(w.Header(), d, "route", rl.Limit.Count, rl.Limit.Period)
-		}
-		if !d.Allowed {
-			g.problem(w, st, rateLimited(d))
-			return
-		}
+	if rt.kLimit != nil && !g.limit(w, st, rt.kLimit.Allow(st.ident.LimiterKey, rt.RateLimit.Limit), "route") {
+		return
 	}
 
 	if r.ContentLength > rt.MaxBody {
@@ -326,6 +310,20 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, st *state) {
 	ctx, cancel := context.WithTimeout(r.Context(), rt.Timeout)
 	defer cancel()
 	rt.proxy.ServeHTTP(w, r.WithContext(ctx))
+}
+
+// limit applies a route limiter's decision: the RateLimit fields once half
+// of the burst is spent, and a 429 when denied. It reports whether the
+// request may go on.
+func (g *Gateway) limit(w http.ResponseWriter, st *state, d ratelimit.Decision, name string) bool {
+	if d.Remaining*2 <= d.Limit {
+		l := st.route.RateLimit.Limit
+		setRateHeaders(w.Header(), d, name, l.Count, l.Period)
+	}
+	if !d.Allowed {
+		g.problem(w, st, rateLimited(d))
+	}
+	return d.Allowed
 }
 
 func (g *Gateway) problem(w http.ResponseWriter, st *state, p *problem.Problem) {

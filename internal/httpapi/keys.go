@@ -233,12 +233,26 @@ func (s *adminServer) listKeys(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	now := s.now()
+	return writeJSON(w, http.StatusOK, map[string]any{"keys": NewKeysJSON(keys, s.now())})
+}
+
+// NewKeysJSON renders a list of keys at time now.
+func NewKeysJSON(keys []*apikey.Key, now time.Time) []KeyJSON {
 	out := make([]KeyJSON, 0, len(keys))
 	for _, k := range keys {
 		out = append(out, NewKeyJSON(k, now))
 	}
-	return writeJSON(w, http.StatusOK, map[string]any{"keys": out})
+	return out
+}
+
+// NewUsageJSON renders a key's usage buckets from since on.
+func NewUsageJSON(id string, since time.Time, rows []apikey.UsageRow) UsageJSON {
+	out := UsageJSON{ID: apikey.DisplayID(id), Since: since, Totals: map[string]int64{}, Buckets: []UsageBucketJSON{}}
+	for _, row := range rows {
+		out.Totals[string(row.Outcome)] += row.Count
+		out.Buckets = append(out.Buckets, UsageBucketJSON{Hour: row.Hour, Outcome: string(row.Outcome), Count: row.Count})
+	}
+	return out
 }
 
 func (s *adminServer) createKey(w http.ResponseWriter, r *http.Request) error {
@@ -401,12 +415,7 @@ func (s *adminServer) keyUsage(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	out := UsageJSON{ID: apikey.DisplayID(k.ID), Since: since, Totals: map[string]int64{}, Buckets: []UsageBucketJSON{}}
-	for _, row := range rows {
-		out.Totals[string(row.Outcome)] += row.Count
-		out.Buckets = append(out.Buckets, UsageBucketJSON{Hour: row.Hour, Outcome: string(row.Outcome), Count: row.Count})
-	}
-	return writeJSON(w, http.StatusOK, out)
+	return writeJSON(w, http.StatusOK, NewUsageJSON(k.ID, since, rows))
 }
 
 func badRequest(msg string) error {

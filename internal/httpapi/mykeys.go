@@ -38,12 +38,7 @@ func (a *auth) listMyKeys(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	now := a.now()
-	out := make([]KeyJSON, 0, len(keys))
-	for _, k := range keys {
-		out = append(out, NewKeyJSON(k, now))
-	}
-	return writeJSON(w, http.StatusOK, map[string]any{"keys": out})
+	return writeJSON(w, http.StatusOK, map[string]any{"keys": NewKeysJSON(keys, a.now())})
 }
 
 func (a *auth) createMyKey(w http.ResponseWriter, r *http.Request) error {
@@ -133,10 +128,5 @@ func (a *auth) myKeyUsage(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	out := UsageJSON{ID: apikey.DisplayID(k.ID), Since: since, Totals: map[string]int64{}, Buckets: []UsageBucketJSON{}}
-	for _, row := range rows {
-		out.Totals[string(row.Outcome)] += row.Count
-		out.Buckets = append(out.Buckets, UsageBucketJSON{Hour: row.Hour, Outcome: string(row.Outcome), Count: row.Count})
-	}
-	return writeJSON(w, http.StatusOK, out)
+	return writeJSON(w, http.StatusOK, NewUsageJSON(k.ID, since, rows))
 }
