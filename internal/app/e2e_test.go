@@ -494,3 +494,42 @@ routes: [{path: /api, upstream: echo, policy: public}]
 		t.Fatal("the listener still accepts after shutdown")
 	}
 }
+
+// TestStreaming checks that the proxy streams: the client reads the first
+// chunk of a slow response while the upstream is still writing the rest.
+func TestStreaming(t *testing.T) {
+	release := make(chan struct{})
+	up := &http.Server{ReadHeaderTimeout: time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		_, _ = io.WriteString(w, "data: first\n\n")
+		http.NewResponseController(w).Flush()
+		select {
+		case <-release:
+		case <-r.Context().Done():
+			return
+		}
+		_, _ = io.WriteString(w, "data: second\n\n")
+	})}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	apptest.Must(t, err, "listen")
+	go func() { _ = up.Serve(ln) }()
+	defer func() { _ = up.Close() }()
+	cfg := apptest.Config(t, fmt.Sprintf(`
+data_dir: {{data}}
+upstreams: {up: {url: "http://%s"}}
+routes: [{path: /events, upstream: up, policy: public, rate_limit: {rate: 10/s}}]
+`, ln.Addr()))
+	in := apptest.Start(t, cfg)
+	res := get(t, in.Client(), in.URL("/events"))
+	defer func() { _ = res.Body.Close() }()
+	buf := make([]byte, 64)
+	n, err := io.ReadAtLeast(res.Body, buf, len("data: first\n\n"))
+	if err != nil || !strings.HasPrefix(string(buf[:n]), "data: first") {
+		t.Fatalf("first chunk: %q, %v", buf[:n], err)
+	}
+	close(release) // only now may the upstream finish
+	rest, err := io.ReadAll(res.Body)
+	if err != nil || !strings.Contains(string(rest), "data: second") {
+		t.Fatalf("rest: %q, %v", rest, err)
+	}
+}
