@@ -176,7 +176,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 		return nil, err
 	}
 	pages, err := portal.New(portal.Config{Accounts: a.passkeys, Sessions: a.sessions, Keys: a.keys,
-		Audit: auditLog{a.db}, OpenSignUp: passkey.SignUpMode(cfg.Passkeys.SignUp) == passkey.SignUpOpen, Logger: a.logger})
+		Audit: auditLog{a.db}, Origin: a.publicURL, OpenSignUp: passkey.SignUpMode(cfg.Passkeys.SignUp) == passkey.SignUpOpen, Logger: a.logger})
 	if err != nil {
 		return nil, err
 	}

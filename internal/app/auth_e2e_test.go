@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/cookiejar"
+	"net/netip"
 	"net/url"
 	"strings"
 	"testing"
@@ -415,4 +416,45 @@ routes: [{path: /api, upstream: echo, policy: session, methods: [GET, POST]}]
 
 func decodeB64URL(s string) ([]byte, error) {
 	return base64.RawURLEncoding.DecodeString(strings.TrimRight(s, "="))
+}
+
+// TestRecoveryCannotBeLockedOutFromOneSource spends one source's recovery
+// budget on an account; its owner, elsewhere, still gets in with a code.
+func TestRecoveryCannotBeLockedOutFromOneSource(t *testing.T) {
+	cfg := apptest.Demo(t)
+	cfg.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")} // so X-Forwarded-For names the source
+	in := apptest.Start(t, cfg)
+	owner := newPerson(t, in)
+	var signup struct {
+		RecoveryCodes []string `json:"recovery_codes"`
+	}
+	_ = json.Unmarshal(owner.register(map[string]string{"username": "gwen"}), &signup)
+
+	try := func(from, code string) int {
+		req, _ := http.NewRequest(http.MethodPost, in.URL("/.keyway/auth/recovery"), strings.NewReader(
+			fmt.Sprintf(`{"username":"gwen","code":%q}`, code)))
+		req.Header.Set("X-Keyway-CSRF", "1")
+		req.Header.Set("X-Forwarded-For", from)
+		res, err := in.Client().Do(req)
+		apptest.Must(t, err, "recovery")
+		_ = res.Body.Close()
+		return res.StatusCode
+	}
+	statuses := []int{}
+	for range 7 {
+		statuses = append(statuses, try("203.0.113.9", "aaaa-bbbb-cccc-dddd"))
+	}
+	if statuses[0] != 401 || statuses[6] != 429 {
+		t.Fatalf("attacker's tries: %v, want 401s then 429", statuses)
+	}
+	if got := try("198.51.100.7", signup.RecoveryCodes[0]); got != 200 {
+		t.Fatalf("the owner's correct code from elsewhere: %d, want 200", got)
+	}
+	// The attacker's own /64 counts as one source for IPv6.
+	for range 5 {
+		try("2001:db8:1:2::1", "aaaa-bbbb-cccc-dddd")
+	}
+	if got := try("2001:db8:1:2::ffff", "aaaa-bbbb-cccc-dddd"); got != 429 {
+		t.Fatalf("another address of the same /64: %d, want 429", got)
+	}
 }

@@ -85,6 +85,10 @@ var (
 	limitCeremony = ratelimit.Limit{Count: 30, Period: time.Minute, Burst: 20}
 	limitSignUp   = ratelimit.Limit{Count: 10, Period: time.Hour, Burst: 5}
 	limitRecovery = ratelimit.Limit{Count: 5, Period: 15 * time.Minute, Burst: 5}
+	// An account's recovery budget across all sources is much larger than
+	// one source's, so that an attacker spending his own budget cannot lock
+	// the owner out; 80-bit codes keep even this budget far from guessable.
+	limitRecoveryAccount = ratelimit.Limit{Count: 50, Period: 24 * time.Hour, Burst: 50}
 )
 
 var errStepUp = &problem.Problem{Type: problem.StepUpRequired, Title: "Unauthorized", Status: http.StatusUnauthorized,
@@ -142,6 +146,18 @@ func (a *auth) csrf(fn func(http.ResponseWriter, *http.Request) error) func(http
 		w.Header().Set("Cache-Control", "no-store")
 		return fn(w, r)
 	}
+}
+
+// source names where a request comes from, for rate limits: the client's
+// IPv4 address, or its IPv6 /64 (one host usually owns a whole /64, and
+// could otherwise rotate through it).
+func source(r *http.Request) string {
+	a := clientOf(r)
+	if a.Is6() {
+		p, _ := a.Prefix(64)
+		return p.String()
+	}
+	return a.String()
 }
 
 func clientOf(r *http.Request) netip.Addr {
@@ -286,7 +302,7 @@ func (a *auth) registerBegin(w http.ResponseWriter, r *http.Request) error {
 		}
 		return a.startCeremony(w, opts, id)
 	}
-	if err := a.allow("signup:"+clientOf(r).String(), limitSignUp); err != nil {
+	if err := a.allow("signup:"+source(r), limitSignUp); err != nil {
 		return err
 	}
 	opts, id, err := a.cfg.Accounts.BeginSignUp(r.Context(), req.Username, req.DisplayName, req.Invite)
@@ -350,7 +366,7 @@ func (a *auth) loginBegin(w http.ResponseWriter, r *http.Request) error {
 	if err := decode(r, &req); err != nil {
 		return err
 	}
-	if err := a.allow("login:"+clientOf(r).String(), limitCeremony); err != nil {
+	if err := a.allow("login:"+source(r), limitCeremony); err != nil {
 		return err
 	}
 	if req.Username != "" {
@@ -369,7 +385,7 @@ func (a *auth) loginBegin(w http.ResponseWriter, r *http.Request) error {
 
 func (a *auth) loginFinish(w http.ResponseWriter, r *http.Request) error {
 	ceremony := ceremonyOf(w, r)
-	if err := a.allow("login:"+clientOf(r).String(), limitCeremony); err != nil {
+	if err := a.allow("login:"+source(r), limitCeremony); err != nil {
 		return err
 	}
 	body, err := readBody(r)
@@ -619,11 +635,14 @@ func (a *auth) recover(w http.ResponseWriter, r *http.Request) error {
 	if err := decode(r, &req); err != nil {
 		return err
 	}
-	if err := a.allow("recover:"+clientOf(r).String(), limitRecovery); err != nil {
+	if err := a.allow("recover:"+source(r), limitRecovery); err != nil {
 		return err
 	}
 	if name, err := passkey.NormalizeUsername(req.Username); err == nil {
-		if err := a.allow("recover-user:"+name, limitRecovery); err != nil {
+		if err := a.allow("recover-user:"+name+"|"+source(r), limitRecovery); err != nil {
+			return err
+		}
+		if err := a.allow("recover-user:"+name, limitRecoveryAccount); err != nil {
 			return err
 		}
 	}
@@ -652,7 +671,7 @@ func (a *auth) enrol(w http.ResponseWriter, r *http.Request) error {
 	if err := decode(r, &req); err != nil {
 		return err
 	}
-	if err := a.allow("recover:"+clientOf(r).String(), limitRecovery); err != nil {
+	if err := a.allow("recover:"+source(r), limitRecovery); err != nil {
 		return err
 	}
 	u, err := a.cfg.Accounts.RedeemEnrolment(r.Context(), req.Token)

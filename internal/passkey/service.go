@@ -17,6 +17,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/go-webauthn/webauthn/protocol"
@@ -178,9 +179,24 @@ func NormalizeUsername(s string) (string, error) {
 	return n, nil
 }
 
+// unprintable finds characters that have no business in a name people read:
+// control characters, and the bidirectional overrides that make a label
+// read differently from what it says.
+func unprintable(r rune) bool { return unicode.IsControl(r) || unicode.Is(unicode.Bidi_Control, r) }
+
+// checkPasskeyName trims a passkey's name and checks it: at most 64
+// printable characters ("" lets the provider's name stand in).
+func checkPasskeyName(name string) (string, error) {
+	name = strings.TrimSpace(name)
+	if !utf8.ValidString(name) || utf8.RuneCountInString(name) > 64 || strings.IndexFunc(name, unprintable) >= 0 {
+		return "", fmt.Errorf("%w: a passkey name is at most 64 printable characters", ErrInvalidInput)
+	}
+	return name, nil
+}
+
 func checkDisplayName(s string) (string, error) {
 	s = strings.TrimSpace(s)
-	if !utf8.ValidString(s) || utf8.RuneCountInString(s) > 64 || strings.IndexFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f }) >= 0 {
+	if !utf8.ValidString(s) || utf8.RuneCountInString(s) > 64 || strings.IndexFunc(s, unprintable) >= 0 {
 		return "", fmt.Errorf("%w: a display name is at most 64 printable characters", ErrInvalidInput)
 	}
 	return s, nil
@@ -307,6 +323,10 @@ func (s *Service) BeginSignUp(ctx context.Context, username, displayName, invite
 
 // BeginAddPasskey starts adding a passkey to a signed-in user.
 func (s *Service) BeginAddPasskey(ctx context.Context, userID, name string) (Options, string, error) {
+	name, err := checkPasskeyName(name)
+	if err != nil {
+		return nil, "", err
+	}
 	u, err := s.cfg.Store.UserByID(ctx, userID)
 	if err != nil {
 		return nil, "", err
@@ -390,18 +410,15 @@ func (s *Service) FinishRegistration(ctx context.Context, ceremonyID, userID str
 	if d.Pending != nil {
 		u := d.Pending.User
 		u.CreatedAt = now
+		var inv *InviteUse
 		if d.Pending.InviteHash != nil {
-			inv, err := s.cfg.Store.TakeInvite(ctx, d.Pending.InviteHash, d.Pending.InviteKind, now)
-			if err != nil {
-				return nil, nil, ErrSignUpClosed
-			}
-			u.Role = inv.Role
+			inv = &InviteUse{Hash: d.Pending.InviteHash, Kind: d.Pending.InviteKind, Now: now}
 		}
 		evs := []audit.Event{
 			{At: now, Type: audit.UserCreated, Actor: "user:" + u.ID, Subject: "user:" + u.ID, Detail: map[string]string{"role": string(u.Role)}},
 			{At: now, Type: audit.PasskeyAdded, Actor: "user:" + u.ID, Subject: "user:" + u.ID, Detail: detail},
 		}
-		if err := s.cfg.Store.CreateUser(ctx, u, c, evs); err != nil {
+		if err := s.cfg.Store.CreateUser(ctx, u, c, inv, evs); err != nil {
 			return nil, nil, err
 		}
 		return u, c, nil
@@ -674,8 +691,11 @@ func (s *Service) Rename(ctx context.Context, userID, ref, name string) error {
 	if err != nil {
 		return err
 	}
-	name = strings.TrimSpace(name)
-	if name == "" || utf8.RuneCountInString(name) > 64 || strings.IndexFunc(name, func(r rune) bool { return r < 0x20 || r == 0x7f }) >= 0 {
+	name, err = checkPasskeyName(name)
+	if err != nil {
+		return err
+	}
+	if name == "" {
 		return fmt.Errorf("%w: a passkey name is 1 to 64 printable characters", ErrInvalidInput)
 	}
 	ev := audit.Event{At: s.cfg.Now().UTC(), Type: audit.PasskeyRenamed, Actor: "user:" + userID, Subject: "user:" + userID,

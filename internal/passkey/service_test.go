@@ -296,6 +296,26 @@ func TestSignUpModes(t *testing.T) {
 	if err != nil || u.Role != passkey.RoleAdmin {
 		t.Fatalf("setup link: %v %+v", err, u)
 	}
+	// A setup link minted by an earlier start is dead once an admin exists,
+	// even for a ceremony begun before.
+	e2 := newEnv(t)
+	link1, _ := e2.svc.CreateLink(ctx, "setup", "", passkey.RoleAdmin, "system", time.Hour)
+	link2, _ := e2.svc.CreateLink(ctx, "setup", "", passkey.RoleAdmin, "system", time.Hour)
+	o1, id1, err := e2.svc.BeginSignUp(ctx, "mallory", "", link1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o2, id2, _ := e2.svc.BeginSignUp(ctx, "owner", "", link2)
+	if u, _, err := e2.svc.FinishRegistration(ctx, id2, "", newDevice(virtualwebauthn.AuthenticatorOptions{}).attest(t, o2)); err != nil || u.Role != passkey.RoleAdmin {
+		t.Fatalf("first admin: %v", err)
+	}
+	if _, _, err := e2.svc.FinishRegistration(ctx, id1, "", newDevice(virtualwebauthn.AuthenticatorOptions{}).attest(t, o1)); !errors.Is(err, passkey.ErrSignUpClosed) {
+		t.Fatalf("an older setup link made a second admin: %v", err)
+	}
+	if _, _, err := e2.svc.BeginSignUp(ctx, "mallory", "", link1); !errors.Is(err, passkey.ErrSignUpClosed) {
+		t.Fatalf("older setup link at begin: %v", err)
+	}
+
 	expired, _ := e.svc.CreateLink(ctx, "invite", "", passkey.RoleUser, "admin:x", time.Minute)
 	e.clk.Add(2 * time.Minute)
 	if _, _, err := e.svc.BeginSignUp(ctx, "judy", "", expired); !errors.Is(err, passkey.ErrSignUpClosed) {
@@ -340,6 +360,14 @@ func TestPasskeysAndRecovery(t *testing.T) {
 	}
 	if err := e.svc.Rename(ctx, u.ID, ref1, "Phone"); err != nil {
 		t.Fatal(err)
+	}
+	for _, bad := range []string{strings.Repeat("n", 65), "evil\u202Etxt.exe", "bell\a", "line\nbreak"} {
+		if err := e.svc.Rename(ctx, u.ID, ref1, bad); !errors.Is(err, passkey.ErrInvalidInput) {
+			t.Errorf("rename to %q: %v", bad, err)
+		}
+		if _, _, err := e.svc.BeginAddPasskey(ctx, u.ID, bad); !errors.Is(err, passkey.ErrInvalidInput) {
+			t.Errorf("add passkey named %q: %v", bad, err)
+		}
 	}
 	if err := e.svc.Rename(ctx, "usr_other", ref1, "Mine"); !errors.Is(err, passkey.ErrNotFound) {
 		t.Fatalf("renaming someone else's passkey: %v", err)

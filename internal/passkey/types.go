@@ -97,10 +97,22 @@ type Invite struct {
 	ExpiresAt time.Time
 }
 
+// InviteUse is a link spent by a sign-up.
+type InviteUse struct {
+	Hash []byte
+	Kind string // invite | setup
+	Now  time.Time
+}
+
 // Store is what the service needs of persistence. Mutations write their
 // audit events in the same transaction. Look-ups return ErrNotFound.
 type Store interface {
-	CreateUser(ctx context.Context, u *User, c *Credential, evs []audit.Event) error
+	// CreateUser stores a new account with its first passkey. With inv set,
+	// it spends that link in the same transaction (ErrSignUpClosed when it is
+	// used, expired or unknown) and gives the user the link's role; a setup
+	// link works only while no admin exists, and creating the first admin
+	// spends every other setup link.
+	CreateUser(ctx context.Context, u *User, c *Credential, inv *InviteUse, evs []audit.Event) error
 	AddCredential(ctx context.Context, c *Credential, ev audit.Event) error
 	UserByID(ctx context.Context, id string) (*User, error)
 	UserByHandle(ctx context.Context, handle []byte) (*User, error)

@@ -12,7 +12,10 @@
 //   - Script injection. Every page carries a strict Content-Security-Policy
 //     (Policy): only the embedded app.js and app.css load, and there is no
 //     inline script, inline style or inline event handler anywhere, so an
-//     injected tag runs nothing. html/template escapes all data.
+//     injected tag runs nothing. html/template escapes all data. With the
+//     public origin configured (as app does), the policy names app.js and
+//     app.css by full, content-hashed URL rather than 'self': the portal
+//     shares its origin with the upstreams, whose scripts it must not trust.
 //   - Secrets never travel in a URL. Session tokens stay in the HttpOnly
 //     cookie; an API key or a set of recovery codes exists only in the JSON
 //     response that created it, and the script writes it into the page once.

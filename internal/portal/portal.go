@@ -88,6 +88,11 @@ type Config struct {
 	// OpenSignUp says anyone may sign up without an invitation; the
 	// sign-in page then links to sign-up. Default false.
 	OpenSignUp bool
+	// Origin is keyway's public origin ("https://localhost:8443"). When
+	// set, the policy allows exactly the portal's script and stylesheet by
+	// full URL instead of 'self': the portal shares its origin with every
+	// upstream the gateway proxies, and 'self' would trust their scripts too.
+	Origin string
 	// Logger receives the detail of failures. Required.
 	Logger *slog.Logger
 	// Now is the clock. Default time.Now.
@@ -100,6 +105,7 @@ var templateFS embed.FS
 // portal is the handler.
 type portal struct {
 	cfg    Config
+	csp    string
 	mux    *http.ServeMux
 	pages  map[string]*template.Template
 	assets *assets
@@ -117,7 +123,19 @@ func New(cfg Config) (http.Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &portal{cfg: cfg, mux: http.NewServeMux(), assets: as}
+	p := &portal{cfg: cfg, mux: http.NewServeMux(), assets: as, csp: Policy}
+	if cfg.Origin != "" {
+		js, err := as.url("app.js")
+		if err != nil {
+			return nil, err
+		}
+		css, err := as.url("app.css")
+		if err != nil {
+			return nil, err
+		}
+		p.csp = "default-src 'none'; script-src " + cfg.Origin + js + "; style-src " + cfg.Origin + css +
+			"; img-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+	}
 	if p.pages, err = parsePages(as); err != nil {
 		return nil, err
 	}
@@ -233,7 +251,7 @@ func (p *portal) routes() {
 // pages' own script and stylesheet.
 func (p *portal) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
-	h.Set("Content-Security-Policy", Policy)
+	h.Set("Content-Security-Policy", p.csp)
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Referrer-Policy", "no-referrer")
 	h.Set("X-Frame-Options", "DENY")
@@ -384,7 +402,9 @@ func (p *portal) render(w http.ResponseWriter, r *http.Request, vw *view) {
 
 // safeNext returns next if it names a portal page, else "".
 func safeNext(next string) string {
-	if next == "" || len(next) > 200 {
+	// No percent-encoding at all: a decoded "%23" or "%3F" would smuggle a
+	// fragment or query past the checks below.
+	if next == "" || len(next) > 200 || strings.ContainsRune(next, '%') {
 		return ""
 	}
 	u, err := url.Parse(next)

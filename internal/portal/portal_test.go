@@ -530,15 +530,18 @@ func TestBadAttributes(t *testing.T) {
 
 func TestSafeNext(t *testing.T) {
 	for in, want := range map[string]string{
-		"":                            "",
-		"/.keyway/portal/keys":        "/.keyway/portal/keys",
-		"/.keyway/portal/admin/users": "/.keyway/portal/admin/users",
-		"/.keyway/portal/keys?x=1":    "",
-		"/.keyway/portal/./keys":      "",
-		"//evil.example":              "",
-		"https://x/.keyway/portal/":   "",
-		"/.keyway/auth/logout":        "",
-		"/.keyway/portal/a\\b":        "",
+		"":                                      "",
+		"/.keyway/portal/keys":                  "/.keyway/portal/keys",
+		"/.keyway/portal/admin/users":           "/.keyway/portal/admin/users",
+		"/.keyway/portal/keys?x=1":              "",
+		"/.keyway/portal/./keys":                "",
+		"//evil.example":                        "",
+		"https://x/.keyway/portal/":             "",
+		"/.keyway/auth/logout":                  "",
+		"/.keyway/portal/a\\b":                  "",
+		"/.keyway/portal/enrol%2523token=X":     "",
+		"/.keyway/portal/signup%3Fx=1%23invite": "",
+		"/.keyway/portal/%6Beys":                "",
 	} {
 		if got := safeNext(in); got != want {
 			t.Errorf("safeNext(%q) = %q, want %q", in, got, want)

@@ -204,7 +204,7 @@
   // The fragment never reaches a server; once read, it leaves the address
   // bar and the history too.
   const fragment = new URLSearchParams(location.hash.slice(1));
-  if (location.hash && document.querySelector('[data-fragment]')) {
+  if (location.hash && (document.querySelector('[data-fragment]') || fragment.has('token') || fragment.has('invite'))) {
     history.replaceState(null, '', location.pathname + location.search);
   }
 

@@ -69,8 +69,40 @@ func boolInt(b bool) int {
 }
 
 // CreateUser implements passkey.Store.
-func (d *DB) CreateUser(ctx context.Context, u *passkey.User, c *passkey.Credential, evs []audit.Event) error {
+func (d *DB) CreateUser(ctx context.Context, u *passkey.User, c *passkey.Credential, inv *passkey.InviteUse, evs []audit.Event) error {
 	return d.inTx(ctx, func(tx *sql.Tx) error {
+		if inv != nil {
+			if inv.Kind == "setup" {
+				var admins int
+				if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM users WHERE role = 'admin'`).Scan(&admins); err != nil {
+					return err
+				}
+				if admins > 0 {
+					return passkey.ErrSignUpClosed
+				}
+			}
+			var role string
+			err := tx.QueryRowContext(ctx, `UPDATE invites SET used_at = ? WHERE hash = ? AND kind = ? AND used_at IS NULL AND expires_at > ?
+				RETURNING role`, inv.Now.UnixNano(), inv.Hash, inv.Kind, inv.Now.UnixNano()).Scan(&role)
+			if errors.Is(err, sql.ErrNoRows) {
+				return passkey.ErrSignUpClosed
+			}
+			if err != nil {
+				return err
+			}
+			u.Role = passkey.Role(role)
+			if inv.Kind == "setup" {
+				// The first admin exists now: no other setup link may make a second.
+				if _, err := tx.ExecContext(ctx, `UPDATE invites SET used_at = ? WHERE kind = 'setup' AND used_at IS NULL`, inv.Now.UnixNano()); err != nil {
+					return err
+				}
+			}
+			for i := range evs {
+				if evs[i].Type == audit.UserCreated {
+					evs[i].Detail["role"] = role
+				}
+			}
+		}
 		_, err := tx.ExecContext(ctx, `INSERT INTO users (id, handle, username, display_name, role, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
 			u.ID, u.Handle, u.Username, u.DisplayName, string(u.Role), u.CreatedAt.UnixNano())
 		if err != nil {
