@@ -371,7 +371,9 @@ func (a *auth) loginBegin(w http.ResponseWriter, r *http.Request) error {
 	}
 	if req.Username != "" {
 		if name, err := passkey.NormalizeUsername(req.Username); err == nil {
-			if err := a.allow("login-user:"+name, limitCeremony); err != nil {
+			// Per account and source, so a stranger spending his own budget
+			// on someone's name does not make it answer 429 to its owner.
+			if err := a.allow("login-user:"+name+"|"+source(r), limitCeremony); err != nil {
 				return err
 			}
 		}
