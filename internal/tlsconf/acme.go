@@ -5,12 +5,10 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"io/fs"
 	"net"
 	"net/http"
 	"net/mail"
 	"net/url"
-	"os"
 	"runtime"
 	"slices"
 	"strings"
@@ -215,18 +213,9 @@ func isASCII(s string) bool {
 // ensureStrictDir creates dir with mode 0700 if missing and refuses an
 // existing one that group or other users may enter (ErrInsecureDir).
 func ensureStrictDir(dir string) error {
-	fi, err := os.Stat(dir)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return err
-		}
-		// MkdirAll is subject to the umask; make the mode exact.
-		return os.Chmod(dir, 0o700) //nolint:gosec // G302: a directory needs its x bit; 0700 is owner-only
-	case err != nil:
+	fi, err := makeDir(dir)
+	if err != nil || fi == nil {
 		return err
-	case !fi.IsDir():
-		return fmt.Errorf("%s is not a directory", dir)
 	}
 	if runtime.GOOS != "windows" && fi.Mode().Perm()&0o077 != 0 {
 		return fmt.Errorf("%s has mode %04o, want 0700 (chmod 700 %s): %w",

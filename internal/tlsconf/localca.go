@@ -503,24 +503,34 @@ func checkKeyFileMode(path string) error {
 // ensurePrivateDir creates dir with mode 0700 if missing. An existing
 // directory is left as it is, with a warning if others may write to it.
 func ensurePrivateDir(dir string, log *slog.Logger) error {
-	fi, err := os.Stat(dir)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return err
-		}
-		// MkdirAll is subject to the umask; make the mode exact.
-		return os.Chmod(dir, 0o700) //nolint:gosec // G302: a directory needs its x bit; 0700 is owner-only
-	case err != nil:
+	fi, err := makeDir(dir)
+	if err != nil || fi == nil {
 		return err
-	case !fi.IsDir():
-		return fmt.Errorf("%s is not a directory", dir)
 	}
 	if runtime.GOOS != "windows" && fi.Mode().Perm()&0o022 != 0 {
 		log.Warn("local ca: directory is writable by group or other users; anyone who can write it can replace the CA",
 			"dir", dir, "mode", fmt.Sprintf("%04o", fi.Mode().Perm()))
 	}
 	return nil
+}
+
+// makeDir creates dir with mode 0700 when it is missing (returning a nil
+// FileInfo), or returns the FileInfo of the directory that exists.
+func makeDir(dir string) (fs.FileInfo, error) {
+	fi, err := os.Stat(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, err
+		}
+		// MkdirAll is subject to the umask; make the mode exact.
+		return nil, os.Chmod(dir, 0o700) //nolint:gosec // G302: a directory needs its x bit; 0700 is owner-only
+	case err != nil:
+		return nil, err
+	case !fi.IsDir():
+		return nil, fmt.Errorf("%s is not a directory", dir)
+	}
+	return fi, nil
 }
 
 // writeFileAtomic writes data to path through a temporary file in the same
