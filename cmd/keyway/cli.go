@@ -25,6 +25,7 @@ Usage:
   keyway check   --config FILE [--strict] [-o text|json]
   keyway keys    create|list|show|update|rotate|revoke|delete|usage …  (keyway keys help)
   keyway scan    [-o text|json] [PATH…]
+  keyway users   list|invite|enrol-link|revoke-sessions …  (keyway users help)
   keyway audit   verify [--data-dir DIR] [-o text|json]
   keyway version [-o text|json]
 
@@ -57,6 +58,8 @@ func run(args []string, stdout, stderr io.Writer, getenv func(string) string) in
 		return cmdScan(args[1:], stdout, stderr)
 	case "audit":
 		return cmdAudit(args[1:], stdout, stderr, getenv)
+	case "users":
+		return cmdUsers(args[1:], stdout, stderr, getenv)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return exitOK

@@ -163,3 +163,44 @@ func TestAuditVerify(t *testing.T) {
 		t.Fatalf("edited trail: %d %s", code, out)
 	}
 }
+
+// TestUsersCLI makes an invitation with `keyway users invite` beside a
+// running server whose sign-up is invite-only, and checks that the server
+// takes it; links for unknown users are refused.
+func TestUsersCLI(t *testing.T) {
+	cfg := apptest.Config(t, `
+data_dir: {{data}}
+`)
+	in := apptest.Start(t, cfg)
+	dir := cfg.DataDir
+	code, out, errOut := runCLI(t, "users", "invite", "--role", "user", "--data-dir", dir, "-o", "json")
+	var inv struct{ URL, Role string }
+	if code != 0 || json.Unmarshal([]byte(out), &inv) != nil || !strings.Contains(inv.URL, "/.keyway/portal/signup#invite=") {
+		t.Fatalf("invite: %d %q %s", code, out, errOut)
+	}
+	token := inv.URL[strings.Index(inv.URL, "#invite=")+len("#invite="):]
+	begin := func(body string) int {
+		req, _ := http.NewRequest(http.MethodPost, in.URL("/.keyway/auth/passkey/register/begin"), strings.NewReader(body))
+		req.Header.Set("X-Keyway-CSRF", "1")
+		res, err := in.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = res.Body.Close()
+		return res.StatusCode
+	}
+	if got := begin(`{"username":"zed"}`); got != http.StatusForbidden {
+		t.Fatalf("sign-up without the invitation: %d", got)
+	}
+	if got := begin(`{"username":"zed","invite":"` + token + `"}`); got != http.StatusOK {
+		t.Fatalf("sign-up with the CLI's invitation: %d", got)
+	}
+	for _, args := range [][]string{{"enrol-link", "nobody"}, {"revoke-sessions", "nobody"}, {"invite", "--role", "root"}, {"frob"}} {
+		if code, _, _ := runCLI(t, append(append([]string{"users"}, args...), "--data-dir", dir)...); code == 0 {
+			t.Errorf("users %v succeeded", args)
+		}
+	}
+	if code, out, _ := runCLI(t, "users", "list", "--data-dir", dir, "-o", "json"); code != 0 || !strings.Contains(out, `"users"`) {
+		t.Fatalf("list: %d %s", code, out)
+	}
+}

@@ -2,10 +2,12 @@ package app_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/cookiejar"
 	"net/netip"
@@ -15,6 +17,7 @@ import (
 	"time"
 
 	"github.com/descope/virtualwebauthn"
+	"github.com/keywayhq/keyway/internal/app"
 	"github.com/keywayhq/keyway/internal/app/apptest"
 	"github.com/keywayhq/keyway/internal/testenv"
 )
@@ -456,5 +459,42 @@ func TestRecoveryCannotBeLockedOutFromOneSource(t *testing.T) {
 	}
 	if got := try("2001:db8:1:2::ffff", "aaaa-bbbb-cccc-dddd"); got != 429 {
 		t.Fatalf("another address of the same /64: %d, want 429", got)
+	}
+}
+
+// TestOperatorRecoversAnAdmin is the way back in for an admin who lost every
+// passkey and code: the operator, on the data directory, ends the lost
+// sessions and makes an enrolment link, as `keyway users` does.
+func TestOperatorRecoversAnAdmin(t *testing.T) {
+	cfg := apptest.Demo(t)
+	in := apptest.Start(t, cfg)
+	hana := newPerson(t, in)
+	hana.register(map[string]string{"username": "hana"})
+
+	people, err := app.OpenPeople(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	apptest.Must(t, err, "open people")
+	defer func() { _ = people.Close() }()
+	users, err := people.Passkeys.Users(context.Background())
+	apptest.Must(t, err, "users")
+	var id string
+	for _, u := range users {
+		if u.Username == "hana" {
+			id = u.ID
+		}
+	}
+	n, err := people.Sessions.RevokeUser(context.Background(), id, "cli")
+	if err != nil || n != 1 {
+		t.Fatalf("revoke: %d %v", n, err)
+	}
+	if res, _ := hana.do("GET", "/.keyway/auth/session", nil); res.StatusCode != 401 {
+		t.Fatalf("session survived the operator: %d", res.StatusCode)
+	}
+	tok, err := people.Passkeys.CreateLink(context.Background(), "enrol", id, "user", "cli", time.Hour)
+	apptest.Must(t, err, "link")
+	back := newPerson(t, in)
+	back.want(200, "POST", "/.keyway/auth/enrol", map[string]string{"token": tok})
+	back.register(map[string]string{"name": "New laptop"})
+	if res, _ := back.do("GET", "/v1/me", nil); res.StatusCode != 200 {
+		t.Fatalf("not back in: %d", res.StatusCode)
 	}
 }

@@ -3,7 +3,9 @@ package app
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
+	"os"
 	"strings"
 	"time"
 
@@ -11,6 +13,7 @@ import (
 	"github.com/keywayhq/keyway/internal/config"
 	"github.com/keywayhq/keyway/internal/passkey"
 	"github.com/keywayhq/keyway/internal/session"
+	"github.com/keywayhq/keyway/internal/store/sqlite"
 )
 
 // SetupLinkTTL is how long the first-admin setup link lives.
@@ -119,3 +122,39 @@ func (a *App) sweepSessions(ctx context.Context) {
 		}
 	}
 }
+
+// People is the account service of a data directory, for the CLI: links for
+// sign-up and enrolment, the user list, and revoking a user's sessions. It
+// works whether or not a server runs on the same data directory.
+type People struct {
+	Passkeys  *passkey.Service
+	Sessions  *session.Manager
+	PublicURL string
+	db        *sqlite.DB
+}
+
+// OpenPeople opens the store of cfg and its account services. Links it makes
+// point at the HTTPS listener's configured address.
+func OpenPeople(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*People, error) {
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create data dir: %w", err)
+	}
+	db, err := sqlite.Open(ctx, cfg.Store.Path)
+	if err != nil {
+		return nil, err
+	}
+	a := &App{cfg: cfg, logger: logger, db: db}
+	addr := cfg.Listen
+	if _, port, err := net.SplitHostPort(addr); err == nil && port == "0" {
+		addr = "localhost:443"
+	}
+	pk, sm, _, err := a.newPeople(addr)
+	if err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	return &People{Passkeys: pk, Sessions: sm, PublicURL: a.publicURL, db: db}, nil
+}
+
+// Close closes the store.
+func (p *People) Close() error { return p.db.Close() }

@@ -1,0 +1,152 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/keywayhq/keyway/internal/app"
+	"github.com/keywayhq/keyway/internal/passkey"
+)
+
+const usersUsage = `Usage: keyway users COMMAND [flags]
+
+  list                          people and their roles
+  invite [--role user|admin]    a one-time sign-up link (7 days)
+  enrol-link USERNAME           a one-time link that lets USERNAME register a new passkey (24 h)
+  revoke-sessions USERNAME      end every session of USERNAME at once
+
+Every command takes --data-dir DIR (default ./keyway-data) or --config FILE,
+and -o text|json. Links are printed, never logged; hand them over in person
+or over a channel you trust. Every action is in the audit trail (actor "cli").
+`
+
+// cmdUsers runs `keyway users …`: the operator's way in when no admin can
+// sign in (an admin who lost every passkey and code, a setup link expired).
+func cmdUsers(args []string, stdout, stderr io.Writer, getenv func(string) string) int {
+	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+		fmt.Fprint(stderr, usersUsage)
+		return exitUsage
+	}
+	sub := args[0]
+	fs := newFlags("users "+sub, stderr)
+	cfgPath := fs.String("config", "", "config file (YAML)")
+	over := map[string]*string{"data-dir": fs.String("data-dir", "./keyway-data", "data directory")}
+	out := outputFlag(fs)
+	role := fs.String("role", "user", "role of the invited person: user or admin")
+	want := map[string]int{"list": 0, "invite": 0, "enrol-link": 1, "revoke-sessions": 1}
+	n, ok := want[sub]
+	if !ok {
+		fmt.Fprintf(stderr, "keyway users: unknown command %q\n\n%s", sub, usersUsage)
+		return exitUsage
+	}
+	pos, err := parseInterspersed(fs, args[1:])
+	if err != nil || !validOutput(*out, stderr) {
+		return exitUsage
+	}
+	if len(pos) != n || (*role != "user" && *role != "admin") {
+		fmt.Fprintf(stderr, "keyway users %s: want %d argument(s) and --role user or admin\n", sub, n)
+		return exitUsage
+	}
+	cfg, err := loadConfig(*cfgPath, fs, getenv, over)
+	if err != nil {
+		fmt.Fprintf(stderr, "keyway: %v\n", err)
+		return exitError
+	}
+	ctx := context.Background()
+	logger := app.NewLogger(stderr, "text", "warn")
+	people, err := app.OpenPeople(ctx, cfg, logger)
+	if err != nil {
+		fmt.Fprintf(stderr, "keyway: %v\n", err)
+		return exitError
+	}
+	defer func() {
+		if err := people.Close(); err != nil {
+			logger.Error("close store", slog.String("error", err.Error()))
+		}
+	}()
+	show := func(v any, text string) int {
+		if *out == "json" {
+			enc := json.NewEncoder(stdout)
+			enc.SetIndent("", "  ")
+			_ = enc.Encode(v)
+		} else {
+			fmt.Fprintln(stdout, text)
+		}
+		return exitOK
+	}
+	fail := func(err error) int {
+		fmt.Fprintf(stderr, "keyway users %s: %v\n", sub, err)
+		return exitError
+	}
+	user := func(name string) (*passkey.User, error) {
+		users, err := people.Passkeys.Users(ctx)
+		if err != nil {
+			return nil, err
+		}
+		norm, err := passkey.NormalizeUsername(name)
+		if err != nil {
+			return nil, err
+		}
+		for _, u := range users {
+			if u.Username == norm {
+				return u, nil
+			}
+		}
+		return nil, fmt.Errorf("no user %q", norm)
+	}
+	switch sub {
+	case "list":
+		users, err := people.Passkeys.Users(ctx)
+		if err != nil {
+			return fail(err)
+		}
+		type row struct {
+			ID, Username, DisplayName, Role string
+			CreatedAt                       time.Time
+		}
+		rows := make([]row, 0, len(users))
+		var b strings.Builder
+		tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tUSERNAME\tNAME\tROLE\tCREATED")
+		for _, u := range users {
+			rows = append(rows, row{u.ID, u.Username, u.DisplayName, string(u.Role), u.CreatedAt})
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", u.ID, u.Username, u.DisplayName, u.Role, u.CreatedAt.Format(time.DateOnly))
+		}
+		_ = tw.Flush()
+		return show(map[string]any{"users": rows}, strings.TrimRight(b.String(), "\n"))
+	case "invite":
+		tok, err := people.Passkeys.CreateLink(ctx, "invite", "", passkey.Role(*role), "cli", 7*24*time.Hour)
+		if err != nil {
+			return fail(err)
+		}
+		u := people.PublicURL + "/.keyway/portal/signup#invite=" + tok
+		return show(map[string]string{"url": u, "role": *role, "expires_in": "168h"}, u)
+	case "enrol-link":
+		target, err := user(pos[0])
+		if err != nil {
+			return fail(err)
+		}
+		tok, err := people.Passkeys.CreateLink(ctx, "enrol", target.ID, target.Role, "cli", 24*time.Hour)
+		if err != nil {
+			return fail(err)
+		}
+		u := people.PublicURL + "/.keyway/portal/enrol#token=" + tok
+		return show(map[string]string{"url": u, "user": target.Username, "expires_in": "24h"}, u)
+	default: // revoke-sessions
+		target, err := user(pos[0])
+		if err != nil {
+			return fail(err)
+		}
+		n, err := people.Sessions.RevokeUser(ctx, target.ID, "cli")
+		if err != nil {
+			return fail(err)
+		}
+		return show(map[string]any{"user": target.Username, "revoked": n}, fmt.Sprintf("ended %d session(s) of %s", n, target.Username))
+	}
+}
