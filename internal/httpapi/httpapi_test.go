@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -106,5 +107,30 @@ func TestDecodeIsStrict(t *testing.T) {
 		if (err == nil) != ok || (err != nil && !errors.Is(err, errBadJSON)) {
 			t.Errorf("decode(%q) = %v, want ok=%v", body, err, ok)
 		}
+	}
+}
+
+type pinger struct{ err error }
+
+func (p pinger) Ping(context.Context) error { return p.err }
+
+func TestReadyz(t *testing.T) {
+	for _, tt := range []struct {
+		err    error
+		status int
+	}{{nil, 200}, {errors.New("database is locked"), 503}} {
+		own, err := New(Config{Store: pinger{tt.err}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		w := httptest.NewRecorder()
+		own.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/.keyway/readyz", nil))
+		if w.Code != tt.status || strings.Contains(w.Body.String(), "locked") {
+			t.Fatalf("store error %v: %d %s", tt.err, w.Code, w.Body)
+		}
+		if w.Header().Get("Content-Security-Policy") == "" || w.Header().Get("Cache-Control") != "no-store" {
+			t.Fatalf("security headers missing: %v", w.Header())
+		}
+		own.Close()
 	}
 }
