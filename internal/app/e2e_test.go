@@ -1,12 +1,22 @@
 package app_test
 
 import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
+	"math/big"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -531,5 +541,44 @@ routes: [{path: /events, upstream: up, policy: public, rate_limit: {rate: 10/s}}
 	rest, err := io.ReadAll(res.Body)
 	if err != nil || !strings.Contains(string(rest), "data: second") {
 		t.Fatalf("rest: %q, %v", rest, err)
+	}
+}
+
+// TestTLSFilesMode serves a certificate from files named in the config.
+func TestTLSFilesMode(t *testing.T) {
+	dir := t.TempDir()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	apptest.Must(t, err, "key")
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "localhost"},
+		DNSNames: []string{"localhost"}, NotBefore: time.Now().Add(-time.Minute), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	apptest.Must(t, err, "cert")
+	kder, _ := x509.MarshalECPrivateKey(key)
+	certFile, keyFile := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
+	apptest.Must(t, os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600), "write cert")
+	apptest.Must(t, os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600), "write key")
+	cfg := apptest.Config(t, fmt.Sprintf(`
+data_dir: {{data}}
+tls: {mode: files, cert_file: %q, key_file: %q}
+passkeys: {rp_id: localhost}
+`, certFile, keyFile))
+	in := apptest.Start(t, cfg)
+	if in.App.CAFile() != "" {
+		t.Fatal("files mode made a local CA")
+	}
+	pool := x509.NewCertPool()
+	cert, _ := x509.ParseCertificate(der)
+	pool.AddCert(cert)
+	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "localhost", MinVersion: tls.VersionTLS12},
+		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, network, in.App.Addr("https"))
+		},
+	}}
+	res := get(t, c, in.URL("/.keyway/healthz"))
+	if b := body(t, res); res.StatusCode != 200 || res.TLS == nil || !res.TLS.PeerCertificates[0].Equal(cert) {
+		t.Fatalf("healthz over the configured certificate: %d %s", res.StatusCode, b)
 	}
 }
