@@ -18,13 +18,12 @@ func cmdAudit(args []string, stdout, stderr io.Writer, getenv func(string) strin
 		return exitUsage
 	}
 	fs := newFlags("audit verify", stderr)
-	cfgPath := fs.String("config", "", "config file (YAML)")
-	over := map[string]*string{"data-dir": fs.String("data-dir", "./keyway-data", "data directory")}
+	load := dataDirConfig(fs)
 	out := outputFlag(fs)
 	if err := fs.Parse(args[1:]); err != nil || !validOutput(*out, stderr) || fs.NArg() > 0 {
 		return exitUsage
 	}
-	cfg, err := loadConfig(*cfgPath, fs, getenv, over)
+	cfg, err := load(getenv)
 	if err != nil {
 		fmt.Fprintf(stderr, "keyway: %v\n", err)
 		return exitError

@@ -69,6 +69,22 @@ func run(args []string, stdout, stderr io.Writer, getenv func(string) string) in
 	}
 }
 
+// wantsHelp reports whether a command group was called with no command or for help.
+func wantsHelp(args []string) bool {
+	return len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help"
+}
+
+// dataDirConfig registers --config and --data-dir, the flags of every
+// command that works on a data directory, and returns the loader to call
+// once fs is parsed.
+func dataDirConfig(fs *flag.FlagSet) func(getenv func(string) string) (*config.Config, error) {
+	cfgPath := fs.String("config", "", "config file (YAML)")
+	over := map[string]*string{"data-dir": fs.String("data-dir", "./keyway-data", "data directory")}
+	return func(getenv func(string) string) (*config.Config, error) {
+		return loadConfig(*cfgPath, fs, getenv, over)
+	}
+}
+
 func newFlags(name string, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("keyway "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)

@@ -64,14 +64,13 @@ type keysCmd struct {
 }
 
 func cmdKeys(args []string, stdout, stderr io.Writer, getenv func(string) string) int {
-	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+	if wantsHelp(args) {
 		fmt.Fprint(stderr, keysUsage)
 		return exitUsage
 	}
 	sub := args[0]
 	fs := newFlags("keys "+sub, stderr)
-	cfgPath := fs.String("config", "", "config file (YAML)")
-	over := map[string]*string{"data-dir": fs.String("data-dir", "./keyway-data", "data directory")}
+	load := dataDirConfig(fs)
 	kc := &keysCmd{stdout: stdout, stderr: stderr, out: outputFlag(fs)}
 
 	var run func(ctx context.Context, k *app.Keys, pos []string) error
@@ -105,7 +104,7 @@ func cmdKeys(args []string, stdout, stderr io.Writer, getenv func(string) string
 		fmt.Fprintf(stderr, "keyway keys %s: want %d argument(s), got %d\n", sub, wantArgs, len(pos))
 		return exitUsage
 	}
-	cfg, err := loadConfig(*cfgPath, fs, getenv, over)
+	cfg, err := load(getenv)
 	if err != nil {
 		fmt.Fprintf(stderr, "keyway: %v\n", err)
 		return exitError

@@ -29,14 +29,13 @@ or over a channel you trust. Every action is in the audit trail (actor "cli").
 // cmdUsers runs `keyway users …`: the operator's way in when no admin can
 // sign in (an admin who lost every passkey and code, a setup link expired).
 func cmdUsers(args []string, stdout, stderr io.Writer, getenv func(string) string) int {
-	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+	if wantsHelp(args) {
 		fmt.Fprint(stderr, usersUsage)
 		return exitUsage
 	}
 	sub := args[0]
 	fs := newFlags("users "+sub, stderr)
-	cfgPath := fs.String("config", "", "config file (YAML)")
-	over := map[string]*string{"data-dir": fs.String("data-dir", "./keyway-data", "data directory")}
+	load := dataDirConfig(fs)
 	out := outputFlag(fs)
 	role := fs.String("role", "user", "role of the invited person: user or admin")
 	want := map[string]int{"list": 0, "invite": 0, "enrol-link": 1, "revoke-sessions": 1}
@@ -53,7 +52,7 @@ func cmdUsers(args []string, stdout, stderr io.Writer, getenv func(string) strin
 		fmt.Fprintf(stderr, "keyway users %s: want %d argument(s) and --role user or admin\n", sub, n)
 		return exitUsage
 	}
-	cfg, err := loadConfig(*cfgPath, fs, getenv, over)
+	cfg, err := load(getenv)
 	if err != nil {
 		fmt.Fprintf(stderr, "keyway: %v\n", err)
 		return exitError
