@@ -72,6 +72,7 @@ type Service struct {
 
 	usageMu sync.Mutex
 	usage   map[string]*keyUsage
+	flushMu sync.Mutex // held for a whole flush
 
 	lastSeq atomic.Int64
 }
@@ -489,8 +490,10 @@ func (s *Service) Create(ctx context.Context, p CreateParams, actor string) (str
 	return gen.Raw, k, nil
 }
 
-// Get returns a key's properties (never a secret).
+// Get returns a key's properties (never a secret). Pending usage is written
+// first, so its last-used time is current.
 func (s *Service) Get(ctx context.Context, id string) (*Key, error) {
+	s.flush(ctx)
 	k, _, err := s.cfg.Store.GetKey(ctx, normalizeID(id))
 	return k, err
 }

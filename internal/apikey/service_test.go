@@ -446,3 +446,60 @@ func TestConcurrentUpdatesDoNotUndoEachOther(t *testing.T) {
 		}
 	}
 }
+
+// gatedUsage holds AddUsage until released, to stage a flush in progress.
+type gatedUsage struct {
+	*sqlite.DB
+	entered chan struct{}
+	release chan struct{}
+	once    sync.Once
+}
+
+func (g *gatedUsage) AddUsage(ctx context.Context, d []apikey.UsageDelta, last map[string]time.Time) error {
+	g.once.Do(func() {
+		close(g.entered)
+		<-g.release
+	})
+	return g.DB.AddUsage(ctx, d, last)
+}
+
+// TestListWaitsForAFlushInProgress: a key listed while a background flush is
+// writing its usage shows the last-used time of that usage (the portal once
+// showed "3 requests" beside "Last used: never").
+func TestListWaitsForAFlushInProgress(t *testing.T) {
+	db, _ := openDB(t)
+	c := newClock()
+	g := &gatedUsage{DB: db, entered: make(chan struct{}), release: make(chan struct{})}
+	s, err := apikey.New(ctx, apikey.Config{Store: db, Changes: db, Usage: g, Pepper: pepper(), Now: c.Now, Logger: quiet()})
+	mustNot(t, err)
+	raw, k := create(t, s, apikey.CreateParams{})
+	v, err := s.Verify(ctx, raw, client("127.0.0.1"))
+	mustNot(t, err)
+	s.Record(v, apikey.OutcomeOK)
+
+	go s.Flush(ctx) // the background flush, stuck in its write
+	<-g.entered
+	listed := make(chan []*apikey.Key, 1)
+	go func() {
+		keys, err := s.List(ctx, "")
+		if err != nil {
+			t.Error(err)
+		}
+		listed <- keys
+	}()
+	var keys []*apikey.Key
+	select {
+	case keys = <-listed: // a List that did not wait: it must still be right
+	case <-time.After(200 * time.Millisecond):
+		close(g.release)
+		keys = <-listed
+	}
+	if len(keys) != 1 || keys[0].ID != k.ID || keys[0].LastUsedAt.IsZero() {
+		t.Fatalf("listed %+v: the key was used, but its last-used time is missing", keys)
+	}
+	select {
+	case <-g.release:
+	default:
+		close(g.release)
+	}
+}

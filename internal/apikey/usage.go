@@ -114,7 +114,12 @@ func (s *Service) usageFor(ctx context.Context, k *Key) (*keyUsage, error) {
 
 // flush writes the pending counters to the store. A failed write puts the
 // counts back, so usage is delayed, never lost, while the process lives.
+// Flushes run one at a time: a reader that flushes before it reads (List,
+// UsageSince) must not find the counters already taken by a flush that has
+// not committed yet, or it would show usage without its last-used time.
 func (s *Service) flush(ctx context.Context) {
+	s.flushMu.Lock()
+	defer s.flushMu.Unlock()
 	now := s.cfg.Now().UTC()
 	hour := now.Truncate(time.Hour)
 	var deltas []UsageDelta

@@ -62,6 +62,8 @@ type App struct {
 
 	publicURL string
 	setupURL  string
+	// sourceKey keys the remembered sign-in sources (see passkey.SourceStore).
+	sourceKey []byte
 	gw        *gateway.Gateway
 	caFile    string
 	caPool    *x509.CertPool
@@ -98,7 +100,14 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 	if opts.Getenv == nil {
 		opts.Getenv = os.Getenv
 	}
-	if a.keys, err = newKeyService(ctx, cfg, a.db, a.logger, opts.Getenv); err != nil {
+	pepper, err := LoadPepper(cfg, opts.Getenv)
+	if err != nil {
+		return nil, err
+	}
+	if a.keys, err = newKeyService(ctx, cfg, a.db, a.logger, pepper); err != nil {
+		return nil, err
+	}
+	if a.sourceKey, err = derivedKey(pepper, "sign-in sources v1"); err != nil {
 		return nil, err
 	}
 
@@ -115,6 +124,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 	buildInfo.WithLabelValues(opts.Version).Set(1)
 	reg.MustRegister(buildInfo)
 
+	hosts := gateway.NewHosts(cfg.HostNames())
 	upstreams := make(map[string]*gateway.Upstream, len(cfg.Upstreams))
 	for name, uc := range cfg.Upstreams {
 		rawURL := uc.URL
@@ -139,14 +149,11 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 	}
 	routes := make([]gateway.Route, 0, len(cfg.Routes))
 	for _, rc := range cfg.Routes {
-		prefix := rc.Path
-		if cfg.Server.CaseInsensitivePaths {
-			prefix = strings.ToLower(prefix)
-		}
 		gr := gateway.Route{
-			Name: rc.Name, Prefix: prefix, Methods: rc.Methods, Upstream: upstreams[rc.Upstream],
+			Name: rc.Name, Prefix: rc.Path, Methods: rc.Methods, Upstream: upstreams[rc.Upstream],
 			Policy: gateway.Policy(rc.Policy), Scopes: rc.Scopes, StripPrefix: rc.StripPrefix,
 			MaxBody: int64(rc.MaxBody), Timeout: rc.Timeout,
+			WebSocket: rc.WebSocket, TunnelLifetime: rc.WebSocketMaxLifetime, PassHeaders: rc.PassHeaders,
 		}
 		if rl := rc.RateLimit; rl != nil {
 			l, err := ratelimit.ParseLimit(rl.Rate)
@@ -206,8 +213,9 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 	a.gw, err = gateway.New(gateway.Config{
 		Routes:               routes,
 		Own:                  own,
-		ClientIP:             clientip.New(cfg.TrustedProxies),
+		ClientIP:             clientip.New(cfg.TrustedProxies, cfg.Server.IPv6Prefix),
 		CaseInsensitivePaths: cfg.Server.CaseInsensitivePaths,
+		Hosts:                hosts,
 		HSTSMaxAge:           cfg.TLS.HSTSMaxAge,
 		APIKeys:              keyAuth,
 		Sessions:             sessAuth,
@@ -225,7 +233,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 	}
 	if cfg.HTTPListen != config.ListenOff {
 		_, port, _ := net.SplitHostPort(a.Addr("https"))
-		h := httpapi.Redirect(port)
+		h := httpapi.Redirect(port, hosts)
 		if acme != nil {
 			h = acme.HTTPHandler(h)
 		}

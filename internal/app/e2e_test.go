@@ -431,8 +431,22 @@ func TestHeaderStripping(t *testing.T) {
 	})
 	t.Run("trusted proxy", func(t *testing.T) {
 		in, _ := startRoutes(t, "127.0.0.1/32")
-		res := get(t, in.HTTP1Client(), in.URL("/api/x"), forged...)
+		// A trusted proxy's X-Forwarded-Host must still be one of keyway's names.
+		wantProblem(t, get(t, in.HTTP1Client(), in.URL("/api/x"), forged...), 421, "urn:keyway:problem:misdirected-request")
+		fromProxy := append([]string{}, forged...)
+		for i := 0; i < len(fromProxy); i += 2 {
+			if fromProxy[i] == "X-Forwarded-Host" {
+				fromProxy[i+1] = "LOCALHOST"
+			}
+		}
+		res := get(t, in.HTTP1Client(), in.URL("/api/x"), fromProxy...)
 		e := apptest.DecodeEcho(t, res)
+		if got := e.Header.Get("X-Forwarded-Host"); got != "LOCALHOST" {
+			t.Errorf("X-Forwarded-Host = %q, want the trusted proxy's", got)
+		}
+		if got := e.Header.Get("X-Real-Ip"); got != "6.6.6.6" {
+			t.Errorf("X-Real-Ip = %q, want the client the trusted proxy names", got)
+		}
 		if got := e.Header.Get("X-Forwarded-For"); got != "6.6.6.6, 127.0.0.1" {
 			t.Errorf("X-Forwarded-For = %q, want the trusted chain extended", got)
 		}

@@ -2,7 +2,9 @@ package app
 
 import (
 	"context"
+	"crypto/hkdf"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -83,11 +85,14 @@ func readPepper(file string) ([]byte, error) {
 	return p, nil
 }
 
-func newKeyService(ctx context.Context, cfg *config.Config, db *sqlite.DB, logger *slog.Logger, getenv func(string) string) (*apikey.Service, error) {
-	pepper, err := LoadPepper(cfg, getenv)
-	if err != nil {
-		return nil, err
-	}
+// derivedKey derives a key for one purpose from the pepper (HKDF-SHA-256),
+// so that each use of the one secret kept outside the database has a key
+// of its own.
+func derivedKey(pepper []byte, purpose string) ([]byte, error) {
+	return hkdf.Key(sha256.New, pepper, nil, "keyway "+purpose, 32)
+}
+
+func newKeyService(ctx context.Context, cfg *config.Config, db *sqlite.DB, logger *slog.Logger, pepper []byte) (*apikey.Service, error) {
 	return apikey.New(ctx, apikey.Config{
 		Store: db, Changes: db, Usage: db, Pepper: pepper, Logger: logger,
 		DefaultTTL: cfg.APIKeys.DefaultTTL, MaxTTL: cfg.APIKeys.MaxTTL,
@@ -111,7 +116,12 @@ func OpenKeys(ctx context.Context, cfg *config.Config, logger *slog.Logger, gete
 	if err != nil {
 		return nil, err
 	}
-	svc, err := newKeyService(ctx, cfg, db, logger, getenv)
+	pepper, err := LoadPepper(cfg, getenv)
+	if err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	svc, err := newKeyService(ctx, cfg, db, logger, pepper)
 	if err != nil {
 		_ = db.Close()
 		return nil, err

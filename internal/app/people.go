@@ -70,6 +70,7 @@ func (a *App) newPeople(httpsAddr string) (*passkey.Service, *session.Manager, [
 		Store: a.db, RPID: rpID, RPName: cfg.Passkeys.RPName, Origins: origins,
 		SignUp: passkey.SignUpMode(cfg.Passkeys.SignUp), Counter: passkey.CounterPolicy(cfg.Passkeys.CounterPolicy),
 		AllowAAGUIDs: allow, DenyAAGUIDs: deny, ChallengeTTL: cfg.Passkeys.ChallengeTTL, Logger: a.logger,
+		Sources: a.sources(), SourceKey: a.sourceKey,
 	})
 	if err != nil {
 		return nil, nil, nil, err
@@ -82,6 +83,15 @@ func (a *App) newPeople(httpsAddr string) (*passkey.Service, *session.Manager, [
 		return nil, nil, nil, err
 	}
 	return pk, sm, origins, nil
+}
+
+// sources is the store of sign-in sources when there is a key for them
+// (the server has one; CLI commands do not need one).
+func (a *App) sources() passkey.SourceStore {
+	if a.sourceKey == nil {
+		return nil
+	}
+	return a.db
 }
 
 // setupLink makes the one-time first-admin link when no admin exists. The

@@ -7,7 +7,7 @@ import (
 )
 
 func TestResolve(t *testing.T) {
-	r := New([]netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("::1/128")})
+	r := New([]netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("::1/128")}, 0)
 	tests := []struct {
 		name        string
 		remote      string
@@ -46,5 +46,34 @@ func TestZeroResolverTrustsNobody(t *testing.T) {
 	req := &http.Request{RemoteAddr: "127.0.0.1:1", Header: http.Header{"X-Forwarded-For": {"1.1.1.1"}}}
 	if info := r.Resolve(req); info.PeerTrusted || info.Client.String() != "127.0.0.1" {
 		t.Fatalf("got %+v", info)
+	}
+}
+
+func TestSource(t *testing.T) {
+	tests := []struct {
+		bits       int
+		addr, want string
+	}{
+		{0, "203.0.113.5", "203.0.113.5"},
+		{0, "::ffff:203.0.113.5", "203.0.113.5"},
+		{0, "2001:db8:1:2:aaaa::1", "2001:db8:1:2::"},
+		{0, "2001:db8:1:2:ffff:ffff:ffff:ffff", "2001:db8:1:2::"},
+		{48, "2001:db8:1:2:aaaa::1", "2001:db8:1::"},
+		{128, "2001:db8:1:2:aaaa::1", "2001:db8:1:2:aaaa::1"},
+		{0, "fe80::1%eth0", "fe80::"},
+	}
+	for _, tt := range tests {
+		r := New(nil, tt.bits)
+		if got := r.Source(netip.MustParseAddr(tt.addr)).String(); got != tt.want {
+			t.Errorf("/%d Source(%s) = %s, want %s", tt.bits, tt.addr, got, tt.want)
+		}
+	}
+	// Resolve fills Source from the resolved client: two addresses of one
+	// /64 are one source.
+	r := New(nil, 0)
+	a := r.Resolve(&http.Request{RemoteAddr: "[2001:db8::1]:1", Header: http.Header{}})
+	b := r.Resolve(&http.Request{RemoteAddr: "[2001:db8::ffff:2]:1", Header: http.Header{}})
+	if a.Source != b.Source || a.Client == b.Client {
+		t.Fatalf("sources %v %v, clients %v %v", a.Source, b.Source, a.Client, b.Client)
 	}
 }

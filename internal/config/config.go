@@ -138,9 +138,21 @@ type Server struct {
 	MaxHeaderBytes ByteSize `yaml:"max_header_bytes"`
 	// ShutdownTimeout bounds draining in-flight requests on SIGTERM. Default 30s.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
-	// CaseInsensitivePaths makes route matching ignore ASCII case.
-	// Default false (paths are case-sensitive, as in RFC 3986).
+	// CaseInsensitivePaths makes route matching ignore ASCII case: the
+	// ASCII letters of request paths and route prefixes are lower-cased,
+	// other characters are left as they are. Default false (paths are
+	// case-sensitive, as in RFC 3986).
 	CaseInsensitivePaths bool `yaml:"case_insensitive_paths"`
+	// Hosts are the names (host names or IP addresses, no port) that
+	// clients reach keyway at. A request for any other Host is answered 421
+	// and never reaches an upstream, so an upstream that builds links from
+	// X-Forwarded-Host only ever sees one of these. Default: see
+	// Config.HostNames.
+	Hosts []string `yaml:"hosts"`
+	// IPv6Prefix is how many leading bits of an IPv6 address count as one
+	// client for every per-client limit. Default 64; IPv4 addresses count
+	// one by one.
+	IPv6Prefix int `yaml:"ipv6_prefix"`
 }
 
 // Upstream is a backend that routes forward to.
@@ -180,6 +192,19 @@ type Route struct {
 	Timeout time.Duration `yaml:"timeout"`
 	// RateLimit limits the route per client IP or per API key. Optional.
 	RateLimit *RateLimit `yaml:"rate_limit"`
+	// WebSocket lets clients upgrade a GET on this route to a WebSocket.
+	// Every other route refuses protocol upgrades. Default false.
+	WebSocket bool `yaml:"websocket"`
+	// WebSocketMaxLifetime closes a WebSocket this long after it opened.
+	// Default 1h, at most 24h. A tunnel also closes within a second of its
+	// key or session being revoked.
+	WebSocketMaxLifetime time.Duration `yaml:"websocket_max_lifetime"`
+	// PassHeaders are request headers keyway removes by default that this
+	// route forwards: names with an underscore, and method or path
+	// overrides such as X-HTTP-Method-Override. Identity and forwarding
+	// headers (X-Keyway-*, X-Forwarded-*, Forwarded, X-Real-Ip,
+	// X-Request-Id, the API key header) can never be passed.
+	PassHeaders []string `yaml:"pass_headers"`
 }
 
 // RateLimit is a route's rate limit.
@@ -260,7 +285,9 @@ type Sessions struct {
 type LeakReport struct {
 	// Enabled turns the endpoint on. Default true.
 	Enabled *bool `yaml:"enabled"`
-	// RateLimit per client IP. Default "30/min".
+	// RateLimit per client (IPv4 address or IPv6 network), counted in
+	// tokens: each token of a report costs one. A report holds at most
+	// 100 tokens, or the burst if lower. Default "300/min".
 	RateLimit string `yaml:"rate_limit"`
 	// VerifyKeysFile is a JSON file in GitHub's secret-scanning public key
 	// format ({"public_keys":[{"key_identifier","key"}]}). When set, a

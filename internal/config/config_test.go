@@ -39,7 +39,7 @@ func TestDefault(t *testing.T) {
 			PepperFile: "keyway-data/pepper.key",
 			DefaultTTL: 90 * 24 * time.Hour,
 			MaxTTL:     365 * 24 * time.Hour,
-			LeakReport: LeakReport{Enabled: ptr(true), RateLimit: "30/min"},
+			LeakReport: LeakReport{Enabled: ptr(true), RateLimit: "300/min"},
 		},
 		// Sign-up is by invitation unless the operator opens it.
 		Passkeys: Passkeys{RPName: "keyway", SignUp: "invite", CounterPolicy: "deny", ChallengeTTL: 5 * time.Minute},
@@ -50,6 +50,7 @@ func TestDefault(t *testing.T) {
 			WriteTimeout:      120 * time.Second,
 			IdleTimeout:       120 * time.Second,
 			MaxHeaderBytes:    32 << 10,
+			IPv6Prefix:        64,
 			ShutdownTimeout:   30 * time.Second,
 		},
 	}

@@ -2,8 +2,11 @@ package config
 
 import (
 	"maps"
+	"net/url"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -20,6 +23,10 @@ const (
 	defaultDialTimeout  = 5 * time.Second
 	defaultMaxBody      = 1 << 20
 	defaultRouteTimeout = 30 * time.Second
+	// defaultWebSocketLifetime closes a tunnel after an hour: long enough
+	// for a working session, short enough that a forgotten one ends.
+	defaultWebSocketLifetime = time.Hour
+	maxWebSocketLifetime     = 24 * time.Hour
 )
 
 // Default returns the documented default of every setting: loopback
@@ -53,7 +60,7 @@ func defaults() *Config {
 			Header:     "Authorization",
 			DefaultTTL: 90 * 24 * time.Hour,
 			MaxTTL:     365 * 24 * time.Hour,
-			LeakReport: LeakReport{RateLimit: "30/min"},
+			LeakReport: LeakReport{RateLimit: "300/min"},
 		},
 		Passkeys: Passkeys{RPName: "keyway", SignUp: "invite", CounterPolicy: "deny", ChallengeTTL: 5 * time.Minute},
 		Sessions: Sessions{IdleTimeout: 30 * time.Minute, AbsoluteTimeout: 12 * time.Hour, StepUpMaxAge: 5 * time.Minute},
@@ -64,6 +71,7 @@ func defaults() *Config {
 			IdleTimeout:       120 * time.Second,
 			MaxHeaderBytes:    32 << 10,
 			ShutdownTimeout:   30 * time.Second,
+			IPv6Prefix:        64,
 		},
 	}
 }
@@ -134,7 +142,44 @@ func (c *Config) fillDerived() {
 		if r.Timeout == 0 && !c.src.has(p+".timeout") {
 			r.Timeout = defaultRouteTimeout
 		}
+		if r.WebSocket && r.WebSocketMaxLifetime == 0 && !c.src.has(p+".websocket_max_lifetime") {
+			r.WebSocketMaxLifetime = defaultWebSocketLifetime
+		}
 	}
+}
+
+// HostNames returns the names keyway answers to: Server.Hosts when set;
+// otherwise the host of every passkey origin and the relying party ID,
+// plus localhost and the loopback addresses in local TLS mode (the names
+// the local CA issues certificates for) and the ACME hosts in ACME mode.
+func (c *Config) HostNames() []string {
+	if len(c.Server.Hosts) > 0 {
+		return c.Server.Hosts
+	}
+	var out []string
+	add := func(h string) {
+		h = strings.ToLower(strings.Trim(h, "[]"))
+		if h != "" && !slices.Contains(out, h) {
+			out = append(out, h)
+		}
+	}
+	switch c.TLS.Mode {
+	case TLSLocal:
+		for _, h := range []string{"localhost", "127.0.0.1", "::1"} {
+			add(h)
+		}
+	case TLSACME:
+		for _, h := range c.TLS.ACME.Hosts {
+			add(h)
+		}
+	}
+	add(c.Passkeys.RPID)
+	for _, o := range c.Passkeys.Origins {
+		if u, err := url.Parse(o); err == nil {
+			add(u.Hostname())
+		}
+	}
+	return out
 }
 
 // SetDataDir sets DataDir and moves the settings derived from it

@@ -62,6 +62,9 @@ func (c *Config) Lint() []Warning {
 		if r.RateLimit == nil {
 			l.warnf(routePath(i), "public route %q has no rate_limit: one client can use all of the upstream's capacity; add rate_limit: {rate: 60/min, per: ip}", r.Name)
 		}
+		if r.WebSocket {
+			l.warnf(routePath(i)+".websocket", "public route %q accepts WebSockets: anyone can hold a tunnel to the upstream open for %s; give it policy api_key or session", r.Name, r.WebSocketMaxLifetime)
+		}
 	}
 	sort.SliceStable(l.warns, func(i, j int) bool { return lineLess(l.warns[i].Line, l.warns[j].Line) })
 	return l.warns

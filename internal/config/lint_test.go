@@ -3,6 +3,7 @@ package config
 import (
 	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -44,6 +45,8 @@ func TestLint(t *testing.T) {
 		}, []string{`warning: upstream "remote" uses plain http to billing.internal, a non-loopback host: requests and the identity keyway adds cross the network unencrypted; use https`}},
 		{"public route without rate_limit", func(c *Config) { c.Routes[0].RateLimit = nil },
 			[]string{`warning: public route "forecast" has no rate_limit: one client can use all of the upstream's capacity; add rate_limit: {rate: 60/min, per: ip}`}},
+		{"public WebSocket route", func(c *Config) { c.Routes[0].WebSocket, c.Routes[0].WebSocketMaxLifetime = true, time.Hour },
+			[]string{`warning: public route "forecast" accepts WebSockets: anyone can hold a tunnel to the upstream open for 1h0m0s; give it policy api_key or session`}},
 		{"public route with a loose rate_limit", func(c *Config) { c.Routes[0].RateLimit = &RateLimit{Rate: "100000/s"} }, nil},
 		{"new public routes", func(c *Config) {
 			c.Routes = append(c.Routes,

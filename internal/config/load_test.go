@@ -51,6 +51,8 @@ func TestLoadFull(t *testing.T) {
 			MaxHeaderBytes:       16 << 10,
 			ShutdownTimeout:      15 * time.Second,
 			CaseInsensitivePaths: true,
+			Hosts:                []string{"example.com", "admin.example.com"},
+			IPv6Prefix:           56,
 		},
 		TrustedProxies: []netip.Prefix{
 			netip.MustParsePrefix("10.0.0.0/8"),
@@ -85,6 +87,9 @@ func TestLoadFull(t *testing.T) {
 				RateLimit: &RateLimit{Rate: "100/min", Burst: 20, Per: "ip"}},
 			{Name: "keys", Path: "/v1/keys", Methods: []string{"GET", "HEAD"}, Upstream: "api", Policy: PolicyAPIKey, Scopes: []string{"keys:read", "keys:write"},
 				MaxBody: 1 << 20, Timeout: 30 * time.Second, RateLimit: &RateLimit{Rate: "1000/hour", Per: "key"}},
+			{Name: "live", Path: "/v1/live", Methods: []string{"GET", "HEAD"}, Upstream: "api", Policy: PolicyAPIKey,
+				MaxBody: 1 << 20, Timeout: 30 * time.Second, WebSocket: true, WebSocketMaxLifetime: 10 * time.Minute,
+				PassHeaders: []string{"X-HTTP-Method-Override", "X_Legacy_Id"}},
 		},
 	}
 	if diff := cmp.Diff(want, c, cmpConfig...); diff != "" {
@@ -93,8 +98,8 @@ func TestLoadFull(t *testing.T) {
 	// Listening on 0.0.0.0 is fine here: TLS mode is files, not local.
 	// Only "status" lacks a rate limit; "keys" is not public.
 	wantWarnings := []string{
-		`testdata/full.yaml:73: warning: public route "status" has no rate_limit: one client can use all of the upstream's capacity; add rate_limit: {rate: 60/min, per: ip}`,
-		`testdata/full.yaml:78: warning: public route "/v1" allows POST, DELETE: anyone can write without signing in`,
+		`testdata/full.yaml:75: warning: public route "status" has no rate_limit: one client can use all of the upstream's capacity; add rate_limit: {rate: 60/min, per: ip}`,
+		`testdata/full.yaml:80: warning: public route "/v1" allows POST, DELETE: anyone can write without signing in`,
 	}
 	if diff := cmp.Diff(wantWarnings, warningStrings(c.Lint())); diff != "" {
 		t.Errorf("Lint() mismatch (-want +got):\n%s", diff)
@@ -282,7 +287,7 @@ func TestLoadAllErrors(t *testing.T) {
 		`testdata/errors.yaml:39: routes[3].rate_limit.per: per "key" needs policy api_key (use "ip")`,
 		`testdata/errors.yaml:41: api_keys.header: invalid header name "Bad Header" (like "Authorization" or "X-Api-Key")`,
 		`testdata/errors.yaml:42: api_keys.default_ttl: default_ttl 9000h0m0s exceeds max_ttl 8760h0m0s (lower it or raise api_keys.max_ttl)`,
-		`testdata/errors.yaml:44: api_keys.leak_report.rate_limit: invalid rate limit "abc": missing '/'; want <count>/<period>, such as 100/min (like "30/min")`,
+		`testdata/errors.yaml:44: api_keys.leak_report.rate_limit: invalid rate limit "abc": missing '/'; want <count>/<period>, such as 100/min (like "300/min")`,
 		`testdata/errors.yaml:46: passkeys.rp_id: invalid relying party ID "https://example.com" (a domain such as "example.com", without scheme or port)`,
 		`testdata/errors.yaml:47: passkeys.origins[0]: invalid origin "http://example.com" (like "https://example.com" or "https://localhost:8443")`,
 		`testdata/errors.yaml:47: passkeys.origins[1]: invalid origin "https://example.com/app" (write "https://example.com": an origin has no path, query or default port)`,
@@ -400,10 +405,10 @@ func TestLoadRateLimitAndAPIKeyErrors(t *testing.T) {
 			`keyway.yaml:2: api_keys.default_ttl: must be positive, got -1h0m0s`,
 		}},
 		{"bad leak_report rate_limit", "api_keys:\n  leak_report:\n    rate_limit: 30/fortnight\n", []string{
-			`keyway.yaml:3: api_keys.leak_report.rate_limit: invalid rate limit "30/fortnight": period "fortnight" is neither a unit (s, min, hour, day) nor a positive Go duration such as 5m (like "30/min")`,
+			`keyway.yaml:3: api_keys.leak_report.rate_limit: invalid rate limit "30/fortnight": period "fortnight" is neither a unit (s, min, hour, day) nor a positive Go duration such as 5m (like "300/min")`,
 		}},
 		{"empty leak_report rate_limit", "api_keys:\n  leak_report:\n    rate_limit: \"\"\n", []string{
-			`keyway.yaml:3: api_keys.leak_report.rate_limit: invalid rate limit "": empty; want <count>/<period>, such as 100/min (like "30/min")`,
+			`keyway.yaml:3: api_keys.leak_report.rate_limit: invalid rate limit "": empty; want <count>/<period>, such as 100/min (like "300/min")`,
 		}},
 	}
 	for _, tt := range tests {

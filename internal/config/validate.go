@@ -14,6 +14,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/google/uuid"
+	"github.com/keywayhq/keyway/internal/headername"
 	"github.com/keywayhq/keyway/internal/ratelimit"
 )
 
@@ -241,6 +242,24 @@ func (v *validator) server() {
 	if s.MaxHeaderBytes <= 0 {
 		v.errorf("server.max_header_bytes", "", "must be positive, got %d", s.MaxHeaderBytes)
 	}
+	if s.IPv6Prefix < 32 || s.IPv6Prefix > 128 {
+		v.errorf("server.ipv6_prefix", "64 is what one connection usually gets", "must be between 32 and 128, got %d", s.IPv6Prefix)
+	}
+	for i, h := range s.Hosts {
+		p := "server.hosts[" + strconv.Itoa(i) + "]"
+		ip, ipErr := netip.ParseAddr(strings.Trim(h, "[]"))
+		switch {
+		case ipErr == nil && ip.Zone() == "":
+		case strings.Contains(h, "*"):
+			v.errorf(p, "list each name", "wildcard host %q is not supported", h)
+		case strings.Contains(h, ":") || strings.Contains(h, "/"):
+			v.errorf(p, "write the name alone: any port is accepted", "host %q must be a name or IP address without scheme, port or path", h)
+		case h != strings.ToLower(h):
+			v.errorf(p, fmt.Sprintf("write %q", strings.ToLower(h)), "host %q must be lowercase", h)
+		case !isHostname(h):
+			v.errorf(p, "", "invalid host name %q", h)
+		}
+	}
 }
 
 func (v *validator) upstreams() {
@@ -354,6 +373,10 @@ func (v *validator) routes() {
 		if r.RateLimit != nil {
 			v.rateLimit(p+".rate_limit", r)
 		}
+		v.webSocket(p, r, methods)
+		for j, h := range r.PassHeaders {
+			v.passHeader(p+".pass_headers["+strconv.Itoa(j)+"]", h)
+		}
 		if r.MaxBody <= 0 {
 			v.errorf(p+".max_body", "", "must be positive, got %d", r.MaxBody)
 		}
@@ -369,7 +392,7 @@ func (v *validator) routes() {
 		}
 		key := r.Path
 		if c.Server.CaseInsensitivePaths {
-			key = strings.ToLower(key)
+			key = lowerASCII(key)
 		}
 		for _, m := range methods {
 			k := routeKey{key, m}
@@ -409,6 +432,49 @@ func checkRoutePath(p string) (msg, hint string) {
 		return fmt.Sprintf("%q must not contain . segments", p), ""
 	}
 	return "", ""
+}
+
+// webSocket checks a route's WebSocket settings.
+func (v *validator) webSocket(p string, r Route, methods []string) {
+	if !r.WebSocket {
+		if r.WebSocketMaxLifetime != 0 {
+			v.errorf(p+".websocket_max_lifetime", "set websocket: true to use it, or remove it", "only used with websocket: true")
+		}
+		return
+	}
+	if !slices.Contains(methods, "GET") {
+		v.errorf(p+".websocket", "add GET to methods", "a WebSocket opens with a GET, which this route does not allow")
+	}
+	if r.WebSocketMaxLifetime <= 0 || r.WebSocketMaxLifetime > maxWebSocketLifetime {
+		v.errorf(p+".websocket_max_lifetime", "", "must be above 0 and at most 24h, got %s", r.WebSocketMaxLifetime)
+	}
+}
+
+// passHeader checks one name of a route's pass_headers.
+func (v *validator) passHeader(p, h string) {
+	switch {
+	case h == "" || strings.IndexFunc(h, func(r rune) bool {
+		return !(r == '-' || r == '_' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9')
+	}) >= 0:
+		v.errorf(p, `like "X-HTTP-Method-Override" or "X_Legacy_Id"`, "invalid header name %q", h)
+	case headername.Protected(h, v.c.APIKeys.Header):
+		v.errorf(p, "keyway sets these itself; an upstream must never get a client's copy",
+			"%q is an identity or forwarding header (in some spelling) and can never be passed from a client", h)
+	case !strings.Contains(h, "_") && !headername.Override(h):
+		v.errorf(p, "list only headers keyway would remove: names with _ and method or path overrides",
+			"%q is forwarded anyway", h)
+	}
+}
+
+// lowerASCII lower-cases ASCII letters only: the gateway's rule for paths.
+func lowerASCII(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return string(b)
 }
 
 // orList joins words as "a, b or c".
@@ -475,7 +541,7 @@ func (v *validator) apiKeys() {
 		v.errorf("api_keys.default_ttl", "lower it or raise api_keys.max_ttl", "default_ttl %s exceeds max_ttl %s", a.DefaultTTL, a.MaxTTL)
 	}
 	if _, err := ratelimit.ParseLimit(a.LeakReport.RateLimit); err != nil {
-		v.errorf("api_keys.leak_report.rate_limit", `like "30/min"`, "%v", err)
+		v.errorf("api_keys.leak_report.rate_limit", `like "300/min"`, "%v", err)
 	}
 }
 

@@ -88,6 +88,50 @@ func TestValidate(t *testing.T) {
 				"server.idle_timeout: must be positive, got -1s",
 				"server.max_header_bytes: must be positive, got 0",
 			}},
+		{"hosts and ipv6 prefix", func(c *Config) {
+			c.Server.Hosts = []string{"api.example.com", "192.0.2.1", "::1", "[::1]", "*.example.com", "api.example.com:443",
+				"https://x.example", "Api.example.com", "bad_name.example", "fe80::1%eth0"}
+			c.Server.IPv6Prefix = 16
+		}, []string{
+			`server.ipv6_prefix: must be between 32 and 128, got 16 (64 is what one connection usually gets)`,
+			`server.hosts[4]: wildcard host "*.example.com" is not supported (list each name)`,
+			`server.hosts[5]: host "api.example.com:443" must be a name or IP address without scheme, port or path (write the name alone: any port is accepted)`,
+			`server.hosts[6]: host "https://x.example" must be a name or IP address without scheme, port or path (write the name alone: any port is accepted)`,
+			`server.hosts[7]: host "Api.example.com" must be lowercase (write "api.example.com")`,
+			`server.hosts[8]: invalid host name "bad_name.example"`,
+			`server.hosts[9]: host "fe80::1%eth0" must be a name or IP address without scheme, port or path (write the name alone: any port is accepted)`,
+		}},
+		{"websocket", func(c *Config) {
+			c.Routes[0].WebSocket = true
+			c.Routes[0].WebSocketMaxLifetime = 48 * time.Hour
+			c.Routes[2].WebSocket, c.Routes[2].Methods, c.Routes[2].WebSocketMaxLifetime = true, []string{"POST"}, time.Minute
+			c.Routes[3].WebSocketMaxLifetime = time.Minute
+		}, []string{
+			"routes[0].websocket_max_lifetime: must be above 0 and at most 24h, got 48h0m0s",
+			"routes[2].websocket: a WebSocket opens with a GET, which this route does not allow (add GET to methods)",
+			"routes[3].websocket_max_lifetime: only used with websocket: true (set websocket: true to use it, or remove it)",
+		}},
+		{"pass headers", func(c *Config) {
+			c.Routes[0].PassHeaders = []string{"X-HTTP-Method-Override", "X_Legacy_Id", "x_keyway_subject", "X-Forwarded_Host",
+				"Forwarded", "X_Real_IP", "x-request-id", "authorization", "Accept", "bad header", ""}
+		}, []string{
+			`routes[0].pass_headers[2]: "x_keyway_subject" is an identity or forwarding header (in some spelling) and can never be passed from a client (keyway sets these itself; an upstream must never get a client's copy)`,
+			`routes[0].pass_headers[3]: "X-Forwarded_Host" is an identity or forwarding header (in some spelling) and can never be passed from a client (keyway sets these itself; an upstream must never get a client's copy)`,
+			`routes[0].pass_headers[4]: "Forwarded" is an identity or forwarding header (in some spelling) and can never be passed from a client (keyway sets these itself; an upstream must never get a client's copy)`,
+			`routes[0].pass_headers[5]: "X_Real_IP" is an identity or forwarding header (in some spelling) and can never be passed from a client (keyway sets these itself; an upstream must never get a client's copy)`,
+			`routes[0].pass_headers[6]: "x-request-id" is an identity or forwarding header (in some spelling) and can never be passed from a client (keyway sets these itself; an upstream must never get a client's copy)`,
+			`routes[0].pass_headers[7]: "authorization" is an identity or forwarding header (in some spelling) and can never be passed from a client (keyway sets these itself; an upstream must never get a client's copy)`,
+			`routes[0].pass_headers[8]: "Accept" is forwarded anyway (list only headers keyway would remove: names with _ and method or path overrides)`,
+			`routes[0].pass_headers[9]: invalid header name "bad header" (like "X-HTTP-Method-Override" or "X_Legacy_Id")`,
+			`routes[0].pass_headers[10]: invalid header name "" (like "X-HTTP-Method-Override" or "X_Legacy_Id")`,
+		}},
+		{"case-insensitive duplicates use ASCII case only", func(c *Config) {
+			c.Server.CaseInsensitivePaths = true
+			c.Routes = append(c.Routes,
+				Route{Path: "/Ünïcode", Upstream: "weather", Policy: PolicyPublic, MaxBody: 1, Timeout: 1},
+				Route{Path: "/ünïcode", Upstream: "weather", Policy: PolicyPublic, MaxBody: 1, Timeout: 1},
+				Route{Path: "/V1/FORECAST", Upstream: "weather", Policy: PolicyPublic, MaxBody: 1, Timeout: 1, Methods: []string{"GET"}})
+		}, []string{`routes[6]: GET /V1/FORECAST is already routed by routes[0] ("forecast")`}},
 		{"invalid trusted proxy", func(c *Config) { c.TrustedProxies = []netip.Prefix{{}} },
 			[]string{"trusted_proxies[0]: invalid CIDR"}},
 		{"upstream limits", func(c *Config) { c.Upstreams["b"] = Upstream{URL: "http://localhost", CAFile: "ca.pem"} },
@@ -300,9 +344,9 @@ func TestValidateAPIKeys(t *testing.T) {
 				"api_keys.max_ttl: must be positive, got 0s",
 			}},
 		{"bad leak report rate", func(a *APIKeys) { a.LeakReport.RateLimit = "30/fortnight" },
-			[]string{`api_keys.leak_report.rate_limit: invalid rate limit "30/fortnight": period "fortnight" is neither a unit (s, min, hour, day) nor a positive Go duration such as 5m (like "30/min")`}},
+			[]string{`api_keys.leak_report.rate_limit: invalid rate limit "30/fortnight": period "fortnight" is neither a unit (s, min, hour, day) nor a positive Go duration such as 5m (like "300/min")`}},
 		{"leak report rate required", func(a *APIKeys) { a.LeakReport.RateLimit = "" },
-			[]string{`api_keys.leak_report.rate_limit: invalid rate limit "": empty; want <count>/<period>, such as 100/min (like "30/min")`}},
+			[]string{`api_keys.leak_report.rate_limit: invalid rate limit "": empty; want <count>/<period>, such as 100/min (like "300/min")`}},
 		{"admin scope is not self-service", func(a *APIKeys) { a.SelfServiceScopes = []string{"orders:read", "keyway:admin"} },
 			[]string{"api_keys.self_service_scopes[1]: keyway:admin cannot be a self-service scope (make admin keys with keyway keys create, for a service account)"}},
 		{"everything wrong", func(a *APIKeys) {
@@ -310,7 +354,7 @@ func TestValidateAPIKeys(t *testing.T) {
 		}, []string{
 			`api_keys.header: invalid header name "Bad Header" (like "Authorization" or "X-Api-Key")`,
 			"api_keys.default_ttl: default_ttl 2h0m0s exceeds max_ttl 1h0m0s (lower it or raise api_keys.max_ttl)",
-			`api_keys.leak_report.rate_limit: invalid rate limit "abc": missing '/'; want <count>/<period>, such as 100/min (like "30/min")`,
+			`api_keys.leak_report.rate_limit: invalid rate limit "abc": missing '/'; want <count>/<period>, such as 100/min (like "300/min")`,
 		}},
 	}
 	for _, tt := range tests {

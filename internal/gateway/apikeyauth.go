@@ -159,6 +159,24 @@ func (a *APIKeyAuth) Authorize(w http.ResponseWriter, r *http.Request, rt *Route
 	return Identity{Subject: v.Key.Owner, KeyID: v.DisplayID, Scopes: v.ScopeList, LimiterKey: v.Key.ID}, nil
 }
 
+// Recheck implements Rechecker: the key must still verify and hold the
+// route's scopes. Nothing is counted: the tunnel was counted once, when it
+// opened.
+func (a *APIKeyAuth) Recheck(ctx context.Context, r *http.Request, rt *RouteInfo, client netip.Addr) error {
+	v, err := a.cfg.Keys.Verify(ctx, a.token(r), client)
+	if err != nil {
+		return err
+	}
+	if !v.HasScopes(rt.Scopes) {
+		return errNoCredential
+	}
+	return nil
+}
+
+// errNoCredential is a Recheck's answer for a credential that no longer
+// passes.
+var errNoCredential = errors.New("credential no longer valid")
+
 // rateLimited is the 429 of a spent rate limit.
 func rateLimited(d ratelimit.Decision) *problem.Problem {
 	return &problem.Problem{Type: problem.RateLimited, Title: "Too Many Requests", Status: http.StatusTooManyRequests,

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/keywayhq/keyway/internal/clientip"
+	"github.com/keywayhq/keyway/internal/headername"
 	"github.com/keywayhq/keyway/internal/problem"
 	"github.com/keywayhq/keyway/internal/ratelimit"
 	"github.com/prometheus/client_golang/prometheus"
@@ -49,6 +50,13 @@ type Authorizer interface {
 	Authorize(w http.ResponseWriter, r *http.Request, rt *RouteInfo, client netip.Addr) (Identity, *problem.Problem)
 }
 
+// Rechecker is implemented by Authorizers whose grant can end while a
+// tunnel it let open is still up: Recheck returns nil while the credential
+// of r still passes on the route, with no side effects (no counting).
+type Rechecker interface {
+	Recheck(ctx context.Context, r *http.Request, rt *RouteInfo, client netip.Addr) error
+}
+
 // Config configures a Gateway.
 type Config struct {
 	// Routes to serve. Required (may be empty: everything is then 404).
@@ -65,8 +73,15 @@ type Config struct {
 	// before forwarding on api_key routes, and on every route when it holds
 	// something shaped like a keyway key. Default "Authorization".
 	CredentialHeader string
-	// CaseInsensitivePaths lower-cases paths before matching and forwarding.
+	// CaseInsensitivePaths lower-cases ASCII letters of paths before
+	// matching and forwarding, and of route prefixes.
 	CaseInsensitivePaths bool
+	// Hosts are the names keyway answers to; other Host headers get 421.
+	// Empty: any (for tests of the gateway alone; the app always sets it).
+	Hosts Hosts
+	// TunnelRecheck is how often an open WebSocket tunnel checks that the
+	// credential that opened it is still valid. Default 1s.
+	TunnelRecheck time.Duration
 	// HSTSMaxAge is sent on every response. Required, at least a year.
 	HSTSMaxAge time.Duration
 	// Logger receives errors and, with AccessLog, one line per request. Required.
@@ -93,6 +108,7 @@ type Gateway struct {
 type route struct {
 	Route
 	info    RouteInfo
+	pass    map[string]bool // canonical names of PassHeaders
 	ipLimit *ratelimit.Memory[netip.Addr]
 	kLimit  *ratelimit.Memory[string]
 	proxy   *httputil.ReverseProxy
@@ -109,7 +125,10 @@ func New(cfg Config) (*Gateway, error) {
 		return nil, errors.New("gateway: HSTSMaxAge must be at least one year")
 	}
 	if cfg.ClientIP == nil {
-		cfg.ClientIP = clientip.New(nil)
+		cfg.ClientIP = clientip.New(nil, 0)
+	}
+	if cfg.TunnelRecheck <= 0 {
+		cfg.TunnelRecheck = time.Second
 	}
 	if cfg.CredentialHeader == "" {
 		cfg.CredentialHeader = "Authorization"
@@ -142,10 +161,27 @@ func New(cfg Config) (*Gateway, error) {
 		default:
 			return nil, fmt.Errorf("gateway: route %s: unknown policy %q", rc.Name, rc.Policy)
 		}
+		if cfg.CaseInsensitivePaths {
+			// The same rule as requests get: ASCII letters only.
+			rc.Prefix = lowerASCII(rc.Prefix)
+		}
 		if rc.Prefix == ReservedPrefix || strings.HasPrefix(rc.Prefix, ReservedPrefix+"/") {
 			return nil, fmt.Errorf("gateway: route %s: %s is reserved for keyway", rc.Name, ReservedPrefix)
 		}
+		if rc.WebSocket && rc.TunnelLifetime <= 0 {
+			return nil, fmt.Errorf("gateway: route %s: a WebSocket route needs a tunnel lifetime", rc.Name)
+		}
 		r := &route{Route: rc, info: RouteInfo{Name: rc.Name, Scopes: rc.Scopes, ScopeList: strings.Join(rc.Scopes, " ")}}
+		for _, h := range rc.PassHeaders {
+			h = http.CanonicalHeaderKey(h)
+			if headername.Protected(h, cfg.CredentialHeader) {
+				return nil, fmt.Errorf("gateway: route %s: %s can never be passed from a client", rc.Name, h)
+			}
+			if r.pass == nil {
+				r.pass = make(map[string]bool)
+			}
+			r.pass[h] = true
+		}
 		if rl := rc.RateLimit; rl != nil {
 			if rl.PerKey {
 				if rc.Policy != PolicyAPIKey {
@@ -180,8 +216,11 @@ type state struct {
 	client clientip.Info
 	route  *route
 	path   string // normalised, decoded
+	host   string // the checked host the client asked for, for X-Forwarded-Host
 	ident  Identity
 	status int // set by the error handler when the proxy fails
+	// upgraded is set once the upstream switched protocols (a tunnel).
+	upgraded atomic.Bool
 }
 
 // RequestInfo is the request-scoped information the gateway attaches to each
@@ -255,6 +294,11 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, st *state) {
 			"API keys must not be sent in URLs; send them in the Authorization header (and rotate this one)"))
 		return
 	}
+	if !g.hostAllowed(r, st) {
+		g.problem(w, st, problem.New(problem.MisdirectedRequest, http.StatusMisdirectedRequest,
+			"this server does not answer for that host name"))
+		return
+	}
 	if path == ReservedPrefix || strings.HasPrefix(path, ReservedPrefix+"/") {
 		r.URL.Path, r.URL.RawPath = path, ""
 		g.cfg.Own.ServeHTTP(w, r)
@@ -272,14 +316,23 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, st *state) {
 		return
 	}
 	st.route = rt
-
-	if rt.ipLimit != nil && !g.limit(w, st, rt.ipLimit.Allow(st.client.Client, rt.RateLimit.Limit), "ip") {
+	tunnel := isUpgrade(r.Header)
+	if tunnel && (!rt.WebSocket || r.Method != http.MethodGet || !strings.EqualFold(strings.TrimSpace(r.Header.Get("Upgrade")), "websocket")) {
+		// An upgraded connection is a tunnel that keyway no longer checks:
+		// only routes that ask for WebSockets get one, and only that.
+		g.problem(w, st, problem.New(problem.BadRequest, http.StatusBadRequest,
+			"this route does not accept this protocol upgrade"))
 		return
 	}
+
+	if rt.ipLimit != nil && !g.limit(w, st, rt.ipLimit.Allow(st.client.Source, rt.RateLimit.Limit), "ip") {
+		return
+	}
+	var az Authorizer
 	switch rt.Policy {
 	case PolicyPublic:
 	case PolicyAPIKey, PolicySession:
-		az := g.cfg.APIKeys
+		az = g.cfg.APIKeys
 		if rt.Policy == PolicySession {
 			az = g.cfg.Sessions
 		}
@@ -307,9 +360,110 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, st *state) {
 	if r.Body != nil && r.Body != http.NoBody {
 		r.Body = http.MaxBytesReader(w, r.Body, rt.MaxBody)
 	}
+	if tunnel {
+		g.serveTunnel(w, r, st, az)
+		return
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), rt.Timeout)
 	defer cancel()
 	rt.proxy.ServeHTTP(w, r.WithContext(ctx))
+}
+
+// hostAllowed checks the host the client asked for (Host, or a trusted
+// proxy's X-Forwarded-Host) against the configured names, and records it
+// for X-Forwarded-Host. Health checks are exempt: orchestrators probe them
+// by IP address.
+func (g *Gateway) hostAllowed(r *http.Request, st *state) bool {
+	host := r.Host
+	if st.client.PeerTrusted {
+		if v := r.Header.Values("X-Forwarded-Host"); len(v) > 0 {
+			// The right-most value is the one our trusted peer set.
+			last := v[len(v)-1]
+			if i := strings.LastIndexByte(last, ','); i >= 0 {
+				last = last[i+1:]
+			}
+			host = strings.TrimSpace(last)
+		}
+	}
+	if _, ok := hostName(host); !ok {
+		host = ""
+	}
+	st.host = host
+	if g.cfg.Hosts.Match(host) && host != "" {
+		return true
+	}
+	return st.path == ReservedPrefix+"/healthz" || st.path == ReservedPrefix+"/readyz"
+}
+
+// isUpgrade reports whether a request asks to switch protocols: an
+// Upgrade header named in Connection.
+func isUpgrade(h http.Header) bool {
+	if len(h["Upgrade"]) == 0 {
+		return false
+	}
+	for _, v := range h["Connection"] {
+		for _, tok := range strings.Split(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(tok), "upgrade") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// Tunnel end causes.
+var (
+	errTunnelLifetime = errors.New("tunnel reached its maximum lifetime")
+	errTunnelRevoked  = errors.New("the credential that opened the tunnel is no longer valid")
+)
+
+// serveTunnel proxies a WebSocket upgrade. The handshake must finish
+// within the route timeout; the tunnel then lives at most TunnelLifetime,
+// and ends as soon as a recheck finds that the key or session that opened
+// it was revoked, expired or disabled.
+func (g *Gateway) serveTunnel(w http.ResponseWriter, r *http.Request, st *state, az Authorizer) {
+	rt := st.route
+	ctx, cancel := context.WithCancelCause(r.Context())
+	defer cancel(nil)
+	life := time.AfterFunc(rt.TunnelLifetime, func() { cancel(errTunnelLifetime) })
+	defer life.Stop()
+	handshake := time.AfterFunc(rt.Timeout, func() {
+		if !st.upgraded.Load() {
+			cancel(context.DeadlineExceeded)
+		}
+	})
+	defer handshake.Stop()
+	// The listener's read and write deadlines would otherwise end the
+	// hijacked connection after server.read_timeout.
+	rc := http.NewResponseController(w)
+	end := time.Now().Add(rt.TunnelLifetime)
+	_ = rc.SetReadDeadline(end)
+	_ = rc.SetWriteDeadline(end)
+	if rk, ok := az.(Rechecker); ok {
+		go g.watchTunnel(ctx, cancel, rk, r, st)
+	}
+	rt.proxy.ServeHTTP(w, r.WithContext(ctx))
+	if cause := context.Cause(ctx); st.upgraded.Load() && (errors.Is(cause, errTunnelRevoked) || errors.Is(cause, errTunnelLifetime)) {
+		g.cfg.Logger.LogAttrs(r.Context(), slog.LevelInfo, "tunnel closed",
+			slog.String("request_id", st.id), slog.String("route", rt.Name), slog.String("reason", cause.Error()))
+	}
+}
+
+// watchTunnel rechecks the tunnel's credential until the tunnel ends.
+func (g *Gateway) watchTunnel(ctx context.Context, cancel context.CancelCauseFunc, rk Rechecker, r *http.Request, st *state) {
+	t := time.NewTicker(g.cfg.TunnelRecheck)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := rk.Recheck(ctx, r, &st.route.info, st.client.Client); err != nil {
+				cancel(errTunnelRevoked)
+				return
+			}
+		}
+	}
 }
 
 // limit applies a route limiter's decision: the RateLimit fields once half
@@ -397,8 +551,12 @@ func (g *Gateway) newProxy(rt *route) *httputil.ReverseProxy {
 		Transport:  up.transport,
 		BufferPool: g.bufs,
 		ModifyResponse: func(res *http.Response) error {
-			// keyway owns transport security: one HSTS policy, ours.
-			res.Header.Del("Strict-Transport-Security")
+			scrubResponse(res.Header)
+			if res.StatusCode == http.StatusSwitchingProtocols {
+				st := res.Request.Context().Value(stateKey{}).(*state)
+				st.upgraded.Store(true)
+				st.status = http.StatusSwitchingProtocols
+			}
 			return nil
 		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
@@ -427,13 +585,9 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest, rt *route, st *state) {
 	out.URL.RawPath = ""
 	out.Host = ""
 
-	// Identity headers belong to keyway alone: strip every X-Keyway-* a client
-	// sent, whatever its spelling, before setting ours.
-	for k := range out.Header {
-		if len(k) >= 9 && strings.EqualFold(k[:9], "X-Keyway-") {
-			delete(out.Header, k)
-		}
-	}
+	// Identity and forwarding headers belong to keyway alone: strip every
+	// spelling a client sent before setting ours (see headers.go).
+	scrubInbound(out.Header, g.cfg.CredentialHeader, rt.pass)
 	// The keys are written in canonical form, so no canonicalisation runs.
 	if id := &st.ident; id.Subject != "" {
 		out.Header["X-Keyway-Subject"] = []string{id.Subject}
@@ -469,7 +623,8 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest, rt *route, st *state) {
 	// (Rewrite has already removed what the client sent).
 	in := pr.In
 	peer := st.client.Peer.String()
-	proto, host := "https", in.Host
+	client := peer
+	proto := "https"
 	if st.client.PeerTrusted {
 		if prior := in.Header.Values("X-Forwarded-For"); len(prior) > 0 {
 			peer = strings.Join(prior, ", ") + ", " + peer
@@ -477,13 +632,14 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest, rt *route, st *state) {
 		if p := in.Header.Get("X-Forwarded-Proto"); p == "http" || p == "https" {
 			proto = p
 		}
-		if h := in.Header.Get("X-Forwarded-Host"); h != "" && validHost(h) {
-			host = h
-		}
+		client = st.client.Client.String()
 	}
-	out.Header.Set("X-Forwarded-For", peer)
-	out.Header.Set("X-Forwarded-Proto", proto)
-	out.Header.Set("X-Forwarded-Host", host)
+	out.Header["X-Forwarded-For"] = []string{peer}
+	out.Header["X-Forwarded-Proto"] = []string{proto}
+	out.Header["X-Real-Ip"] = []string{client}
+	if st.host != "" {
+		out.Header["X-Forwarded-Host"] = []string{st.host}
+	}
 }
 
 // keyShaped reports whether s holds what looks like a keyway key.
@@ -513,19 +669,6 @@ func queryHasKey(q string) bool {
 	return keyShaped(b.String())
 }
 
-func validHost(h string) bool {
-	if len(h) > 255 {
-		return false
-	}
-	for i := 0; i < len(h); i++ {
-		c := h[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte(".-:[]", c) >= 0) {
-			return false
-		}
-	}
-	return true
-}
-
 func (g *Gateway) proxyError(w http.ResponseWriter, r *http.Request, rt *route, err error) {
 	st := r.Context().Value(stateKey{}).(*state)
 	var tooBig *http.MaxBytesError
@@ -533,7 +676,7 @@ func (g *Gateway) proxyError(w http.ResponseWriter, r *http.Request, rt *route, 
 	case errors.As(err, &tooBig):
 		g.problem(w, st, problem.New(problem.BodyTooLarge, http.StatusRequestEntityTooLarge,
 			"the request body is larger than this route accepts"))
-	case r.Context().Err() == context.DeadlineExceeded:
+	case errors.Is(context.Cause(r.Context()), context.DeadlineExceeded):
 		g.cfg.Logger.LogAttrs(r.Context(), slog.LevelWarn, "upstream timeout",
 			slog.String("request_id", st.id), slog.String("upstream", rt.Upstream.name), slog.Duration("timeout", rt.Timeout))
 		g.problem(w, st, problem.New(problem.GatewayTimeout, http.StatusGatewayTimeout, "the upstream did not answer in time"))

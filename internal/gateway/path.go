@@ -120,6 +120,23 @@ func resolveDots(p string) (string, error) {
 	return res, nil
 }
 
+// lowerASCII lower-cases the ASCII letters of s and leaves every other
+// byte alone: the one case rule for request paths and route prefixes.
+func lowerASCII(s string) string {
+	for i := 0; i < len(s); i++ {
+		if 'A' <= s[i] && s[i] <= 'Z' {
+			b := []byte(s)
+			for j := i; j < len(b); j++ {
+				if 'A' <= b[j] && b[j] <= 'Z' {
+					b[j] += 'a' - 'A'
+				}
+			}
+			return string(b)
+		}
+	}
+	return s
+}
+
 // escapePath re-encodes a normalised path for the wire.
 func escapePath(p string) string {
 	return (&url.URL{Path: p}).EscapedPath()

@@ -41,6 +41,19 @@ type Route struct {
 	Timeout time.Duration
 	// RateLimit, when set, limits the route per client IP or per API key.
 	RateLimit *RouteLimit
+	// WebSocket lets clients upgrade a GET to a WebSocket tunnel. Every
+	// other route refuses protocol upgrades (400), and this one refuses
+	// every protocol but websocket.
+	WebSocket bool
+	// TunnelLifetime bounds an open tunnel (WebSocket routes). Required
+	// with WebSocket. The tunnel is also closed as soon as the credential
+	// that opened it stops being valid.
+	TunnelLifetime time.Duration
+	// PassHeaders are canonical header names the route forwards although
+	// keyway would remove them: names with an underscore, and method or
+	// path overrides (X-HTTP-Method-Override…). Identity and forwarding
+	// headers can never be passed.
+	PassHeaders []string
 }
 
 // RouteLimit is a route's own rate limit.

@@ -96,6 +96,21 @@ var (
 		Detail: "state-changing requests must come from this site and send X-Keyway-CSRF: 1"}
 )
 
+// CheckUpgradeOrigin guards a WebSocket handshake that carries the session
+// cookie: browsers send cookies on cross-site handshakes (a GET, so the
+// CSRF header rule does not apply), so the Origin must be one of keyway's
+// and Sec-Fetch-Site, when sent, same-origin.
+func CheckUpgradeOrigin(r *http.Request, origins []string) error {
+	if o := r.Header.Get("Origin"); o == "" || !slices.Contains(origins, o) {
+		return ErrCSRF
+	}
+	switch r.Header.Get("Sec-Fetch-Site") {
+	case "", "same-origin":
+		return nil
+	}
+	return ErrCSRF
+}
+
 // Authorize implements Authorizer.
 func (a *SessionAuth) Authorize(w http.ResponseWriter, r *http.Request, _ *RouteInfo, _ netip.Addr) (Identity, *problem.Problem) {
 	c, err := r.Cookie(SessionCookie)
@@ -105,6 +120,11 @@ func (a *SessionAuth) Authorize(w http.ResponseWriter, r *http.Request, _ *Route
 	}
 	if err := CheckCSRF(r, a.cfg.Origins); err != nil {
 		return Identity{}, probCSRF
+	}
+	if isUpgrade(r.Header) {
+		if err := CheckUpgradeOrigin(r, a.cfg.Origins); err != nil {
+			return Identity{}, probCSRF
+		}
 	}
 	s, err := a.cfg.Sessions.Authenticate(r.Context(), c.Value)
 	switch {
@@ -125,6 +145,30 @@ func (a *SessionAuth) Authorize(w http.ResponseWriter, r *http.Request, _ *Route
 	return Identity{Subject: "user:" + u.ID, Name: u.DisplayName, Session: s.ID, LimiterKey: u.ID}, nil
 }
 
+// Recheck implements Rechecker: the session must still be live, full, and
+// its user enabled.
+func (a *SessionAuth) Recheck(ctx context.Context, r *http.Request, _ *RouteInfo, _ netip.Addr) error {
+	c, err := r.Cookie(SessionCookie)
+	if err != nil {
+		return errNoCredential
+	}
+	s, err := a.cfg.Sessions.Authenticate(ctx, c.Value)
+	if err != nil {
+		return err
+	}
+	if s.Restricted {
+		return errNoCredential
+	}
+	u, err := a.cfg.Users.User(ctx, s.UserID)
+	if err != nil {
+		return err
+	}
+	if !u.DisabledAt.IsZero() {
+		return errNoCredential
+	}
+	return nil
+}
+
 // stripKeywayCookies removes keyway's own cookies from an outbound Cookie
 // header and keeps the rest: the upstream may have cookies of its own, but
 // never ours.
@@ -137,7 +181,7 @@ func stripKeywayCookies(h http.Header) {
 	for _, v := range vals {
 		for _, part := range strings.Split(v, ";") {
 			name, _, _ := strings.Cut(strings.TrimSpace(part), "=")
-			if name == "" || strings.HasPrefix(name, "__Host-keyway_") || strings.HasPrefix(name, "keyway_") {
+			if name == "" || KeywayCookie(name) {
 				continue
 			}
 			keep = append(keep, strings.TrimSpace(part))

@@ -80,3 +80,29 @@ func TestQueryHasKey(t *testing.T) {
 		}
 	}
 }
+
+func TestCheckUpgradeOrigin(t *testing.T) {
+	origins := []string{"https://localhost:8443"}
+	for _, tt := range []struct {
+		origin, site string
+		ok           bool
+	}{
+		{"https://localhost:8443", "", true},
+		{"https://localhost:8443", "same-origin", true},
+		{"https://localhost:8443", "same-site", false},
+		{"https://evil.example", "", false},
+		{"", "", false},
+		{"null", "", false},
+	} {
+		r := httptest.NewRequest("GET", "/ws", nil)
+		if tt.origin != "" {
+			r.Header.Set("Origin", tt.origin)
+		}
+		if tt.site != "" {
+			r.Header.Set("Sec-Fetch-Site", tt.site)
+		}
+		if err := CheckUpgradeOrigin(r, origins); (err == nil) != tt.ok {
+			t.Errorf("origin %q site %q: %v, want ok=%v", tt.origin, tt.site, err, tt.ok)
+		}
+	}
+}

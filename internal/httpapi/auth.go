@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/netip"
 	"time"
@@ -34,6 +35,8 @@ type Accounts interface {
 	UnusedRecoveryCodes(ctx context.Context, userID string) (int, error)
 	CreateLink(ctx context.Context, kind, userID string, role passkey.Role, createdBy string, ttl time.Duration) (string, error)
 	RedeemEnrolment(ctx context.Context, token string) (*passkey.User, error)
+	RememberSource(ctx context.Context, userID, source string) error
+	KnownSource(ctx context.Context, username, source string) (bool, error)
 }
 
 // Sessions is what the auth endpoints need of the session manager.
@@ -85,10 +88,13 @@ var (
 	limitCeremony = ratelimit.Limit{Count: 30, Period: time.Minute, Burst: 20}
 	limitSignUp   = ratelimit.Limit{Count: 10, Period: time.Hour, Burst: 5}
 	limitRecovery = ratelimit.Limit{Count: 5, Period: 15 * time.Minute, Burst: 5}
-	// An account's recovery budget across all sources is much larger than
-	// one source's, so that an attacker spending his own budget cannot lock
-	// the owner out; 80-bit codes keep even this budget far from guessable.
-	limitRecoveryAccount = ratelimit.Limit{Count: 50, Period: 24 * time.Hour, Burst: 50}
+	// An account's recovery budget across unfamiliar sources: large enough
+	// that only many sources at full rate all day can spend it (about 21
+	// at limitRecovery's pace), and a source the owner signed in from
+	// before is not held to it at all. 80-bit codes keep even a year of
+	// this budget (3.65M guesses against 10 codes) at a success chance
+	// below 1e-16.
+	limitRecoveryAccount = ratelimit.Limit{Count: 10000, Period: 24 * time.Hour, Burst: 1000}
 )
 
 var errStepUp = &problem.Problem{Type: problem.StepUpRequired, Title: "Unauthorized", Status: http.StatusUnauthorized,
@@ -149,15 +155,13 @@ func (a *auth) csrf(fn func(http.ResponseWriter, *http.Request) error) func(http
 }
 
 // source names where a request comes from, for rate limits: the client's
-// IPv4 address, or its IPv6 /64 (one host usually owns a whole /64, and
-// could otherwise rotate through it).
+// IPv4 address, or its IPv6 network (a /64 by default: one host usually
+// owns a whole /64, and could otherwise rotate through it).
 func source(r *http.Request) string {
-	a := clientOf(r)
-	if a.Is6() {
-		p, _ := a.Prefix(64)
-		return p.String()
+	if info, ok := requestInfo(r); ok {
+		return info.Client.Source.String()
 	}
-	return a.String()
+	return ""
 }
 
 func clientOf(r *http.Request) netip.Addr {
@@ -165,6 +169,16 @@ func clientOf(r *http.Request) netip.Addr {
 		return info.Client.Client
 	}
 	return netip.Addr{}
+}
+
+// rememberSource notes that userID passed a passkey ceremony from this
+// request's source. It is a convenience for recovery, not a condition of
+// the sign-in: a failure is logged, not returned.
+func (a *auth) rememberSource(r *http.Request, userID string) {
+	if err := a.cfg.Accounts.RememberSource(r.Context(), userID, source(r)); err != nil {
+		a.logger.LogAttrs(r.Context(), slog.LevelWarn, "remember sign-in source",
+			slog.String("request_id", requestID(r)), slog.String("error", err.Error()))
+	}
 }
 
 // allow spends one request of key's budget, or answers 429.
@@ -343,6 +357,7 @@ func (a *auth) registerFinish(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 		a.setSessionCookie(w, tok)
+		a.rememberSource(r, u.ID)
 		resp["recovery_codes"] = codes
 	case s.Restricted:
 		// Recovery done: the restricted session gives way to a full one
@@ -408,6 +423,7 @@ func (a *auth) loginFinish(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	a.setSessionCookie(w, tok)
+	a.rememberSource(r, res.User.ID)
 	return writeJSON(w, http.StatusOK, map[string]any{"user": userJSON(res.User), "session": sessionJSON(s, s.ID, a.cfg.Sessions.Fresh(s))})
 }
 
@@ -500,6 +516,7 @@ func (a *auth) stepUpFinish(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	a.setSessionCookie(w, tok)
+	a.rememberSource(r, u.ID)
 	return writeJSON(w, http.StatusOK, map[string]any{"fresh": true})
 }
 
@@ -641,11 +658,18 @@ func (a *auth) recover(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if name, err := passkey.NormalizeUsername(req.Username); err == nil {
-		if err := a.allow("recover-user:"+name+"|"+source(r), limitRecovery); err != nil {
+		src := source(r)
+		if err := a.allow("recover-user:"+name+"|"+src, limitRecovery); err != nil {
 			return err
 		}
-		if err := a.allow("recover-user:"+name, limitRecoveryAccount); err != nil {
+		known, err := a.cfg.Accounts.KnownSource(r.Context(), name, src)
+		if err != nil {
 			return err
+		}
+		if !known {
+			if err := a.allow("recover-user:"+name, limitRecoveryAccount); err != nil {
+				return err
+			}
 		}
 	}
 	u, err := a.cfg.Accounts.UseRecoveryCode(r.Context(), req.Username, req.Code)

@@ -270,8 +270,9 @@ func NewAdmin(cfg AdminConfig) (http.Handler, error) {
 
 // Redirect answers every plain-HTTP request with a 308 to the same path on
 // HTTPS, and serves nothing else. httpsPort is the port of the HTTPS
-// listener ("" or "443" for the default port).
-func Redirect(httpsPort string) http.Handler {
+// listener ("" or "443" for the default port). A Host that is not one of
+// hosts is answered 421, never reflected into a Location.
+func Redirect(httpsPort string, hosts gateway.Hosts) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		host := r.Host
 		if h, _, err := net.SplitHostPort(host); err == nil {
@@ -280,6 +281,11 @@ func Redirect(httpsPort string) http.Handler {
 		host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
 		if !validRedirectHost(host) {
 			problem.Write(w, problem.New(problem.BadRequest, http.StatusBadRequest, "missing or invalid Host header"), "")
+			return
+		}
+		if !hosts.Match(r.Host) {
+			problem.Write(w, problem.New(problem.MisdirectedRequest, http.StatusMisdirectedRequest,
+				"this server does not answer for that host name"), "")
 			return
 		}
 		if strings.Contains(host, ":") {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/keywayhq/keyway/internal/gateway"
 	"io"
 	"log/slog"
 	"net/http"
@@ -78,12 +79,15 @@ func TestRedirect(t *testing.T) {
 		{"[::1]:8080", "/x", "8443", "https://[::1]:8443/x", 308},
 		{"evil.example/@x", "/", "8443", "", 400},
 		{"", "/", "8443", "", 400},
+		{"evil.example", "/", "8443", "", 421},
+		{"EXAMPLE.com:80", "/", "443", "https://EXAMPLE.com/", 308},
 	}
+	hosts := gateway.NewHosts([]string{"localhost", "example.com", "::1"})
 	for _, tt := range tests {
 		r := httptest.NewRequest(http.MethodGet, tt.target, nil)
 		r.Host = tt.host
 		w := httptest.NewRecorder()
-		Redirect(tt.port).ServeHTTP(w, r)
+		Redirect(tt.port, hosts).ServeHTTP(w, r)
 		if w.Code != tt.status || w.Header().Get("Location") != tt.want {
 			t.Errorf("%q %q → %d %q, want %d %q", tt.host, tt.target, w.Code, w.Header().Get("Location"), tt.status, tt.want)
 		}

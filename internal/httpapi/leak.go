@@ -14,6 +14,7 @@ import (
 	"io"
 	"net/http"
 	"net/netip"
+	"time"
 
 	"github.com/keywayhq/keyway/internal/problem"
 	"github.com/keywayhq/keyway/internal/ratelimit"
@@ -28,7 +29,10 @@ type LeakReporter interface {
 type LeakConfig struct {
 	// Reporter revokes keys. Nil disables the endpoint (404).
 	Reporter LeakReporter
-	// Limit is the per-client-IP rate limit. Required when Reporter is set.
+	// Limit is the per-client rate limit, counted in tokens: each token of
+	// a report costs one event, since each may cost a store read. A report
+	// holds at most MaxReportTokens tokens, or the limit's burst if lower.
+	// Required when Reporter is set.
 	Limit ratelimit.Limit
 	// VerifyKeys are the signature keys by identifier (GitHub's
 	// Github-Public-Key-Identifier). When not empty, a request that carries
@@ -63,13 +67,27 @@ type leakHandler struct {
 	limit *ratelimit.Memory[netip.Addr]
 }
 
+// MaxReportTokens bounds the tokens of one leak report.
+const MaxReportTokens = 100
+
+func (h *leakHandler) spend(r *http.Request, n int) error {
+	info, ok := requestInfo(r)
+	if !ok {
+		return nil
+	}
+	if d := h.limit.AllowN(info.Client.Source, h.cfg.Limit, int64(n)); !d.Allowed {
+		p := problem.New(problem.RateLimited, http.StatusTooManyRequests, "too many leak reports; retry later")
+		p.RetryAfter = max(d.RetryAfter, time.Second)
+		return p
+	}
+	return nil
+}
+
 func (h *leakHandler) serve(w http.ResponseWriter, r *http.Request) error {
-	if info, ok := requestInfo(r); ok {
-		if d := h.limit.Allow(info.Client.Client, h.cfg.Limit); !d.Allowed {
-			p := problem.New(problem.RateLimited, http.StatusTooManyRequests, "too many leak reports; retry later")
-			p.RetryAfter = d.RetryAfter
-			return p
-		}
+	// One event for the request itself before the body is even read, the
+	// rest for its tokens once they are counted.
+	if err := h.spend(r, 1); err != nil {
+		return err
 	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20+1))
 	if err != nil {
@@ -87,8 +105,14 @@ func (h *leakHandler) serve(w http.ResponseWriter, r *http.Request) error {
 	if err := json.Unmarshal(body, &tokens); err != nil || len(tokens) == 0 {
 		return fmt.Errorf(`%w: expected a JSON array of {"token","type","url","source"}`, errBadJSON)
 	}
-	if len(tokens) > 1000 {
-		return fmt.Errorf("%w: at most 1000 tokens per report", errBadJSON)
+	most := min(MaxReportTokens, int(h.cfg.Limit.EffectiveBurst()))
+	if len(tokens) > most {
+		return fmt.Errorf("%w: at most %d tokens per report", errBadJSON, most)
+	}
+	if len(tokens) > 1 {
+		if err := h.spend(r, len(tokens)-1); err != nil {
+			return err
+		}
 	}
 	out := make([]leakResult, 0, len(tokens))
 	for _, t := range tokens {

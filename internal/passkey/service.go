@@ -3,6 +3,7 @@ package passkey
 import (
 	"bytes"
 	"context"
+	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base32"
@@ -74,6 +75,13 @@ type Config struct {
 	Rand io.Reader
 	// Logger receives audit-worthy warnings. Required.
 	Logger *slog.Logger
+	// Sources remembers where people signed in from, so that recovery from
+	// a familiar source is not blocked by strangers' attempts. Optional:
+	// without it no source is familiar.
+	Sources SourceStore
+	// SourceKey keys the hashes of sources (at least 32 bytes, kept outside
+	// the database). Required with Sources.
+	SourceKey []byte
 }
 
 // Service runs ceremonies and manages accounts.
@@ -86,6 +94,9 @@ type Service struct {
 func New(cfg Config) (*Service, error) {
 	if cfg.Store == nil || cfg.Logger == nil || cfg.RPID == "" || len(cfg.Origins) == 0 {
 		return nil, errors.New("passkey: Store, Logger, RPID and Origins are required")
+	}
+	if cfg.Sources != nil && len(cfg.SourceKey) < 32 {
+		return nil, errors.New("passkey: SourceKey must be at least 32 bytes")
 	}
 	if cfg.RPName == "" {
 		cfg.RPName = "keyway"
@@ -812,4 +823,54 @@ func (s *Service) RedeemEnrolment(ctx context.Context, token string) (*User, err
 func (s *Service) NeedsSetup(ctx context.Context) (bool, error) {
 	n, err := s.cfg.Store.CountAdmins(ctx)
 	return n == 0, err
+}
+
+// ---- familiar sources ----
+
+const (
+	// keptSources is how many recent sources are remembered per user.
+	keptSources = 20
+	// sourceMemory is how long a source stays familiar after a sign-in.
+	sourceMemory = 180 * 24 * time.Hour
+)
+
+// sourceHash binds a source to a user under the source key: the database
+// alone cannot tell where anyone signed in from, nor link two users who
+// share a network.
+func (s *Service) sourceHash(userID, source string) []byte {
+	m := hmac.New(sha256.New, s.cfg.SourceKey)
+	_, _ = io.WriteString(m, userID)
+	_, _ = m.Write([]byte{0})
+	_, _ = io.WriteString(m, source)
+	return m.Sum(nil)
+}
+
+// RememberSource records that userID just signed in from source (an IPv4
+// address or an IPv6 network, as the rate limits name it).
+func (s *Service) RememberSource(ctx context.Context, userID, source string) error {
+	if s.cfg.Sources == nil || source == "" {
+		return nil
+	}
+	return s.cfg.Sources.RememberSource(ctx, userID, s.sourceHash(userID, source), s.cfg.Now().UTC(), keptSources)
+}
+
+// KnownSource reports whether the owner of username signed in from source
+// in the last 180 days. An unknown username is not an error: no source is
+// familiar to it.
+func (s *Service) KnownSource(ctx context.Context, username, source string) (bool, error) {
+	if s.cfg.Sources == nil || source == "" {
+		return false, nil
+	}
+	name, err := NormalizeUsername(username)
+	if err != nil {
+		return false, nil
+	}
+	u, err := s.cfg.Store.UserByUsername(ctx, name)
+	if errors.Is(err, ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return s.cfg.Sources.KnownSource(ctx, u.ID, s.sourceHash(u.ID, source), s.cfg.Now().Add(-sourceMemory))
 }

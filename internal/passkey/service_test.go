@@ -451,3 +451,65 @@ func TestStepUp(t *testing.T) {
 		t.Fatalf("step-up: %v", err)
 	}
 }
+
+func TestKnownSources(t *testing.T) {
+	var db *sqlite.DB
+	e := newEnv(t)
+	db = e.db
+	key := make([]byte, 32)
+	e2 := newEnv(t, func(c *passkey.Config) { c.Store, c.Sources, c.SourceKey, c.Now = db, db, key, e.clk.Now })
+	u, _ := e2.signUp("dora", virtualwebauthn.AuthenticatorOptions{})
+	known := func(name, src string) bool {
+		t.Helper()
+		ok, err := e2.svc.KnownSource(ctx, name, src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
+	if known("dora", "192.0.2.1") {
+		t.Fatal("a source never seen is familiar")
+	}
+	if err := e2.svc.RememberSource(ctx, u.ID, "192.0.2.1"); err != nil {
+		t.Fatal(err)
+	}
+	if !known("DORA", "192.0.2.1") || known("dora", "192.0.2.2") || known("nobody", "192.0.2.1") {
+		t.Fatal("familiar sources are wrong")
+	}
+	// The database holds no source in the clear.
+	var n int
+	if err := db.SQL().QueryRowContext(ctx, `SELECT COUNT(*) FROM user_sources WHERE instr(source_hash, '192.0.2.1') > 0`).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("a source is stored in the clear: %d %v", n, err)
+	}
+	// Only the 20 most recent are kept, and they fade after 180 days.
+	for i := range 25 {
+		e.clk.Add(time.Minute)
+		if err := e2.svc.RememberSource(ctx, u.ID, "198.51.100."+string(rune('0'+i%10))+string(rune('a'+i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := db.SQL().QueryRowContext(ctx, `SELECT COUNT(*) FROM user_sources`).Scan(&n); err != nil || n != 20 {
+		t.Fatalf("%d sources kept, want 20 (%v)", n, err)
+	}
+	if known("dora", "192.0.2.1") {
+		t.Fatal("the oldest source was not dropped")
+	}
+	if !known("dora", "198.51.100.4y") {
+		t.Fatal("a recent source was dropped")
+	}
+	e.clk.Add(181 * 24 * time.Hour)
+	if known("dora", "198.51.100.4y") {
+		t.Fatal("a source is familiar for ever")
+	}
+	// Without a store, nothing is familiar and nothing fails.
+	if ok, err := e.svc.KnownSource(ctx, "dora", "198.51.100.4y"); ok || err != nil {
+		t.Fatalf("no store: %v %v", ok, err)
+	}
+	if err := e.svc.RememberSource(ctx, u.ID, "x"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := passkey.New(passkey.Config{Store: db, Sources: db, SourceKey: key[:8], RPID: "localhost", Origins: []string{origin},
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}); err == nil {
+		t.Fatal("a short source key was accepted")
+	}
+}

@@ -143,3 +143,13 @@ type Store interface {
 	// PeekInvite returns an unused, unexpired link of kind without using it.
 	PeekInvite(ctx context.Context, hash []byte, kind string, now time.Time) (*Invite, error)
 }
+
+// SourceStore keeps where people signed in from, as keyed hashes.
+type SourceStore interface {
+	// RememberSource records that userID signed in from the source whose
+	// hash is given, at at, keeping only the keep most recent sources.
+	RememberSource(ctx context.Context, userID string, hash []byte, at time.Time, keep int) error
+	// KnownSource reports whether userID signed in from that source at
+	// since or later.
+	KnownSource(ctx context.Context, userID string, hash []byte, since time.Time) (bool, error)
+}

@@ -36,6 +36,8 @@ const (
 	StepUpRequired   Type = "urn:keyway:problem:step-up-required"
 	CeremonyFailed   Type = "urn:keyway:problem:ceremony-failed"
 	TooManyAttempts  Type = "urn:keyway:problem:too-many-attempts"
+	// MisdirectedRequest: the Host is not a name keyway answers to (421).
+	MisdirectedRequest Type = "urn:keyway:problem:misdirected-request"
 )
 
 // Problem is one problem details object. Detail must never carry secrets or

@@ -149,9 +149,22 @@ func (m *Memory[K]) clock() int64 {
 // limiter (a map insert), and may then evict other keys (see the package
 // documentation).
 func (m *Memory[K]) Allow(key K, l Limit) Decision {
+	return m.AllowN(key, l, 1)
+}
+
+// AllowN is Allow for n events at once: all of them are allowed and
+// recorded, or none is. n above the limit's burst is never allowed; n
+// below 1 counts as 1.
+func (m *Memory[K]) AllowN(key K, l Limit, n int64) Decision {
 	t, b, ok := l.params()
 	if !ok {
 		return Decision{}
+	}
+	if n < 1 {
+		n = 1
+	}
+	if n > b {
+		return Decision{Limit: b, RetryAfter: time.Duration(t * b)}
 	}
 	span := t * b // tau + t: a full bucket's refill time; ≤ MaxSpan
 	now := m.clock()
@@ -160,7 +173,7 @@ func (m *Memory[K]) Allow(key K, l Limit) Decision {
 	s.mu.Lock()
 	tat, found := s.m[key]
 	tat = max(tat, now) // a TAT in the past is a full bucket
-	newTAT := tat + t
+	newTAT := tat + t*n // n ≤ b, so t·n ≤ MaxSpan
 	// GCRA: allow iff tat - now <= tau, i.e. newTAT - now <= tau + t.
 	if newTAT-now > span {
 		s.mu.Unlock()

@@ -692,3 +692,30 @@ func TestNthSmallest(t *testing.T) {
 		}
 	}
 }
+
+func TestAllowN(t *testing.T) {
+	// 10/s burst=5: T = 100ms.
+	l := Limit{Count: 10, Period: time.Second, Burst: 5}
+	m, clk := newTestMemory[string](t, MemoryConfig{})
+	if d := m.AllowN("k", l, 3); !d.Allowed || d.Remaining != 2 {
+		t.Fatalf("3 of 5: %+v", d)
+	}
+	// All or nothing: 3 more do not fit, and nothing is taken.
+	if d := m.AllowN("k", l, 3); d.Allowed || d.RetryAfter != 100*time.Millisecond {
+		t.Fatalf("3 more: %+v, want denied, retry after one interval", d)
+	}
+	if d := m.AllowN("k", l, 2); !d.Allowed || d.Remaining != 0 {
+		t.Fatalf("the last 2: %+v", d)
+	}
+	clk.Advance(300 * time.Millisecond)
+	if d := m.AllowN("k", l, 3); !d.Allowed {
+		t.Fatalf("3 after 300ms: %+v", d)
+	}
+	// More than the burst never fits, and n < 1 counts as one.
+	if d := m.AllowN("other", l, 6); d.Allowed {
+		t.Fatalf("6 of a burst of 5: %+v", d)
+	}
+	if d := m.AllowN("other", l, 0); !d.Allowed || d.Remaining != 4 {
+		t.Fatalf("n=0: %+v", d)
+	}
+}

@@ -384,3 +384,33 @@ func (d *DB) PeekInvite(ctx context.Context, hash []byte, kind string, now time.
 	return scanInvite(d.sql.QueryRowContext(ctx, `SELECT kind, user_id, role, created_by, created_at, expires_at FROM invites
 		WHERE hash = ? AND kind = ? AND used_at IS NULL AND expires_at > ?`, hash, kind, now.UnixNano()))
 }
+
+var _ passkey.SourceStore = (*DB)(nil)
+
+// RememberSource implements passkey.SourceStore.
+func (d *DB) RememberSource(ctx context.Context, userID string, hash []byte, at time.Time, keep int) error {
+	return d.inTx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO user_sources (user_id, source_hash, last_seen_at) VALUES (?, ?, ?)
+			ON CONFLICT (user_id, source_hash) DO UPDATE SET last_seen_at = MAX(last_seen_at, excluded.last_seen_at)`,
+			userID, hash, at.UnixNano()); err != nil {
+			return fmt.Errorf("remember source: %w", err)
+		}
+		_, err := tx.ExecContext(ctx, `DELETE FROM user_sources WHERE user_id = ? AND source_hash NOT IN (
+			SELECT source_hash FROM user_sources WHERE user_id = ? ORDER BY last_seen_at DESC LIMIT ?)`, userID, userID, keep)
+		if err != nil {
+			return fmt.Errorf("prune sources: %w", err)
+		}
+		return nil
+	})
+}
+
+// KnownSource implements passkey.SourceStore.
+func (d *DB) KnownSource(ctx context.Context, userID string, hash []byte, since time.Time) (bool, error) {
+	var n int
+	err := d.sql.QueryRowContext(ctx, `SELECT COUNT(*) FROM user_sources WHERE user_id = ? AND source_hash = ? AND last_seen_at >= ?`,
+		userID, hash, since.UnixNano()).Scan(&n)
+	if err != nil {
+		return false, fmt.Errorf("known source: %w", err)
+	}
+	return n > 0, nil
+}

@@ -1,0 +1,574 @@
+package app_test
+
+// The attacker's suite: each test is a way past keyway's promises that a
+// review found, reproduced through the real app (TLS on loopback, a real
+// SQLite file, upstreams that dump what they receive). Later findings join
+// this file.
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/keywayhq/keyway/internal/apikey"
+	"github.com/keywayhq/keyway/internal/app"
+	"github.com/keywayhq/keyway/internal/app/apptest"
+)
+
+// forgedHeaders are identity, forwarding and override headers in the
+// spellings a CGI-style upstream reads as keyway's own.
+var forgedHeaders = []string{
+	"X_Keyway_Subject", "user:usr_admin",
+	"X-Keyway_Scopes", "keyway:admin",
+	"x_keyway_key_id", "key_forged",
+	"X_Forwarded_For", "6.6.6.6",
+	"X-Forwarded_Host", "evil.example",
+	"X-Forwarded-Port", "1",
+	"X-Forwarded-Prefix", "/evil",
+	"X-Forwarded-Server", "evil.example",
+	"X_Request_Id", "forged-id",
+	"X-Real-IP", "6.6.6.6",
+	"X_Real_Ip", "6.6.6.6",
+	"X-HTTP-Method-Override", "DELETE",
+	"X-Http-Method", "DELETE",
+	"X-Method-Override", "DELETE",
+	"X-Original-URL", "/admin",
+	"X-Original-Method", "DELETE",
+	"X-Rewrite-URL", "/admin",
+	"X_Custom_Thing", "forged-underscore",
+	"X_Api_Key", "forged-key-header",
+	"Http2-Settings", "AAMAAABkAARAAAAAAAIAAAAA",
+}
+
+// wantNoForgery fails if the upstream received any forged header or value.
+func wantNoForgery(t *testing.T, e apptest.Echoed, allowed ...string) {
+	t.Helper()
+	for k, vs := range e.Header {
+		lk := strings.ToLower(strings.ReplaceAll(k, "_", "-"))
+		passed := false
+		for _, a := range allowed {
+			if k == a {
+				passed = true
+			}
+		}
+		if passed {
+			continue
+		}
+		if strings.Contains(k, "_") || strings.HasPrefix(lk, "x-keyway-") && lk != "x-keyway-subject" && lk != "x-keyway-key-id" && lk != "x-keyway-scopes" {
+			t.Errorf("upstream got %s: %q", k, vs)
+		}
+		for _, bad := range []string{"x-http-method-override", "x-http-method", "x-method-override", "x-original-url",
+			"x-original-method", "x-rewrite-url", "x-forwarded-port", "x-forwarded-prefix", "x-forwarded-server", "http2-settings"} {
+			if lk == bad {
+				t.Errorf("upstream got %s: %q", k, vs)
+			}
+		}
+		for _, v := range vs {
+			for _, bad := range []string{"usr_admin", "keyway:admin", "key_forged", "6.6.6.6", "evil", "forged"} {
+				if strings.Contains(v, bad) {
+					t.Errorf("upstream got forged %s: %q", k, v)
+				}
+			}
+		}
+	}
+}
+
+// Finding 1 (high): identity headers forged with underscores reached the
+// upstream, which a WSGI, Rack or PHP app reads as keyway's.
+func TestAttackerUnderscoreAndOverrideHeaders(t *testing.T) {
+	echo := apptest.Echo(t, time.Second)
+	cfg := apptest.Config(t, fmt.Sprintf(`
+data_dir: {{data}}
+upstreams: {echo: {url: %s}}
+routes:
+  - {name: pub, path: /pub, upstream: echo, policy: public, rate_limit: {rate: 100/s}}
+  - {name: keyed, path: /keyed, upstream: echo, policy: api_key, scopes: [orders:read]}
+  - {name: legacy, path: /legacy, upstream: echo, policy: public, rate_limit: {rate: 100/s},
+     pass_headers: [X-HTTP-Method-Override, X_Legacy_Id]}
+`, echo))
+	in := apptest.Start(t, cfg)
+	keys, err := app.OpenKeys(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), os.Getenv)
+	apptest.Must(t, err, "open keys")
+	defer func() { _ = keys.Close() }()
+	raw, _, err := keys.Create(context.Background(), apikey.CreateParams{Name: "k", Owner: "service:orders", Scopes: []string{"orders:read"}}, "test")
+	apptest.Must(t, err, "create key")
+
+	for name, c := range map[string]*http.Client{"HTTP/1.1": in.HTTP1Client(), "HTTP/2": in.Client()} {
+		t.Run(name, func(t *testing.T) {
+			res := get(t, c, in.URL("/pub/x"), forgedHeaders...)
+			e := apptest.DecodeEcho(t, res)
+			wantNoForgery(t, e)
+			if e.Header.Get("X-Keyway-Subject") != "" {
+				t.Errorf("a public route got a subject: %q", e.Header.Get("X-Keyway-Subject"))
+			}
+			if got := e.Header.Get("X-Real-Ip"); got != "127.0.0.1" {
+				t.Errorf("X-Real-Ip = %q, want the real client", got)
+			}
+
+			res = get(t, c, in.URL("/keyed/x"), append([]string{"Authorization", "Bearer " + raw}, forgedHeaders...)...)
+			e = apptest.DecodeEcho(t, res)
+			wantNoForgery(t, e)
+			if got := e.Header.Get("X-Keyway-Scopes"); got != "orders:read" {
+				t.Errorf("scopes = %q: a caller added scopes", got)
+			}
+			if got := e.Header.Get("X-Keyway-Subject"); got != "service:orders" {
+				t.Errorf("subject = %q", got)
+			}
+
+			// A route may pass named legacy and override headers, never identity ones.
+			res = get(t, c, in.URL("/legacy/x"), append([]string{"X_Legacy_Id", "7"}, forgedHeaders...)...)
+			e = apptest.DecodeEcho(t, res)
+			if e.Header.Get("X_legacy_id") != "7" && e.Header.Get("X_Legacy_Id") != "7" {
+				t.Errorf("the route's pass_headers did not pass X_Legacy_Id: %v", e.Header)
+			}
+			if e.Header.Get("X-Http-Method-Override") != "DELETE" {
+				t.Errorf("the route's pass_headers did not pass X-HTTP-Method-Override")
+			}
+			wantNoForgery(t, e, "X_legacy_id", "X_Legacy_Id", "X-Http-Method-Override")
+		})
+	}
+}
+
+// Finding 5 (low): an upstream sets keyway's own cookies, or its transport
+// policy, on keyway's origin.
+func TestAttackerUpstreamPlantsKeywayCookies(t *testing.T) {
+	up := serveUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Add("Set-Cookie", "__Host-keyway_session=kws_planted; Path=/; Secure; HttpOnly")
+		h.Add("Set-Cookie", "__host-KEYWAY_session=kws_planted2; Path=/; Secure")
+		h.Add("Set-Cookie", "__Secure-keyway_ceremony=x; Secure")
+		h.Add("Set-Cookie", " keyway_anything=1")
+		h.Add("Set-Cookie", "theme=dark; Path=/")
+		h.Set("Alt-Svc", `h3=":443"; ma=86400`)
+		h.Set("Strict-Transport-Security", "max-age=0")
+		_, _ = io.WriteString(w, "ok")
+	}))
+	cfg := apptest.Config(t, fmt.Sprintf(`
+data_dir: {{data}}
+upstreams: {up: {url: %s}}
+routes: [{path: /x, upstream: up, policy: public, rate_limit: {rate: 10/s}}]
+`, up))
+	in := apptest.Start(t, cfg)
+	res := get(t, in.Client(), in.URL("/x"))
+	_ = body(t, res)
+	if got := res.Header.Values("Set-Cookie"); len(got) != 1 || got[0] != "theme=dark; Path=/" {
+		t.Fatalf("Set-Cookie reaching the client: %q, want only the upstream's own cookie", got)
+	}
+	if res.Header.Get("Alt-Svc") != "" {
+		t.Error("the upstream's Alt-Svc reached the client")
+	}
+	hstsAtLeastAYear(t, res)
+}
+
+// Finding 3 (medium): the client's Host became X-Forwarded-Host upstream.
+func TestAttackerHostHeader(t *testing.T) {
+	in, c := startRoutes(t, "")
+	for name, client := range map[string]*http.Client{"HTTP/1.1": in.HTTP1Client(), "HTTP/2": c} {
+		t.Run(name, func(t *testing.T) {
+			for _, host := range []string{"evil.example", "evil.example:443", "localhost.evil.example", "127.0.0.2", "[::2]:8443"} {
+				req, _ := http.NewRequest(http.MethodGet, in.URL("/api/x"), nil)
+				req.Host = host
+				res, err := client.Do(req)
+				apptest.Must(t, err, "GET with Host %s", host)
+				wantProblem(t, res, 421, "urn:keyway:problem:misdirected-request")
+			}
+			// keyway's own endpoints are no different, but for health checks,
+			// which orchestrators send to an IP address.
+			req, _ := http.NewRequest(http.MethodGet, in.URL("/.keyway/auth/session"), nil)
+			req.Host = "evil.example"
+			res, err := client.Do(req)
+			apptest.Must(t, err, "own endpoint")
+			wantProblem(t, res, 421, "urn:keyway:problem:misdirected-request")
+			req, _ = http.NewRequest(http.MethodGet, in.URL("/.keyway/healthz"), nil)
+			req.Host = "10.1.2.3:8443"
+			res, err = client.Do(req)
+			apptest.Must(t, err, "healthz")
+			if b := body(t, res); res.StatusCode != 200 {
+				t.Fatalf("healthz by IP: %d %s", res.StatusCode, b)
+			}
+			// Configured names in any case and port reach the upstream, which
+			// sees the name as asked.
+			for _, host := range []string{"localhost", "LOCALHOST:8443", "127.0.0.1:1", "[::1]:443"} {
+				req, _ := http.NewRequest(http.MethodGet, in.URL("/api/x"), nil)
+				req.Host = host
+				res, err := client.Do(req)
+				apptest.Must(t, err, "GET with Host %s", host)
+				if e := apptest.DecodeEcho(t, res); e.Header.Get("X-Forwarded-Host") != host {
+					t.Errorf("Host %s: X-Forwarded-Host = %q", host, e.Header.Get("X-Forwarded-Host"))
+				}
+			}
+		})
+	}
+	t.Run("redirect listener", func(t *testing.T) {
+		plain := &http.Client{Timeout: 10 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+		req, _ := http.NewRequest(http.MethodGet, "http://"+in.App.Addr("http")+"/v1", nil)
+		req.Host = "evil.example"
+		res, err := plain.Do(req)
+		apptest.Must(t, err, "plain HTTP")
+		_ = body(t, res)
+		if res.StatusCode != 421 || res.Header.Get("Location") != "" {
+			t.Fatalf("redirect for a foreign Host: %d %q", res.StatusCode, res.Header.Get("Location"))
+		}
+	})
+}
+
+// Finding 4 (medium): IPv6 clients escaped per-IP limits by changing
+// address within their /64; a leak report of many tokens cost one request.
+func TestAttackerIPv6SourcesShareLimits(t *testing.T) {
+	echo := apptest.Echo(t, time.Second)
+	cfg := apptest.Config(t, fmt.Sprintf(`
+data_dir: {{data}}
+trusted_proxies: [127.0.0.1/32]
+api_keys: {leak_report: {rate_limit: 5/min}}
+upstreams: {echo: {url: %s}}
+routes: [{path: /api, upstream: echo, policy: public, rate_limit: {rate: 2/min}}]
+`, echo))
+	in := apptest.Start(t, cfg)
+	c := in.Client()
+	from := func(addr string) int {
+		res := get(t, c, in.URL("/api/x"), "X-Forwarded-For", addr)
+		_ = body(t, res)
+		return res.StatusCode
+	}
+	got := []int{from("2001:db8:1:2::1"), from("2001:db8:1:2::2"), from("2001:db8:1:2:ffff:ffff:ffff:fffe")}
+	if got[0] != 200 || got[1] != 200 || got[2] != 429 {
+		t.Fatalf("three addresses of one /64: %v, want 200 200 429", got)
+	}
+	if s := from("2001:db8:1:3::1"); s != 200 {
+		t.Fatalf("another /64: %d, want 200", s)
+	}
+	if s := from("192.0.2.1"); s != 200 {
+		t.Fatalf("an IPv4 client: %d", s)
+	}
+	if s := from("192.0.2.2"); s != 200 {
+		t.Fatalf("IPv4 clients count one by one: %d", s)
+	}
+
+	leak := func(addr string, n int) int {
+		tokens := make([]map[string]string, n)
+		for i := range tokens {
+			tokens[i] = map[string]string{"token": fmt.Sprintf("kw_live_%046d", i), "type": "keyway", "url": "https://x", "source": "test"}
+		}
+		b, _ := json.Marshal(tokens)
+		req, _ := http.NewRequest(http.MethodPost, in.URL("/.keyway/keys/report-leak"), strings.NewReader(string(b)))
+		req.Header.Set("X-Forwarded-For", addr)
+		res, err := c.Do(req)
+		apptest.Must(t, err, "leak report")
+		_ = body(t, res)
+		return res.StatusCode
+	}
+	if s := leak("2001:db8:9::1", 6); s != 400 {
+		t.Fatalf("a report above the burst: %d, want 400", s)
+	}
+	if s := leak("2001:db8:9::2", 4); s != 200 {
+		t.Fatalf("a report of 4 tokens: %d, want 200", s)
+	}
+	// The refused report spent one event, the next four: the budget of 5 is gone.
+	if s := leak("2001:db8:9::3", 1); s != 429 {
+		t.Fatalf("one more token from the same /64: %d, want 429", s)
+	}
+	if s := leak("2001:db8:a::1", 1); s != 200 {
+		t.Fatalf("another /64: %d, want 200", s)
+	}
+}
+
+// Finding 8 (low): case_insensitive_paths lower-cased prefixes with
+// Unicode rules and requests with ASCII rules.
+func TestAttackerCaseInsensitiveUnicodePrefix(t *testing.T) {
+	echo := apptest.Echo(t, time.Second)
+	cfg := apptest.Config(t, fmt.Sprintf(`
+data_dir: {{data}}
+server: {case_insensitive_paths: true}
+upstreams: {echo: {url: %s}}
+routes: [{path: /Ünïcode/Data, upstream: echo, policy: public, rate_limit: {rate: 10/s}}]
+`, echo))
+	in := apptest.Start(t, cfg)
+	res := get(t, in.Client(), in.URL("/%C3%9Cn%C3%AFcode/DATA/x"))
+	if e := apptest.DecodeEcho(t, res); res.StatusCode != 200 || e.Path != "/Ünïcode/data/x" {
+		t.Fatalf("non-ASCII prefix: %d %q", res.StatusCode, e.Path)
+	}
+	// ASCII only: a non-ASCII capital is not folded, on either side.
+	res = get(t, in.Client(), in.URL("/%C3%BCn%C3%AFcode/data"))
+	wantProblem(t, res, 404, "urn:keyway:problem:not-found")
+}
+
+// Finding 7 (low): strangers spending an account's recovery budget locked
+// its owner out. The account-wide budget is now large, and a source the
+// owner signed in from before is not held to it.
+func TestAttackerRecoveryBudgetSparesFamiliarSources(t *testing.T) {
+	if testing.Short() {
+		t.Skip("spends a thousand recovery attempts")
+	}
+	cfg := apptest.Demo(t)
+	cfg.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
+	in := apptest.Start(t, cfg)
+	owner := newPerson(t, in) // signs up from 127.0.0.1: a familiar source from now on
+	var signup struct {
+		RecoveryCodes []string `json:"recovery_codes"`
+	}
+	_ = json.Unmarshal(owner.register(map[string]string{"username": "ines"}), &signup)
+
+	c := in.Client()
+	try := func(from, code string) int {
+		req, _ := http.NewRequest(http.MethodPost, in.URL("/.keyway/auth/recovery"), strings.NewReader(
+			fmt.Sprintf(`{"username":"ines","code":%q}`, code)))
+		req.Header.Set("X-Keyway-CSRF", "1")
+		if from != "" {
+			req.Header.Set("X-Forwarded-For", from)
+		}
+		res, err := c.Do(req)
+		apptest.Must(t, err, "recovery")
+		_, _ = io.Copy(io.Discard, res.Body)
+		_ = res.Body.Close()
+		return res.StatusCode
+	}
+	// 200 sources, 5 tries each (each source's own budget): the account's
+	// burst of 1000 for unfamiliar sources.
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	counts := map[int]int{}
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for s := w; s < 200; s += 4 {
+				for range 5 {
+					st := try(fmt.Sprintf("10.9.%d.%d", s/250, s%250), "aaaa-bbbb-cccc-dddd")
+					mu.Lock()
+					counts[st]++
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if counts[401] != 1000 {
+		t.Fatalf("attacker's tries: %v, want 1000 refusals", counts)
+	}
+	if got := try("10.99.0.1", signup.RecoveryCodes[0]); got != 429 {
+		t.Fatalf("an unfamiliar source after the account budget is spent: %d, want 429", got)
+	}
+	if got := try("", signup.RecoveryCodes[0]); got != 200 {
+		t.Fatalf("the owner, from where they signed in before: %d, want 200", got)
+	}
+}
+
+// serveUpstream runs h on 127.0.0.1 and returns its base URL.
+func serveUpstream(t *testing.T, h http.Handler) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	apptest.Must(t, err, "listen")
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	return "http://" + ln.Addr().String()
+}
+
+// wsUpstream answers a WebSocket handshake with 101 and then echoes every
+// byte; it counts the handshakes it saw.
+type wsUpstream struct {
+	mu       sync.Mutex
+	upgrades int
+	plain    int
+}
+
+func (u *wsUpstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
+		u.mu.Lock()
+		u.plain++
+		u.mu.Unlock()
+		_, _ = io.WriteString(w, "plain")
+		return
+	}
+	u.mu.Lock()
+	u.upgrades++
+	u.mu.Unlock()
+	conn, brw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		return
+	}
+	defer func() { _ = conn.Close() }()
+	_, _ = brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+		"Set-Cookie: __Host-keyway_session=kws_planted; Path=/; Secure\r\n\r\n")
+	_ = brw.Flush()
+	_, _ = io.Copy(conn, brw)
+}
+
+func (u *wsUpstream) seen() (upgrades, plain int) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.upgrades, u.plain
+}
+
+// tunnel is a raw HTTP/1.1 connection to keyway.
+type tunnel struct {
+	conn net.Conn
+	br   *bufio.Reader
+}
+
+// openTunnel sends a GET with the given headers on a new TLS connection
+// and reads the response head.
+func openTunnel(t *testing.T, in *apptest.Instance, path string, hdr ...string) (*tunnel, *http.Response) {
+	t.Helper()
+	conn, err := tls.Dial("tcp", in.App.Addr("https"), &tls.Config{RootCAs: in.App.CAPool(), ServerName: "localhost",
+		NextProtos: []string{"http/1.1"}, MinVersion: tls.VersionTLS12})
+	apptest.Must(t, err, "dial")
+	t.Cleanup(func() { _ = conn.Close() })
+	var b strings.Builder
+	fmt.Fprintf(&b, "GET %s HTTP/1.1\r\nHost: localhost\r\n", path)
+	for i := 0; i+1 < len(hdr); i += 2 {
+		fmt.Fprintf(&b, "%s: %s\r\n", hdr[i], hdr[i+1])
+	}
+	b.WriteString("\r\n")
+	_, err = io.WriteString(conn, b.String())
+	apptest.Must(t, err, "write request")
+	br := bufio.NewReader(conn)
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	res, err := http.ReadResponse(br, nil)
+	apptest.Must(t, err, "read response")
+	return &tunnel{conn: conn, br: br}, res
+}
+
+// echo sends a message through the tunnel and reads it back.
+func (tu *tunnel) echo(t *testing.T, msg string) {
+	t.Helper()
+	_, err := io.WriteString(tu.conn, msg)
+	apptest.Must(t, err, "write through the tunnel")
+	buf := make([]byte, len(msg))
+	_ = tu.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, err = io.ReadFull(tu.br, buf)
+	if err != nil || string(buf) != msg {
+		t.Fatalf("through the tunnel: %q, %v", buf, err)
+	}
+}
+
+// waitClosed waits up to limit for keyway to close the tunnel and returns
+// how long it took.
+func (tu *tunnel) waitClosed(t *testing.T, limit time.Duration) time.Duration {
+	t.Helper()
+	start := time.Now()
+	_ = tu.conn.SetReadDeadline(start.Add(limit))
+	_, err := io.Copy(io.Discard, tu.br)
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		t.Fatalf("the tunnel was still open after %v", limit)
+	}
+	return time.Since(start)
+}
+
+var wsHeaders = []string{"Connection", "Upgrade", "Upgrade", "websocket", "Sec-WebSocket-Version", "13",
+	"Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="}
+
+// Finding 2 (medium): Upgrade opened a tunnel on every route, past the
+// policy, and a session's tunnel outlived its logout.
+func TestAttackerUpgradeTunnels(t *testing.T) {
+	ws := &wsUpstream{}
+	up := serveUpstream(t, ws)
+	cfg := apptest.Config(t, fmt.Sprintf(`
+data_dir: {{data}}
+passkeys: {sign_up: open}
+upstreams: {ws: {url: %s}}
+routes:
+  - {name: pub, path: /pub, upstream: ws, policy: public, rate_limit: {rate: 100/s}}
+  - {name: live, path: /live, upstream: ws, policy: api_key, websocket: true, scopes: [live:read]}
+  - {name: mine, path: /mine, upstream: ws, policy: session, websocket: true}
+  - {name: short, path: /short, upstream: ws, policy: public, websocket: true, websocket_max_lifetime: 1s,
+     rate_limit: {rate: 100/s}}
+`, up))
+	in := apptest.Start(t, cfg)
+	keys, err := app.OpenKeys(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), os.Getenv)
+	apptest.Must(t, err, "open keys")
+	defer func() { _ = keys.Close() }()
+	raw, k, err := keys.Create(context.Background(), apikey.CreateParams{Name: "ws", Owner: "service:ws", Scopes: []string{"live:read"}}, "test")
+	apptest.Must(t, err, "create key")
+
+	t.Run("refused where not opted in", func(t *testing.T) {
+		for _, hdr := range [][]string{
+			wsHeaders,
+			{"Connection", "Upgrade, HTTP2-Settings", "Upgrade", "h2c", "HTTP2-Settings", "AAMAAABkAARAAAAAAAIAAAAA"},
+			{"Connection", "keep-alive, upgrade", "Upgrade", "WebSocket"},
+		} {
+			_, res := openTunnel(t, in, "/pub/x", hdr...)
+			_ = res.Body.Close()
+			if res.StatusCode != 400 {
+				t.Fatalf("upgrade %v on a public route: %d, want 400", hdr, res.StatusCode)
+			}
+		}
+		_, res := openTunnel(t, in, "/live/x", "Authorization", "Bearer "+raw, "Connection", "Upgrade", "Upgrade", "h2c")
+		_ = res.Body.Close()
+		if res.StatusCode != 400 {
+			t.Fatalf("h2c on a WebSocket route: %d, want 400", res.StatusCode)
+		}
+		if n, _ := ws.seen(); n != 0 {
+			t.Fatalf("the upstream saw %d upgrade requests", n)
+		}
+	})
+
+	t.Run("a key's tunnel closes when the key is revoked", func(t *testing.T) {
+		_, res := openTunnel(t, in, "/live/x", wsHeaders...)
+		_ = res.Body.Close()
+		if res.StatusCode != 401 {
+			t.Fatalf("no key: %d", res.StatusCode)
+		}
+		tu, res := openTunnel(t, in, "/live/x", append([]string{"Authorization", "Bearer " + raw}, wsHeaders...)...)
+		if res.StatusCode != 101 {
+			t.Fatalf("handshake: %d", res.StatusCode)
+		}
+		if len(res.Header.Values("Set-Cookie")) != 0 {
+			t.Fatalf("the upstream's 101 planted a cookie: %q", res.Header.Values("Set-Cookie"))
+		}
+		tu.echo(t, "hello")
+		apptest.Must(t, keys.Revoke(context.Background(), k.ID, "test", "test"), "revoke")
+		d := tu.waitClosed(t, 5*time.Second)
+		t.Logf("tunnel closed %v after the revocation", d)
+	})
+
+	t.Run("a session's tunnel closes at logout", func(t *testing.T) {
+		p := newPerson(t, in)
+		p.register(map[string]string{"username": "wanda"})
+		cookie := "__Host-keyway_session=" + p.cookie().Value
+		for _, origin := range []string{"", "https://evil.example", "null"} {
+			hdr := append([]string{"Cookie", cookie}, wsHeaders...)
+			if origin != "" {
+				hdr = append(hdr, "Origin", origin)
+			}
+			_, res := openTunnel(t, in, "/mine/x", hdr...)
+			_ = res.Body.Close()
+			if res.StatusCode != 403 {
+				t.Fatalf("cross-site WebSocket with Origin %q: %d, want 403", origin, res.StatusCode)
+			}
+		}
+		tu, res := openTunnel(t, in, "/mine/x", append([]string{"Cookie", cookie, "Origin", p.origin}, wsHeaders...)...)
+		if res.StatusCode != 101 {
+			t.Fatalf("handshake: %d", res.StatusCode)
+		}
+		tu.echo(t, "hi")
+		p.want(204, "POST", "/.keyway/auth/logout", nil)
+		d := tu.waitClosed(t, 5*time.Second)
+		t.Logf("tunnel closed %v after the logout", d)
+	})
+
+	t.Run("a tunnel has a maximum lifetime", func(t *testing.T) {
+		tu, res := openTunnel(t, in, "/short/x", wsHeaders...)
+		if res.StatusCode != 101 {
+			t.Fatalf("handshake: %d", res.StatusCode)
+		}
+		tu.echo(t, "x")
+		if d := tu.waitClosed(t, 5*time.Second); d > 2*time.Second {
+			t.Fatalf("a 1s tunnel lived %v more", d)
+		}
+	})
+}

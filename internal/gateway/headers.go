@@ -1,0 +1,149 @@
+package gateway
+
+import (
+	"net/http"
+	"net/netip"
+	"strings"
+
+	"github.com/keywayhq/keyway/internal/headername"
+)
+
+// Inbound headers: keyway removes every spelling of a header it sets or
+// trusts (see package headername) and, as nginx does by default, every
+// other header name with an underscore, and the method and path override
+// headers; a route may pass named ones of the last two kinds through.
+
+// scrubInbound removes from an outbound request's headers every header a
+// client must not send upstream. keyHeader is the API-key header, whose
+// exact canonical spelling is left for the caller to judge (it is the
+// credential itself); pass holds the canonical names the route lets
+// through despite an underscore or an override meaning.
+func scrubInbound(h http.Header, keyHeader string, pass map[string]bool) {
+	for k := range h {
+		switch {
+		case k == keyHeader:
+		case headername.Protected(k, keyHeader):
+			delete(h, k)
+		case headername.EqualFold(k, "http2-settings"):
+			// Only meaningful in an h2c upgrade, which keyway never forwards.
+			delete(h, k)
+		case strings.IndexByte(k, '_') >= 0 || headername.Override(k):
+			if !pass[k] {
+				delete(h, k)
+			}
+		}
+	}
+}
+
+// scrubResponse removes what an upstream must not set on keyway's origin:
+// keyway's own cookies (a planted session cookie is a fixation or a login
+// CSRF), and the transport policy (HSTS, Alt-Svc), which is keyway's alone.
+func scrubResponse(h http.Header) {
+	h.Del("Strict-Transport-Security")
+	h.Del("Alt-Svc")
+	cookies := h["Set-Cookie"]
+	if len(cookies) == 0 {
+		return
+	}
+	keep := cookies[:0:0]
+	for _, c := range cookies {
+		name, _, _ := strings.Cut(c, "=")
+		if !KeywayCookie(strings.TrimSpace(name)) {
+			keep = append(keep, c)
+		}
+	}
+	if len(keep) == 0 {
+		delete(h, "Set-Cookie")
+	} else if len(keep) != len(cookies) {
+		h["Set-Cookie"] = keep
+	}
+}
+
+// KeywayCookie reports whether a cookie name is one of keyway's own
+// (__Host-keyway_*, __Secure-keyway_*, keyway_*), in any case: browsers
+// match the __Host- and __Secure- prefixes without regard to case.
+func KeywayCookie(name string) bool {
+	for _, p := range []string{"__host-keyway_", "__secure-keyway_", "keyway_"} {
+		if len(name) >= len(p) && strings.EqualFold(name[:len(p)], p) {
+			return true
+		}
+	}
+	return false
+}
+
+// Hosts is the set of names keyway answers to. A request for any other
+// Host is answered 421 (Misdirected Request): an upstream that builds links
+// from X-Forwarded-Host must never see a name a client made up.
+type Hosts map[string]bool
+
+// NewHosts returns the set of names, which must be host names or IP
+// addresses without a port; they are compared without case.
+func NewHosts(names []string) Hosts {
+	h := make(Hosts, len(names))
+	for _, n := range names {
+		h[strings.ToLower(strings.TrimSuffix(strings.Trim(n, "[]"), "."))] = true
+	}
+	return h
+}
+
+// Match reports whether hostport (a Host header or an X-Forwarded-Host
+// value: a name or IP address with an optional port) names one of the
+// hosts. An empty set matches everything.
+func (h Hosts) Match(hostport string) bool {
+	if len(h) == 0 {
+		return true
+	}
+	name, ok := hostName(hostport)
+	if !ok {
+		return false
+	}
+	if h[name] {
+		return true
+	}
+	// Only allocate for the rare spellings: upper case, a trailing dot.
+	return h[strings.ToLower(strings.TrimSuffix(name, "."))]
+}
+
+// hostName returns the host part of hostport, checking that it is made of
+// the characters a host name, IPv4 or bracketed IPv6 address may hold, and
+// that a port, if any, is a number.
+func hostName(hostport string) (string, bool) {
+	if hostport == "" || len(hostport) > 261 {
+		return "", false
+	}
+	host, port := hostport, ""
+	if hostport[0] == '[' {
+		end := strings.IndexByte(hostport, ']')
+		if end < 0 {
+			return "", false
+		}
+		host, port = hostport[1:end], hostport[end+1:]
+		if _, err := netip.ParseAddr(host); err != nil {
+			return "", false
+		}
+	} else if i := strings.IndexByte(hostport, ':'); i >= 0 {
+		host, port = hostport[:i], hostport[i:]
+	}
+	if port != "" {
+		if port[0] != ':' || len(port) < 2 || len(port) > 6 {
+			return "", false
+		}
+		for i := 1; i < len(port); i++ {
+			if port[i] < '0' || port[i] > '9' {
+				return "", false
+			}
+		}
+	}
+	if hostport[0] != '[' {
+		if host == "" {
+			return "", false
+		}
+		for i := 0; i < len(host); i++ {
+			c := host[i]
+			if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '-') {
+				return "", false
+			}
+		}
+	}
+	return host, true
+}
