@@ -503,3 +503,52 @@ func TestListWaitsForAFlushInProgress(t *testing.T) {
 		close(g.release)
 	}
 }
+
+func TestHasScopesNeedsEveryScope(t *testing.T) {
+	v := &apikey.Verified{Key: &apikey.Key{Scopes: []string{"a", "c"}}}
+	for _, tt := range []struct {
+		want []string
+		ok   bool
+	}{
+		{nil, true}, {[]string{"a"}, true}, {[]string{"a", "c"}, true},
+		{[]string{"a", "b"}, false}, {[]string{"b", "a"}, false}, {[]string{"b"}, false}, {[]string{"c", "a", "b"}, false},
+	} {
+		if got := v.HasScopes(tt.want); got != tt.ok {
+			t.Errorf("key [a c] HasScopes(%v) = %v, want %v", tt.want, got, tt.ok)
+		}
+	}
+}
+
+// tamperedStore serves every stored hash with one byte changed.
+type tamperedStore struct {
+	*sqlite.DB
+	at int // byte index from the end: 1 is the last byte
+}
+
+func (s tamperedStore) GetKey(ctx context.Context, id string) (*apikey.Key, []apikey.Secret, error) {
+	k, secrets, err := s.DB.GetKey(ctx, id)
+	for i := range secrets {
+		h := bytes.Clone(secrets[i].Hash)
+		h[len(h)-s.at] ^= 0x01
+		secrets[i].Hash = h
+	}
+	return k, secrets, err
+}
+
+// TestVerifyComparesTheWholeHash: a stored hash that differs from the
+// presented key's only in its last byte (or its first) does not match.
+func TestVerifyComparesTheWholeHash(t *testing.T) {
+	db, _ := openDB(t)
+	c := newClock()
+	raw, _ := create(t, newService(t, db, c), apikey.CreateParams{})
+	for _, at := range []int{1, 2, 16, 32} {
+		s, err := apikey.New(ctx, apikey.Config{Store: tamperedStore{db, at}, Changes: db, Usage: db, Pepper: pepper(), Now: c.Now, Logger: quiet()})
+		mustNot(t, err)
+		if _, err := s.Verify(ctx, raw, client("127.0.0.1")); !errors.Is(err, apikey.ErrInvalid) {
+			t.Fatalf("hash changed at byte -%d: Verify = %v, want ErrInvalid", at, err)
+		}
+	}
+	if _, err := newService(t, db, c).Verify(ctx, raw, client("127.0.0.1")); err != nil {
+		t.Fatalf("untampered: %v", err)
+	}
+}

@@ -85,6 +85,16 @@ func (p *person) want(status int, method, path string, body any) []byte {
 func (p *person) register(beginBody any) []byte {
 	p.t.Helper()
 	opts := p.want(200, "POST", "/.keyway/auth/passkey/register/begin", beginBody)
+	res, out := p.finishRegistration(opts)
+	if res.StatusCode != 201 {
+		p.t.Fatalf("register/finish: %d, want 201: %s", res.StatusCode, out)
+	}
+	return out
+}
+
+// finishRegistration answers registration options with a new credential.
+func (p *person) finishRegistration(opts []byte) (*http.Response, []byte) {
+	p.t.Helper()
 	ao, err := virtualwebauthn.ParseAttestationOptions(string(opts))
 	if err != nil {
 		p.t.Fatal(err)
@@ -97,7 +107,7 @@ func (p *person) register(beginBody any) []byte {
 	p.auth.Options.UserHandle, _ = base64URL(o.PublicKey.User.ID)
 	resp := virtualwebauthn.CreateAttestationResponse(p.rp, p.auth, cred, *ao)
 	p.creds = append(p.creds, cred)
-	return p.want(201, "POST", "/.keyway/auth/passkey/register/finish", resp)
+	return p.do("POST", "/.keyway/auth/passkey/register/finish", resp)
 }
 
 // assertWith answers an assertion begun at path with credential i.
