@@ -483,6 +483,10 @@ func TestBrowserPortal(t *testing.T) {
 	if got := a.text("[data-key] figcaption"); !strings.Contains(got, "3 requests") {
 		t.Errorf("chart caption %q", got)
 	}
+	// The key's last use agrees with its usage (it once read "never" beside 3 requests).
+	if got := evalIn[string](a, `[...document.querySelectorAll('[data-key] dt')].find(d => d.textContent === 'Last used').nextElementSibling.textContent`); got == "never" || got == "" {
+		t.Errorf("last used %q beside 3 requests", got)
+	}
 	a.shot("keys", 1000, 1000)
 	a.shot("keys-phone", 390, 844)
 
