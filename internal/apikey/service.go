@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/keywayhq/keyway/internal/audit"
+	"github.com/keywayhq/keyway/internal/principal"
 	"golang.org/x/sync/singleflight"
 )
 
@@ -82,6 +83,8 @@ type Verified struct {
 	Key *Key
 	// DisplayID is "key_<id>", for headers and logs.
 	DisplayID string
+	// Owner is the key's owner as a principal.
+	Owner principal.Principal
 	// ScopeList is the scopes joined by spaces, for the upstream header.
 	ScopeList string
 
@@ -272,8 +275,13 @@ func (s *Service) load(ctx context.Context, id string) (*Verified, error) {
 	if err != nil {
 		return nil, err
 	}
+	owner, err := principal.Parse(k.Owner)
+	if err != nil {
+		return nil, fmt.Errorf("key %s: owner: %w", DisplayID(k.ID), err)
+	}
 	return &Verified{
 		Key:       k,
+		Owner:     owner,
 		DisplayID: DisplayID(k.ID),
 		ScopeList: strings.Join(k.Scopes, " "),
 		secrets:   secrets,

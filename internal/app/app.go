@@ -24,6 +24,7 @@ import (
 	"github.com/keywayhq/keyway/internal/apikey"
 	"github.com/keywayhq/keyway/internal/clientip"
 	"github.com/keywayhq/keyway/internal/config"
+	"github.com/keywayhq/keyway/internal/decision"
 	"github.com/keywayhq/keyway/internal/demo"
 	"github.com/keywayhq/keyway/internal/gateway"
 	"github.com/keywayhq/keyway/internal/httpapi"
@@ -58,6 +59,8 @@ type App struct {
 	passkeys *passkey.Service
 	sessions *session.Manager
 	own      *httpapi.Own
+	portal   portal.Handler
+	admin    *httpapi.Admin
 	keyLimit *ratelimit.Memory[string]
 
 	publicURL string
@@ -151,7 +154,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 	for _, rc := range cfg.Routes {
 		gr := gateway.Route{
 			Name: rc.Name, Prefix: rc.Path, Methods: rc.Methods, Upstream: upstreams[rc.Upstream],
-			Policy: gateway.Policy(rc.Policy), Scopes: rc.Scopes, StripPrefix: rc.StripPrefix,
+			Policy: decision.Policy(rc.Policy), Scopes: rc.Scopes, StripPrefix: rc.StripPrefix,
 			MaxBody: int64(rc.MaxBody), Timeout: rc.Timeout,
 			WebSocket: rc.WebSocket, TunnelLifetime: rc.WebSocketMaxLifetime, PassHeaders: rc.PassHeaders,
 		}
@@ -182,44 +185,38 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 	if a.passkeys, a.sessions, origins, err = a.newPeople(httpsLn.Addr().String()); err != nil {
 		return nil, err
 	}
-	pages, err := portal.New(portal.Config{Accounts: a.passkeys, Sessions: a.sessions, Keys: a.keys,
+	// One decision core for every door: the proxy, keyway's own endpoints,
+	// the portal and the admin listener.
+	a.keyLimit = ratelimit.NewMemory[string](ratelimit.MemoryConfig{})
+	core, err := decision.New(decision.Config{
+		Keys: a.keys, KeyLimiter: a.keyLimit, KeyHeader: cfg.APIKeys.Header,
+		Sessions: a.sessions, Users: a.passkeys, Origins: origins, Logger: a.logger, Metrics: reg,
+	})
+	if err != nil {
+		return nil, err
+	}
+	a.portal, err = portal.New(portal.Config{Accounts: a.passkeys, Sessions: a.sessions, Decider: core, Keys: a.keys,
 		Audit: auditLog{a.db}, Origin: a.publicURL, OpenSignUp: passkey.SignUpMode(cfg.Passkeys.SignUp) == passkey.SignUpOpen, Logger: a.logger})
 	if err != nil {
 		return nil, err
 	}
-	own, err := httpapi.New(httpapi.Config{Store: a.db, Logger: a.logger, Version: opts.Version, Leak: leak,
-		Auth: &httpapi.AuthConfig{Accounts: a.passkeys, Sessions: a.sessions, Keys: a.keys, Origins: origins,
+	a.own, err = httpapi.New(httpapi.Config{Store: a.db, Logger: a.logger, Version: opts.Version, Leak: leak,
+		Auth: &httpapi.AuthConfig{Accounts: a.passkeys, Sessions: a.sessions, Decider: core, Keys: a.keys,
 			SessionMaxAge: cfg.Sessions.AbsoluteTimeout, PublicURL: a.publicURL, SelfServiceScopes: cfg.APIKeys.SelfServiceScopes},
-		Portal: pages,
+		Portal: a.portal,
 	})
 	if err != nil {
 		return nil, err
 	}
-	sessAuth, err := gateway.NewSessionAuth(gateway.SessionAuthConfig{Sessions: a.sessions, Users: a.passkeys,
-		Origins: origins, Logger: a.logger})
-	if err != nil {
-		return nil, err
-	}
-	a.own = own
-	keyLimit := ratelimit.NewMemory[string](ratelimit.MemoryConfig{})
-	a.keyLimit = keyLimit
-	keyAuth, err := gateway.NewAPIKeyAuth(gateway.APIKeyAuthConfig{
-		Keys: a.keys, Limiter: keyLimit,
-		Header: cfg.APIKeys.Header, Logger: a.logger, Metrics: reg,
-	})
-	if err != nil {
-		return nil, err
-	}
+	clientIP := clientip.New(cfg.TrustedProxies, cfg.Server.IPv6Prefix)
 	a.gw, err = gateway.New(gateway.Config{
 		Routes:               routes,
-		Own:                  own,
-		ClientIP:             clientip.New(cfg.TrustedProxies, cfg.Server.IPv6Prefix),
+		Own:                  a.own,
+		ClientIP:             clientIP,
 		CaseInsensitivePaths: cfg.Server.CaseInsensitivePaths,
 		Hosts:                hosts,
 		HSTSMaxAge:           cfg.TLS.HSTSMaxAge,
-		APIKeys:              keyAuth,
-		Sessions:             sessAuth,
-		CredentialHeader:     cfg.APIKeys.Header,
+		Decider:              core,
 		Logger:               a.logger,
 		AccessLog:            cfg.Log.Access == nil || *cfg.Log.Access,
 		Metrics:              reg,
@@ -241,15 +238,17 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 			return nil, err
 		}
 	}
-	admin, err := httpapi.NewAdmin(httpapi.AdminConfig{
-		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}),
-		Keys:    a.keys,
-		Logger:  a.logger,
+	a.admin, err = httpapi.NewAdmin(httpapi.AdminConfig{
+		Metrics:  promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}),
+		Keys:     a.keys,
+		Decider:  core,
+		ClientIP: clientIP,
+		Logger:   a.logger,
 	})
 	if err != nil {
 		return nil, err
 	}
-	if err := a.listen("admin", cfg.AdminListen, admin, nil); err != nil {
+	if err := a.listen("admin", cfg.AdminListen, a.admin, nil); err != nil {
 		return nil, err
 	}
 	return a, nil
@@ -442,6 +441,12 @@ func (a *App) closeAll() {
 	}
 	if a.own != nil {
 		a.own.Close()
+	}
+	if a.portal != nil {
+		a.portal.Close()
+	}
+	if a.admin != nil {
+		a.admin.Close()
 	}
 	if a.keyLimit != nil {
 		a.keyLimit.Close()

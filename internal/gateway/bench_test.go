@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/keywayhq/keyway/internal/apikey"
+	"github.com/keywayhq/keyway/internal/decision"
+	"github.com/keywayhq/keyway/internal/principal"
 	"github.com/keywayhq/keyway/internal/ratelimit"
 )
 
@@ -53,11 +55,12 @@ func BenchmarkGatewayOverhead(b *testing.B) {
 	p, _ := apikey.Generate(rand.Reader, apikey.EnvLive)
 	now := time.Now()
 	keys := &oneKey{raw: p.Raw, v: &apikey.Verified{Key: &apikey.Key{ID: p.ID, Owner: "service:bench", Scopes: []string{"bench"},
-		Rate: apikey.Rate{Count: 1_000_000, Period: time.Second}, ExpiresAt: now.Add(time.Hour)}, DisplayID: "key_" + p.ID, ScopeList: "bench"}}
+		Rate: apikey.Rate{Count: 1_000_000, Period: time.Second}, ExpiresAt: now.Add(time.Hour)}, DisplayID: "key_" + p.ID, ScopeList: "bench",
+		Owner: principal.Service("bench")}}
 	lim := ratelimit.NewMemory[string](ratelimit.MemoryConfig{})
 	defer lim.Close()
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	az, err := NewAPIKeyAuth(APIKeyAuthConfig{Keys: keys, Limiter: lim, Logger: logger})
+	core, err := decision.New(decision.Config{Keys: keys, KeyLimiter: lim, Origins: []string{"https://localhost"}, Logger: logger})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -65,11 +68,11 @@ func BenchmarkGatewayOverhead(b *testing.B) {
 	up := &Upstream{name: "up", url: u, transport: cannedTransport{}}
 	g, err := New(Config{
 		Routes: []Route{
-			{Name: "pub", Prefix: "/hello", Methods: []string{"GET"}, Upstream: up, Policy: PolicyPublic, MaxBody: 1 << 20, Timeout: time.Second},
-			{Name: "key", Prefix: "/key", Methods: []string{"GET"}, Upstream: up, Policy: PolicyAPIKey, Scopes: []string{"bench"},
+			{Name: "pub", Prefix: "/hello", Methods: []string{"GET"}, Upstream: up, Policy: decision.Public, MaxBody: 1 << 20, Timeout: time.Second},
+			{Name: "key", Prefix: "/key", Methods: []string{"GET"}, Upstream: up, Policy: decision.APIKey, Scopes: []string{"bench"},
 				StripPrefix: true, MaxBody: 1 << 20, Timeout: time.Second},
 		},
-		Own: http.NotFoundHandler(), APIKeys: az, HSTSMaxAge: 365 * 24 * time.Hour, Logger: logger,
+		Own: http.NotFoundHandler(), Decider: core, HSTSMaxAge: 365 * 24 * time.Hour, Logger: logger,
 	})
 	if err != nil {
 		b.Fatal(err)

@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httputil"
-	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,44 +17,15 @@ import (
 	"time"
 
 	"github.com/keywayhq/keyway/internal/clientip"
+	"github.com/keywayhq/keyway/internal/decision"
 	"github.com/keywayhq/keyway/internal/headername"
 	"github.com/keywayhq/keyway/internal/problem"
-	"github.com/keywayhq/keyway/internal/ratelimit"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
 // ReservedPrefix is keyway's own path space. It is never proxied, whatever
 // the routes say.
 const ReservedPrefix = "/.keyway"
-
-// Identity is who an Authorizer found behind a request. The gateway passes it
-// upstream in X-Keyway-* headers that it strips from every incoming request.
-type Identity struct {
-	Subject string
-	KeyID   string
-	// Scopes held, joined by spaces.
-	Scopes string
-	// Name is a person's display name (session routes).
-	Name string
-	// Session is the session ID (session routes).
-	Session string
-	// LimiterKey keys per-key route rate limits (the API key's ID).
-	LimiterKey string
-}
-
-// Authorizer decides requests on routes whose policy is not public. It
-// returns the caller's identity, or a problem to answer with (401, 403,
-// 429, 503); it may set response headers (WWW-Authenticate, RateLimit-*).
-type Authorizer interface {
-	Authorize(w http.ResponseWriter, r *http.Request, rt *RouteInfo, client netip.Addr) (Identity, *problem.Problem)
-}
-
-// Rechecker is implemented by Authorizers whose grant can end while a
-// tunnel it let open is still up: Recheck returns nil while the credential
-// of r still passes on the route, with no side effects (no counting).
-type Rechecker interface {
-	Recheck(ctx context.Context, r *http.Request, rt *RouteInfo, client netip.Addr) error
-}
 
 // Config configures a Gateway.
 type Config struct {
@@ -65,14 +35,10 @@ type Config struct {
 	Own http.Handler
 	// ClientIP decides whom forwarded headers are believed from. Default: trust nobody.
 	ClientIP *clientip.Resolver
-	// APIKeys authorizes PolicyAPIKey routes. Nil: such routes answer 401 to everyone.
-	APIKeys Authorizer
-	// Sessions authorizes PolicySession routes. Nil: such routes answer 401 to everyone.
-	Sessions Authorizer
-	// CredentialHeader is the header that carries API keys. It is removed
-	// before forwarding on api_key routes, and on every route when it holds
-	// something shaped like a keyway key. Default "Authorization".
-	CredentialHeader string
+	// Decider decides who may pass each route. Required. The header that
+	// carries its API keys is removed before forwarding on api_key routes,
+	// and on every route when it holds something shaped like a keyway key.
+	Decider *decision.Core
 	// CaseInsensitivePaths lower-cases ASCII letters of paths before
 	// matching and forwarding, and of route prefixes.
 	CaseInsensitivePaths bool
@@ -95,31 +61,30 @@ type Config struct {
 // Gateway is the public HTTPS handler: it normalises the path once, serves
 // /.keyway/ itself, and routes everything else by policy to an upstream.
 type Gateway struct {
-	cfg     Config
-	table   *table
-	hsts    string
-	idBase  string
-	idSeq   atomic.Uint64
-	metrics *metrics
-	bufs    *bufferPool
-	routes  []*route
+	cfg       Config
+	keyHeader string
+	table     *table
+	hsts      string
+	idBase    string
+	idSeq     atomic.Uint64
+	metrics   *metrics
+	bufs      *bufferPool
+	routes    []*route
 }
 
 type route struct {
 	Route
-	info    RouteInfo
-	pass    map[string]bool // canonical names of PassHeaders
-	ipLimit *ratelimit.Memory[netip.Addr]
-	kLimit  *ratelimit.Memory[string]
-	proxy   *httputil.ReverseProxy
-	obs     [6]prometheus.Observer // by status class; [0] for "other"
-	count   [6]prometheus.Counter
+	decide *decision.Route
+	pass   map[string]bool // canonical names of PassHeaders
+	proxy  *httputil.ReverseProxy
+	obs    [6]prometheus.Observer // by status class; [0] for "other"
+	count  [6]prometheus.Counter
 }
 
 // New validates cfg and builds the gateway.
 func New(cfg Config) (*Gateway, error) {
-	if cfg.Own == nil || cfg.Logger == nil {
-		return nil, errors.New("gateway: Own and Logger are required")
+	if cfg.Own == nil || cfg.Logger == nil || cfg.Decider == nil {
+		return nil, errors.New("gateway: Own, Decider and Logger are required")
 	}
 	if cfg.HSTSMaxAge < 365*24*time.Hour {
 		return nil, errors.New("gateway: HSTSMaxAge must be at least one year")
@@ -130,19 +95,16 @@ func New(cfg Config) (*Gateway, error) {
 	if cfg.TunnelRecheck <= 0 {
 		cfg.TunnelRecheck = time.Second
 	}
-	if cfg.CredentialHeader == "" {
-		cfg.CredentialHeader = "Authorization"
-	}
-	cfg.CredentialHeader = http.CanonicalHeaderKey(cfg.CredentialHeader)
 	var seed [6]byte
 	if _, err := rand.Read(seed[:]); err != nil {
 		return nil, fmt.Errorf("gateway: request id seed: %w", err)
 	}
 	g := &Gateway{
-		cfg:    cfg,
-		hsts:   "max-age=" + strconv.FormatInt(int64(cfg.HSTSMaxAge/time.Second), 10),
-		idBase: hex.EncodeToString(seed[:]) + "-",
-		bufs:   newBufferPool(),
+		cfg:       cfg,
+		keyHeader: cfg.Decider.KeyHeader(),
+		hsts:      "max-age=" + strconv.FormatInt(int64(cfg.HSTSMaxAge/time.Second), 10),
+		idBase:    hex.EncodeToString(seed[:]) + "-",
+		bufs:      newBufferPool(),
 	}
 	if cfg.Metrics != nil {
 		m, err := newMetrics(cfg.Metrics)
@@ -156,11 +118,6 @@ func New(cfg Config) (*Gateway, error) {
 		if rc.Name == "" || rc.Upstream == nil || rc.MaxBody <= 0 || rc.Timeout <= 0 || len(rc.Methods) == 0 {
 			return nil, fmt.Errorf("gateway: route %q: name, upstream, methods, max body and timeout are required", rc.Prefix)
 		}
-		switch rc.Policy {
-		case PolicyPublic, PolicyAPIKey, PolicySession:
-		default:
-			return nil, fmt.Errorf("gateway: route %s: unknown policy %q", rc.Name, rc.Policy)
-		}
 		if cfg.CaseInsensitivePaths {
 			// The same rule as requests get: ASCII letters only.
 			rc.Prefix = lowerASCII(rc.Prefix)
@@ -171,10 +128,21 @@ func New(cfg Config) (*Gateway, error) {
 		if rc.WebSocket && rc.TunnelLifetime <= 0 {
 			return nil, fmt.Errorf("gateway: route %s: a WebSocket route needs a tunnel lifetime", rc.Name)
 		}
-		r := &route{Route: rc, info: RouteInfo{Name: rc.Name, Scopes: rc.Scopes, ScopeList: strings.Join(rc.Scopes, " ")}}
+		var limit *decision.RouteLimit
+		if rl := rc.RateLimit; rl != nil {
+			limit = &decision.RouteLimit{Limit: rl.Limit, PerKey: rl.PerKey}
+		}
+		dr, err := cfg.Decider.NewRoute(decision.RouteConfig{Name: rc.Name, Policy: rc.Policy, Scopes: rc.Scopes, RateLimit: limit})
+		if err != nil {
+			closeRoutes(routes)
+			return nil, fmt.Errorf("gateway: %w", err)
+		}
+		r := &route{Route: rc, decide: dr}
+		routes = append(routes, r)
 		for _, h := range rc.PassHeaders {
 			h = http.CanonicalHeaderKey(h)
-			if headername.Protected(h, cfg.CredentialHeader) {
+			if headername.Protected(h, g.keyHeader) {
+				closeRoutes(routes)
 				return nil, fmt.Errorf("gateway: route %s: %s can never be passed from a client", rc.Name, h)
 			}
 			if r.pass == nil {
@@ -182,24 +150,14 @@ func New(cfg Config) (*Gateway, error) {
 			}
 			r.pass[h] = true
 		}
-		if rl := rc.RateLimit; rl != nil {
-			if rl.PerKey {
-				if rc.Policy != PolicyAPIKey {
-					return nil, fmt.Errorf("gateway: route %s: a per-key rate limit needs policy api_key", rc.Name)
-				}
-				r.kLimit = ratelimit.NewMemory[string](ratelimit.MemoryConfig{})
-			} else {
-				r.ipLimit = ratelimit.NewMemory[netip.Addr](ratelimit.MemoryConfig{})
-			}
-		}
 		r.proxy = g.newProxy(r)
 		if g.metrics != nil {
 			g.metrics.bind(r)
 		}
-		routes = append(routes, r)
 	}
 	t, err := newTable(routes)
 	if err != nil {
+		closeRoutes(routes)
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
 	g.table, g.routes = t, routes
@@ -217,7 +175,7 @@ type state struct {
 	route  *route
 	path   string // normalised, decoded
 	host   string // the checked host the client asked for, for X-Forwarded-Host
-	ident  Identity
+	ident  decision.Identity
 	status int // set by the error handler when the proxy fails
 	// upgraded is set once the upstream switched protocols (a tunnel).
 	upgraded atomic.Bool
@@ -316,7 +274,7 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, st *state) {
 		return
 	}
 	st.route = rt
-	tunnel := isUpgrade(r.Header)
+	tunnel := decision.IsUpgrade(r.Header)
 	if tunnel && (!rt.WebSocket || r.Method != http.MethodGet || !strings.EqualFold(strings.TrimSpace(r.Header.Get("Upgrade")), "websocket")) {
 		// An upgraded connection is a tunnel that keyway no longer checks:
 		// only routes that ask for WebSockets get one, and only that.
@@ -325,32 +283,14 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, st *state) {
 		return
 	}
 
-	if rt.ipLimit != nil && !g.limit(w, st, rt.ipLimit.Allow(st.client.Source, rt.RateLimit.Limit), "ip") {
+	facts := g.cfg.Decider.FactsFrom(r, rt.decide, st.client, st.id)
+	d := g.cfg.Decider.Decide(r.Context(), rt.decide, &facts)
+	if !d.Allowed() {
+		g.cfg.Decider.WriteDenial(w, &d, st.id)
 		return
 	}
-	var az Authorizer
-	switch rt.Policy {
-	case PolicyPublic:
-	case PolicyAPIKey, PolicySession:
-		az = g.cfg.APIKeys
-		if rt.Policy == PolicySession {
-			az = g.cfg.Sessions
-		}
-		if az == nil {
-			// Fail closed: a policy with nothing behind it lets no one through.
-			g.problem(w, st, problem.New(problem.Unauthenticated, http.StatusUnauthorized, "this route needs credentials"))
-			return
-		}
-		id, p := az.Authorize(w, r, &rt.info, st.client.Client)
-		if p != nil {
-			g.problem(w, st, p)
-			return
-		}
-		st.ident = id
-	}
-	if rt.kLimit != nil && !g.limit(w, st, rt.kLimit.Allow(st.ident.LimiterKey, rt.RateLimit.Limit), "route") {
-		return
-	}
+	g.cfg.Decider.SetHeaders(w.Header(), &d)
+	st.ident = d.Identity
 
 	if r.ContentLength > rt.MaxBody {
 		g.problem(w, st, problem.New(problem.BodyTooLarge, http.StatusRequestEntityTooLarge,
@@ -361,7 +301,7 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, st *state) {
 		r.Body = http.MaxBytesReader(w, r.Body, rt.MaxBody)
 	}
 	if tunnel {
-		g.serveTunnel(w, r, st, az)
+		g.serveTunnel(w, r, st, &facts)
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), rt.Timeout)
@@ -421,7 +361,7 @@ var (
 // within the route timeout; the tunnel then lives at most TunnelLifetime,
 // and ends as soon as a recheck finds that the key or session that opened
 // it was revoked, expired or disabled.
-func (g *Gateway) serveTunnel(w http.ResponseWriter, r *http.Request, st *state, az Authorizer) {
+func (g *Gateway) serveTunnel(w http.ResponseWriter, r *http.Request, st *state, facts *decision.Facts) {
 	rt := st.route
 	ctx, cancel := context.WithCancelCause(r.Context())
 	defer cancel(nil)
@@ -439,8 +379,8 @@ func (g *Gateway) serveTunnel(w http.ResponseWriter, r *http.Request, st *state,
 	end := time.Now().Add(rt.TunnelLifetime)
 	_ = rc.SetReadDeadline(end)
 	_ = rc.SetWriteDeadline(end)
-	if rk, ok := az.(Rechecker); ok {
-		go g.watchTunnel(ctx, cancel, rk, r, st)
+	if rt.Policy != decision.Public {
+		go g.watchTunnel(ctx, cancel, st, facts)
 	}
 	rt.proxy.ServeHTTP(w, r.WithContext(ctx))
 	if cause := context.Cause(ctx); st.upgraded.Load() && (errors.Is(cause, errTunnelRevoked) || errors.Is(cause, errTunnelLifetime)) {
@@ -450,7 +390,7 @@ func (g *Gateway) serveTunnel(w http.ResponseWriter, r *http.Request, st *state,
 }
 
 // watchTunnel rechecks the tunnel's credential until the tunnel ends.
-func (g *Gateway) watchTunnel(ctx context.Context, cancel context.CancelCauseFunc, rk Rechecker, r *http.Request, st *state) {
+func (g *Gateway) watchTunnel(ctx context.Context, cancel context.CancelCauseFunc, st *state, facts *decision.Facts) {
 	t := time.NewTicker(g.cfg.TunnelRecheck)
 	defer t.Stop()
 	for {
@@ -458,26 +398,12 @@ func (g *Gateway) watchTunnel(ctx context.Context, cancel context.CancelCauseFun
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if err := rk.Recheck(ctx, r, &st.route.info, st.client.Client); err != nil {
+			if g.cfg.Decider.Recheck(ctx, st.route.decide, facts) != decision.Allowed {
 				cancel(errTunnelRevoked)
 				return
 			}
 		}
 	}
-}
-
-// limit applies a route limiter's decision: the RateLimit fields once half
-// of the burst is spent, and a 429 when denied. It reports whether the
-// request may go on.
-func (g *Gateway) limit(w http.ResponseWriter, st *state, d ratelimit.Decision, name string) bool {
-	if d.Remaining*2 <= d.Limit {
-		l := st.route.RateLimit.Limit
-		setRateHeaders(w.Header(), d, name, l.Count, l.Period)
-	}
-	if !d.Allowed {
-		g.problem(w, st, rateLimited(d))
-	}
-	return d.Allowed
 }
 
 func (g *Gateway) problem(w http.ResponseWriter, st *state, p *problem.Problem) {
@@ -587,7 +513,7 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest, rt *route, st *state) {
 
 	// Identity and forwarding headers belong to keyway alone: strip every
 	// spelling a client sent before setting ours (see headers.go).
-	scrubInbound(out.Header, g.cfg.CredentialHeader, rt.pass)
+	scrubInbound(out.Header, g.keyHeader, rt.pass)
 	// The keys are written in canonical form, so no canonicalisation runs.
 	if id := &st.ident; id.Subject != "" {
 		out.Header["X-Keyway-Subject"] = []string{id.Subject}
@@ -600,14 +526,14 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest, rt *route, st *state) {
 		if id.Name != "" {
 			out.Header["X-Keyway-Name"] = []string{id.Name}
 		}
-		if id.Session != "" {
-			out.Header["X-Keyway-Session-Id"] = []string{id.Session}
+		if id.Session != nil {
+			out.Header["X-Keyway-Session-Id"] = []string{id.Session.ID}
 		}
 	}
 	// Browser credentials stay with keyway.
 	stripKeywayCookies(out.Header)
 	// The key is the caller's credential for keyway, never for the upstream.
-	if ch := g.cfg.CredentialHeader; rt.Policy == PolicyAPIKey {
+	if ch := g.keyHeader; rt.Policy == decision.APIKey {
 		out.Header.Del(ch)
 	} else {
 		for _, v := range out.Header.Values(ch) {
@@ -691,14 +617,13 @@ func (g *Gateway) proxyError(w http.ResponseWriter, r *http.Request, rt *route, 
 
 // Close releases the upstreams' idle connections and the limiters.
 func (g *Gateway) Close() {
-	for _, r := range g.routes {
+	closeRoutes(g.routes)
+}
+
+func closeRoutes(routes []*route) {
+	for _, r := range routes {
 		r.Upstream.Close()
-		if r.ipLimit != nil {
-			r.ipLimit.Close()
-		}
-		if r.kLimit != nil {
-			r.kLimit.Close()
-		}
+		r.decide.Close()
 	}
 }
 

@@ -147,3 +147,27 @@ func hostName(hostport string) (string, bool) {
 	}
 	return host, true
 }
+
+// stripKeywayCookies removes keyway's own cookies from an outbound Cookie
+// header and keeps the rest: the upstream may have cookies of its own, but
+// never ours.
+func stripKeywayCookies(h http.Header) {
+	vals := h.Values("Cookie")
+	if len(vals) == 0 {
+		return
+	}
+	var keep []string
+	for _, v := range vals {
+		for _, part := range strings.Split(v, ";") {
+			name, _, _ := strings.Cut(strings.TrimSpace(part), "=")
+			if name == "" || KeywayCookie(name) {
+				continue
+			}
+			keep = append(keep, strings.TrimSpace(part))
+		}
+	}
+	h.Del("Cookie")
+	if len(keep) > 0 {
+		h.Set("Cookie", strings.Join(keep, "; "))
+	}
+}

@@ -3,20 +3,12 @@ package gateway
 import (
 	"fmt"
 
+	"github.com/keywayhq/keyway/internal/decision"
+
 	"github.com/keywayhq/keyway/internal/ratelimit"
 	"slices"
 	"strings"
 	"time"
-)
-
-// Policy names who may call a route.
-type Policy string
-
-// The policies the gateway enforces.
-const (
-	PolicyPublic  Policy = "public"
-	PolicyAPIKey  Policy = "api_key"
-	PolicySession Policy = "session"
 )
 
 // Route is one routing rule.
@@ -30,8 +22,8 @@ type Route struct {
 	// Upstream receives the traffic. Required.
 	Upstream *Upstream
 	// Policy decides who may call. Required.
-	Policy Policy
-	// Scopes an API key must hold (PolicyAPIKey).
+	Policy decision.Policy
+	// Scopes an API key must hold (policy api_key).
 	Scopes []string
 	// StripPrefix removes Prefix from the forwarded path.
 	StripPrefix bool
@@ -61,14 +53,6 @@ type RouteLimit struct {
 	Limit ratelimit.Limit
 	// PerKey limits each API key separately (policy api_key); otherwise each client IP.
 	PerKey bool
-}
-
-// RouteInfo is what an Authorizer learns of the route it decides for.
-type RouteInfo struct {
-	Name string
-	// Scopes an API key must hold, and the same joined by spaces.
-	Scopes    []string
-	ScopeList string
 }
 
 // table finds routes by path in O(number of segments) map look-ups, with no

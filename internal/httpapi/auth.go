@@ -6,11 +6,11 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/netip"
 	"time"
 
-	"github.com/keywayhq/keyway/internal/gateway"
+	"github.com/keywayhq/keyway/internal/decision"
 	"github.com/keywayhq/keyway/internal/passkey"
+	"github.com/keywayhq/keyway/internal/principal"
 	"github.com/keywayhq/keyway/internal/problem"
 	"github.com/keywayhq/keyway/internal/ratelimit"
 	"github.com/keywayhq/keyway/internal/session"
@@ -56,10 +56,11 @@ type Sessions interface {
 type AuthConfig struct {
 	Accounts Accounts
 	Sessions Sessions
+	// Decider decides who may call each endpoint (sessions, the CSRF
+	// rule, step-up, the admin role). Required.
+	Decider *decision.Core
 	// Keys serves the signed-in user's own API keys. Optional.
 	Keys KeyAdmin
-	// Origins are keyway's own origins (CSRF check). Required.
-	Origins []string
 	// SessionMaxAge is the cookie's Max-Age (the absolute session timeout).
 	SessionMaxAge time.Duration
 	// PublicURL is the base URL people reach keyway at, for links.
@@ -78,7 +79,43 @@ type auth struct {
 	cfg   AuthConfig
 	limit *ratelimit.Memory[string]
 	now   func() time.Time
+	// What each endpoint requires; every one applies the CSRF rule to
+	// state changes, sign-in included (login CSRF).
+	open     *decision.Route // anyone
+	optional *decision.Route // anyone; a signed-in person (even in recovery) is known
+	any      *decision.Route // a signed-in person, recovery sessions included
+	full     *decision.Route // a signed-in person
+	fresh    *decision.Route // a signed-in person with a recent step-up
+	admin    *decision.Route // an administrator with a recent step-up
 }
+
+// newAuthRoutes prepares what the endpoints require.
+func (a *auth) newRoutes() error {
+	for _, r := range []struct {
+		dst *(*decision.Route)
+		cfg decision.RouteConfig
+	}{
+		{&a.open, decision.RouteConfig{Name: "own:open", Policy: decision.Public}},
+		{&a.optional, decision.RouteConfig{Name: "own:optional", Policy: decision.Session, Optional: true, AllowRestricted: true}},
+		{&a.any, decision.RouteConfig{Name: "own:any", Policy: decision.Session, AllowRestricted: true}},
+		{&a.full, decision.RouteConfig{Name: "own:full", Policy: decision.Session}},
+		{&a.fresh, decision.RouteConfig{Name: "own:fresh", Policy: decision.Session, Fresh: true}},
+		{&a.admin, decision.RouteConfig{Name: "own:admin", Policy: decision.Session, Admin: true}},
+	} {
+		r.cfg.CSRF = true
+		rt, err := a.cfg.Decider.NewRoute(r.cfg)
+		if err != nil {
+			return err
+		}
+		*r.dst = rt
+	}
+	return nil
+}
+
+// guarded is a handler that runs once the decision core let its caller
+// in, as id (empty on open endpoints and for anonymous callers of
+// optional ones).
+type guarded func(w http.ResponseWriter, r *http.Request, id *decision.Identity) error
 
 // Rate limits of the auth endpoints, per client IP and per account. They
 // are generous for people and tight for scripts; a limit spent by an
@@ -97,60 +134,55 @@ var (
 	limitRecoveryAccount = ratelimit.Limit{Count: 10000, Period: 24 * time.Hour, Burst: 1000}
 )
 
-var errStepUp = &problem.Problem{Type: problem.StepUpRequired, Title: "Unauthorized", Status: http.StatusUnauthorized,
-	Detail: "confirm it is you: sign in again with your passkey (POST /.keyway/auth/stepup/begin)"}
-
-var errSignedOut = &problem.Problem{Type: problem.Unauthenticated, Title: "Unauthorized", Status: http.StatusUnauthorized,
-	Detail: "sign in with a passkey first"}
-
-var errForbidden = &problem.Problem{Type: problem.Forbidden, Title: "Forbidden", Status: http.StatusForbidden,
-	Detail: "this needs an administrator"}
-
 func (a *auth) register(mux *http.ServeMux) {
-	h := func(pattern string, fn func(http.ResponseWriter, *http.Request) error) {
-		mux.Handle(pattern, a.handle(a.csrf(fn)))
+	h := func(pattern string, rt *decision.Route, fn guarded) {
+		mux.Handle(pattern, a.handle(a.guard(rt, fn)))
 	}
-	h("POST /.keyway/auth/passkey/register/begin", a.registerBegin)
-	h("POST /.keyway/auth/passkey/register/finish", a.registerFinish)
-	h("POST /.keyway/auth/passkey/login/begin", a.loginBegin)
-	h("POST /.keyway/auth/passkey/login/finish", a.loginFinish)
-	h("POST /.keyway/auth/logout", a.logout)
-	h("GET /.keyway/auth/session", a.currentSession)
-	h("POST /.keyway/auth/stepup/begin", a.stepUpBegin)
-	h("POST /.keyway/auth/stepup/finish", a.stepUpFinish)
-	h("GET /.keyway/auth/sessions", a.listSessions)
-	h("DELETE /.keyway/auth/sessions/{id}", a.revokeSession)
-	h("POST /.keyway/auth/sessions/revoke-others", a.revokeOthers)
-	h("GET /.keyway/auth/passkeys", a.listPasskeys)
-	h("PATCH /.keyway/auth/passkeys/{id}", a.renamePasskey)
-	h("DELETE /.keyway/auth/passkeys/{id}", a.removePasskey)
-	h("POST /.keyway/auth/recovery", a.recover)
-	h("POST /.keyway/auth/recovery/codes", a.regenerateCodes)
-	h("POST /.keyway/auth/enrol", a.enrol)
+	h("POST /.keyway/auth/passkey/register/begin", a.optional, a.registerBegin)
+	h("POST /.keyway/auth/passkey/register/finish", a.optional, a.registerFinish)
+	h("POST /.keyway/auth/passkey/login/begin", a.open, a.loginBegin)
+	h("POST /.keyway/auth/passkey/login/finish", a.optional, a.loginFinish)
+	h("POST /.keyway/auth/logout", a.optional, a.logout)
+	h("GET /.keyway/auth/session", a.any, a.currentSession)
+	h("POST /.keyway/auth/stepup/begin", a.full, a.stepUpBegin)
+	h("POST /.keyway/auth/stepup/finish", a.full, a.stepUpFinish)
+	h("GET /.keyway/auth/sessions", a.full, a.listSessions)
+	h("DELETE /.keyway/auth/sessions/{id}", a.full, a.revokeSession)
+	h("POST /.keyway/auth/sessions/revoke-others", a.full, a.revokeOthers)
+	h("GET /.keyway/auth/passkeys", a.full, a.listPasskeys)
+	h("PATCH /.keyway/auth/passkeys/{id}", a.full, a.renamePasskey)
+	h("DELETE /.keyway/auth/passkeys/{id}", a.fresh, a.removePasskey)
+	h("POST /.keyway/auth/recovery", a.open, a.recover)
+	h("POST /.keyway/auth/recovery/codes", a.fresh, a.regenerateCodes)
+	h("POST /.keyway/auth/enrol", a.open, a.enrol)
 	if a.cfg.Keys != nil {
-		h("GET /.keyway/api-keys", a.listMyKeys)
-		h("POST /.keyway/api-keys", a.createMyKey)
-		h("POST /.keyway/api-keys/{id}/rotate", a.rotateMyKey)
-		h("POST /.keyway/api-keys/{id}/revoke", a.revokeMyKey)
-		h("GET /.keyway/api-keys/{id}/usage", a.myKeyUsage)
+		h("GET /.keyway/api-keys", a.full, a.listMyKeys)
+		h("POST /.keyway/api-keys", a.fresh, a.createMyKey)
+		h("POST /.keyway/api-keys/{id}/rotate", a.fresh, a.rotateMyKey)
+		h("POST /.keyway/api-keys/{id}/revoke", a.full, a.revokeMyKey)
+		h("GET /.keyway/api-keys/{id}/usage", a.full, a.myKeyUsage)
 	}
-	h("GET /.keyway/admin/users", a.adminUsers)
-	h("POST /.keyway/admin/users/{id}/enrol-link", a.adminEnrolLink)
-	h("POST /.keyway/admin/users/{id}/revoke-sessions", a.adminRevokeSessions)
-	h("POST /.keyway/admin/invites", a.adminInvite)
-	h("GET /.keyway/admin/sessions", a.adminSessions)
-	h("DELETE /.keyway/admin/sessions/{id}", a.adminRevokeSession)
+	h("GET /.keyway/admin/users", a.admin, a.adminUsers)
+	h("POST /.keyway/admin/users/{id}/enrol-link", a.admin, a.adminEnrolLink)
+	h("POST /.keyway/admin/users/{id}/revoke-sessions", a.admin, a.adminRevokeSessions)
+	h("POST /.keyway/admin/invites", a.admin, a.adminInvite)
+	h("GET /.keyway/admin/sessions", a.admin, a.adminSessions)
+	h("DELETE /.keyway/admin/sessions/{id}", a.admin, a.adminRevokeSession)
 }
 
-// csrf guards every endpoint: state changes need the CSRF header and a
-// same-origin request. Sign-in is guarded too, against login CSRF.
-func (a *auth) csrf(fn func(http.ResponseWriter, *http.Request) error) func(http.ResponseWriter, *http.Request) error {
+// guard asks the decision core whether the caller may use an endpoint
+// that requires rt, and runs fn if so.
+func (a *auth) guard(rt *decision.Route, fn guarded) func(http.ResponseWriter, *http.Request) error {
 	return func(w http.ResponseWriter, r *http.Request) error {
-		if err := gateway.CheckCSRF(r, a.cfg.Origins); err != nil {
-			return problem.New(problem.CSRF, http.StatusForbidden, "state-changing requests must come from this site and send X-Keyway-CSRF: 1")
+		info, _ := requestInfo(r)
+		f := a.cfg.Decider.FactsFrom(r, rt, info.Client, info.ID)
+		d := a.cfg.Decider.Decide(r.Context(), rt, &f)
+		if !d.Allowed() {
+			a.cfg.Decider.WriteDenial(w, &d, info.ID)
+			return nil
 		}
 		w.Header().Set("Cache-Control", "no-store")
-		return fn(w, r)
+		return fn(w, r, &d.Identity)
 	}
 }
 
@@ -162,13 +194,6 @@ func source(r *http.Request) string {
 		return info.Client.Source.String()
 	}
 	return ""
-}
-
-func clientOf(r *http.Request) netip.Addr {
-	if info, ok := requestInfo(r); ok {
-		return info.Client.Client
-	}
-	return netip.Addr{}
 }
 
 // rememberSource notes that userID passed a passkey ceremony from this
@@ -192,67 +217,12 @@ func (a *auth) allow(key string, l ratelimit.Limit) error {
 }
 
 func (a *auth) setSessionCookie(w http.ResponseWriter, token string) {
-	http.SetCookie(w, &http.Cookie{Name: gateway.SessionCookie, Value: token, Path: "/", Secure: true, HttpOnly: true,
+	http.SetCookie(w, &http.Cookie{Name: decision.SessionCookie, Value: token, Path: "/", Secure: true, HttpOnly: true,
 		SameSite: http.SameSiteLaxMode, MaxAge: int(a.cfg.SessionMaxAge / time.Second)})
 }
 
 func clearCookie(w http.ResponseWriter, name string) {
 	http.SetCookie(w, &http.Cookie{Name: name, Value: "", Path: "/", Secure: true, HttpOnly: true, SameSite: http.SameSiteLaxMode, MaxAge: -1})
-}
-
-// session returns the caller's live session and its token, or nil.
-func (a *auth) session(r *http.Request) (*session.Session, string, error) {
-	c, err := r.Cookie(gateway.SessionCookie)
-	if err != nil || c.Value == "" {
-		return nil, "", nil
-	}
-	s, err := a.cfg.Sessions.Authenticate(r.Context(), c.Value)
-	if errors.Is(err, session.ErrNotFound) {
-		return nil, "", nil
-	}
-	return s, c.Value, err
-}
-
-// signedIn returns the caller's full (unrestricted) session and user, or 401.
-func (a *auth) signedIn(r *http.Request) (*session.Session, *passkey.User, error) {
-	s, _, err := a.session(r)
-	if err != nil {
-		return nil, nil, err
-	}
-	if s == nil || s.Restricted {
-		return nil, nil, errSignedOut
-	}
-	u, err := a.cfg.Accounts.User(r.Context(), s.UserID)
-	if err != nil || !u.DisabledAt.IsZero() {
-		return nil, nil, errSignedOut
-	}
-	return s, u, nil
-}
-
-// fresh is signedIn plus a user-verified assertion under StepUpMaxAge old.
-func (a *auth) fresh(r *http.Request) (*session.Session, *passkey.User, error) {
-	s, u, err := a.signedIn(r)
-	if err != nil {
-		return nil, nil, err
-	}
-	if !a.cfg.Sessions.Fresh(s) {
-		return nil, nil, errStepUp
-	}
-	return s, u, nil
-}
-
-func (a *auth) admin(r *http.Request) (*session.Session, *passkey.User, error) {
-	s, u, err := a.signedIn(r)
-	if err != nil {
-		return nil, nil, err
-	}
-	if u.Role != passkey.RoleAdmin {
-		return nil, nil, errForbidden
-	}
-	if !a.cfg.Sessions.Fresh(s) {
-		return nil, nil, errStepUp
-	}
-	return s, u, nil
 }
 
 // readBody reads a WebAuthn response body (bounded).
@@ -291,7 +261,7 @@ func userJSON(u *passkey.User) UserJSON {
 	return UserJSON{ID: u.ID, Username: u.Username, DisplayName: u.DisplayName, Role: string(u.Role)}
 }
 
-func (a *auth) registerBegin(w http.ResponseWriter, r *http.Request) error {
+func (a *auth) registerBegin(w http.ResponseWriter, r *http.Request, id *decision.Identity) error {
 	var req struct {
 		Username    string `json:"username"`
 		DisplayName string `json:"display_name"`
@@ -301,41 +271,34 @@ func (a *auth) registerBegin(w http.ResponseWriter, r *http.Request) error {
 	if err := decode(r, &req); err != nil {
 		return err
 	}
-	s, _, err := a.session(r)
-	if err != nil {
-		return err
-	}
-	if s != nil {
+	if s := id.Session; s != nil {
 		// Adding a passkey: a recovery session may; a full one must be fresh.
 		if !s.Restricted && !a.cfg.Sessions.Fresh(s) {
-			return errStepUp
+			return decision.StepUp
 		}
-		opts, id, err := a.cfg.Accounts.BeginAddPasskey(r.Context(), s.UserID, req.Name)
+		opts, cid, err := a.cfg.Accounts.BeginAddPasskey(r.Context(), s.UserID, req.Name)
 		if err != nil {
 			return err
 		}
-		return a.startCeremony(w, opts, id)
+		return a.startCeremony(w, opts, cid)
 	}
 	if err := a.allow("signup:"+source(r), limitSignUp); err != nil {
 		return err
 	}
-	opts, id, err := a.cfg.Accounts.BeginSignUp(r.Context(), req.Username, req.DisplayName, req.Invite)
+	opts, cid, err := a.cfg.Accounts.BeginSignUp(r.Context(), req.Username, req.DisplayName, req.Invite)
 	if err != nil {
 		return err
 	}
-	return a.startCeremony(w, opts, id)
+	return a.startCeremony(w, opts, cid)
 }
 
-func (a *auth) registerFinish(w http.ResponseWriter, r *http.Request) error {
+func (a *auth) registerFinish(w http.ResponseWriter, r *http.Request, id *decision.Identity) error {
 	ceremony := ceremonyOf(w, r)
 	body, err := readBody(r)
 	if err != nil {
 		return err
 	}
-	s, _, err := a.session(r)
-	if err != nil {
-		return err
-	}
+	s := id.Session
 	userID := ""
 	if s != nil {
 		userID = s.UserID
@@ -344,6 +307,7 @@ func (a *auth) registerFinish(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	actor := principal.User(u.ID).String()
 	resp := map[string]any{"user": userJSON(u), "passkey": passkeyJSON(cred, "")}
 	switch {
 	case s == nil:
@@ -352,7 +316,7 @@ func (a *auth) registerFinish(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			return err
 		}
-		tok, _, err := a.cfg.Sessions.Create(r.Context(), u.ID, cred.ID, false, clientOf(r).String(), r.UserAgent(), "user:"+u.ID)
+		tok, _, err := a.cfg.Sessions.Create(r.Context(), u.ID, cred.ID, false, clientOf(r).String(), r.UserAgent(), actor)
 		if err != nil {
 			return err
 		}
@@ -362,10 +326,10 @@ func (a *auth) registerFinish(w http.ResponseWriter, r *http.Request) error {
 	case s.Restricted:
 		// Recovery done: the restricted session gives way to a full one
 		// bound to the new passkey.
-		if err := a.cfg.Sessions.Revoke(r.Context(), s.UserID, s.ID, "user:"+u.ID); err != nil && !errors.Is(err, session.ErrNotFound) {
+		if err := a.cfg.Sessions.Revoke(r.Context(), s.UserID, s.ID, actor); err != nil && !errors.Is(err, session.ErrNotFound) {
 			return err
 		}
-		tok, _, err := a.cfg.Sessions.Create(r.Context(), u.ID, cred.ID, false, clientOf(r).String(), r.UserAgent(), "user:"+u.ID)
+		tok, _, err := a.cfg.Sessions.Create(r.Context(), u.ID, cred.ID, false, clientOf(r).String(), r.UserAgent(), actor)
 		if err != nil {
 			return err
 		}
@@ -374,7 +338,7 @@ func (a *auth) registerFinish(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, http.StatusCreated, resp)
 }
 
-func (a *auth) loginBegin(w http.ResponseWriter, r *http.Request) error {
+func (a *auth) loginBegin(w http.ResponseWriter, r *http.Request, _ *decision.Identity) error {
 	var req struct {
 		Username string `json:"username"`
 	}
@@ -393,14 +357,14 @@ func (a *auth) loginBegin(w http.ResponseWriter, r *http.Request) error {
 			}
 		}
 	}
-	opts, id, err := a.cfg.Accounts.BeginLogin(r.Context(), req.Username)
+	opts, cid, err := a.cfg.Accounts.BeginLogin(r.Context(), req.Username)
 	if err != nil {
 		return err
 	}
-	return a.startCeremony(w, opts, id)
+	return a.startCeremony(w, opts, cid)
 }
 
-func (a *auth) loginFinish(w http.ResponseWriter, r *http.Request) error {
+func (a *auth) loginFinish(w http.ResponseWriter, r *http.Request, id *decision.Identity) error {
 	ceremony := ceremonyOf(w, r)
 	if err := a.allow("login:"+source(r), limitCeremony); err != nil {
 		return err
@@ -415,10 +379,11 @@ func (a *auth) loginFinish(w http.ResponseWriter, r *http.Request) error {
 	}
 	// A sign-in always gets a new token; an old session in this browser ends
 	// (no session fixation).
-	if old, _, _ := a.session(r); old != nil {
-		_ = a.cfg.Sessions.Revoke(r.Context(), old.UserID, old.ID, "user:"+old.UserID)
+	if old := id.Session; old != nil {
+		_ = a.cfg.Sessions.Revoke(r.Context(), old.UserID, old.ID, principal.User(old.UserID).String())
 	}
-	tok, s, err := a.cfg.Sessions.Create(r.Context(), res.User.ID, res.Credential.ID, false, clientOf(r).String(), r.UserAgent(), "user:"+res.User.ID)
+	tok, s, err := a.cfg.Sessions.Create(r.Context(), res.User.ID, res.Credential.ID, false, clientOf(r).String(), r.UserAgent(),
+		principal.User(res.User.ID).String())
 	if err != nil {
 		return err
 	}
@@ -427,17 +392,13 @@ func (a *auth) loginFinish(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, http.StatusOK, map[string]any{"user": userJSON(res.User), "session": sessionJSON(s, s.ID, a.cfg.Sessions.Fresh(s))})
 }
 
-func (a *auth) logout(w http.ResponseWriter, r *http.Request) error {
-	s, _, err := a.session(r)
-	if err != nil {
-		return err
-	}
-	if s != nil {
-		if err := a.cfg.Sessions.Revoke(r.Context(), s.UserID, s.ID, "user:"+s.UserID); err != nil && !errors.Is(err, session.ErrNotFound) {
+func (a *auth) logout(w http.ResponseWriter, r *http.Request, id *decision.Identity) error {
+	if s := id.Session; s != nil {
+		if err := a.cfg.Sessions.Revoke(r.Context(), s.UserID, s.ID, id.Subject); err != nil && !errors.Is(err, session.ErrNotFound) {
 			return err
 		}
 	}
-	clearCookie(w, gateway.SessionCookie)
+	clearCookie(w, decision.SessionCookie)
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
@@ -468,96 +429,66 @@ func sessionJSON(s *session.Session, current string, fresh bool) SessionJSON {
 	return j
 }
 
-func (a *auth) currentSession(w http.ResponseWriter, r *http.Request) error {
-	s, _, err := a.session(r)
-	if err != nil {
-		return err
-	}
-	if s == nil {
-		return errSignedOut
-	}
-	u, err := a.cfg.Accounts.User(r.Context(), s.UserID)
-	if err != nil || !u.DisabledAt.IsZero() {
-		return errSignedOut
-	}
-	return writeJSON(w, http.StatusOK, map[string]any{"user": userJSON(u), "session": sessionJSON(s, s.ID, a.cfg.Sessions.Fresh(s))})
+func (a *auth) currentSession(w http.ResponseWriter, _ *http.Request, id *decision.Identity) error {
+	s := id.Session
+	return writeJSON(w, http.StatusOK, map[string]any{"user": userJSON(id.User), "session": sessionJSON(s, s.ID, a.cfg.Sessions.Fresh(s))})
 }
 
-func (a *auth) stepUpBegin(w http.ResponseWriter, r *http.Request) error {
-	s, _, err := a.signedIn(r)
+func (a *auth) stepUpBegin(w http.ResponseWriter, r *http.Request, id *decision.Identity) error {
+	if err := a.allow("stepup:"+id.User.ID, limitCeremony); err != nil {
+		return err
+	}
+	opts, cid, err := a.cfg.Accounts.BeginStepUp(r.Context(), id.User.ID)
 	if err != nil {
 		return err
 	}
-	if err := a.allow("stepup:"+s.UserID, limitCeremony); err != nil {
-		return err
-	}
-	opts, id, err := a.cfg.Accounts.BeginStepUp(r.Context(), s.UserID)
-	if err != nil {
-		return err
-	}
-	return a.startCeremony(w, opts, id)
+	return a.startCeremony(w, opts, cid)
 }
 
-func (a *auth) stepUpFinish(w http.ResponseWriter, r *http.Request) error {
+func (a *auth) stepUpFinish(w http.ResponseWriter, r *http.Request, id *decision.Identity) error {
 	ceremony := ceremonyOf(w, r)
-	s, u, err := a.signedIn(r)
-	if err != nil {
-		return err
-	}
 	body, err := readBody(r)
 	if err != nil {
 		return err
 	}
-	if _, err := a.cfg.Accounts.FinishStepUp(r.Context(), ceremony, u.ID, body); err != nil {
+	if _, err := a.cfg.Accounts.FinishStepUp(r.Context(), ceremony, id.User.ID, body); err != nil {
 		return err
 	}
-	tok, err := a.cfg.Sessions.StepUp(r.Context(), s, "user:"+u.ID)
+	tok, err := a.cfg.Sessions.StepUp(r.Context(), id.Session, id.Subject)
 	if err != nil {
 		return err
 	}
 	a.setSessionCookie(w, tok)
-	a.rememberSource(r, u.ID)
+	a.rememberSource(r, id.User.ID)
 	return writeJSON(w, http.StatusOK, map[string]any{"fresh": true})
 }
 
-func (a *auth) listSessions(w http.ResponseWriter, r *http.Request) error {
-	s, u, err := a.signedIn(r)
-	if err != nil {
-		return err
-	}
-	list, err := a.cfg.Sessions.List(r.Context(), u.ID)
+func (a *auth) listSessions(w http.ResponseWriter, r *http.Request, id *decision.Identity) error {
+	list, err := a.cfg.Sessions.List(r.Context(), id.User.ID)
 	if err != nil {
 		return err
 	}
 	out := make([]SessionJSON, 0, len(list))
 	for _, x := range list {
-		out = append(out, sessionJSON(x, s.ID, a.cfg.Sessions.Fresh(s)))
+		out = append(out, sessionJSON(x, id.Session.ID, a.cfg.Sessions.Fresh(id.Session)))
 	}
 	return writeJSON(w, http.StatusOK, map[string]any{"sessions": out})
 }
 
-func (a *auth) revokeSession(w http.ResponseWriter, r *http.Request) error {
-	s, u, err := a.signedIn(r)
-	if err != nil {
+func (a *auth) revokeSession(w http.ResponseWriter, r *http.Request, id *decision.Identity) error {
+	sid := r.PathValue("id")
+	if err := a.cfg.Sessions.Revoke(r.Context(), id.User.ID, sid, id.Subject); err != nil {
 		return err
 	}
-	id := r.PathValue("id")
-	if err := a.cfg.Sessions.Revoke(r.Context(), u.ID, id, "user:"+u.ID); err != nil {
-		return err
-	}
-	if id == s.ID {
-		clearCookie(w, gateway.SessionCookie)
+	if sid == id.Session.ID {
+		clearCookie(w, decision.SessionCookie)
 	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
 
-func (a *auth) revokeOthers(w http.ResponseWriter, r *http.Request) error {
-	s, u, err := a.signedIn(r)
-	if err != nil {
-		return err
-	}
-	n, err := a.cfg.Sessions.RevokeOthers(r.Context(), u.ID, s.ID, "user:"+u.ID)
+func (a *auth) revokeOthers(w http.ResponseWriter, r *http.Request, id *decision.Identity) error {
+	n, err := a.cfg.Sessions.RevokeOthers(r.Context(), id.User.ID, id.Session.ID, id.Subject)
 	if err != nil {
 		return err
 	}
@@ -586,67 +517,55 @@ func passkeyJSON(c *passkey.Credential, currentRef string) PasskeyJSON {
 	return j
 }
 
-func (a *auth) listPasskeys(w http.ResponseWriter, r *http.Request) error {
-	s, u, err := a.signedIn(r)
-	if err != nil {
-		return err
-	}
-	creds, err := a.cfg.Accounts.Credentials(r.Context(), u.ID)
+func (a *auth) listPasskeys(w http.ResponseWriter, r *http.Request, id *decision.Identity) error {
+	creds, err := a.cfg.Accounts.Credentials(r.Context(), id.User.ID)
 	if err != nil {
 		return err
 	}
 	cur := ""
-	if s.CredentialID != nil {
-		cur = passkey.CredentialRef(s.CredentialID)
+	if id.Session.CredentialID != nil {
+		cur = passkey.CredentialRef(id.Session.CredentialID)
 	}
 	out := make([]PasskeyJSON, 0, len(creds))
 	for _, c := range creds {
 		out = append(out, passkeyJSON(c, cur))
 	}
-	codes, err := a.cfg.Accounts.UnusedRecoveryCodes(r.Context(), u.ID)
+	codes, err := a.cfg.Accounts.UnusedRecoveryCodes(r.Context(), id.User.ID)
 	if err != nil {
 		return err
 	}
 	return writeJSON(w, http.StatusOK, map[string]any{"passkeys": out, "recovery_codes_left": codes})
 }
 
-func (a *auth) renamePasskey(w http.ResponseWriter, r *http.Request) error {
-	_, u, err := a.signedIn(r)
-	if err != nil {
-		return err
-	}
+func (a *auth) renamePasskey(w http.ResponseWriter, r *http.Request, id *decision.Identity) error {
 	var req struct {
 		Name string `json:"name"`
 	}
 	if err := decode(r, &req); err != nil {
 		return err
 	}
-	if err := a.cfg.Accounts.Rename(r.Context(), u.ID, r.PathValue("id"), req.Name); err != nil {
+	if err := a.cfg.Accounts.Rename(r.Context(), id.User.ID, r.PathValue("id"), req.Name); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
 
-func (a *auth) removePasskey(w http.ResponseWriter, r *http.Request) error {
-	s, u, err := a.fresh(r)
-	if err != nil {
-		return err
-	}
+func (a *auth) removePasskey(w http.ResponseWriter, r *http.Request, id *decision.Identity) error {
 	ref := r.PathValue("id")
-	n, err := a.cfg.Accounts.Remove(r.Context(), u.ID, ref, "user:"+u.ID)
+	n, err := a.cfg.Accounts.Remove(r.Context(), id.User.ID, ref, id.Subject)
 	if err != nil {
 		return err
 	}
 	// Every session this passkey signed in has ended, this one included
 	// if it was one of them.
-	if s.CredentialID != nil && passkey.CredentialRef(s.CredentialID) == ref {
-		clearCookie(w, gateway.SessionCookie)
+	if s := id.Session; s.CredentialID != nil && passkey.CredentialRef(s.CredentialID) == ref {
+		clearCookie(w, decision.SessionCookie)
 	}
 	return writeJSON(w, http.StatusOK, map[string]int{"sessions_ended": n})
 }
 
-func (a *auth) recover(w http.ResponseWriter, r *http.Request) error {
+func (a *auth) recover(w http.ResponseWriter, r *http.Request, _ *decision.Identity) error {
 	var req struct {
 		Username string `json:"username"`
 		Code     string `json:"code"`
@@ -681,7 +600,7 @@ func (a *auth) recover(w http.ResponseWriter, r *http.Request) error {
 
 // restrictedSession signs u in for one thing only: adding a passkey.
 func (a *auth) restrictedSession(w http.ResponseWriter, r *http.Request, u *passkey.User) error {
-	tok, s, err := a.cfg.Sessions.Create(r.Context(), u.ID, nil, true, clientOf(r).String(), r.UserAgent(), "user:"+u.ID)
+	tok, s, err := a.cfg.Sessions.Create(r.Context(), u.ID, nil, true, clientOf(r).String(), r.UserAgent(), principal.User(u.ID).String())
 	if err != nil {
 		return err
 	}
@@ -690,7 +609,7 @@ func (a *auth) restrictedSession(w http.ResponseWriter, r *http.Request, u *pass
 		"next": "register a new passkey: POST /.keyway/auth/passkey/register/begin"})
 }
 
-func (a *auth) enrol(w http.ResponseWriter, r *http.Request) error {
+func (a *auth) enrol(w http.ResponseWriter, r *http.Request, _ *decision.Identity) error {
 	var req struct {
 		Token string `json:"token"`
 	}
@@ -707,12 +626,8 @@ func (a *auth) enrol(w http.ResponseWriter, r *http.Request) error {
 	return a.restrictedSession(w, r, u)
 }
 
-func (a *auth) regenerateCodes(w http.ResponseWriter, r *http.Request) error {
-	_, u, err := a.fresh(r)
-	if err != nil {
-		return err
-	}
-	codes, err := a.cfg.Accounts.IssueRecoveryCodes(r.Context(), u.ID)
+func (a *auth) regenerateCodes(w http.ResponseWriter, r *http.Request, id *decision.Identity) error {
+	codes, err := a.cfg.Accounts.IssueRecoveryCodes(r.Context(), id.User.ID)
 	if err != nil {
 		return err
 	}
@@ -721,10 +636,7 @@ func (a *auth) regenerateCodes(w http.ResponseWriter, r *http.Request) error {
 
 // ---- admin ----
 
-func (a *auth) adminUsers(w http.ResponseWriter, r *http.Request) error {
-	if _, _, err := a.admin(r); err != nil {
-		return err
-	}
+func (a *auth) adminUsers(w http.ResponseWriter, r *http.Request, _ *decision.Identity) error {
 	users, err := a.cfg.Accounts.Users(r.Context())
 	if err != nil {
 		return err
@@ -736,16 +648,12 @@ func (a *auth) adminUsers(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, http.StatusOK, map[string]any{"users": out})
 }
 
-func (a *auth) adminEnrolLink(w http.ResponseWriter, r *http.Request) error {
-	_, admin, err := a.admin(r)
-	if err != nil {
-		return err
-	}
+func (a *auth) adminEnrolLink(w http.ResponseWriter, r *http.Request, id *decision.Identity) error {
 	u, err := a.cfg.Accounts.User(r.Context(), r.PathValue("id"))
 	if err != nil {
 		return err
 	}
-	tok, err := a.cfg.Accounts.CreateLink(r.Context(), "enrol", u.ID, u.Role, "admin:"+admin.ID, 24*time.Hour)
+	tok, err := a.cfg.Accounts.CreateLink(r.Context(), "enrol", u.ID, u.Role, id.Subject, 24*time.Hour)
 	if err != nil {
 		return err
 	}
@@ -753,11 +661,7 @@ func (a *auth) adminEnrolLink(w http.ResponseWriter, r *http.Request) error {
 		"expires_in": "24h"})
 }
 
-func (a *auth) adminInvite(w http.ResponseWriter, r *http.Request) error {
-	_, admin, err := a.admin(r)
-	if err != nil {
-		return err
-	}
+func (a *auth) adminInvite(w http.ResponseWriter, r *http.Request, id *decision.Identity) error {
 	var req struct {
 		Role string `json:"role"`
 	}
@@ -768,7 +672,7 @@ func (a *auth) adminInvite(w http.ResponseWriter, r *http.Request) error {
 	if req.Role == string(passkey.RoleAdmin) {
 		role = passkey.RoleAdmin
 	}
-	tok, err := a.cfg.Accounts.CreateLink(r.Context(), "invite", "", role, "admin:"+admin.ID, 7*24*time.Hour)
+	tok, err := a.cfg.Accounts.CreateLink(r.Context(), "invite", "", role, id.Subject, 7*24*time.Hour)
 	if err != nil {
 		return err
 	}
@@ -776,23 +680,15 @@ func (a *auth) adminInvite(w http.ResponseWriter, r *http.Request) error {
 		"expires_in": "168h"})
 }
 
-func (a *auth) adminRevokeSessions(w http.ResponseWriter, r *http.Request) error {
-	_, admin, err := a.admin(r)
-	if err != nil {
-		return err
-	}
-	n, err := a.cfg.Sessions.RevokeUser(r.Context(), r.PathValue("id"), "admin:"+admin.ID)
+func (a *auth) adminRevokeSessions(w http.ResponseWriter, r *http.Request, id *decision.Identity) error {
+	n, err := a.cfg.Sessions.RevokeUser(r.Context(), r.PathValue("id"), id.Subject)
 	if err != nil {
 		return err
 	}
 	return writeJSON(w, http.StatusOK, map[string]int{"revoked": n})
 }
 
-func (a *auth) adminSessions(w http.ResponseWriter, r *http.Request) error {
-	s, _, err := a.admin(r)
-	if err != nil {
-		return err
-	}
+func (a *auth) adminSessions(w http.ResponseWriter, r *http.Request, id *decision.Identity) error {
 	users, err := a.cfg.Accounts.Users(r.Context())
 	if err != nil {
 		return err
@@ -809,19 +705,15 @@ func (a *auth) adminSessions(w http.ResponseWriter, r *http.Request) error {
 		}
 		us := userSessions{User: userJSON(u), Sessions: []SessionJSON{}}
 		for _, x := range list {
-			us.Sessions = append(us.Sessions, sessionJSON(x, s.ID, false))
+			us.Sessions = append(us.Sessions, sessionJSON(x, id.Session.ID, false))
 		}
 		out = append(out, us)
 	}
 	return writeJSON(w, http.StatusOK, map[string]any{"users": out})
 }
 
-func (a *auth) adminRevokeSession(w http.ResponseWriter, r *http.Request) error {
-	_, admin, err := a.admin(r)
-	if err != nil {
-		return err
-	}
-	if err := a.cfg.Sessions.RevokeAny(r.Context(), r.PathValue("id"), "admin:"+admin.ID); err != nil {
+func (a *auth) adminRevokeSession(w http.ResponseWriter, r *http.Request, id *decision.Identity) error {
+	if err := a.cfg.Sessions.RevokeAny(r.Context(), r.PathValue("id"), id.Subject); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/keywayhq/keyway/internal/apikey"
+	"github.com/keywayhq/keyway/internal/clientip"
+	"github.com/keywayhq/keyway/internal/decision"
 	"github.com/keywayhq/keyway/internal/gateway"
 	"github.com/keywayhq/keyway/internal/passkey"
 	"github.com/keywayhq/keyway/internal/problem"
@@ -41,6 +43,9 @@ type Config struct {
 	Leak LeakConfig
 	// Auth configures the people-facing endpoints. Nil: not served.
 	Auth *AuthConfig
+	// Decider answers refusals that handlers return as a decision.Reason.
+	// Required with Auth.
+	Decider *decision.Core
 	// Portal serves the web pages under /.keyway/portal/. Optional.
 	Portal http.Handler
 	// Now is the clock. Default time.Now.
@@ -58,7 +63,7 @@ func New(cfg Config) (*Own, error) {
 	if cfg.Store == nil || cfg.Logger == nil {
 		return nil, errors.New("httpapi: Store and Logger are required")
 	}
-	s := &server{logger: cfg.Logger}
+	s := &server{logger: cfg.Logger, decider: cfg.Decider}
 	o := &ownServer{server: s, cfg: cfg}
 	own := &Own{}
 	mux := http.NewServeMux()
@@ -76,12 +81,20 @@ func New(cfg Config) (*Own, error) {
 		cfg.Now = time.Now
 	}
 	if cfg.Auth != nil {
-		if cfg.Auth.Accounts == nil || cfg.Auth.Sessions == nil || len(cfg.Auth.Origins) == 0 {
-			return nil, errors.New("httpapi: Auth needs Accounts, Sessions and Origins")
+		if cfg.Auth.Accounts == nil || cfg.Auth.Sessions == nil || cfg.Auth.Decider == nil {
+			return nil, errors.New("httpapi: Auth needs Accounts, Sessions and Decider")
 		}
+		s.decider = cfg.Auth.Decider
 		a := &auth{server: s, cfg: *cfg.Auth, now: cfg.Now,
 			limit: ratelimit.NewMemory[string](ratelimit.MemoryConfig{MaxKeys: 1 << 18})}
 		own.closers = append(own.closers, a.limit.Close)
+		if err := a.newRoutes(); err != nil {
+			own.Close()
+			return nil, err
+		}
+		for _, rt := range []*decision.Route{a.open, a.optional, a.any, a.full, a.fresh, a.admin} {
+			own.closers = append(own.closers, rt.Close)
+		}
 		a.register(mux)
 	}
 	if cfg.Portal != nil {
@@ -110,7 +123,8 @@ func (o *Own) Close() {
 
 // server holds what every handler of this package shares: the error mapping.
 type server struct {
-	logger *slog.Logger
+	logger  *slog.Logger
+	decider *decision.Core
 }
 
 type ownServer struct {
@@ -129,6 +143,13 @@ func (s *server) handle(fn func(http.ResponseWriter, *http.Request) error) http.
 
 // writeError is the one place where an error becomes a status code.
 func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	var reason decision.Reason
+	if errors.As(err, &reason) && s.decider != nil {
+		// A refusal the handler found itself is answered like the core's.
+		d := decision.Decision{Reason: reason}
+		s.decider.WriteDenial(w, &d, requestID(r))
+		return
+	}
 	var p *problem.Problem
 	switch {
 	case errors.As(err, &p):
@@ -181,6 +202,13 @@ func requestInfo(r *http.Request) (gateway.RequestInfo, bool) {
 	return gateway.InfoFrom(r.Context())
 }
 
+func clientOf(r *http.Request) netip.Addr {
+	if info, ok := requestInfo(r); ok {
+		return info.Client.Client
+	}
+	return netip.Addr{}
+}
+
 func (s *ownServer) healthz(w http.ResponseWriter, _ *http.Request) error {
 	return writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "version": s.cfg.Version})
 }
@@ -227,6 +255,13 @@ type AdminConfig struct {
 	Metrics http.Handler
 	// Keys manages API keys through /v1/keys. Required.
 	Keys KeyAdmin
+	// Decider decides who may call /v1/keys. Required.
+	Decider *decision.Core
+	// ClientIP applies the trusted-proxy rules. Default: trust nobody.
+	ClientIP *clientip.Resolver
+	// JWKS, when set, is served at /.well-known/jwks.json: the public keys
+	// of the identity assertions keyway signs.
+	JWKS http.Handler
 	// Logger receives errors. Required.
 	Logger *slog.Logger
 	// Now is the clock. Default time.Now.
@@ -235,21 +270,32 @@ type AdminConfig struct {
 
 type adminServer struct {
 	*server
-	keys KeyAdmin
-	now  func() time.Time
+	keys     KeyAdmin
+	now      func() time.Time
+	route    *decision.Route
+	clientIP *clientip.Resolver
 }
 
 // NewAdmin returns the handler of the admin listener: /metrics (open, on a
 // listener that should stay on loopback), the OpenAPI document, and the key
 // management API, which needs an API key with scope keyway:admin.
-func NewAdmin(cfg AdminConfig) (http.Handler, error) {
-	if cfg.Metrics == nil || cfg.Keys == nil || cfg.Logger == nil {
-		return nil, errors.New("httpapi: Metrics, Keys and Logger are required")
+func NewAdmin(cfg AdminConfig) (*Admin, error) {
+	if cfg.Metrics == nil || cfg.Keys == nil || cfg.Logger == nil || cfg.Decider == nil {
+		return nil, errors.New("httpapi: Metrics, Keys, Decider and Logger are required")
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	s := &adminServer{server: &server{logger: cfg.Logger}, keys: cfg.Keys, now: cfg.Now}
+	if cfg.ClientIP == nil {
+		cfg.ClientIP = clientip.New(nil, 0)
+	}
+	route, err := cfg.Decider.NewRoute(decision.RouteConfig{Name: "admin-api", Policy: decision.APIKey,
+		Scopes: []string{AdminScope}, ServiceOnly: true})
+	if err != nil {
+		return nil, err
+	}
+	s := &adminServer{server: &server{logger: cfg.Logger, decider: cfg.Decider}, keys: cfg.Keys, now: cfg.Now,
+		route: route, clientIP: cfg.ClientIP}
 	api := http.NewServeMux()
 	api.Handle("GET /v1/keys", s.handle(s.listKeys))
 	api.Handle("POST /v1/keys", s.handle(s.createKey))
@@ -263,10 +309,25 @@ func NewAdmin(cfg AdminConfig) (http.Handler, error) {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", cfg.Metrics)
 	mux.Handle("GET /openapi.json", http.HandlerFunc(serveOpenAPI))
+	if cfg.JWKS != nil {
+		mux.Handle("GET /.well-known/jwks.json", cfg.JWKS)
+	}
 	mux.Handle("/v1/", s.authenticate(api))
 	mux.Handle("/", s.handle(func(http.ResponseWriter, *http.Request) error { return errNotFound }))
-	return securityHeaders(mux), nil
+	return &Admin{h: securityHeaders(mux), route: route}, nil
 }
+
+// Admin is the handler of the admin listener.
+type Admin struct {
+	h     http.Handler
+	route *decision.Route
+}
+
+// ServeHTTP implements http.Handler.
+func (a *Admin) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.h.ServeHTTP(w, r) }
+
+// Close stops the admin route's limiters.
+func (a *Admin) Close() { a.route.Close() }
 
 // Redirect answers every plain-HTTP request with a 308 to the same path on
 // HTTPS, and serves nothing else. httpsPort is the port of the HTTPS

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/keywayhq/keyway/internal/gateway"
 	"io"
 	"log/slog"
 	"net/http"
@@ -14,6 +13,8 @@ import (
 	"testing"
 
 	"github.com/keywayhq/keyway/internal/apikey"
+	"github.com/keywayhq/keyway/internal/decision"
+	"github.com/keywayhq/keyway/internal/gateway"
 	"github.com/keywayhq/keyway/internal/passkey"
 	"github.com/keywayhq/keyway/internal/problem"
 	"github.com/keywayhq/keyway/internal/session"
@@ -23,7 +24,11 @@ import (
 // each sentinel gets its status and problem type, wrapped or not, and an
 // unknown error is a 500 whose body says nothing about it.
 func TestWriteErrorMapping(t *testing.T) {
-	s := &server{logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	core, err := decision.New(decision.Config{Origins: []string{"https://localhost"}, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &server{logger: slog.New(slog.NewTextHandler(io.Discard, nil)), decider: core}
 	tests := []struct {
 		err    error
 		status int
@@ -43,7 +48,9 @@ func TestWriteErrorMapping(t *testing.T) {
 		{passkey.ErrInvalidInput, 400, problem.BadRequest},
 		{passkey.ErrNotFound, 404, problem.NotFound},
 		{session.ErrNotFound, 404, problem.NotFound},
-		{errStepUp, 401, problem.StepUpRequired},
+		{decision.StepUp, 401, problem.StepUpRequired},
+		{decision.NotAdmin, 403, problem.Forbidden},
+		{decision.Unavailable, 503, problem.Unavailable},
 		{errors.New("disk on fire at /var/lib/secret"), 500, problem.Internal},
 	}
 	for _, tt := range tests {

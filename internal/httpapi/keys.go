@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/keywayhq/keyway/internal/apikey"
-	"github.com/keywayhq/keyway/internal/problem"
+	"github.com/keywayhq/keyway/internal/decision"
 	"github.com/keywayhq/keyway/internal/ratelimit"
 )
 
@@ -184,47 +184,31 @@ type updateKeyRequest struct {
 	ExpiresAt *time.Time `json:"expires_at"`
 }
 
+// actor names who acts through the admin API in the audit trail: the
+// service account and the key it used ("service:ops/key_…").
 func (s *adminServer) actor(r *http.Request) string {
-	if v, ok := r.Context().Value(adminKey{}).(string); ok {
-		return "admin:" + v
+	if id, ok := r.Context().Value(adminKey{}).(*decision.Identity); ok {
+		return id.Subject + "/" + id.KeyID
 	}
 	return "admin"
 }
 
 type adminKey struct{}
 
-// authenticate admits only callers holding an API key with AdminScope.
+// authenticate admits only callers holding a service account's API key
+// with AdminScope: the decision core's whole key sequence (the configured
+// header, the trusted-proxy rules, the key's networks, rate, quota and
+// usage).
 func (s *adminServer) authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		raw := ""
-		if v := r.Header.Get("Authorization"); len(v) > 7 && strings.EqualFold(v[:7], "bearer ") {
-			raw = strings.TrimSpace(v[7:])
-		}
-		client := netip.Addr{}
-		if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
-			client = ap.Addr().Unmap()
-		}
-		if raw == "" {
-			s.writeError(w, r, problem.New(problem.Unauthenticated, http.StatusUnauthorized,
-				"the admin API needs an API key with scope "+AdminScope+" in Authorization: Bearer"))
+		f := s.decider.FactsFrom(r, s.route, s.clientIP.Resolve(r), "")
+		d := s.decider.Decide(r.Context(), s.route, &f)
+		if !d.Allowed() {
+			s.decider.WriteDenial(w, &d, "")
 			return
 		}
-		v, err := s.keys.Verify(r.Context(), raw, client)
-		switch {
-		case errors.Is(err, apikey.ErrInvalid):
-			s.writeError(w, r, problem.New(problem.Unauthenticated, http.StatusUnauthorized, "the API key is not valid"))
-			return
-		case err != nil:
-			s.writeError(w, r, err)
-			return
-		case !v.HasScopes([]string{AdminScope}) || !strings.HasPrefix(v.Key.Owner, "service:"):
-			// Admin keys belong to service accounts: a person's own key,
-			// however it came by the scope, never opens the admin API.
-			s.writeError(w, r, problem.New(problem.Forbidden, http.StatusForbidden,
-				"the admin API needs a service account's key with scope "+AdminScope))
-			return
-		}
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), adminKey{}, v.DisplayID)))
+		s.decider.SetHeaders(w.Header(), &d)
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), adminKey{}, &d.Identity)))
 	})
 }
 

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/keywayhq/keyway/internal/apikey"
+	"github.com/keywayhq/keyway/internal/decision"
 	"github.com/keywayhq/keyway/internal/problem"
 )
 
@@ -14,43 +15,31 @@ import (
 // (owner "user:<id>"). Creating one needs a fresh user-verified assertion;
 // a key of someone else is answered like a key that does not exist.
 
-func (a *auth) ownKey(r *http.Request) (*apikey.Key, string, error) {
-	_, u, err := a.signedIn(r)
-	if err != nil {
-		return nil, "", err
-	}
+func (a *auth) ownKey(r *http.Request, id *decision.Identity) (*apikey.Key, error) {
 	k, err := a.cfg.Keys.Get(r.Context(), r.PathValue("id"))
 	if err != nil {
-		return nil, "", err
+		return nil, err
 	}
-	if k.Owner != "user:"+u.ID {
-		return nil, "", apikey.ErrNotFound
+	if k.Owner != id.Subject {
+		return nil, apikey.ErrNotFound
 	}
-	return k, u.ID, nil
+	return k, nil
 }
 
-func (a *auth) listMyKeys(w http.ResponseWriter, r *http.Request) error {
-	_, u, err := a.signedIn(r)
-	if err != nil {
-		return err
-	}
-	keys, err := a.cfg.Keys.List(r.Context(), "user:"+u.ID)
+func (a *auth) listMyKeys(w http.ResponseWriter, r *http.Request, id *decision.Identity) error {
+	keys, err := a.cfg.Keys.List(r.Context(), id.Subject)
 	if err != nil {
 		return err
 	}
 	return writeJSON(w, http.StatusOK, map[string]any{"keys": NewKeysJSON(keys, a.now())})
 }
 
-func (a *auth) createMyKey(w http.ResponseWriter, r *http.Request) error {
-	_, u, err := a.fresh(r)
-	if err != nil {
-		return err
-	}
+func (a *auth) createMyKey(w http.ResponseWriter, r *http.Request, id *decision.Identity) error {
 	var req createKeyRequest
 	if err := decode(r, &req); err != nil {
 		return err
 	}
-	req.Owner = "user:" + u.ID
+	req.Owner = id.Subject
 	for _, sc := range req.Scopes {
 		if sc == AdminScope || !slices.Contains(a.cfg.SelfServiceScopes, sc) {
 			return problem.New(problem.Forbidden, http.StatusForbidden,
@@ -61,18 +50,15 @@ func (a *auth) createMyKey(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	raw, k, err := a.cfg.Keys.Create(r.Context(), p, "user:"+u.ID)
+	raw, k, err := a.cfg.Keys.Create(r.Context(), p, id.Subject)
 	if err != nil {
 		return err
 	}
 	return writeJSON(w, http.StatusCreated, createdKey{KeyJSON: NewKeyJSON(k, a.now()), Key: raw})
 }
 
-func (a *auth) rotateMyKey(w http.ResponseWriter, r *http.Request) error {
-	if _, _, err := a.fresh(r); err != nil {
-		return err
-	}
-	k, uid, err := a.ownKey(r)
+func (a *auth) rotateMyKey(w http.ResponseWriter, r *http.Request, id *decision.Identity) error {
+	k, err := a.ownKey(r, id)
 	if err != nil {
 		return err
 	}
@@ -88,7 +74,7 @@ func (a *auth) rotateMyKey(w http.ResponseWriter, r *http.Request) error {
 			return badRequest("overlap must be a duration like 24h")
 		}
 	}
-	raw, err := a.cfg.Keys.Rotate(r.Context(), k.ID, overlap, "user:"+uid)
+	raw, err := a.cfg.Keys.Rotate(r.Context(), k.ID, overlap, id.Subject)
 	if err != nil {
 		return err
 	}
@@ -99,12 +85,12 @@ func (a *auth) rotateMyKey(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, http.StatusOK, createdKey{KeyJSON: NewKeyJSON(k, a.now()), Key: raw})
 }
 
-func (a *auth) revokeMyKey(w http.ResponseWriter, r *http.Request) error {
-	k, uid, err := a.ownKey(r)
+func (a *auth) revokeMyKey(w http.ResponseWriter, r *http.Request, id *decision.Identity) error {
+	k, err := a.ownKey(r, id)
 	if err != nil {
 		return err
 	}
-	if err := a.cfg.Keys.Revoke(r.Context(), k.ID, "revoked by its owner", "user:"+uid); err != nil {
+	if err := a.cfg.Keys.Revoke(r.Context(), k.ID, "revoked by its owner", id.Subject); err != nil {
 		return err
 	}
 	k, err = a.cfg.Keys.Get(r.Context(), k.ID)
@@ -114,8 +100,8 @@ func (a *auth) revokeMyKey(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, http.StatusOK, NewKeyJSON(k, a.now()))
 }
 
-func (a *auth) myKeyUsage(w http.ResponseWriter, r *http.Request) error {
-	k, _, err := a.ownKey(r)
+func (a *auth) myKeyUsage(w http.ResponseWriter, r *http.Request, id *decision.Identity) error {
+	k, err := a.ownKey(r, id)
 	if err != nil {
 		return err
 	}

@@ -25,6 +25,7 @@ import (
 	"github.com/go-webauthn/webauthn/webauthn"
 	"github.com/google/uuid"
 	"github.com/keywayhq/keyway/internal/audit"
+	"github.com/keywayhq/keyway/internal/principal"
 	"golang.org/x/text/unicode/norm"
 )
 
@@ -426,15 +427,15 @@ func (s *Service) FinishRegistration(ctx context.Context, ceremonyID, userID str
 			inv = &InviteUse{Hash: d.Pending.InviteHash, Kind: d.Pending.InviteKind, Now: now}
 		}
 		evs := []audit.Event{
-			{At: now, Type: audit.UserCreated, Actor: "user:" + u.ID, Subject: "user:" + u.ID, Detail: map[string]string{"role": string(u.Role)}},
-			{At: now, Type: audit.PasskeyAdded, Actor: "user:" + u.ID, Subject: "user:" + u.ID, Detail: detail},
+			{At: now, Type: audit.UserCreated, Actor: principal.User(u.ID).String(), Subject: principal.User(u.ID).String(), Detail: map[string]string{"role": string(u.Role)}},
+			{At: now, Type: audit.PasskeyAdded, Actor: principal.User(u.ID).String(), Subject: principal.User(u.ID).String(), Detail: detail},
 		}
 		if err := s.cfg.Store.CreateUser(ctx, u, c, inv, evs); err != nil {
 			return nil, nil, err
 		}
 		return u, c, nil
 	}
-	ev := audit.Event{At: now, Type: audit.PasskeyAdded, Actor: "user:" + w.u.ID, Subject: "user:" + w.u.ID, Detail: detail}
+	ev := audit.Event{At: now, Type: audit.PasskeyAdded, Actor: principal.User(w.u.ID).String(), Subject: principal.User(w.u.ID).String(), Detail: detail}
 	if err := s.cfg.Store.AddCredential(ctx, c, ev); err != nil {
 		return nil, nil, err
 	}
@@ -608,12 +609,12 @@ func (s *Service) finishAssertion(ctx context.Context, d *ceremonyData, body []b
 	var evs []audit.Event
 	res := &LoginResult{User: user, Credential: &after}
 	if before.Flags&FlagBE != after.Flags&FlagBE {
-		evs = append(evs, audit.Event{At: now, Type: audit.BackupFlagChanged, Actor: "user:" + user.ID, Subject: "user:" + user.ID,
+		evs = append(evs, audit.Event{At: now, Type: audit.BackupFlagChanged, Actor: principal.User(user.ID).String(), Subject: principal.User(user.ID).String(),
 			Detail: map[string]string{"credential": ref, "backup_eligible": fmt.Sprint(after.Flags&FlagBE != 0)}})
 	}
 	if cred.Authenticator.CloneWarning {
 		after.CloneWarning = true
-		evs = append(evs, audit.Event{At: now, Type: audit.CloneWarning, Actor: "user:" + user.ID, Subject: "user:" + user.ID,
+		evs = append(evs, audit.Event{At: now, Type: audit.CloneWarning, Actor: principal.User(user.ID).String(), Subject: principal.User(user.ID).String(),
 			Detail: map[string]string{"credential": ref, "stored_count": fmt.Sprint(before.SignCount), "presented_count": fmt.Sprint(parsed.Response.AuthenticatorData.Counter), "policy": string(s.cfg.Counter)}})
 		if s.cfg.Counter == CounterDeny && before.SignCount > 0 {
 			// Record the warning, keep the stored counter: a clone must not
@@ -709,7 +710,7 @@ func (s *Service) Rename(ctx context.Context, userID, ref, name string) error {
 	if name == "" {
 		return fmt.Errorf("%w: a passkey name is 1 to 64 printable characters", ErrInvalidInput)
 	}
-	ev := audit.Event{At: s.cfg.Now().UTC(), Type: audit.PasskeyRenamed, Actor: "user:" + userID, Subject: "user:" + userID,
+	ev := audit.Event{At: s.cfg.Now().UTC(), Type: audit.PasskeyRenamed, Actor: principal.User(userID).String(), Subject: principal.User(userID).String(),
 		Detail: map[string]string{"credential": credRef(id)}}
 	return s.cfg.Store.RenameCredential(ctx, userID, id, name, ev)
 }
@@ -721,7 +722,7 @@ func (s *Service) Remove(ctx context.Context, userID, ref, actor string) (int, e
 	if err != nil {
 		return 0, err
 	}
-	ev := audit.Event{At: s.cfg.Now().UTC(), Type: audit.PasskeyRemoved, Actor: actor, Subject: "user:" + userID,
+	ev := audit.Event{At: s.cfg.Now().UTC(), Type: audit.PasskeyRemoved, Actor: actor, Subject: principal.User(userID).String(),
 		Detail: map[string]string{"credential": credRef(id)}}
 	return s.cfg.Store.RemoveCredential(ctx, userID, id, ev)
 }
@@ -744,7 +745,7 @@ func (s *Service) IssueRecoveryCodes(ctx context.Context, userID string) ([]stri
 		codes[i] = raw[0:4] + "-" + raw[4:8] + "-" + raw[8:12] + "-" + raw[12:16]
 		hashes[i] = hashToken(raw)
 	}
-	ev := audit.Event{At: s.cfg.Now().UTC(), Type: audit.RecoveryCodesIssued, Actor: "user:" + userID, Subject: "user:" + userID}
+	ev := audit.Event{At: s.cfg.Now().UTC(), Type: audit.RecoveryCodesIssued, Actor: principal.User(userID).String(), Subject: principal.User(userID).String()}
 	if err := s.cfg.Store.ReplaceRecoveryCodes(ctx, userID, hashes, ev); err != nil {
 		return nil, err
 	}
@@ -775,7 +776,7 @@ func (s *Service) UseRecoveryCode(ctx context.Context, username, code string) (*
 		return nil, ErrNotFound
 	}
 	now := s.cfg.Now().UTC()
-	ev := audit.Event{At: now, Type: audit.RecoveryUsed, Actor: "user:" + u.ID, Subject: "user:" + u.ID}
+	ev := audit.Event{At: now, Type: audit.RecoveryUsed, Actor: principal.User(u.ID).String(), Subject: principal.User(u.ID).String()}
 	if err := s.cfg.Store.UseRecoveryCode(ctx, u.ID, hashToken(normalizeCode(code)), now, ev); err != nil {
 		return nil, ErrNotFound
 	}
@@ -801,7 +802,7 @@ func (s *Service) CreateLink(ctx context.Context, kind, userID string, role Role
 	}
 	now := s.cfg.Now().UTC()
 	inv := &Invite{Kind: kind, UserID: userID, Role: role, CreatedBy: createdBy, CreatedAt: now, ExpiresAt: now.Add(ttl)}
-	ev := audit.Event{At: now, Type: audit.InviteCreated, Actor: createdBy, Subject: "user:" + userID,
+	ev := audit.Event{At: now, Type: audit.InviteCreated, Actor: createdBy, Subject: principal.User(userID).String(),
 		Detail: map[string]string{"kind": kind, "role": string(role), "expires_at": inv.ExpiresAt.Format(time.RFC3339)}}
 	if err := s.cfg.Store.CreateInvite(ctx, hashToken(tok), inv, ev); err != nil {
 		return "", err

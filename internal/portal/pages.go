@@ -8,6 +8,7 @@ import (
 
 	"github.com/keywayhq/keyway/internal/apikey"
 	"github.com/keywayhq/keyway/internal/passkey"
+	"github.com/keywayhq/keyway/internal/principal"
 	"github.com/keywayhq/keyway/internal/session"
 )
 
@@ -183,7 +184,7 @@ type keysData struct {
 }
 
 func (p *portal) keys(r *http.Request, v *visitor) (*view, error) {
-	list, err := p.cfg.Keys.List(r.Context(), "user:"+v.User.ID)
+	list, err := p.cfg.Keys.List(r.Context(), principal.User(v.User.ID).String())
 	if err != nil {
 		return nil, err
 	}

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/keywayhq/keyway/internal/apikey"
+	"github.com/keywayhq/keyway/internal/decision"
 	"github.com/keywayhq/keyway/internal/gateway"
 	"github.com/keywayhq/keyway/internal/passkey"
 	"github.com/keywayhq/keyway/internal/session"
@@ -41,11 +42,6 @@ type Accounts interface {
 
 // Sessions is what the portal reads of the session manager.
 type Sessions interface {
-	// Authenticate returns session.ErrNotFound for a token that is unknown,
-	// expired or revoked.
-	Authenticate(ctx context.Context, token string) (*session.Session, error)
-	// Fresh reports whether s had a user-verified assertion recently.
-	Fresh(s *session.Session) bool
 	// List returns the live sessions of a user, newest first.
 	List(ctx context.Context, userID string) ([]*session.Session, error)
 }
@@ -77,8 +73,10 @@ type AuditLog interface {
 type Config struct {
 	// Accounts reads users and passkeys. Required.
 	Accounts Accounts
-	// Sessions authenticates the session cookie and lists sessions. Required.
+	// Sessions lists sessions. Required.
 	Sessions Sessions
+	// Decider decides who may see each page. Required.
+	Decider *decision.Core
 	// Keys reads API keys and their usage. Optional: without it the API
 	// key pages are not served.
 	Keys Keys
@@ -109,12 +107,14 @@ type portal struct {
 	mux    *http.ServeMux
 	pages  map[string]*template.Template
 	assets *assets
+	// routes are what each access level requires, by level.
+	routes [admin + 1]*decision.Route
 }
 
 // New validates cfg and returns the handler of /.keyway/portal/.
-func New(cfg Config) (http.Handler, error) {
-	if cfg.Accounts == nil || cfg.Sessions == nil || cfg.Logger == nil {
-		return nil, errors.New("portal: Accounts, Sessions and Logger are required")
+func New(cfg Config) (Handler, error) {
+	if cfg.Accounts == nil || cfg.Sessions == nil || cfg.Logger == nil || cfg.Decider == nil {
+		return nil, errors.New("portal: Accounts, Sessions, Decider and Logger are required")
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -139,8 +139,26 @@ func New(cfg Config) (http.Handler, error) {
 	if p.pages, err = parsePages(as); err != nil {
 		return nil, err
 	}
-	p.routes()
+	for acc, rc := range map[access]decision.RouteConfig{
+		anyone: {Name: "portal:anyone", Policy: decision.Session, Optional: true, AllowRestricted: true},
+		member: {Name: "portal:member", Policy: decision.Session},
+		admin:  {Name: "portal:admin", Policy: decision.Session, Admin: true},
+	} {
+		if p.routes[acc], err = cfg.Decider.NewRoute(rc); err != nil {
+			return nil, err
+		}
+	}
+	p.register()
 	return p, nil
+}
+
+// Close stops the limiters of the portal's routes.
+func (p *portal) Close() {
+	for _, rt := range p.routes {
+		if rt != nil {
+			rt.Close()
+		}
+	}
 }
 
 // parsePages parses each page together with the shared layout.
@@ -176,6 +194,12 @@ func parsePages(as *assets) (map[string]*template.Template, error) {
 		pages[name] = t
 	}
 	return pages, nil
+}
+
+// Handler is the portal: an http.Handler with routes to close.
+type Handler interface {
+	http.Handler
+	Close()
 }
 
 // access is who may see a page.
@@ -222,7 +246,7 @@ func (r redirect) Error() string { return "redirect to " + string(r) }
 // page data, or an error (a redirect, or a failure).
 type pageFunc func(r *http.Request, v *visitor) (*view, error)
 
-func (p *portal) routes() {
+func (p *portal) register() {
 	p.mux.HandleFunc("GET "+Prefix+"{$}", p.root)
 	p.mux.HandleFunc("GET "+Prefix+"static/{file}", p.assets.serve)
 	p.page("signin", anyone, p.signin)
@@ -240,7 +264,7 @@ func (p *portal) routes() {
 		p.page("admin/keys", admin, p.adminKeys)
 	}
 	p.mux.HandleFunc(Prefix, func(w http.ResponseWriter, r *http.Request) {
-		v, _ := p.visitor(r)
+		v, _ := p.decide(r, anyone)
 		p.render(w, r, &view{page: "error", status: http.StatusNotFound, Title: "Not found", Visitor: v,
 			Data: errorData{Message: "There is no such page."}})
 	})
@@ -260,9 +284,9 @@ func (p *portal) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // root sends a visitor to their account, or to sign-in.
 func (p *portal) root(w http.ResponseWriter, r *http.Request) {
-	v, err := p.visitor(r)
-	if err != nil {
-		p.fail(w, r, v, err)
+	v, reason := p.decide(r, anyone)
+	if reason != decision.Allowed {
+		p.fail(w, r, v, reason)
 		return
 	}
 	to := Prefix + "signin"
@@ -275,24 +299,23 @@ func (p *portal) root(w http.ResponseWriter, r *http.Request) {
 // page registers a page at Prefix+name.
 func (p *portal) page(name string, acc access, fn pageFunc) {
 	p.mux.HandleFunc("GET "+Prefix+name, func(w http.ResponseWriter, r *http.Request) {
-		v, err := p.visitor(r)
-		if err != nil {
-			p.fail(w, r, v, err)
-			return
-		}
-		if acc >= member && !v.Full() {
+		v, reason := p.decide(r, acc)
+		switch reason {
+		case decision.Allowed:
+		case decision.NoSession:
 			http.Redirect(w, r, Prefix+"signin?next="+url.QueryEscape(r.URL.Path), http.StatusSeeOther)
 			return
-		}
-		if acc == admin && v.User.Role != passkey.RoleAdmin {
+		case decision.NotAdmin:
 			p.render(w, r, &view{page: "error", status: http.StatusForbidden, Title: "Forbidden", Visitor: v,
 				Data: errorData{Message: "This page is for administrators."}})
 			return
-		}
-		if acc == admin && !p.cfg.Sessions.Fresh(v.Session) {
+		case decision.StepUp:
 			// Like the admin API: an admin's view of other people's data
 			// needs a recent user-verified assertion.
 			p.render(w, r, &view{page: "stepup", Title: "Confirm it is you", Nav: name, Visitor: v})
+			return
+		default:
+			p.fail(w, r, v, reason)
 			return
 		}
 		vw, err := fn(r, v)
@@ -311,33 +334,20 @@ func (p *portal) page(name string, acc access, fn pageFunc) {
 	})
 }
 
-// visitor finds the session behind the cookie. A missing, unknown or
-// expired session, or a disabled user, is a signed-out visitor.
-func (p *portal) visitor(r *http.Request) (*visitor, error) {
-	v := &visitor{}
-	c, err := r.Cookie(gateway.SessionCookie)
-	if err != nil || c.Value == "" {
-		return v, nil
+// decide asks the decision core whether the visitor may see a page of
+// level acc, and returns who the visitor is. The visitor is known for
+// refusals about the role or freshness; a missing, unknown or expired
+// session, or a disabled user, is a signed-out visitor.
+func (p *portal) decide(r *http.Request, acc access) (*visitor, decision.Reason) {
+	rt := p.routes[acc]
+	info, _ := gateway.InfoFrom(r.Context())
+	f := p.cfg.Decider.FactsFrom(r, rt, info.Client, info.ID)
+	d := p.cfg.Decider.Decide(r.Context(), rt, &f)
+	v := &visitor{Session: d.Identity.Session, User: d.Identity.User}
+	if v.User == nil {
+		v.Session = nil
 	}
-	s, err := p.cfg.Sessions.Authenticate(r.Context(), c.Value)
-	if errors.Is(err, session.ErrNotFound) {
-		return v, nil
-	}
-	if err != nil {
-		return v, fmt.Errorf("authenticate session: %w", err)
-	}
-	u, err := p.cfg.Accounts.User(r.Context(), s.UserID)
-	if errors.Is(err, passkey.ErrNotFound) {
-		return v, nil
-	}
-	if err != nil {
-		return v, fmt.Errorf("session user: %w", err)
-	}
-	if !u.DisabledAt.IsZero() {
-		return v, nil
-	}
-	v.Session, v.User = s, u
-	return v, nil
+	return v, d.Reason
 }
 
 // errorData is the data of the error page.
@@ -354,6 +364,12 @@ func (p *portal) fail(w http.ResponseWriter, r *http.Request, v *visitor, err er
 		http.Redirect(w, r, string(to), http.StatusSeeOther)
 		return
 	}
+	status := http.StatusInternalServerError
+	var reason decision.Reason
+	if errors.As(err, &reason) {
+		// The core could not decide (the store is down): the core logged it.
+		status = reason.Status()
+	}
 	id := ""
 	if info, ok := gateway.InfoFrom(r.Context()); ok {
 		id = info.ID
@@ -363,7 +379,7 @@ func (p *portal) fail(w http.ResponseWriter, r *http.Request, v *visitor, err er
 	if v == nil {
 		v = &visitor{}
 	}
-	p.render(w, r, &view{page: "error", status: http.StatusInternalServerError, Title: "Something went wrong", Visitor: v,
+	p.render(w, r, &view{page: "error", status: status, Title: "Something went wrong", Visitor: v,
 		Data: errorData{Message: "Something went wrong. Try again, or quote this to the operator:", Instance: id}})
 }
 

@@ -14,12 +14,23 @@ import (
 	"time"
 
 	"github.com/keywayhq/keyway/internal/apikey"
-	"github.com/keywayhq/keyway/internal/gateway"
+	"github.com/keywayhq/keyway/internal/decision"
 	"github.com/keywayhq/keyway/internal/passkey"
 	"github.com/keywayhq/keyway/internal/session"
 )
 
 var testNow = time.Date(2026, 3, 14, 15, 30, 0, 0, time.UTC)
+
+// newCore is the decision core over the fakes.
+func newCore(t *testing.T, accounts *fakeAccounts, sessions *fakeSessions) *decision.Core {
+	t.Helper()
+	c, err := decision.New(decision.Config{Sessions: sessions, Users: accounts, Origins: []string{"https://keyway.test"},
+		Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
 
 // ---- fakes ----
 
@@ -159,7 +170,7 @@ func newEnv(t *testing.T) *env {
 		{At: testNow.Add(-time.Minute), Type: "apikey.created", Actor: evil, Subject: "key_AAAA1111"},
 	}}
 	logs := &strings.Builder{}
-	h, err := New(Config{Accounts: accounts, Sessions: sessions, Keys: keys, Audit: audit, OpenSignUp: true,
+	h, err := New(Config{Accounts: accounts, Sessions: sessions, Decider: newCore(t, accounts, sessions), Keys: keys, Audit: audit, OpenSignUp: true,
 		Logger: slog.New(slog.NewTextHandler(logs, nil)), Now: func() time.Time { return testNow }})
 	if err != nil {
 		t.Fatal(err)
@@ -185,7 +196,7 @@ func (e *env) get(t *testing.T, path, token string) *http.Response {
 	t.Helper()
 	r := httptest.NewRequest(http.MethodGet, "https://keyway.test"+path, nil)
 	if token != "" {
-		r.AddCookie(&http.Cookie{Name: gateway.SessionCookie, Value: token})
+		r.AddCookie(&http.Cookie{Name: decision.SessionCookie, Value: token})
 	}
 	w := httptest.NewRecorder()
 	e.h.ServeHTTP(w, r)
@@ -454,7 +465,7 @@ func TestFailurePage(t *testing.T) {
 
 func TestNoKeys(t *testing.T) {
 	e := newEnv(t)
-	h, err := New(Config{Accounts: e.accounts, Sessions: e.sessions, Logger: slog.New(slog.DiscardHandler)})
+	h, err := New(Config{Accounts: e.accounts, Sessions: e.sessions, Decider: newCore(t, e.accounts, e.sessions), Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}

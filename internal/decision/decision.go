@@ -1,0 +1,444 @@
+package decision
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/netip"
+	"strings"
+
+	"github.com/keywayhq/keyway/internal/apikey"
+	"github.com/keywayhq/keyway/internal/passkey"
+	"github.com/keywayhq/keyway/internal/principal"
+	"github.com/keywayhq/keyway/internal/ratelimit"
+	"github.com/keywayhq/keyway/internal/session"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Policy names who may call a route.
+type Policy string
+
+// The policies.
+const (
+	// Public lets anyone in (subject to the route's rate limit, and to the
+	// CSRF rule when the route asks for it).
+	Public Policy = "public"
+	// APIKey needs a program's API key holding the route's scopes.
+	APIKey Policy = "api_key"
+	// Session needs a person signed in with a passkey, through the
+	// browser's session cookie.
+	Session Policy = "session"
+)
+
+// KeyVerifier is what the core needs of the API key service.
+type KeyVerifier interface {
+	// Verify returns apikey.ErrInvalid for any key that must not pass, and
+	// another error when it cannot decide (the store is down).
+	Verify(ctx context.Context, raw string, client netip.Addr) (*apikey.Verified, error)
+	// ConsumeQuota takes one request from the key's quota, or reports
+	// false, taking nothing, when it is spent.
+	ConsumeQuota(v *apikey.Verified) bool
+	// Record counts one request of the key with an outcome.
+	Record(v *apikey.Verified, o apikey.Outcome)
+}
+
+// SessionVerifier is what the core needs of the session manager.
+type SessionVerifier interface {
+	// Authenticate returns session.ErrNotFound for a token that is
+	// unknown, expired or revoked, and another error when the store
+	// cannot be read.
+	Authenticate(ctx context.Context, token string) (*session.Session, error)
+	// Fresh reports whether s had a user-verified assertion recently.
+	Fresh(s *session.Session) bool
+}
+
+// UserLookup finds the person behind a session. It returns
+// passkey.ErrNotFound for a user that does not exist.
+type UserLookup interface {
+	User(ctx context.Context, id string) (*passkey.User, error)
+}
+
+// Config configures a Core.
+type Config struct {
+	// Keys verifies API keys. Optional: without it api_key routes deny
+	// everyone.
+	Keys KeyVerifier
+	// KeyLimiter enforces each key's own rate. Required with Keys.
+	KeyLimiter ratelimit.Limiter[string]
+	// KeyHeader carries API keys: "Authorization" (as Bearer) or another
+	// header holding the bare key. Default "Authorization".
+	KeyHeader string
+	// Sessions verifies session tokens. Optional: without it session
+	// routes deny everyone.
+	Sessions SessionVerifier
+	// Users finds the person behind a session. Required with Sessions.
+	Users UserLookup
+	// Origins are keyway's own origins, for the CSRF rule. Required.
+	Origins []string
+	// Logger receives store failures. Required.
+	Logger *slog.Logger
+	// Metrics, when set, receives keyway_decisions_total{policy,reason}
+	// and keyway_apikey_requests_total{outcome}: fixed, low cardinality.
+	Metrics prometheus.Registerer
+}
+
+// Core decides requests. It is safe for concurrent use.
+type Core struct {
+	cfg      Config
+	bearer   bool
+	problems problems
+	counts   counters
+}
+
+// New validates cfg and returns a Core.
+func New(cfg Config) (*Core, error) {
+	if cfg.Logger == nil || len(cfg.Origins) == 0 {
+		return nil, errors.New("decision: Logger and Origins are required")
+	}
+	if cfg.Keys != nil && cfg.KeyLimiter == nil {
+		return nil, errors.New("decision: KeyLimiter is required with Keys")
+	}
+	if cfg.Sessions != nil && cfg.Users == nil {
+		return nil, errors.New("decision: Users is required with Sessions")
+	}
+	if cfg.KeyHeader == "" {
+		cfg.KeyHeader = "Authorization"
+	}
+	cfg.KeyHeader = canonicalHeader(cfg.KeyHeader)
+	c := &Core{cfg: cfg, bearer: cfg.KeyHeader == "Authorization"}
+	c.problems = newProblems(cfg.KeyHeader)
+	if err := c.counts.register(cfg.Metrics); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// KeyHeader is the canonical name of the header that carries API keys.
+func (c *Core) KeyHeader() string { return c.cfg.KeyHeader }
+
+// Origins are keyway's own origins.
+func (c *Core) Origins() []string { return c.cfg.Origins }
+
+// Identity is who a request was found to come from.
+type Identity struct {
+	// Principal is the user or service account acting; Subject is its
+	// string form ("user:usr_…", "service:billing") for headers and logs.
+	Principal principal.Principal
+	Subject   string
+	// KeyID is the API key's display ID ("key_…"); "" for a session.
+	KeyID string
+	// Scopes are the API key's scopes, joined by spaces.
+	Scopes string
+	// Key is the verified key, for its owner's properties.
+	Key *apikey.Verified
+	// Name is a person's display name.
+	Name string
+	// Session and User are the session and its person (session routes).
+	Session *session.Session
+	User    *passkey.User
+	// LimiterKey keys per-key route limits: the key's ID, or the user's.
+	LimiterKey string
+}
+
+// Decision is the answer for one request.
+type Decision struct {
+	// Reason is Allowed, or why the request is refused.
+	Reason Reason
+	// Identity is who the request comes from (for an allowed request on a
+	// route that needs a credential, and for some refusals).
+	Identity Identity
+	// Limit, when LimitName is set, is a rate limiter's decision to report
+	// in the RateLimit fields, with the limit it applied.
+	Limit     ratelimit.Decision
+	LimitName string
+	LimitRule ratelimit.Limit
+	// route is the route decided for, for the refusal's details.
+	route *Route
+}
+
+// Allowed reports whether the request may pass.
+func (d *Decision) Allowed() bool { return d.Reason == Allowed }
+
+// RouteLimit is a route's own rate limit.
+type RouteLimit struct {
+	Limit ratelimit.Limit
+	// PerKey limits each API key (or each person, on a session route)
+	// separately; otherwise each client source.
+	PerKey bool
+}
+
+// RouteConfig is what a route, or one of keyway's own endpoints, requires.
+type RouteConfig struct {
+	// Name labels the route in logs and metrics. Required.
+	Name string
+	// Policy is who may call. Required.
+	Policy Policy
+	// Scopes an API key must hold, every one (policy api_key).
+	Scopes []string
+	// ServiceOnly refuses keys owned by people (policy api_key): the admin
+	// API takes only service accounts' keys.
+	ServiceOnly bool
+	// Optional lets a request without a live session through, with no
+	// identity (policy session): for endpoints that act differently for a
+	// signed-in person, such as sign-up that adds a passkey instead.
+	Optional bool
+	// AllowRestricted lets recovery sessions through (policy session):
+	// only for the endpoints that add a passkey and say who is signed in.
+	AllowRestricted bool
+	// Fresh needs a recent user-verified assertion (policy session).
+	Fresh bool
+	// Admin needs the admin role, and Fresh (policy session).
+	Admin bool
+	// CSRF applies the CSRF rule to state-changing requests even without
+	// a session cookie (keyway's own endpoints: against login CSRF).
+	CSRF bool
+	// RateLimit limits the route per source or per key. Optional.
+	RateLimit *RouteLimit
+}
+
+// Route is a RouteConfig prepared by a Core, with its own limiter.
+type Route struct {
+	cfg       RouteConfig
+	scopeList string
+	ipLimit   *ratelimit.Memory[netip.Addr]
+	keyLimit  *ratelimit.Memory[string]
+}
+
+// NewRoute prepares a route. Call Close when it is no longer used.
+func (c *Core) NewRoute(cfg RouteConfig) (*Route, error) {
+	if cfg.Name == "" {
+		return nil, errors.New("decision: a route needs a name")
+	}
+	switch cfg.Policy {
+	case Public, APIKey, Session:
+	default:
+		return nil, errors.New("decision: route " + cfg.Name + ": unknown policy " + string(cfg.Policy))
+	}
+	if len(cfg.Scopes) > 0 && cfg.Policy != APIKey {
+		return nil, errors.New("decision: route " + cfg.Name + ": scopes need policy api_key")
+	}
+	r := &Route{cfg: cfg, scopeList: strings.Join(cfg.Scopes, " ")}
+	if rl := cfg.RateLimit; rl != nil {
+		if err := rl.Limit.Validate(); err != nil {
+			return nil, errors.New("decision: route " + cfg.Name + ": " + err.Error())
+		}
+		if rl.PerKey {
+			if cfg.Policy == Public {
+				return nil, errors.New("decision: route " + cfg.Name + ": a per-key rate limit needs a credential")
+			}
+			r.keyLimit = ratelimit.NewMemory[string](ratelimit.MemoryConfig{})
+		} else {
+			r.ipLimit = ratelimit.NewMemory[netip.Addr](ratelimit.MemoryConfig{})
+		}
+	}
+	return r, nil
+}
+
+// Name is the route's name.
+func (r *Route) Name() string { return r.cfg.Name }
+
+// Policy is the route's policy.
+func (r *Route) Policy() Policy { return r.cfg.Policy }
+
+// Scopes are the scopes the route needs, joined by spaces.
+func (r *Route) Scopes() string { return r.scopeList }
+
+// Close stops the route's limiters.
+func (r *Route) Close() {
+	if r.ipLimit != nil {
+		r.ipLimit.Close()
+	}
+	if r.keyLimit != nil {
+		r.keyLimit.Close()
+	}
+}
+
+// Decide answers whether the request of f may pass rt, and as whom. Every
+// limit it passes is counted.
+func (c *Core) Decide(ctx context.Context, rt *Route, f *Facts) Decision {
+	d := c.decide(ctx, rt, f, false)
+	c.counts.decision(rt.cfg.Policy, d.Reason)
+	return d
+}
+
+// Recheck answers whether the credential that opened a long-lived request
+// (a WebSocket tunnel) still passes rt. It counts nothing and spends no
+// limit: the request was counted once, when it began.
+func (c *Core) Recheck(ctx context.Context, rt *Route, f *Facts) Reason {
+	d := c.decide(ctx, rt, f, true)
+	return d.Reason
+}
+
+func (c *Core) decide(ctx context.Context, rt *Route, f *Facts, recheck bool) Decision {
+	d := Decision{route: rt}
+	cfg := &rt.cfg
+	if !recheck && rt.ipLimit != nil && !c.limit(&d, rt.ipLimit.Allow(f.Source, cfg.RateLimit.Limit), "ip", cfg.RateLimit.Limit) {
+		return d
+	}
+	if cfg.CSRF && !f.csrfOK(c.cfg.Origins) {
+		d.Reason = CSRF
+		return d
+	}
+	switch cfg.Policy {
+	case Public:
+		return d
+	case APIKey:
+		c.apiKey(ctx, &d, rt, f, recheck)
+	case Session:
+		c.session(ctx, &d, rt, f)
+	}
+	if d.Reason != Allowed || recheck {
+		return d
+	}
+	if rt.keyLimit != nil && !c.limit(&d, rt.keyLimit.Allow(d.Identity.LimiterKey, cfg.RateLimit.Limit), "route", cfg.RateLimit.Limit) {
+		if v := d.Identity.Key; v != nil {
+			c.cfg.Keys.Record(v, apikey.OutcomeRateLimited)
+			c.counts.key("rate_limited")
+		}
+		return d
+	}
+	if v := d.Identity.Key; v != nil {
+		if !c.cfg.Keys.ConsumeQuota(v) {
+			c.cfg.Keys.Record(v, apikey.OutcomeQuota)
+			c.counts.key("quota_exceeded")
+			d.Reason = QuotaSpent
+			return d
+		}
+		c.cfg.Keys.Record(v, apikey.OutcomeOK)
+		c.counts.key("ok")
+	}
+	return d
+}
+
+// limit records a limiter's decision: it is reported once half of the
+// burst is spent, and on every refusal. It reports whether the request may
+// go on.
+func (c *Core) limit(d *Decision, ld ratelimit.Decision, name string, l ratelimit.Limit) bool {
+	if ld.Remaining*2 <= ld.Limit {
+		d.Limit, d.LimitName, d.LimitRule = ld, name, l
+	}
+	if !ld.Allowed {
+		d.Reason = RateLimited
+		d.Limit, d.LimitName, d.LimitRule = ld, name, l
+	}
+	return ld.Allowed
+}
+
+// apiKey is the whole API key sequence but the route limit and the quota:
+// the key, its networks, the route's scopes, the owner rule, the key's own
+// rate.
+func (c *Core) apiKey(ctx context.Context, d *Decision, rt *Route, f *Facts, recheck bool) {
+	if c.cfg.Keys == nil {
+		d.Reason = NoKey // fail closed: a policy with nothing behind it
+		return
+	}
+	if f.Key == "" {
+		c.counts.key("missing")
+		d.Reason = NoKey
+		return
+	}
+	v, err := c.cfg.Keys.Verify(ctx, f.Key, f.Client)
+	if errors.Is(err, apikey.ErrInvalid) {
+		c.counts.key("invalid")
+		d.Reason = BadKey
+		return
+	}
+	if err != nil {
+		c.counts.key("error")
+		c.cfg.Logger.LogAttrs(ctx, slog.LevelError, "api key check failed",
+			slog.String("request_id", f.RequestID), slog.String("error", err.Error()))
+		d.Reason = Unavailable
+		return
+	}
+	d.Identity = Identity{Principal: v.Owner, Subject: v.Key.Owner, KeyID: v.DisplayID, Scopes: v.ScopeList, Key: v,
+		LimiterKey: v.Key.ID}
+	if !v.HasScopes(rt.cfg.Scopes) || (rt.cfg.ServiceOnly && !v.Owner.IsService()) {
+		if !recheck {
+			c.cfg.Keys.Record(v, apikey.OutcomeForbidden)
+			c.counts.key("forbidden")
+		}
+		d.Reason = Scope
+		if !v.HasScopes(rt.cfg.Scopes) {
+			return
+		}
+		d.Reason = NotService
+		return
+	}
+	if recheck {
+		return
+	}
+	if kr := v.Key.Rate; kr.Count > 0 {
+		l := ratelimit.Limit{Count: kr.Count, Period: kr.Period, Burst: kr.Burst}
+		if !c.limit(d, c.cfg.KeyLimiter.Allow(v.Key.ID, l), "key", l) {
+			c.cfg.Keys.Record(v, apikey.OutcomeRateLimited)
+			c.counts.key("rate_limited")
+		}
+	}
+}
+
+// session is the whole session sequence: the cookie, the CSRF rule, the
+// session itself, recovery restrictions, the person, freshness and role.
+func (c *Core) session(ctx context.Context, d *Decision, rt *Route, f *Facts) {
+	cfg := &rt.cfg
+	if c.cfg.Sessions == nil {
+		d.Reason = NoSession
+		return
+	}
+	if f.Session == "" {
+		if !cfg.Optional {
+			d.Reason = NoSession
+		}
+		return
+	}
+	if !f.csrfOK(c.cfg.Origins) || (f.Upgrade && !f.upgradeOriginOK(c.cfg.Origins)) {
+		d.Reason = CSRF
+		return
+	}
+	c.sessionSequence(ctx, d, rt, f)
+	if d.Reason == NoSession && cfg.Optional {
+		// Whatever is wrong with the session, the request goes on as
+		// anonymous, without an identity.
+		d.Reason, d.Identity = Allowed, Identity{}
+	}
+}
+
+func (c *Core) sessionSequence(ctx context.Context, d *Decision, rt *Route, f *Facts) {
+	cfg := &rt.cfg
+	s, err := c.cfg.Sessions.Authenticate(ctx, f.Session)
+	switch {
+	case errors.Is(err, session.ErrNotFound):
+		d.Reason = NoSession
+		return
+	case err != nil:
+		c.cfg.Logger.LogAttrs(ctx, slog.LevelError, "session check failed",
+			slog.String("request_id", f.RequestID), slog.String("error", err.Error()))
+		d.Reason = Unavailable
+		return
+	case s.Restricted && !cfg.AllowRestricted:
+		// A recovery session may only add a passkey, in keyway's own pages.
+		d.Reason = NoSession
+		return
+	}
+	u, err := c.cfg.Users.User(ctx, s.UserID)
+	switch {
+	case errors.Is(err, passkey.ErrNotFound):
+		d.Reason = NoSession
+		return
+	case err != nil:
+		c.cfg.Logger.LogAttrs(ctx, slog.LevelError, "session user lookup failed",
+			slog.String("request_id", f.RequestID), slog.String("error", err.Error()))
+		d.Reason = Unavailable
+		return
+	case !u.DisabledAt.IsZero():
+		d.Reason = NoSession
+		return
+	}
+	p := principal.User(u.ID)
+	d.Identity = Identity{Principal: p, Subject: p.String(), Name: u.DisplayName, Session: s, User: u, LimiterKey: u.ID}
+	switch {
+	case cfg.Admin && u.Role != passkey.RoleAdmin:
+		d.Reason = NotAdmin
+	case (cfg.Fresh || cfg.Admin) && !c.cfg.Sessions.Fresh(s):
+		d.Reason = StepUp
+	}
+}
