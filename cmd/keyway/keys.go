@@ -22,7 +22,7 @@ const keysUsage = `Usage: keyway keys COMMAND [flags]
 
   create  --name N [--owner service:NAME|user:ID] [--scope S]... [--env live|test]
           [--rate 5/s] [--burst N] [--quota 1000/day|50000/month|100/total]
-          [--cidr 10.0.0.0/8]... [--expires 720h]
+          [--cidr 10.0.0.0/8]... [--expires 720h] [--client PROFILE]
   list    [--owner O]
   show    ID
   update  ID [--name N] [--scope S]... [--rate R] [--burst N] [--quota Q] [--cidr C]... [--expires-at RFC3339]
@@ -158,6 +158,9 @@ func (c *keysCmd) printKey(k *apikey.Key) error {
 	row("env", j.Env)
 	row("status", j.Status)
 	row("scopes", strings.Join(j.Scopes, " "))
+	if j.Client != "" {
+		row("client", j.Client)
+	}
 	if j.Rate != nil {
 		row("rate", j.Rate.Rate+" burst "+strconv.FormatInt(j.Rate.Burst, 10))
 	}
@@ -219,8 +222,9 @@ func (c *keysCmd) create(fs *flag.FlagSet) func(context.Context, *app.Keys, []st
 	owner := fs.String("owner", "service:default", `owner: "service:NAME" or "user:ID"`)
 	env := fs.String("env", "live", "live or test")
 	expires := fs.Duration("expires", 0, "lifetime, like 720h (default: api_keys.default_ttl)")
+	client := fs.String("client", "", "the client profile (config clients:) the key is for")
 	return func(ctx context.Context, k *app.Keys, _ []string) error {
-		req := apikey.CreateParams{Name: lf.name, Owner: *owner, Env: apikey.Env(*env), Scopes: lf.scopes, TTL: *expires}
+		req := apikey.CreateParams{Name: lf.name, Owner: *owner, Env: apikey.Env(*env), Scopes: lf.scopes, TTL: *expires, Client: *client}
 		var err error
 		if req.Rate, err = httpapi.ParseRate(&httpapi.RateJSON{Rate: lf.rate, Burst: lf.burst}); err != nil {
 			return err

@@ -63,6 +63,9 @@ type Key struct {
 	RevokedAt    time.Time // zero while not revoked
 	RevokeReason string
 	LastUsedAt   time.Time // zero if never used
+	// Client is the client profile the key was made for ("" for none): it
+	// may call only that profile's routes and sees only its fields.
+	Client string
 }
 
 // Secret is one stored hash of a key. NotAfter is zero for the current

@@ -57,6 +57,9 @@ type Config struct {
 	Rand io.Reader
 	// Logger receives errors of the background work. Required.
 	Logger *slog.Logger
+	// Clients are the client profiles keys may be made for; a key naming
+	// another is refused. Nil: no key may name a client.
+	Clients []string
 }
 
 // Service manages API keys and verifies them.
@@ -373,6 +376,8 @@ type CreateParams struct {
 	CIDRs  []netip.Prefix
 	// TTL is the key's lifetime; 0 means DefaultTTL.
 	TTL time.Duration
+	// Client names the client profile the key is for ("" for none).
+	Client string
 }
 
 func badf(format string, args ...any) error {
@@ -471,6 +476,12 @@ func (s *Service) Create(ctx context.Context, p CreateParams, actor string) (str
 	if err != nil {
 		return "", nil, err
 	}
+	if p.Client != "" && !slices.Contains(s.cfg.Clients, p.Client) {
+		if len(s.cfg.Clients) == 0 {
+			return "", nil, badf("client %q: no client profiles are configured", p.Client)
+		}
+		return "", nil, badf("client must be one of the configured client profiles: %s", strings.Join(s.cfg.Clients, ", "))
+	}
 	ttl := p.TTL
 	if ttl == 0 {
 		ttl = s.cfg.DefaultTTL
@@ -485,12 +496,15 @@ func (s *Service) Create(ctx context.Context, p CreateParams, actor string) (str
 	now := s.cfg.Now().UTC()
 	k := &Key{
 		ID: gen.ID, Name: p.Name, Owner: p.Owner, Env: p.Env, Scopes: scopes, Rate: p.Rate, Quota: p.Quota,
-		CIDRs: cidrs, CreatedAt: now, ExpiresAt: now.Add(ttl),
+		CIDRs: cidrs, CreatedAt: now, ExpiresAt: now.Add(ttl), Client: p.Client,
 	}
 	sum := s.storedHash(gen.Raw)
 	ev := audit.Event{At: now, Type: audit.KeyCreated, Actor: actor, Subject: DisplayID(k.ID), Detail: map[string]string{
 		"owner": k.Owner, "env": string(k.Env), "scopes": strings.Join(scopes, " "), "expires_at": k.ExpiresAt.Format(time.RFC3339),
 	}}
+	if k.Client != "" {
+		ev.Detail["client"] = k.Client
+	}
 	if err := s.cfg.Store.CreateKey(ctx, k, sum, ev); err != nil {
 		return "", nil, fmt.Errorf("create api key: %w", err)
 	}

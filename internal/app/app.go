@@ -14,10 +14,12 @@ import (
 	"io"
 	"log"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 
@@ -32,6 +34,7 @@ import (
 	"github.com/keywayhq/keyway/internal/portal"
 	"github.com/keywayhq/keyway/internal/ratelimit"
 	"github.com/keywayhq/keyway/internal/session"
+	"github.com/keywayhq/keyway/internal/shape"
 	"github.com/keywayhq/keyway/internal/store/sqlite"
 	"github.com/keywayhq/keyway/internal/tlsconf"
 	"github.com/prometheus/client_golang/prometheus"
@@ -157,6 +160,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 			Policy: decision.Policy(rc.Policy), Scopes: rc.Scopes, StripPrefix: rc.StripPrefix,
 			MaxBody: int64(rc.MaxBody), Timeout: rc.Timeout,
 			WebSocket: rc.WebSocket, TunnelLifetime: rc.WebSocketMaxLifetime, PassHeaders: rc.PassHeaders,
+			AllowUpstreamCookies: rc.AllowUpstreamCookies,
 		}
 		if rl := rc.RateLimit; rl != nil {
 			l, err := ratelimit.ParseLimit(rl.Rate)
@@ -188,9 +192,14 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 	// One decision core for every door: the proxy, keyway's own endpoints,
 	// the portal and the admin listener.
 	a.keyLimit = ratelimit.NewMemory[string](ratelimit.MemoryConfig{})
+	coreClients, gwClients, err := clientProfiles(cfg)
+	if err != nil {
+		return nil, err
+	}
 	core, err := decision.New(decision.Config{
 		Keys: a.keys, KeyLimiter: a.keyLimit, KeyHeader: cfg.APIKeys.Header,
 		Sessions: a.sessions, Users: a.passkeys, Origins: origins, Logger: a.logger, Metrics: reg,
+		Clients: coreClients,
 	})
 	if err != nil {
 		return nil, err
@@ -217,6 +226,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 		Hosts:                hosts,
 		HSTSMaxAge:           cfg.TLS.HSTSMaxAge,
 		Decider:              core,
+		Clients:              gwClients,
 		Logger:               a.logger,
 		AccessLog:            cfg.Log.Access == nil || *cfg.Log.Access,
 		Metrics:              reg,
@@ -252,6 +262,37 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 		return nil, err
 	}
 	return a, nil
+}
+
+// clientProfiles turns the config's client profiles into what the decision
+// core checks (routes and methods) and what the proxy applies (CORS and
+// fields).
+func clientProfiles(cfg *config.Config) ([]decision.Client, []gateway.Client, error) {
+	var core []decision.Client
+	var gw []gateway.Client
+	for _, name := range slices.Sorted(maps.Keys(cfg.Clients)) {
+		c := cfg.Clients[name]
+		core = append(core, decision.Client{Name: name, Credential: decision.Policy(c.Credential), Routes: c.Routes,
+			CORSOrigins: c.CORS.Origins})
+		g := gateway.Client{Name: name, Session: c.Credential == config.PolicySession, Routes: c.Routes,
+			CORSOrigins: c.CORS.Origins, CORSHeaders: c.CORS.AllowHeaders, CORSMaxAge: c.CORS.MaxAge,
+			PassNonJSON: c.NonJSON == "pass", MaxShapedBody: int64(c.MaxShapedBody), Fields: map[string]*shape.Rule{}}
+		for route, f := range c.Fields {
+			var rule *shape.Rule
+			var err error
+			if len(f.Allow) > 0 {
+				rule, err = shape.Allow(f.Allow)
+			} else {
+				rule, err = shape.Deny(f.Deny)
+			}
+			if err != nil {
+				return nil, nil, fmt.Errorf("client %s: fields of %s: %w", name, route, err)
+			}
+			g.Fields[route] = rule
+		}
+		gw = append(gw, g)
+	}
+	return core, gw, nil
 }
 
 func (a *App) leakConfig() (httpapi.LeakConfig, error) {

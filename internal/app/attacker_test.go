@@ -159,10 +159,20 @@ func TestAttackerUpstreamPlantsKeywayCookies(t *testing.T) {
 	cfg := apptest.Config(t, fmt.Sprintf(`
 data_dir: {{data}}
 upstreams: {up: {url: %s}}
-routes: [{path: /x, upstream: up, policy: public, rate_limit: {rate: 10/s}}]
+routes:
+  - {path: /x, upstream: up, policy: public, rate_limit: {rate: 10/s}}
+  - {path: /y, upstream: up, policy: public, rate_limit: {rate: 10/s}, allow_upstream_cookies: true}
 `, up))
 	in := apptest.Start(t, cfg)
+	// By default no upstream cookie passes: it would be a second session,
+	// one keyway cannot revoke.
 	res := get(t, in.Client(), in.URL("/x"))
+	_ = body(t, res)
+	if got := res.Header.Values("Set-Cookie"); len(got) != 0 {
+		t.Fatalf("Set-Cookie reaching the client: %q, want none", got)
+	}
+	// A route that lets upstream cookies through still never lets keyway's.
+	res = get(t, in.Client(), in.URL("/y"))
 	_ = body(t, res)
 	if got := res.Header.Values("Set-Cookie"); len(got) != 1 || got[0] != "theme=dark; Path=/" {
 		t.Fatalf("Set-Cookie reaching the client: %q, want only the upstream's own cookie", got)

@@ -422,6 +422,34 @@ func TestBrowserPasskeyNegative(t *testing.T) {
 		p.mustSignUp("heidi")
 	})
 
+	t.Run("the Backend-for-Frontend", func(t *testing.T) {
+		p := newBrowserPage(t, browser, nil)
+		p.wantStatus(p.kw("/v1/me", ""), http.StatusUnauthorized, ptUnauthenticated, "/v1/me without a session")
+		p.mustSignUp("judy")
+		me := p.kw("/v1/me", "")
+		p.wantStatus(me, http.StatusOK, "", "/v1/me signed in")
+		var fields map[string]json.RawMessage
+		if err := json.Unmarshal(me.JSON, &fields); err != nil || fields["name"] == nil || fields["cities"] == nil {
+			t.Fatalf("/v1/me for the web client: %s", me)
+		}
+		for _, hidden := range []string{"billing", "internal_notes"} {
+			if _, ok := fields[hidden]; ok || strings.Contains(me.Text, "4242") {
+				t.Fatalf("/v1/me gave the browser %q: %s", hidden, me)
+			}
+		}
+		a := pageEval[answer](p, `return await kw('/v1/me/cities', {city: 'Oslo'}, {noCSRF: true});`)
+		p.wantStatus(a, http.StatusForbidden, ptCSRF, "a cookie POST without X-Keyway-CSRF")
+		a = p.kw("/v1/me/cities", `{"city":"Oslo"}`)
+		p.wantStatus(a, http.StatusCreated, "", "a cookie POST with X-Keyway-CSRF")
+		if !strings.Contains(a.Text, "Oslo") {
+			t.Fatalf("POST /v1/me/cities: %s", a)
+		}
+		// The page's JavaScript never holds a token: the session cookie is HttpOnly.
+		if js := pageEval[string](p, `return document.cookie;`); strings.Contains(js, "kws_") {
+			t.Fatalf("document.cookie = %q", js)
+		}
+	})
+
 	t.Run("cross-origin page", func(t *testing.T) {
 		p := newBrowserPage(t, browser, nil)
 		p.mustSignUp("ivan")

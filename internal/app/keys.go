@@ -10,8 +10,10 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"time"
 
@@ -96,6 +98,7 @@ func newKeyService(ctx context.Context, cfg *config.Config, db *sqlite.DB, logge
 	return apikey.New(ctx, apikey.Config{
 		Store: db, Changes: db, Usage: db, Pepper: pepper, Logger: logger,
 		DefaultTTL: cfg.APIKeys.DefaultTTL, MaxTTL: cfg.APIKeys.MaxTTL,
+		Clients: slices.Sorted(maps.Keys(cfg.Clients)),
 	})
 }
 

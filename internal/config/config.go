@@ -68,6 +68,10 @@ type Config struct {
 	Upstreams map[string]Upstream `yaml:"upstreams"`
 	// Routes are matched by longest path prefix, then by method.
 	Routes []Route `yaml:"routes"`
+	// Clients are client profiles by name: which routes each kind of
+	// client may call, its CORS origins, and the fields of each answer it
+	// receives (the Backend-for-Frontend).
+	Clients map[string]Client `yaml:"clients"`
 
 	// src records where Load found each setting, so that Validate and Lint
 	// can point at the line to fix.
@@ -205,6 +209,59 @@ type Route struct {
 	// headers (X-Keyway-*, X-Forwarded-*, Forwarded, X-Real-Ip,
 	// X-Request-Id, the API key header) can never be passed.
 	PassHeaders []string `yaml:"pass_headers"`
+	// AllowUpstreamCookies lets the upstream's Set-Cookie reach the client.
+	// Default false: a cookie an upstream sets would be a second session
+	// that keyway cannot revoke. keyway's own cookie names never pass.
+	AllowUpstreamCookies bool `yaml:"allow_upstream_cookies"`
+}
+
+// Client is a client profile: one kind of client of the API (the browser
+// app, a mobile app, a partner's program) and what it may do.
+type Client struct {
+	// Credential is what identifies the client: "session" (browsers: the
+	// session cookie; at most one profile) or "api_key" (keys created for
+	// this client, with --client NAME). Required.
+	Credential Policy `yaml:"credential"`
+	// Routes are the routes (by name) the client may call, each with the
+	// methods it may use; an empty list means every method of the route.
+	// Required: a client calls nothing it is not given.
+	Routes map[string][]string `yaml:"routes"`
+	// CORS lets a browser app on another origin of the same site call the
+	// routes with the session cookie (session clients only).
+	CORS CORS `yaml:"cors"`
+	// Fields trims the JSON answers of routes (by name) to what the client
+	// needs: an allowlist or a denylist of field paths.
+	Fields map[string]Fields `yaml:"fields"`
+	// NonJSON is what a route with a fields rule does with an answer that
+	// is not JSON: "refuse" (502, the default: never pass unshaped) or
+	// "pass".
+	NonJSON string `yaml:"non_json"`
+	// MaxShapedBody bounds an answer that is shaped; a larger one is
+	// refused (502), never passed unshaped. Default 1MiB, at most 16MiB.
+	MaxShapedBody ByteSize `yaml:"max_shaped_body"`
+}
+
+// CORS is a client's cross-origin policy.
+type CORS struct {
+	// Origins are the exact origins (https://app.example.com) allowed to
+	// call with credentials. No wildcards.
+	Origins []string `yaml:"origins"`
+	// AllowHeaders are request headers a preflight may ask for besides
+	// Content-Type and X-Keyway-CSRF.
+	AllowHeaders []string `yaml:"allow_headers"`
+	// MaxAge is how long browsers may cache a preflight. Default 10m, at
+	// most 24h.
+	MaxAge time.Duration `yaml:"max_age"`
+}
+
+// Fields is a route's field rule for one client: exactly one of Allow and
+// Deny. A path names a field through objects with dots ("billing.card");
+// arrays are crossed ("cities[].name" or "cities.name").
+type Fields struct {
+	// Allow keeps only these fields.
+	Allow []string `yaml:"allow"`
+	// Deny removes these fields.
+	Deny []string `yaml:"deny"`
 }
 
 // RateLimit is a route's rate limit.

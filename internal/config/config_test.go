@@ -100,8 +100,21 @@ func TestDemo(t *testing.T) {
 	if diff := cmp.Diff([]string{"weather:history"}, c.APIKeys.SelfServiceScopes); diff != "" {
 		t.Errorf("Demo().APIKeys.SelfServiceScopes (-want +got):\n%s", diff)
 	}
+	// The BFF: the browser (web) never sees billing or internal notes; a
+	// partner's key sees a slimmer history.
+	wantClients := map[string]Client{
+		"web": {Credential: PolicySession, Routes: map[string][]string{"forecast": nil, "me": nil, "me-cities": nil},
+			Fields: map[string]Fields{"me": {Deny: []string{"billing", "internal_notes"}}}, NonJSON: "refuse", MaxShapedBody: 1 << 20,
+			CORS: CORS{MaxAge: 10 * time.Minute}},
+		"partner": {Credential: PolicyAPIKey, Routes: map[string][]string{"forecast": nil, "history": {"GET"}},
+			Fields: map[string]Fields{"history": {Allow: []string{"city", "days[].date", "days[].summary"}}}, NonJSON: "refuse",
+			MaxShapedBody: 1 << 20, CORS: CORS{MaxAge: 10 * time.Minute}},
+	}
+	if diff := cmp.Diff(wantClients, c.Clients); diff != "" {
+		t.Errorf("Demo().Clients (-want +got):\n%s", diff)
+	}
 	// Everything else is the default.
-	c.Demo, c.Upstreams, c.Routes, c.Passkeys.SignUp, c.APIKeys.SelfServiceScopes = false, nil, nil, "invite", nil
+	c.Demo, c.Upstreams, c.Routes, c.Passkeys.SignUp, c.APIKeys.SelfServiceScopes, c.Clients = false, nil, nil, "invite", nil, nil
 	if diff := cmp.Diff(Default(), c, cmpConfig...); diff != "" {
 		t.Errorf("Demo() differs from Default() beyond demo settings (-want +got):\n%s", diff)
 	}

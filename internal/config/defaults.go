@@ -27,6 +27,9 @@ const (
 	// for a working session, short enough that a forgotten one ends.
 	defaultWebSocketLifetime = time.Hour
 	maxWebSocketLifetime     = 24 * time.Hour
+	defaultMaxShapedBody     = 1 << 20
+	maxShapedBody            = 16 << 20
+	defaultCORSMaxAge        = 10 * time.Minute
 )
 
 // Default returns the documented default of every setting: loopback
@@ -92,6 +95,15 @@ func Demo() *Config {
 		{Name: "me", Path: "/v1/me", Methods: []string{"GET"}, Upstream: "weather", Policy: PolicySession},
 		{Name: "me-cities", Path: "/v1/me/cities", Methods: []string{"POST"}, Upstream: "weather", Policy: PolicySession},
 	}
+	// The Backend-for-Frontend: a browser (the session) is the web client,
+	// which never sees billing or internal notes; a partner's key (made
+	// with --client partner) sees a slimmer history and nothing else.
+	c.Clients = map[string]Client{
+		"web": {Credential: PolicySession, Routes: map[string][]string{"forecast": nil, "me": nil, "me-cities": nil},
+			Fields: map[string]Fields{"me": {Deny: []string{"billing", "internal_notes"}}}},
+		"partner": {Credential: PolicyAPIKey, Routes: map[string][]string{"forecast": nil, "history": {"GET"}},
+			Fields: map[string]Fields{"history": {Allow: []string{"city", "days[].date", "days[].summary"}}}},
+	}
 	c.fillDerived()
 	return c
 }
@@ -145,6 +157,19 @@ func (c *Config) fillDerived() {
 		if r.WebSocket && r.WebSocketMaxLifetime == 0 && !c.src.has(p+".websocket_max_lifetime") {
 			r.WebSocketMaxLifetime = defaultWebSocketLifetime
 		}
+	}
+	for name, cl := range c.Clients {
+		p := "clients." + name
+		if cl.NonJSON == "" {
+			cl.NonJSON = "refuse"
+		}
+		if cl.MaxShapedBody == 0 && !c.src.has(p+".max_shaped_body") {
+			cl.MaxShapedBody = defaultMaxShapedBody
+		}
+		if cl.CORS.MaxAge == 0 && !c.src.has(p+".cors.max_age") {
+			cl.CORS.MaxAge = defaultCORSMaxAge
+		}
+		c.Clients[name] = cl
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -16,6 +17,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/keywayhq/keyway/internal/headername"
 	"github.com/keywayhq/keyway/internal/ratelimit"
+	"github.com/keywayhq/keyway/internal/shape"
 )
 
 // knownMethods are the methods a route may allow. TRACE and CONNECT are left
@@ -45,6 +47,7 @@ func (c *Config) Validate() error {
 	}
 	v.upstreams()
 	v.routes()
+	v.clients()
 	v.apiKeys()
 	v.passkeys()
 	if len(v.errs) == 0 {
@@ -432,6 +435,129 @@ func checkRoutePath(p string) (msg, hint string) {
 		return fmt.Sprintf("%q must not contain . segments", p), ""
 	}
 	return "", ""
+}
+
+// clientNameRE is the form of a client profile's name, which API keys
+// carry.
+var clientNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,31}$`)
+
+// clients checks the client profiles, refusing the combinations that would
+// open what a profile means to close: a wildcard or plain-HTTP CORS
+// origin, CORS for key-holding clients, a route the credential cannot call.
+func (v *validator) clients() {
+	routes, named := map[string]Route{}, map[string]int{}
+	for _, r := range v.c.Routes {
+		routes[r.Name] = r
+		named[r.Name]++
+	}
+	sessionClients := 0
+	for _, name := range slices.Sorted(maps.Keys(v.c.Clients)) {
+		cl, p := v.c.Clients[name], "clients."+name
+		if !clientNameRE.MatchString(name) {
+			v.errorf(p, "lower-case letters, digits, - and _, at most 32", "invalid client name %q", name)
+		}
+		switch cl.Credential {
+		case PolicySession:
+			sessionClients++
+			if sessionClients == 2 {
+				v.errorf(p+".credential", "one profile describes the browser; merge them", "only one client may use credential session")
+			}
+		case PolicyAPIKey:
+			if len(cl.CORS.Origins) > 0 {
+				v.errorf(p+".cors", "browsers hold a session cookie, never an API key: give the browser app a session client",
+					"CORS is only for a session client: a key in browser JavaScript is what keyway exists to prevent")
+			}
+		default:
+			v.errorf(p+".credential", "use session or api_key", "required: session or api_key, got %q", cl.Credential)
+		}
+		if len(cl.Routes) == 0 {
+			v.errorf(p+".routes", "list the routes it may call, by name", "required: a client calls nothing it is not given")
+		}
+		for _, rn := range slices.Sorted(maps.Keys(cl.Routes)) {
+			rp := p + ".routes." + rn
+			r, ok := routes[rn]
+			if !ok {
+				hint := "name one of routes"
+				if s := suggest(rn, slices.Sorted(maps.Keys(routes))); s != "" {
+					hint = fmt.Sprintf("did you mean %q?", s)
+				}
+				v.errorf(rp, hint, "unknown route %q", rn)
+				continue
+			}
+			if named[rn] > 1 {
+				v.errorf(rp, "give those routes names of their own", "route name %q names %d routes", rn, named[rn])
+			}
+			if r.Policy != PolicyPublic && r.Policy != cl.Credential && (cl.Credential == PolicySession || cl.Credential == PolicyAPIKey) {
+				v.errorf(rp, "", "route %q has policy %s, which a client with credential %s cannot pass", rn, r.Policy, cl.Credential)
+			}
+			methods := r.Methods
+			if len(methods) == 0 {
+				methods = []string{"GET", "HEAD"}
+			}
+			for _, m := range cl.Routes[rn] {
+				if !slices.Contains(methods, m) {
+					v.errorf(rp, "use methods the route allows: "+strings.Join(methods, ", "), "route %q does not allow %s", rn, m)
+				}
+			}
+		}
+		for _, rn := range slices.Sorted(maps.Keys(cl.Fields)) {
+			fp, f := p+".fields."+rn, cl.Fields[rn]
+			if _, ok := cl.Routes[rn]; !ok {
+				v.errorf(fp, "add the route to the client's routes, or remove the rule", "route %q is not one of the client's routes", rn)
+			}
+			switch {
+			case len(f.Allow) > 0 && len(f.Deny) > 0:
+				v.errorf(fp, "keep the one that says what the client needs", "a field rule is an allow list or a deny list, not both")
+			case len(f.Allow) > 0:
+				if _, err := shape.Allow(f.Allow); err != nil {
+					v.errorf(fp+".allow", "", "%v", err)
+				}
+			case len(f.Deny) > 0:
+				if _, err := shape.Deny(f.Deny); err != nil {
+					v.errorf(fp+".deny", "", "%v", err)
+				}
+			default:
+				v.errorf(fp, "write allow: [...] or deny: [...]", "empty field rule")
+			}
+		}
+		v.oneOf(p+".non_json", "non-JSON answer policy", cl.NonJSON, "refuse", "pass")
+		if cl.MaxShapedBody <= 0 || cl.MaxShapedBody > maxShapedBody {
+			v.errorf(p+".max_shaped_body", "", "must be above 0 and at most 16MiB, got %d", cl.MaxShapedBody)
+		}
+		v.cors(p+".cors", cl.CORS)
+	}
+}
+
+// cors checks a client's CORS policy.
+func (v *validator) cors(p string, c CORS) {
+	for i, o := range c.Origins {
+		op := p + ".origins[" + strconv.Itoa(i) + "]"
+		u, err := url.Parse(o)
+		switch {
+		case o == "*" || strings.Contains(o, "*"):
+			v.errorf(op, "list each origin", "a wildcard origin with credentials would let any site act as the signed-in person")
+		case o == "null":
+			v.errorf(op, "", `origin "null" is what sandboxed and file pages send: any page can claim it`)
+		case err != nil || u.Host == "" || u.Opaque != "" || u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "":
+			v.errorf(op, `like "https://app.example.com"`, "invalid origin %q", o)
+		case u.Scheme == "http" && !isLoopback(u.Hostname()):
+			v.errorf(op, "serve the app over https", "origin %q is plain http: anyone on its network can act as the signed-in person", o)
+		case u.Scheme != "https" && u.Scheme != "http":
+			v.errorf(op, `like "https://app.example.com"`, "invalid origin %q", o)
+		case o != u.Scheme+"://"+strings.ToLower(u.Host):
+			v.errorf(op, fmt.Sprintf("write %q: origins are compared byte for byte", u.Scheme+"://"+strings.ToLower(u.Host)), "origin %q is not in its serialised form", o)
+		}
+	}
+	for i, h := range c.AllowHeaders {
+		if h == "" || strings.IndexFunc(h, func(r rune) bool {
+			return !(r == '-' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9')
+		}) >= 0 || h == "*" {
+			v.errorf(p+".allow_headers["+strconv.Itoa(i)+"]", `like "X-Trace"`, "invalid header name %q", h)
+		}
+	}
+	if c.MaxAge <= 0 || c.MaxAge > 24*time.Hour {
+		v.errorf(p+".max_age", "", "must be above 0 and at most 24h, got %s", c.MaxAge)
+	}
 }
 
 // webSocket checks a route's WebSocket settings.

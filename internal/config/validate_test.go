@@ -215,6 +215,98 @@ func TestValidate(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := Demo()
+			c.Clients = nil // TestValidateClients checks them
+			tt.change(c)
+			var got []string
+			if err := c.Validate(); err != nil {
+				got = strings.Split(err.Error(), "\n")
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("Validate() mismatch (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestValidateClients(t *testing.T) {
+	// Each case changes the demo's client profiles: web (session) and
+	// partner (api_key); routes[0] forecast is public, [1] history api_key,
+	// [2] me and [3] me-cities session.
+	tests := []struct {
+		name   string
+		change func(c *Config)
+		want   []string
+	}{
+		{"demo", func(c *Config) {}, nil},
+		{"bad names and credentials", func(c *Config) {
+			c.Clients["Bad Name"] = Client{Credential: "cookie", Routes: map[string][]string{"me": nil}, NonJSON: "refuse", MaxShapedBody: 1, CORS: CORS{MaxAge: 1}}
+			c.Clients["web2"] = Client{Credential: PolicySession, Routes: map[string][]string{"me": nil}, NonJSON: "refuse", MaxShapedBody: 1, CORS: CORS{MaxAge: 1}}
+		}, []string{
+			`clients.Bad Name: invalid client name "Bad Name" (lower-case letters, digits, - and _, at most 32)`,
+			`clients.Bad Name.credential: required: session or api_key, got "cookie" (use session or api_key)`,
+			"clients.web2.credential: only one client may use credential session (one profile describes the browser; merge them)",
+		}},
+		{"routes", func(c *Config) {
+			w := c.Clients["web"]
+			w.Routes = map[string][]string{"me": {"POST"}, "history": nil, "nope": nil, "me-citys": nil}
+			w.Fields = map[string]Fields{"me": {Deny: []string{"billing"}}, "forecast": {Allow: []string{"a"}}}
+			c.Clients["web"] = w
+			p := c.Clients["partner"]
+			p.Routes = nil
+			p.Fields = nil
+			c.Clients["partner"] = p
+		}, []string{
+			"clients.partner.routes: required: a client calls nothing it is not given (list the routes it may call, by name)",
+			`clients.web.routes.history: route "history" has policy api_key, which a client with credential session cannot pass`,
+			`clients.web.routes.me: route "me" does not allow POST (use methods the route allows: GET)`,
+			`clients.web.routes.me-citys: unknown route "me-citys" (did you mean "me-cities"?)`,
+			`clients.web.routes.nope: unknown route "nope" (name one of routes)`,
+			`clients.web.fields.forecast: route "forecast" is not one of the client's routes (add the route to the client's routes, or remove the rule)`,
+		}},
+		{"ambiguous route name", func(c *Config) {
+			c.Routes[3].Name = "me"
+		}, []string{
+			`clients.web.routes.me: route name "me" names 2 routes (give those routes names of their own)`,
+			`clients.web.routes.me-cities: unknown route "me-cities" (name one of routes)`,
+		}},
+		{"field rules", func(c *Config) {
+			w := c.Clients["web"]
+			w.Fields = map[string]Fields{"me": {Allow: []string{"a"}, Deny: []string{"b"}}, "me-cities": {}, "forecast": {Deny: []string{"a..b"}}}
+			w.NonJSON, w.MaxShapedBody = "drop", 32<<20
+			c.Clients["web"] = w
+		}, []string{
+			`clients.web.fields.forecast.deny: shape: invalid path "a..b": a path is field names joined by dots, each optionally followed by []`,
+			"clients.web.fields.me: a field rule is an allow list or a deny list, not both (keep the one that says what the client needs)",
+			"clients.web.fields.me-cities: empty field rule (write allow: [...] or deny: [...])",
+			`clients.web.non_json: unknown non-JSON answer policy "drop" (use refuse or pass)`,
+			"clients.web.max_shaped_body: must be above 0 and at most 16MiB, got 33554432",
+		}},
+		{"cors", func(c *Config) {
+			w := c.Clients["web"]
+			w.CORS = CORS{Origins: []string{"https://app.example.com", "*", "https://*.example.com", "null", "http://app.example.com",
+				"http://localhost:3000", "https://app.example.com/path", "HTTPS://App.example.com", "ftp://x.example"},
+				AllowHeaders: []string{"X-Trace", "*", "bad header"}, MaxAge: 48 * time.Hour}
+			c.Clients["web"] = w
+			p := c.Clients["partner"]
+			p.CORS.Origins = []string{"https://partner.example.com"}
+			c.Clients["partner"] = p
+		}, []string{
+			"clients.partner.cors: CORS is only for a session client: a key in browser JavaScript is what keyway exists to prevent (browsers hold a session cookie, never an API key: give the browser app a session client)",
+			"clients.web.cors.origins[1]: a wildcard origin with credentials would let any site act as the signed-in person (list each origin)",
+			"clients.web.cors.origins[2]: a wildcard origin with credentials would let any site act as the signed-in person (list each origin)",
+			`clients.web.cors.origins[3]: origin "null" is what sandboxed and file pages send: any page can claim it`,
+			`clients.web.cors.origins[4]: origin "http://app.example.com" is plain http: anyone on its network can act as the signed-in person (serve the app over https)`,
+			`clients.web.cors.origins[6]: invalid origin "https://app.example.com/path" (like "https://app.example.com")`,
+			`clients.web.cors.origins[7]: origin "HTTPS://App.example.com" is not in its serialised form (write "https://app.example.com": origins are compared byte for byte)`,
+			`clients.web.cors.origins[8]: invalid origin "ftp://x.example" (like "https://app.example.com")`,
+			`clients.web.cors.allow_headers[1]: invalid header name "*" (like "X-Trace")`,
+			`clients.web.cors.allow_headers[2]: invalid header name "bad header" (like "X-Trace")`,
+			"clients.web.cors.max_age: must be above 0 and at most 24h, got 48h0m0s",
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := Demo()
 			tt.change(c)
 			var got []string
 			if err := c.Validate(); err != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"strings"
 
 	"github.com/keywayhq/keyway/internal/apikey"
@@ -80,6 +81,30 @@ type Config struct {
 	// Metrics, when set, receives keyway_decisions_total{policy,reason}
 	// and keyway_apikey_requests_total{outcome}: fixed, low cardinality.
 	Metrics prometheus.Registerer
+	// Clients are the client profiles (the Backend-for-Frontend): on the
+	// routes that apply them, a request whose credential names a client
+	// may call only that client's routes and methods.
+	Clients []Client
+}
+
+// Client is a client profile, as the core uses it.
+type Client struct {
+	// Name is the profile's name; API keys made for it carry it.
+	Name string
+	// Credential is Session (browsers; at most one profile) or APIKey.
+	Credential Policy
+	// Routes are the route names the client may call, each with the
+	// methods it may use (nil or empty: every method of the route).
+	Routes map[string][]string
+	// CORSOrigins are the origins of the client's browser app (session
+	// clients): the CSRF rule accepts them, same-site, besides keyway's own.
+	CORSOrigins []string
+}
+
+// allows reports whether the client may call route name with method.
+func (cl *Client) allows(name, method string) bool {
+	methods, ok := cl.Routes[name]
+	return ok && (len(methods) == 0 || slices.Contains(methods, method))
 }
 
 // Core decides requests. It is safe for concurrent use.
@@ -88,6 +113,8 @@ type Core struct {
 	bearer   bool
 	problems problems
 	counts   counters
+	clients  map[string]*Client
+	browser  *Client // the session client, if any
 }
 
 // New validates cfg and returns a Core.
@@ -105,7 +132,17 @@ func New(cfg Config) (*Core, error) {
 		cfg.KeyHeader = "Authorization"
 	}
 	cfg.KeyHeader = canonicalHeader(cfg.KeyHeader)
-	c := &Core{cfg: cfg, bearer: cfg.KeyHeader == "Authorization"}
+	c := &Core{cfg: cfg, bearer: cfg.KeyHeader == "Authorization", clients: map[string]*Client{}}
+	for i := range cfg.Clients {
+		cl := &cfg.Clients[i]
+		if cl.Credential == Session {
+			if c.browser != nil {
+				return nil, errors.New("decision: only one client may use sessions")
+			}
+			c.browser = cl
+		}
+		c.clients[cl.Name] = cl
+	}
 	c.problems = newProblems(cfg.KeyHeader)
 	if err := c.counts.register(cfg.Metrics); err != nil {
 		return nil, err
@@ -138,6 +175,8 @@ type Identity struct {
 	User    *passkey.User
 	// LimiterKey keys per-key route limits: the key's ID, or the user's.
 	LimiterKey string
+	// Client is the client profile the credential names, "" for none.
+	Client string
 }
 
 // Decision is the answer for one request.
@@ -194,6 +233,9 @@ type RouteConfig struct {
 	CSRF bool
 	// RateLimit limits the route per source or per key. Optional.
 	RateLimit *RouteLimit
+	// Clients applies the client profiles (proxied routes; keyway's own
+	// endpoints do not).
+	Clients bool
 }
 
 // Route is a RouteConfig prepared by a Core, with its own limiter.
@@ -275,7 +317,7 @@ func (c *Core) decide(ctx context.Context, rt *Route, f *Facts, recheck bool) De
 	if !recheck && rt.ipLimit != nil && !c.limit(&d, rt.ipLimit.Allow(f.Source, cfg.RateLimit.Limit), "ip", cfg.RateLimit.Limit) {
 		return d
 	}
-	if cfg.CSRF && !f.csrfOK(c.cfg.Origins) {
+	if cfg.CSRF && !c.csrfOK(f) {
 		d.Reason = CSRF
 		return d
 	}
@@ -286,6 +328,9 @@ func (c *Core) decide(ctx context.Context, rt *Route, f *Facts, recheck bool) De
 		c.apiKey(ctx, &d, rt, f, recheck)
 	case Session:
 		c.session(ctx, &d, rt, f)
+	}
+	if d.Reason == Allowed && cfg.Clients {
+		c.client(&d, rt, f)
 	}
 	if d.Reason != Allowed || recheck {
 		return d
@@ -308,6 +353,29 @@ func (c *Core) decide(ctx context.Context, rt *Route, f *Facts, recheck bool) De
 		c.counts.key("ok")
 	}
 	return d
+}
+
+// client applies the client profile that the credential names: a browser
+// session is the session client, a key names its own. A key naming a
+// profile that does not exist calls nothing.
+func (c *Core) client(d *Decision, rt *Route, f *Facts) {
+	var cl *Client
+	switch {
+	case d.Identity.Session != nil:
+		cl = c.browser
+	case d.Identity.Key != nil && d.Identity.Key.Key.Client != "":
+		if cl = c.clients[d.Identity.Key.Key.Client]; cl == nil || cl.Credential != APIKey {
+			d.Reason = ClientRoute
+			return
+		}
+	}
+	if cl == nil {
+		return
+	}
+	d.Identity.Client = cl.Name
+	if !cl.allows(rt.cfg.Name, f.Method) {
+		d.Reason = ClientRoute
+	}
 }
 
 // limit records a limiter's decision: it is reported once half of the
@@ -390,7 +458,7 @@ func (c *Core) session(ctx context.Context, d *Decision, rt *Route, f *Facts) {
 		}
 		return
 	}
-	if !f.csrfOK(c.cfg.Origins) || (f.Upgrade && !f.upgradeOriginOK(c.cfg.Origins)) {
+	if !c.csrfOK(f) || (f.Upgrade && !f.upgradeOriginOK(c.cfg.Origins)) {
 		d.Reason = CSRF
 		return
 	}

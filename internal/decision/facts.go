@@ -119,20 +119,26 @@ func safeMethod(m string) bool {
 
 // csrfOK is the CSRF rule: a state-changing request must send
 // X-Keyway-CSRF: 1, its Sec-Fetch-Site (when the browser sends one) must be
-// same-origin, and its Origin (when present) one of origins.
-func (f *Facts) csrfOK(origins []string) bool {
+// same-origin, and its Origin (when present) one of keyway's origins; or,
+// for the session client's browser app, Origin one of its CORS origins
+// with Sec-Fetch-Site same-site or same-origin (the cookie is SameSite=Lax,
+// so a cross-site app never has it anyway).
+func (c *Core) csrfOK(f *Facts) bool {
 	if safeMethod(f.Method) {
 		return true
 	}
 	if !f.CSRFHeader {
 		return false
 	}
+	if c.browser != nil && f.Origin != "" && slices.Contains(c.browser.CORSOrigins, f.Origin) {
+		return f.FetchSite == "" || f.FetchSite == "same-origin" || f.FetchSite == "same-site"
+	}
 	switch f.FetchSite {
 	case "", "same-origin", "none":
 	default:
 		return false
 	}
-	return f.Origin == "" || slices.Contains(origins, f.Origin)
+	return f.Origin == "" || slices.Contains(c.cfg.Origins, f.Origin)
 }
 
 // upgradeOriginOK guards a WebSocket handshake that carries the session

@@ -41,11 +41,14 @@ const (
 	QuotaSpent
 	// Unavailable: the credential could not be checked (503: fail closed).
 	Unavailable
+	// ClientRoute: the client profile the credential names may not call
+	// this route or method (403).
+	ClientRoute
 	numReasons
 )
 
 var reasonNames = [numReasons]string{"allowed", "no_key", "bad_key", "no_session", "csrf", "scope", "not_service",
-	"not_admin", "step_up", "rate_limited", "quota_spent", "unavailable"}
+	"not_admin", "step_up", "rate_limited", "quota_spent", "unavailable", "client_route"}
 
 // String is the reason's stable name.
 func (r Reason) String() string {
@@ -66,7 +69,7 @@ func (r Reason) Status() int {
 		return http.StatusOK
 	case NoKey, BadKey, NoSession, StepUp:
 		return http.StatusUnauthorized
-	case CSRF, Scope, NotService, NotAdmin:
+	case CSRF, Scope, NotService, NotAdmin, ClientRoute:
 		return http.StatusForbidden
 	case RateLimited, QuotaSpent:
 		return http.StatusTooManyRequests
@@ -97,6 +100,7 @@ func newProblems(keyHeader string) problems {
 	set(RateLimited, problem.RateLimited, "rate limit exceeded; retry after the time in Retry-After")
 	set(QuotaSpent, problem.QuotaExceeded, "the API key's quota is spent")
 	set(Unavailable, problem.Unavailable, "credentials cannot be checked right now; try again shortly")
+	set(ClientRoute, problem.Forbidden, "this client may not call this route or method")
 	return p
 }
 

@@ -48,6 +48,9 @@ type Config struct {
 	// TunnelRecheck is how often an open WebSocket tunnel checks that the
 	// credential that opened it is still valid. Default 1s.
 	TunnelRecheck time.Duration
+	// Clients are the client profiles: CORS for the browser's, and the
+	// fields each client receives.
+	Clients []Client
 	// HSTSMaxAge is sent on every response. Required, at least a year.
 	HSTSMaxAge time.Duration
 	// Logger receives errors and, with AccessLog, one line per request. Required.
@@ -63,6 +66,8 @@ type Config struct {
 type Gateway struct {
 	cfg       Config
 	keyHeader string
+	clients   map[string]*Client
+	browser   *Client // the session client, if any
 	table     *table
 	hsts      string
 	idBase    string
@@ -102,6 +107,7 @@ func New(cfg Config) (*Gateway, error) {
 	g := &Gateway{
 		cfg:       cfg,
 		keyHeader: cfg.Decider.KeyHeader(),
+		clients:   make(map[string]*Client, len(cfg.Clients)),
 		hsts:      "max-age=" + strconv.FormatInt(int64(cfg.HSTSMaxAge/time.Second), 10),
 		idBase:    hex.EncodeToString(seed[:]) + "-",
 		bufs:      newBufferPool(),
@@ -112,6 +118,16 @@ func New(cfg Config) (*Gateway, error) {
 			return nil, err
 		}
 		g.metrics = m
+	}
+	for i := range cfg.Clients {
+		c := &cfg.Clients[i]
+		if c.Name == "" || (len(c.Fields) > 0 && c.MaxShapedBody <= 0) {
+			return nil, fmt.Errorf("gateway: client %q: a name, and a shaping limit with fields, are required", c.Name)
+		}
+		if c.Session {
+			g.browser = c
+		}
+		g.clients[c.Name] = c
 	}
 	routes := make([]*route, 0, len(cfg.Routes))
 	for _, rc := range cfg.Routes {
@@ -132,7 +148,8 @@ func New(cfg Config) (*Gateway, error) {
 		if rl := rc.RateLimit; rl != nil {
 			limit = &decision.RouteLimit{Limit: rl.Limit, PerKey: rl.PerKey}
 		}
-		dr, err := cfg.Decider.NewRoute(decision.RouteConfig{Name: rc.Name, Policy: rc.Policy, Scopes: rc.Scopes, RateLimit: limit})
+		dr, err := cfg.Decider.NewRoute(decision.RouteConfig{Name: rc.Name, Policy: rc.Policy, Scopes: rc.Scopes, RateLimit: limit,
+			Clients: true})
 		if err != nil {
 			closeRoutes(routes)
 			return nil, fmt.Errorf("gateway: %w", err)
@@ -267,6 +284,9 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, st *state) {
 		g.problem(w, st, problem.New(problem.NotFound, http.StatusNotFound, "no route matches this path"))
 		return
 	}
+	if g.preflight(w, r, st, pr) {
+		return
+	}
 	rt := pr.forMethod(r.Method)
 	if rt == nil {
 		w.Header().Set("Allow", pr.allow)
@@ -283,6 +303,9 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, st *state) {
 		return
 	}
 
+	if o := g.corsOrigin(r, rt, r.Method); o != "" {
+		setCORS(w.Header(), o)
+	}
 	facts := g.cfg.Decider.FactsFrom(r, rt.decide, st.client, st.id)
 	d := g.cfg.Decider.Decide(r.Context(), rt.decide, &facts)
 	if !d.Allowed() {
@@ -477,11 +500,23 @@ func (g *Gateway) newProxy(rt *route) *httputil.ReverseProxy {
 		Transport:  up.transport,
 		BufferPool: g.bufs,
 		ModifyResponse: func(res *http.Response) error {
+			st := res.Request.Context().Value(stateKey{}).(*state)
 			scrubResponse(res.Header)
+			if !rt.AllowUpstreamCookies {
+				// A cookie an upstream sets would be a second session,
+				// one keyway cannot revoke.
+				delete(res.Header, "Set-Cookie")
+			}
+			if rt.Policy == decision.Session {
+				dropCORS(res.Header)
+			}
 			if res.StatusCode == http.StatusSwitchingProtocols {
-				st := res.Request.Context().Value(stateKey{}).(*state)
 				st.upgraded.Store(true)
 				st.status = http.StatusSwitchingProtocols
+				return nil
+			}
+			if c, rule := g.shapeRule(st); rule != nil {
+				return shapeResponse(res, c, rule)
 			}
 			return nil
 		},
@@ -529,6 +564,9 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest, rt *route, st *state) {
 		if id.Session != nil {
 			out.Header["X-Keyway-Session-Id"] = []string{id.Session.ID}
 		}
+		if id.Client != "" {
+			out.Header["X-Keyway-Client"] = []string{id.Client}
+		}
 	}
 	// Browser credentials stay with keyway.
 	stripKeywayCookies(out.Header)
@@ -544,6 +582,10 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest, rt *route, st *state) {
 		}
 	}
 	out.Header.Set("X-Request-Id", st.id)
+	if _, rule := g.shapeRule(st); rule != nil {
+		// The answer is read to be shaped: ask for it unencoded.
+		delete(out.Header, "Accept-Encoding")
+	}
 
 	// X-Forwarded-*: extend a trusted proxy's chain, otherwise start afresh
 	// (Rewrite has already removed what the client sent).
@@ -598,7 +640,14 @@ func queryHasKey(q string) bool {
 func (g *Gateway) proxyError(w http.ResponseWriter, r *http.Request, rt *route, err error) {
 	st := r.Context().Value(stateKey{}).(*state)
 	var tooBig *http.MaxBytesError
+	var shapeErr *errShape
 	switch {
+	case errors.As(err, &shapeErr):
+		g.cfg.Logger.LogAttrs(r.Context(), slog.LevelError, "answer refused: it cannot be shaped for its client",
+			slog.String("request_id", st.id), slog.String("route", rt.Name), slog.String("client", st.ident.Client),
+			slog.String("reason", shapeErr.why))
+		g.problem(w, st, problem.New(problem.BadGateway, http.StatusBadGateway,
+			"the upstream's answer cannot be given to this client: it could not be trimmed to the client's fields"))
 	case errors.As(err, &tooBig):
 		g.problem(w, st, problem.New(problem.BodyTooLarge, http.StatusRequestEntityTooLarge,
 			"the request body is larger than this route accepts"))
@@ -613,6 +662,10 @@ func (g *Gateway) proxyError(w http.ResponseWriter, r *http.Request, rt *route, 
 			slog.String("request_id", st.id), slog.String("upstream", rt.Upstream.name), slog.String("error", err.Error()))
 		g.problem(w, st, problem.New(problem.BadGateway, http.StatusBadGateway, "the upstream could not be reached"))
 	}
+}
+
+func problem403(detail string) *problem.Problem {
+	return problem.New(problem.Forbidden, http.StatusForbidden, detail)
 }
 
 // Close releases the upstreams' idle connections and the limiters.

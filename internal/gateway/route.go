@@ -46,6 +46,10 @@ type Route struct {
 	// path overrides (X-HTTP-Method-Override…). Identity and forwarding
 	// headers can never be passed.
 	PassHeaders []string
+	// AllowUpstreamCookies passes the upstream's Set-Cookie (never one of
+	// keyway's own names). Default false: a cookie an upstream sets would
+	// be a second session that keyway cannot revoke.
+	AllowUpstreamCookies bool
 }
 
 // RouteLimit is a route's own rate limit.

@@ -82,6 +82,7 @@ type KeyJSON struct {
 	RevokedAt    *time.Time `json:"revoked_at,omitempty"`
 	RevokeReason string     `json:"revoke_reason,omitempty"`
 	LastUsedAt   *time.Time `json:"last_used_at,omitempty"`
+	Client       string     `json:"client,omitempty"`
 }
 
 // RateJSON is a rate limit: "100/min" with an optional burst.
@@ -101,6 +102,7 @@ func NewKeyJSON(k *apikey.Key, now time.Time) KeyJSON {
 	j := KeyJSON{
 		ID: apikey.DisplayID(k.ID), Name: k.Name, Owner: k.Owner, Env: string(k.Env), Status: "active",
 		Scopes: k.Scopes, CIDRs: []string{}, CreatedAt: k.CreatedAt, ExpiresAt: k.ExpiresAt, RevokeReason: k.RevokeReason,
+		Client: k.Client,
 	}
 	if j.Scopes == nil {
 		j.Scopes = []string{}
@@ -167,6 +169,7 @@ type createKeyRequest struct {
 	Quota     *QuotaJSON `json:"quota"`
 	CIDRs     []string   `json:"cidrs"`
 	ExpiresIn string     `json:"expires_in"`
+	Client    string     `json:"client"`
 }
 
 type createdKey struct {
@@ -256,7 +259,7 @@ func (s *adminServer) createKey(w http.ResponseWriter, r *http.Request) error {
 }
 
 func createParams(req createKeyRequest) (apikey.CreateParams, error) {
-	p := apikey.CreateParams{Name: req.Name, Owner: req.Owner, Env: apikey.Env(req.Env), Scopes: req.Scopes}
+	p := apikey.CreateParams{Name: req.Name, Owner: req.Owner, Env: apikey.Env(req.Env), Scopes: req.Scopes, Client: req.Client}
 	var err error
 	if p.Rate, err = ParseRate(req.Rate); err != nil {
 		return p, err

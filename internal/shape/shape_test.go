@@ -3,6 +3,7 @@ package shape
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"flag"
 	"os"
 	"path/filepath"
@@ -88,7 +89,7 @@ func TestCompileRejects(t *testing.T) {
 func TestNotJSON(t *testing.T) {
 	r, _ := Deny([]string{"a"})
 	for _, doc := range []string{"", "{", `{"a":1}x`, "<html>"} {
-		if _, err := r.Apply([]byte(doc)); err != ErrNotJSON {
+		if _, err := r.Apply([]byte(doc)); !errors.Is(err, ErrNotJSON) {
 			t.Errorf("%q: %v", doc, err)
 		}
 	}
@@ -98,7 +99,7 @@ func TestReadBounded(t *testing.T) {
 	if b, err := ReadBounded(strings.NewReader("12345"), 5); err != nil || string(b) != "12345" {
 		t.Fatalf("%q %v", b, err)
 	}
-	if _, err := ReadBounded(strings.NewReader("123456"), 5); err != ErrTooLarge {
+	if _, err := ReadBounded(strings.NewReader("123456"), 5); !errors.Is(err, ErrTooLarge) {
 		t.Fatalf("over the limit: %v", err)
 	}
 }

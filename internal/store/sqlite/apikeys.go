@@ -21,7 +21,7 @@ var (
 )
 
 const keyColumns = `id, name, owner, env, scopes, rate_count, rate_period, rate_burst,
-	quota_limit, quota_period, cidrs, created_at, expires_at, revoked_at, revoke_reason, last_used_at`
+	quota_limit, quota_period, cidrs, created_at, expires_at, revoked_at, revoke_reason, last_used_at, client`
 
 // inTx runs fn in one transaction and commits it, or rolls it back on error.
 func (d *DB) inTx(ctx context.Context, fn func(*sql.Tx) error) error {
@@ -76,9 +76,9 @@ func (d *DB) CreateKey(ctx context.Context, k *apikey.Key, hash []byte, ev audit
 	}
 	return d.inTx(ctx, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO api_keys (id, name, owner, env, scopes, rate_count, rate_period, rate_burst,
-			quota_limit, quota_period, cidrs, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			quota_limit, quota_period, cidrs, created_at, expires_at, client) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			k.ID, k.Name, k.Owner, string(k.Env), scopes, k.Rate.Count, int64(k.Rate.Period), k.Rate.Burst,
-			k.Quota.Limit, string(k.Quota.Period), cidrs, k.CreatedAt.UnixNano(), k.ExpiresAt.UnixNano())
+			k.Quota.Limit, string(k.Quota.Period), cidrs, k.CreatedAt.UnixNano(), k.ExpiresAt.UnixNano(), k.Client)
 		if err != nil {
 			return fmt.Errorf("insert api key: %w", err)
 		}
@@ -123,7 +123,7 @@ func scanKey(r rowScanner) (*apikey.Key, error) {
 		revoked, lastUsed        sql.NullInt64
 	)
 	if err := r.Scan(&k.ID, &k.Name, &k.Owner, &env, &scopes, &k.Rate.Count, &ratePeriod, &k.Rate.Burst,
-		&k.Quota.Limit, &qp, &cidrs, &created, &exp, &revoked, &k.RevokeReason, &lastUsed); err != nil {
+		&k.Quota.Limit, &qp, &cidrs, &created, &exp, &revoked, &k.RevokeReason, &lastUsed, &k.Client); err != nil {
 		return nil, err
 	}
 	k.Env, k.Quota.Period, k.Rate.Period = apikey.Env(env), apikey.QuotaPeriod(qp), time.Duration(ratePeriod)
