@@ -24,6 +24,7 @@ import (
 	"sync"
 
 	"github.com/keywayhq/keyway/internal/apikey"
+	"github.com/keywayhq/keyway/internal/assertion"
 	"github.com/keywayhq/keyway/internal/clientip"
 	"github.com/keywayhq/keyway/internal/config"
 	"github.com/keywayhq/keyway/internal/decision"
@@ -70,6 +71,8 @@ type App struct {
 	setupURL  string
 	// sourceKey keys the remembered sign-in sources (see passkey.SourceStore).
 	sourceKey []byte
+	signer    *assertion.Signer
+	clientCA  *tlsconf.LocalCA
 	gw        *gateway.Gateway
 	caFile    string
 	caPool    *x509.CertPool
@@ -116,6 +119,10 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 	if a.sourceKey, err = derivedKey(pepper, "sign-in sources v1"); err != nil {
 		return nil, err
 	}
+	assertKey, err := derivedKey(pepper, "identity assertions v1")
+	if err != nil {
+		return nil, err
+	}
 
 	src, acme, err := a.certSource()
 	if err != nil {
@@ -131,6 +138,16 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 	reg.MustRegister(buildInfo)
 
 	hosts := gateway.NewHosts(cfg.HostNames())
+	// The public URL is known once the HTTPS listener is bound; the signer
+	// is made first because the upstreams take it.
+	httpsLn, err := a.bind("https", cfg.Listen)
+	if err != nil {
+		return nil, err
+	}
+	_, _, a.publicURL = relyingParty(cfg, httpsLn.Addr().String())
+	if a.signer, err = assertion.New(assertion.Config{Secret: assertKey, Issuer: a.publicURL}); err != nil {
+		return nil, err
+	}
 	upstreams := make(map[string]*gateway.Upstream, len(cfg.Upstreams))
 	for name, uc := range cfg.Upstreams {
 		rawURL := uc.URL
@@ -145,9 +162,19 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 				return nil, fmt.Errorf("upstream %s: %w", name, err)
 			}
 		}
-		up, err := gateway.NewUpstream(gateway.UpstreamConfig{
+		ucfg := gateway.UpstreamConfig{
 			Name: name, URL: rawURL, MaxIdleConns: uc.MaxIdleConns, DialTimeout: uc.DialTimeout, RootCAs: roots,
-		})
+			Audience: uc.Audience,
+		}
+		if uc.Assertion {
+			ucfg.Signer = a.signer
+		}
+		if uc.MTLS {
+			if ucfg.ClientCertificate, err = a.clientCertificate(uc); err != nil {
+				return nil, fmt.Errorf("upstream %s: %w", name, err)
+			}
+		}
+		up, err := gateway.NewUpstream(ucfg)
 		if err != nil {
 			return nil, err
 		}
@@ -177,12 +204,8 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 	if err != nil {
 		return nil, err
 	}
-	// The HTTPS listener is bound first: passkey origins carry its port.
-	// It serves nothing until Run.
-	httpsLn, err := a.bind("https", cfg.Listen)
-	if err != nil {
-		return nil, err
-	}
+	// The HTTPS listener (bound above: passkey origins carry its port)
+	// serves nothing until Run.
 	a.serve("https", httpsLn, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { a.gw.ServeHTTP(w, r) }),
 		tlsconf.Policy(src, cfg.TLS.MinVersion == "1.3"))
 	var origins []string
@@ -209,7 +232,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 	if err != nil {
 		return nil, err
 	}
-	a.own, err = httpapi.New(httpapi.Config{Store: a.db, Logger: a.logger, Version: opts.Version, Leak: leak,
+	a.own, err = httpapi.New(httpapi.Config{Store: a.db, Logger: a.logger, Version: opts.Version, Leak: leak, JWKS: a.signer,
 		Auth: &httpapi.AuthConfig{Accounts: a.passkeys, Sessions: a.sessions, Decider: core, Keys: a.keys,
 			SessionMaxAge: cfg.Sessions.AbsoluteTimeout, PublicURL: a.publicURL, SelfServiceScopes: cfg.APIKeys.SelfServiceScopes},
 		Portal: a.portal,
@@ -253,6 +276,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 		Keys:     a.keys,
 		Decider:  core,
 		ClientIP: clientIP,
+		JWKS:     a.signer,
 		Logger:   a.logger,
 	})
 	if err != nil {
@@ -293,6 +317,27 @@ func clientProfiles(cfg *config.Config) ([]decision.Client, []gateway.Client, er
 		gw = append(gw, g)
 	}
 	return core, gw, nil
+}
+
+// clientCertificate is what an upstream with mtls: true is shown: the
+// configured certificate and key, or keyway's own from its upstream client
+// CA, opened once.
+func (a *App) clientCertificate(uc config.Upstream) (func(*tls.CertificateRequestInfo) (*tls.Certificate, error), error) {
+	if uc.ClientCertFile != "" {
+		cert, err := tls.LoadX509KeyPair(uc.ClientCertFile, uc.ClientKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("client certificate: %w", err)
+		}
+		return func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &cert, nil }, nil
+	}
+	if a.clientCA == nil {
+		ca, err := tlsconf.OpenClientCA(tlsconf.LocalCAConfig{Dir: a.cfg.DataDir, Logger: a.logger})
+		if err != nil {
+			return nil, err
+		}
+		a.clientCA = ca
+	}
+	return a.clientCA.GetClientCertificate, nil
 }
 
 func (a *App) leakConfig() (httpapi.LeakConfig, error) {

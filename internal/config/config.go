@@ -169,6 +169,23 @@ type Upstream struct {
 	DialTimeout time.Duration `yaml:"dial_timeout"`
 	// CAFile is an extra CA bundle for an https upstream. Optional.
 	CAFile string `yaml:"ca_file"`
+	// Assertion signs an X-Keyway-Assertion for every request to this
+	// upstream: a JWT (EdDSA, at most 30s) of who called, bound to the
+	// upstream, the method and the path, that the upstream checks against
+	// keyway's key set (/.keyway/jwks.json). Default false.
+	Assertion bool `yaml:"assertion"`
+	// Audience is the assertion's aud. Default: the URL's origin
+	// (scheme://host[:port]).
+	Audience string `yaml:"audience"`
+	// MTLS presents a client certificate to an https upstream: the
+	// ClientCertFile and ClientKeyFile pair, or else keyway's own, from the
+	// upstream client CA it keeps in data_dir (upstream-client-ca.pem is
+	// what the upstream then trusts). Default false.
+	MTLS bool `yaml:"mtls"`
+	// ClientCertFile and ClientKeyFile are a PEM certificate and key for
+	// mutual TLS, from your own PKI. Optional, with mtls.
+	ClientCertFile string `yaml:"client_cert_file"`
+	ClientKeyFile  string `yaml:"client_key_file"`
 }
 
 // Route maps a path prefix and methods to an upstream under a policy.

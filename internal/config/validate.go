@@ -276,8 +276,20 @@ func (v *validator) upstreams() {
 			v.errorf(p+".max_idle_conns", "", "must be positive, got %d", u.MaxIdleConns)
 		}
 		v.positive(p+".dial_timeout", u.DialTimeout)
-		if u.CAFile != "" && !strings.HasPrefix(strings.ToLower(u.URL), "https:") {
+		https := strings.HasPrefix(strings.ToLower(u.URL), "https:")
+		if u.CAFile != "" && !https {
 			v.errorf(p+".ca_file", "", "only used with an https upstream")
+		}
+		if u.Audience != "" && !u.Assertion {
+			v.errorf(p+".audience", "set assertion: true to use it, or remove it", "only used with assertion: true")
+		}
+		switch {
+		case u.MTLS && !https:
+			v.errorf(p+".mtls", "use an https upstream URL", "mutual TLS needs an https upstream")
+		case (u.ClientCertFile != "") != (u.ClientKeyFile != ""):
+			v.errorf(p+".client_cert_file", "", "client_cert_file and client_key_file go together")
+		case u.ClientCertFile != "" && !u.MTLS:
+			v.errorf(p+".client_cert_file", "set mtls: true to use it, or remove it", "only used with mtls: true")
 		}
 	}
 }

@@ -140,6 +140,18 @@ func TestValidate(t *testing.T) {
 				"upstreams.b.dial_timeout: must be positive, got 0s",
 				"upstreams.b.ca_file: only used with an https upstream",
 			}},
+		{"assertion and mutual TLS", func(c *Config) {
+			c.Upstreams["b"] = Upstream{URL: "http://localhost", MaxIdleConns: 1, DialTimeout: 1, Audience: "x", MTLS: true}
+			c.Upstreams["c"] = Upstream{URL: "https://api.internal", MaxIdleConns: 1, DialTimeout: 1, ClientCertFile: "c.pem"}
+			c.Upstreams["d"] = Upstream{URL: "https://api.internal", MaxIdleConns: 1, DialTimeout: 1, ClientCertFile: "c.pem", ClientKeyFile: "k.pem"}
+			c.Upstreams["e"] = Upstream{URL: "https://api.internal", MaxIdleConns: 1, DialTimeout: 1, Assertion: true, Audience: "urn:x",
+				MTLS: true, ClientCertFile: "c.pem", ClientKeyFile: "k.pem"}
+		}, []string{
+			"upstreams.b.audience: only used with assertion: true (set assertion: true to use it, or remove it)",
+			"upstreams.b.mtls: mutual TLS needs an https upstream (use an https upstream URL)",
+			"upstreams.c.client_cert_file: client_cert_file and client_key_file go together",
+			"upstreams.d.client_cert_file: only used with mtls: true (set mtls: true to use it, or remove it)",
+		}},
 		{"empty upstream name", func(c *Config) { c.Upstreams[""] = Upstream{URL: "http://localhost", MaxIdleConns: 1, DialTimeout: 1} },
 			[]string{"upstreams: an upstream has an empty name"}},
 		{"route paths", func(c *Config) {

@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/keywayhq/keyway/internal/assertion"
 	"github.com/keywayhq/keyway/internal/clientip"
 	"github.com/keywayhq/keyway/internal/decision"
 	"github.com/keywayhq/keyway/internal/headername"
@@ -196,6 +197,9 @@ type state struct {
 	status int // set by the error handler when the proxy fails
 	// upgraded is set once the upstream switched protocols (a tunnel).
 	upgraded atomic.Bool
+	// assertion is the signed identity assertion for the upstream, if its
+	// upstream wants one.
+	assertion string
 }
 
 // RequestInfo is the request-scoped information the gateway attaches to each
@@ -314,6 +318,23 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, st *state) {
 	}
 	g.cfg.Decider.SetHeaders(w.Header(), &d)
 	st.ident = d.Identity
+	if up := rt.Upstream; up.signer != nil {
+		var sid string
+		if d.Identity.Session != nil {
+			sid = d.Identity.Session.ID
+		}
+		tok, err := up.signer.Sign(assertion.Claims{Subject: d.Identity.Subject, Audience: up.audience, Method: r.Method,
+			Path: rt.forwardPath(st.path), KeyID: d.Identity.KeyID, Scopes: d.Identity.Scopes, Session: sid, Client: d.Identity.Client})
+		if err != nil {
+			// Fail closed: an upstream that expects an assertion gets none
+			// it could mistake for one.
+			g.cfg.Logger.LogAttrs(r.Context(), slog.LevelError, "sign the identity assertion",
+				slog.String("request_id", st.id), slog.String("error", err.Error()))
+			g.problem(w, st, problem.New(problem.Internal, http.StatusInternalServerError, "the request could not be forwarded"))
+			return
+		}
+		st.assertion = tok
+	}
 
 	if r.ContentLength > rt.MaxBody {
 		g.problem(w, st, problem.New(problem.BodyTooLarge, http.StatusRequestEntityTooLarge,
@@ -527,22 +548,27 @@ func (g *Gateway) newProxy(rt *route) *httputil.ReverseProxy {
 	}
 }
 
+// forwardPath is the path sent upstream for the normalised path p: without
+// the prefix when the route strips it, under the upstream's base path.
+func (rt *route) forwardPath(p string) string {
+	if rt.StripPrefix {
+		p = strings.TrimPrefix(p, rt.Prefix)
+		if p == "" || p[0] != '/' {
+			p = "/" + p
+		}
+	}
+	if up := rt.Upstream.url; up.Path != "" && up.Path != "/" {
+		p = strings.TrimSuffix(up.Path, "/") + p
+	}
+	return p
+}
+
 func (g *Gateway) rewrite(pr *httputil.ProxyRequest, rt *route, st *state) {
 	out := pr.Out
 	up := rt.Upstream.url
-	path := st.path
-	if rt.StripPrefix {
-		path = strings.TrimPrefix(path, rt.Prefix)
-		if path == "" || path[0] != '/' {
-			path = "/" + path
-		}
-	}
-	if up.Path != "" && up.Path != "/" {
-		path = strings.TrimSuffix(up.Path, "/") + path
-	}
 	out.URL.Scheme = up.Scheme
 	out.URL.Host = up.Host
-	out.URL.Path = path
+	out.URL.Path = rt.forwardPath(st.path)
 	out.URL.RawPath = ""
 	out.Host = ""
 
@@ -582,6 +608,9 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest, rt *route, st *state) {
 		}
 	}
 	out.Header.Set("X-Request-Id", st.id)
+	if st.assertion != "" {
+		out.Header[assertion.Header] = []string{st.assertion}
+	}
 	if _, rule := g.shapeRule(st); rule != nil {
 		// The answer is read to be shaped: ask for it unencoded.
 		delete(out.Header, "Accept-Encoding")

@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"net/url"
 	"time"
+
+	"github.com/keywayhq/keyway/internal/assertion"
 )
 
 // UpstreamConfig describes one backend.
@@ -23,6 +25,13 @@ type UpstreamConfig struct {
 	DialTimeout time.Duration
 	// RootCAs verifies an https upstream. Default: the system pool.
 	RootCAs *x509.CertPool
+	// ClientCertificate, when set, is presented to an https upstream that
+	// asks for one (mutual TLS).
+	ClientCertificate func(*tls.CertificateRequestInfo) (*tls.Certificate, error)
+	// Signer, when set, signs an X-Keyway-Assertion for every request,
+	// with Audience as its aud (default: the URL's scheme://host).
+	Signer   *assertion.Signer
+	Audience string
 }
 
 // Upstream is a backend with its own connection pool.
@@ -30,6 +39,8 @@ type Upstream struct {
 	name      string
 	url       *url.URL
 	transport http.RoundTripper
+	signer    *assertion.Signer
+	audience  string
 }
 
 // NewUpstream validates cfg and builds the upstream's transport.
@@ -63,11 +74,15 @@ func NewUpstream(cfg UpstreamConfig) (*Upstream, error) {
 		DisableCompression: true,
 		ForceAttemptHTTP2:  u.Scheme == "https",
 		TLSClientConfig: &tls.Config{
-			MinVersion: tls.VersionTLS12,
-			RootCAs:    cfg.RootCAs,
+			MinVersion:           tls.VersionTLS12,
+			RootCAs:              cfg.RootCAs,
+			GetClientCertificate: cfg.ClientCertificate,
 		},
 	}
-	return &Upstream{name: cfg.Name, url: u, transport: t}, nil
+	if cfg.Audience == "" {
+		cfg.Audience = u.Scheme + "://" + u.Host
+	}
+	return &Upstream{name: cfg.Name, url: u, transport: t, signer: cfg.Signer, audience: cfg.Audience}, nil
 }
 
 // Name is the upstream's name.

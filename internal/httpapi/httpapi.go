@@ -48,6 +48,9 @@ type Config struct {
 	Decider *decision.Core
 	// Portal serves the web pages under /.keyway/portal/. Optional.
 	Portal http.Handler
+	// JWKS, when set, is served at /.keyway/jwks.json: the public keys of
+	// the identity assertions keyway signs for upstreams.
+	JWKS http.Handler
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
 }
@@ -99,6 +102,9 @@ func New(cfg Config) (*Own, error) {
 	}
 	if cfg.Portal != nil {
 		mux.Handle("/.keyway/portal/", cfg.Portal)
+	}
+	if cfg.JWKS != nil {
+		mux.Handle("GET /.keyway/jwks.json", cfg.JWKS)
 	}
 	mux.Handle("/", s.handle(func(http.ResponseWriter, *http.Request) error { return errNotFound }))
 	own.h = securityHeaders(mux)

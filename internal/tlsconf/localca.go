@@ -79,6 +79,7 @@ type LocalCAConfig struct {
 // and loopback addresses; it issues short-lived ECDSA P-256 leaves in memory
 // on demand and renews them in GetCertificate. It is safe for concurrent use.
 type LocalCA struct {
+	kind     *caKind
 	certFile string
 	root     *x509.Certificate
 	key      *ecdsa.PrivateKey
@@ -143,8 +144,27 @@ func OpenLocalCA(cfg LocalCAConfig) (*LocalCA, error) {
 		return nil, fmt.Errorf("local ca: %w", errors.Join(problems...))
 	}
 
+	return openCA(cfg, serverCA, dnsNames, ips)
+}
+
+// openCA opens (or creates) the CA of kind in cfg.Dir and issues a first
+// leaf.
+func openCA(cfg LocalCAConfig, kind *caKind, dnsNames []string, ips []net.IP) (*LocalCA, error) {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.LeafLifetime == 0 {
+		cfg.LeafLifetime = defaultLeafLifetime
+	}
+	if cfg.Dir == "" || cfg.LeafLifetime < time.Minute {
+		return nil, errors.New("ca: a directory and a leaf lifetime of at least a minute are required")
+	}
 	ca := &LocalCA{
-		certFile: filepath.Join(cfg.Dir, CACertFileName),
+		kind:     kind,
+		certFile: filepath.Join(cfg.Dir, kind.certName),
 		dnsNames: dnsNames,
 		ips:      ips,
 		now:      cfg.Now,
@@ -239,11 +259,11 @@ func (ca *LocalCA) issue(now time.Time) (*localLeaf, error) {
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial,
-		Subject:               pkix.Name{CommonName: "localhost", Organization: []string{"keyway local development"}},
+		Subject:               pkix.Name{CommonName: ca.kind.leafName, Organization: []string{ca.kind.org}},
 		NotBefore:             now.Add(-backdate),
 		NotAfter:              now.Add(ca.lifetime),
 		KeyUsage:              x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		ExtKeyUsage:           []x509.ExtKeyUsage{ca.kind.usage},
 		BasicConstraintsValid: true,
 		DNSNames:              ca.dnsNames,
 		IPAddresses:           ca.ips,
@@ -272,7 +292,7 @@ func (ca *LocalCA) loadOrCreate(dir string) error {
 	if err := ensurePrivateDir(dir, ca.log); err != nil {
 		return err
 	}
-	keyFile := filepath.Join(dir, CAKeyFileName)
+	keyFile := filepath.Join(dir, ca.kind.keyName)
 	certExists, err := fileExists(ca.certFile)
 	if err != nil {
 		return err
@@ -287,9 +307,9 @@ func (ca *LocalCA) loadOrCreate(dir string) error {
 	case !certExists && !keyExists:
 		return ca.create(keyFile)
 	case certExists:
-		return fmt.Errorf("%s exists but %s does not; restore it, or remove %s to create a new CA", CACertFileName, CAKeyFileName, CACertFileName)
+		return fmt.Errorf("%s exists but %s does not; restore it, or remove %s to create a new CA", ca.kind.certName, ca.kind.keyName, ca.kind.certName)
 	default:
-		return fmt.Errorf("%s exists but %s does not; restore it, or remove %s to create a new CA", CAKeyFileName, CACertFileName, CAKeyFileName)
+		return fmt.Errorf("%s exists but %s does not; restore it, or remove %s to create a new CA", ca.kind.keyName, ca.kind.certName, ca.kind.keyName)
 	}
 }
 
@@ -311,13 +331,13 @@ func (ca *LocalCA) create(keyFile string) error {
 	tmpl := &x509.Certificate{
 		SerialNumber: serial,
 		Subject: pkix.Name{
-			CommonName:   "keyway local development CA " + id,
-			Organization: []string{"keyway local development CA"},
+			CommonName:   ca.kind.rootName + " " + id,
+			Organization: []string{ca.kind.rootName},
 		},
 		NotBefore:             now.Add(-backdate),
 		NotAfter:              now.Add(caLifetime),
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		ExtKeyUsage:           []x509.ExtKeyUsage{ca.kind.usage},
 		BasicConstraintsValid: true,
 		IsCA:                  true,
 		MaxPathLen:            0,
@@ -325,8 +345,8 @@ func (ca *LocalCA) create(keyFile string) error {
 		// Critical, so that a verifier that does not understand name
 		// constraints must reject the chain rather than ignore them.
 		PermittedDNSDomainsCritical: true,
-		PermittedDNSDomains:         permittedDNSDomains,
-		PermittedIPRanges:           permittedIPRanges,
+		PermittedDNSDomains:         ca.kind.dnsDomains,
+		PermittedIPRanges:           ca.kind.ipRanges,
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
@@ -397,24 +417,47 @@ func (ca *LocalCA) load(keyFile string) error {
 	if err := root.CheckSignatureFrom(root); err != nil {
 		return fmt.Errorf("%s: not self-signed: %w", ca.certFile, err)
 	}
-	if !hasLocalNameConstraints(root) {
-		return fmt.Errorf("%s: missing keyway's critical name constraints (localhost, loopback); refusing an unconstrained CA", ca.certFile)
+	if !ca.kind.hasConstraints(root) {
+		return fmt.Errorf("%s: missing keyway's critical name constraints (%s); refusing an unconstrained CA", ca.certFile, ca.kind.constraints)
 	}
 	ca.root, ca.key = root, key
 	ca.log.Debug("local ca: loaded root", "cert_file", ca.certFile, "sha256", fingerprint(root))
 	return nil
 }
 
-// hasLocalNameConstraints reports whether c carries exactly the critical
-// name constraints that create writes.
-func hasLocalNameConstraints(c *x509.Certificate) bool {
+// caKind is what sets one kind of keyway CA apart: its files, names, the
+// one extended key usage of its root and leaves, and its name constraints.
+type caKind struct {
+	certName, keyName  string
+	rootName, leafName string
+	org                string
+	usage              x509.ExtKeyUsage
+	dnsDomains         []string
+	ipRanges           []*net.IPNet
+	constraints        string // for messages
+}
+
+// serverCA is the local development CA that serves HTTPS on localhost.
+var serverCA = &caKind{
+	certName: CACertFileName, keyName: CAKeyFileName,
+	rootName: "keyway local development CA", leafName: "localhost", org: "keyway local development",
+	usage: x509.ExtKeyUsageServerAuth, dnsDomains: permittedDNSDomains, ipRanges: permittedIPRanges,
+	constraints: "localhost, loopback",
+}
+
+// hasConstraints reports whether c carries exactly the critical name
+// constraints that create writes for this kind.
+func (k *caKind) hasConstraints(c *x509.Certificate) bool {
 	if !c.PermittedDNSDomainsCritical ||
-		!slices.Equal(c.PermittedDNSDomains, permittedDNSDomains) ||
-		len(c.PermittedIPRanges) != len(permittedIPRanges) {
+		!slices.Equal(c.PermittedDNSDomains, k.dnsDomains) ||
+		len(c.PermittedIPRanges) != len(k.ipRanges) {
+		return false
+	}
+	if len(c.ExtKeyUsage) != 1 || c.ExtKeyUsage[0] != k.usage {
 		return false
 	}
 	for i, r := range c.PermittedIPRanges {
-		want := permittedIPRanges[i]
+		want := k.ipRanges[i]
 		if !r.IP.Equal(want.IP) || r.Mask.String() != want.Mask.String() {
 			return false
 		}

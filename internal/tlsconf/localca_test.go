@@ -139,7 +139,7 @@ func TestLocalCANameConstraints(t *testing.T) {
 	if !found {
 		t.Fatal("root has no name constraints extension")
 	}
-	if !hasLocalNameConstraints(root) {
+	if !serverCA.hasConstraints(root) {
 		t.Errorf("constraints = DNS %v IP %v", root.PermittedDNSDomains, root.PermittedIPRanges)
 	}
 	if root.PublicKeyAlgorithm != x509.ECDSA || root.NotAfter.Sub(root.NotBefore) < 10*365*24*time.Hour {
