@@ -241,7 +241,13 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 		return nil, err
 	}
 	clientIP := clientip.New(cfg.TrustedProxies, cfg.Server.IPv6Prefix)
+	var fa *gateway.ForwardAuth
+	if cfg.ForwardAuth.Enabled {
+		fa = &gateway.ForwardAuth{Proxies: clientip.New(cfg.ForwardAuth.TrustedProxies, cfg.Server.IPv6Prefix),
+			Signer: a.signer, Audience: cfg.ForwardAuth.Audience}
+	}
 	a.gw, err = gateway.New(gateway.Config{
+		ForwardAuth:          fa,
 		Routes:               routes,
 		Own:                  a.own,
 		ClientIP:             clientIP,

@@ -68,6 +68,9 @@ type Config struct {
 	Upstreams map[string]Upstream `yaml:"upstreams"`
 	// Routes are matched by longest path prefix, then by method.
 	Routes []Route `yaml:"routes"`
+	// ForwardAuth serves /.keyway/verify, so that nginx, Traefik, Caddy or
+	// Envoy in front of the upstreams can ask keyway who may pass.
+	ForwardAuth ForwardAuth `yaml:"forward_auth"`
 	// Clients are client profiles by name: which routes each kind of
 	// client may call, its CORS origins, and the fields of each answer it
 	// receives (the Backend-for-Frontend).
@@ -230,6 +233,19 @@ type Route struct {
 	// Default false: a cookie an upstream sets would be a second session
 	// that keyway cannot revoke. keyway's own cookie names never pass.
 	AllowUpstreamCookies bool `yaml:"allow_upstream_cookies"`
+}
+
+// ForwardAuth configures /.keyway/verify.
+type ForwardAuth struct {
+	// Enabled serves /.keyway/verify. Default false. Routes may then have
+	// no upstream: they are decided for the proxy in front, never proxied.
+	Enabled bool `yaml:"enabled"`
+	// TrustedProxies may ask, and their X-Original-*, X-Forwarded-* headers
+	// are believed. Default: loopback (127.0.0.0/8, ::1).
+	TrustedProxies []netip.Prefix `yaml:"trusted_proxies"`
+	// Audience, when set, adds a signed X-Keyway-Assertion for that
+	// audience to every answer that lets a request pass.
+	Audience string `yaml:"audience"`
 }
 
 // Client is a client profile: one kind of client of the API (the browser

@@ -53,6 +53,8 @@ func TestDefault(t *testing.T) {
 			IPv6Prefix:        64,
 			ShutdownTimeout:   30 * time.Second,
 		},
+		// Forward auth answers loopback proxies only, once enabled.
+		ForwardAuth: ForwardAuth{TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}},
 	}
 	got := Default()
 	if diff := cmp.Diff(want, got, cmpConfig...); diff != "" {

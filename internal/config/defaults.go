@@ -2,6 +2,7 @@ package config
 
 import (
 	"maps"
+	"net/netip"
 	"net/url"
 	"path/filepath"
 	"slices"
@@ -129,6 +130,9 @@ func (c *Config) fillDerived() {
 	if c.Log.Access == nil {
 		access := true
 		c.Log.Access = &access
+	}
+	if c.ForwardAuth.TrustedProxies == nil && !c.src.has("forward_auth.trusted_proxies") {
+		c.ForwardAuth.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
 	}
 	for name, u := range c.Upstreams {
 		p := "upstreams." + name

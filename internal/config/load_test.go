@@ -54,6 +54,7 @@ func TestLoadFull(t *testing.T) {
 			Hosts:                []string{"example.com", "admin.example.com"},
 			IPv6Prefix:           56,
 		},
+		ForwardAuth: ForwardAuth{Enabled: true, TrustedProxies: []netip.Prefix{netip.MustParsePrefix("10.1.2.3/32")}, Audience: "urn:orders"},
 		TrustedProxies: []netip.Prefix{
 			netip.MustParsePrefix("10.0.0.0/8"),
 			netip.MustParsePrefix("192.168.1.7/32"),
@@ -98,8 +99,8 @@ func TestLoadFull(t *testing.T) {
 	// Listening on 0.0.0.0 is fine here: TLS mode is files, not local.
 	// Only "status" lacks a rate limit; "keys" is not public.
 	wantWarnings := []string{
-		`testdata/full.yaml:75: warning: public route "status" has no rate_limit: one client can use all of the upstream's capacity; add rate_limit: {rate: 60/min, per: ip}`,
-		`testdata/full.yaml:80: warning: public route "/v1" allows POST, DELETE: anyone can write without signing in`,
+		`testdata/full.yaml:80: warning: public route "status" has no rate_limit: one client can use all of the upstream's capacity; add rate_limit: {rate: 60/min, per: ip}`,
+		`testdata/full.yaml:85: warning: public route "/v1" allows POST, DELETE: anyone can write without signing in`,
 	}
 	if diff := cmp.Diff(wantWarnings, warningStrings(c.Lint())); diff != "" {
 		t.Errorf("Lint() mismatch (-want +got):\n%s", diff)

@@ -48,6 +48,14 @@ func (c *Config) Validate() error {
 	v.upstreams()
 	v.routes()
 	v.clients()
+	for i, p := range c.ForwardAuth.TrustedProxies {
+		if !p.IsValid() {
+			v.errorf("forward_auth.trusted_proxies["+strconv.Itoa(i)+"]", "", "invalid CIDR")
+		}
+	}
+	if c.ForwardAuth.Audience != "" && !c.ForwardAuth.Enabled {
+		v.errorf("forward_auth.audience", "set forward_auth.enabled: true to use it, or remove it", "only used with forward_auth")
+	}
 	v.apiKeys()
 	v.passkeys()
 	if len(v.errs) == 0 {
@@ -361,7 +369,9 @@ func (v *validator) routes() {
 			}
 		}
 		if r.Upstream == "" {
-			v.errorf(p+".upstream", "name one of upstreams", "required")
+			if !c.ForwardAuth.Enabled {
+				v.errorf(p+".upstream", "name one of upstreams (a route without one is only for forward_auth)", "required")
+			}
 		} else if _, ok := c.Upstreams[r.Upstream]; !ok {
 			hint := "define it under upstreams"
 			if s := suggest(r.Upstream, slices.Sorted(maps.Keys(c.Upstreams))); s != "" {

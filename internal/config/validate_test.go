@@ -181,7 +181,7 @@ func TestValidate(t *testing.T) {
 				"routes[0].methods[4]: method GET is listed twice",
 			}},
 		{"upstream required", func(c *Config) { c.Routes[0].Upstream = "" },
-			[]string{"routes[0].upstream: required (name one of upstreams)"}},
+			[]string{"routes[0].upstream: required (name one of upstreams (a route without one is only for forward_auth))"}},
 		{"unknown upstream", func(c *Config) { c.Routes[0].Upstream = "wheather" },
 			[]string{`routes[0].upstream: unknown upstream "wheather" (did you mean "weather"?)`}},
 		{"unknown upstream far off", func(c *Config) { c.Routes[0].Upstream = "billing" },

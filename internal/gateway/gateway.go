@@ -52,6 +52,9 @@ type Config struct {
 	// Clients are the client profiles: CORS for the browser's, and the
 	// fields each client receives.
 	Clients []Client
+	// ForwardAuth, when set, serves /.keyway/verify: proxies in front of
+	// the upstreams ask it who may pass. Routes may then have no Upstream.
+	ForwardAuth *ForwardAuth
 	// HSTSMaxAge is sent on every response. Required, at least a year.
 	HSTSMaxAge time.Duration
 	// Logger receives errors and, with AccessLog, one line per request. Required.
@@ -132,7 +135,7 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	routes := make([]*route, 0, len(cfg.Routes))
 	for _, rc := range cfg.Routes {
-		if rc.Name == "" || rc.Upstream == nil || rc.MaxBody <= 0 || rc.Timeout <= 0 || len(rc.Methods) == 0 {
+		if rc.Name == "" || (rc.Upstream == nil && cfg.ForwardAuth == nil) || rc.MaxBody <= 0 || rc.Timeout <= 0 || len(rc.Methods) == 0 {
 			return nil, fmt.Errorf("gateway: route %q: name, upstream, methods, max body and timeout are required", rc.Prefix)
 		}
 		if cfg.CaseInsensitivePaths {
@@ -168,7 +171,9 @@ func New(cfg Config) (*Gateway, error) {
 			}
 			r.pass[h] = true
 		}
-		r.proxy = g.newProxy(r)
+		if rc.Upstream != nil {
+			r.proxy = g.newProxy(r)
+		}
 		if g.metrics != nil {
 			g.metrics.bind(r)
 		}
@@ -273,6 +278,15 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, st *state) {
 			"API keys must not be sent in URLs; send them in the Authorization header (and rotate this one)"))
 		return
 	}
+	if g.cfg.ForwardAuth != nil && (path == VerifyPath || strings.HasPrefix(path, VerifyPath+"/")) {
+		if !g.cfg.Hosts.Match(r.Host) {
+			g.problem(w, st, problem.New(problem.MisdirectedRequest, http.StatusMisdirectedRequest,
+				"this server does not answer for that host name"))
+			return
+		}
+		g.serveVerify(w, r, st, path)
+		return
+	}
 	if !g.hostAllowed(r, st) {
 		g.problem(w, st, problem.New(problem.MisdirectedRequest, http.StatusMisdirectedRequest,
 			"this server does not answer for that host name"))
@@ -298,6 +312,12 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, st *state) {
 		return
 	}
 	st.route = rt
+	if rt.proxy == nil {
+		// A route without an upstream is decided for the proxy in front
+		// (forward auth), never proxied.
+		g.problem(w, st, problem.New(problem.NotFound, http.StatusNotFound, "no route matches this path"))
+		return
+	}
 	tunnel := decision.IsUpgrade(r.Header)
 	if tunnel && (!rt.WebSocket || r.Method != http.MethodGet || !strings.EqualFold(strings.TrimSpace(r.Header.Get("Upgrade")), "websocket")) {
 		// An upgraded connection is a tunnel that keyway no longer checks:
@@ -704,7 +724,9 @@ func (g *Gateway) Close() {
 
 func closeRoutes(routes []*route) {
 	for _, r := range routes {
-		r.Upstream.Close()
+		if r.Upstream != nil {
+			r.Upstream.Close()
+		}
 		r.decide.Close()
 	}
 }

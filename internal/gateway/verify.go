@@ -1,0 +1,223 @@
+package gateway
+
+import (
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/keywayhq/keyway/internal/assertion"
+	"github.com/keywayhq/keyway/internal/clientip"
+	"github.com/keywayhq/keyway/internal/decision"
+	"github.com/keywayhq/keyway/internal/problem"
+)
+
+// VerifyPath is forward auth's endpoint. Each proxy has a path of its own,
+// so that keyway reads the one header the proxy itself sets and never one
+// a client slipped through it (nginx passes a client's X-Forwarded-Uri to
+// the auth request; Caddy passes a client's X-Original-URI):
+//
+//   - VerifyPath: Traefik ForwardAuth, Caddy forward_auth and the like,
+//     which name the original request in X-Forwarded-Method and
+//     X-Forwarded-Uri;
+//   - VerifyPath+"/nginx": nginx auth_request, with X-Original-URI (or
+//     X-Original-URL) and X-Original-Method set in the auth location;
+//   - VerifyPath+"/envoy" followed by the original path, with the original
+//     method: Envoy ext_authz (HTTP service) with that path_prefix.
+const VerifyPath = ReservedPrefix + "/verify"
+
+const (
+	verifyNginx = VerifyPath + "/nginx"
+	verifyEnvoy = VerifyPath + "/envoy"
+)
+
+// ForwardAuth configures the forward-auth endpoint.
+type ForwardAuth struct {
+	// Proxies resolves the proxies that may ask: only their forwarded
+	// headers are believed, and only they get an answer. Required.
+	Proxies *clientip.Resolver
+	// Signer and Audience, when set, add an X-Keyway-Assertion to every
+	// answer that lets a request pass.
+	Signer   *assertion.Signer
+	Audience string
+}
+
+// identityHeaders are set on every answer that lets a request pass, empty
+// when they do not apply, so that a proxy copying them always overwrites
+// whatever the client sent. X-Keyway-Cookie is the request's Cookie without
+// keyway's own cookies: what the proxy should send upstream instead.
+var identityHeaders = []string{"X-Keyway-Subject", "X-Keyway-Key-Id", "X-Keyway-Scopes", "X-Keyway-Name",
+	"X-Keyway-Session-Id", "X-Keyway-Client", "X-Keyway-Cookie"}
+
+// verifyMode is the contract of the proxy that asks.
+type verifyMode uint8
+
+const (
+	// modeNginx: auth_request passes only 401 and 403 to the client (any
+	// other status becomes a 500), so every refusal is one of those, with
+	// the status keyway means in X-Keyway-Status for the proxy to map.
+	modeNginx verifyMode = iota
+	// modeForward: Traefik and Caddy copy a refusal to the client as it is.
+	modeForward
+	// modeEnvoy: ext_authz allows on exactly 200 and copies refusals.
+	modeEnvoy
+)
+
+// original is the request a proxy asks about.
+type original struct {
+	method, uri string
+}
+
+// originalRequest reads what the proxy says of the original request, from
+// the headers of the contract its path names, and only those.
+func originalRequest(r *http.Request, path string) (verifyMode, original, bool) {
+	h := r.Header
+	switch {
+	case path == VerifyPath:
+		uri, method := h.Get("X-Forwarded-Uri"), h.Get("X-Forwarded-Method")
+		if method == "" {
+			method = r.Method
+		}
+		return modeForward, original{method: method, uri: requestURI(uri)}, uri != ""
+	case path == verifyNginx:
+		uri := h.Get("X-Original-Uri")
+		if uri == "" {
+			uri = h.Get("X-Original-Url")
+		}
+		method := h.Get("X-Original-Method")
+		if method == "" {
+			method = r.Method
+		}
+		return modeNginx, original{method: method, uri: requestURI(uri)}, uri != ""
+	case strings.HasPrefix(path, verifyEnvoy+"/"):
+		// The original path after the prefix, still escaped (it is decoded
+		// once, below, like any request's), and the original method.
+		esc := r.URL.EscapedPath()
+		if !strings.HasPrefix(esc, verifyEnvoy+"/") {
+			return modeEnvoy, original{}, false
+		}
+		uri := strings.TrimPrefix(esc, verifyEnvoy)
+		if r.URL.RawQuery != "" {
+			uri += "?" + r.URL.RawQuery
+		}
+		return modeEnvoy, original{method: r.Method, uri: uri}, true
+	}
+	return modeForward, original{}, false
+}
+
+// requestURI keeps the path and query of an absolute URL (X-Original-URL
+// may be one), or returns uri as it is.
+func requestURI(uri string) string {
+	if strings.HasPrefix(uri, "/") {
+		return uri
+	}
+	u, err := url.Parse(uri)
+	if err != nil || u.Scheme == "" {
+		return uri // NormalizePath refuses it
+	}
+	return u.RequestURI()
+}
+
+// validMethod reports an HTTP method token of a sane length.
+func validMethod(m string) bool {
+	if m == "" || len(m) > 16 {
+		return false
+	}
+	for i := 0; i < len(m); i++ {
+		if c := m[i]; c < 'A' || c > 'Z' {
+			return false
+		}
+	}
+	return true
+}
+
+// serveVerify answers a proxy that asks whether the original request it
+// describes may pass, with the same decision the proxy itself would make:
+// the same normalisation, routes, policies, limits and revocations.
+func (g *Gateway) serveVerify(w http.ResponseWriter, r *http.Request, st *state, path string) {
+	fa := g.cfg.ForwardAuth
+	h := w.Header()
+	h.Set("Cache-Control", "no-store")
+	client := fa.Proxies.Resolve(r)
+	if !client.PeerTrusted {
+		// Anyone else could describe any request and learn its answer.
+		g.problem(w, st, problem403("forward auth answers its trusted proxies only"))
+		return
+	}
+	st.client = client
+	mode, orig, ok := originalRequest(r, path)
+	deny := func(status int, p *problem.Problem, d *decision.Decision) {
+		if d != nil {
+			g.cfg.Decider.SetHeaders(h, d)
+		}
+		if mode == modeNginx && status != http.StatusUnauthorized && status != http.StatusForbidden {
+			h.Set("X-Keyway-Status", strconv.Itoa(status))
+			cp := *p
+			cp.Status, cp.Title = http.StatusForbidden, http.StatusText(http.StatusForbidden)
+			p = &cp
+		}
+		g.problem(w, st, p)
+	}
+	if !ok || !validMethod(orig.method) {
+		deny(http.StatusBadRequest, problem.New(problem.BadRequest, http.StatusBadRequest,
+			"forward auth needs the original request: X-Forwarded-Uri and X-Forwarded-Method at /.keyway/verify, "+
+				"X-Original-URI and X-Original-Method at /.keyway/verify/nginx, or the path after /.keyway/verify/envoy"), nil)
+		return
+	}
+	escPath, rawQuery, _ := strings.Cut(orig.uri, "?")
+	opath, err := NormalizePath(escPath, g.cfg.CaseInsensitivePaths)
+	if err != nil {
+		deny(http.StatusBadRequest, problem.New(problem.BadRequest, http.StatusBadRequest, err.Error()), nil)
+		return
+	}
+	if keyShaped(opath) || queryHasKey(rawQuery) {
+		deny(http.StatusBadRequest, problem.New(problem.BadRequest, http.StatusBadRequest,
+			"API keys must not be sent in URLs; send them in the Authorization header (and rotate this one)"), nil)
+		return
+	}
+	pr := g.table.lookup(opath)
+	var rt *route
+	if pr != nil {
+		rt = pr.forMethod(orig.method)
+	}
+	if rt == nil || opath == ReservedPrefix || strings.HasPrefix(opath, ReservedPrefix+"/") {
+		// No route, no pass: the proxy in front must not serve what keyway
+		// does not know.
+		deny(http.StatusNotFound, problem.New(problem.NotFound, http.StatusNotFound, "no route matches the original request"), nil)
+		return
+	}
+	st.route = rt
+	facts := g.cfg.Decider.FactsFrom(r, rt.decide, client, st.id)
+	facts.Method = orig.method
+	d := g.cfg.Decider.Decide(r.Context(), rt.decide, &facts)
+	if !d.Allowed() {
+		deny(d.Reason.Status(), g.cfg.Decider.Problem(&d), &d)
+		return
+	}
+	g.cfg.Decider.SetHeaders(h, &d)
+	id := &d.Identity
+	sid := ""
+	if id.Session != nil {
+		sid = id.Session.ID
+	}
+	cookies := http.Header{"Cookie": r.Header.Values("Cookie")}
+	stripKeywayCookies(cookies)
+	for i, v := range []string{id.Subject, id.KeyID, id.Scopes, id.Name, sid, id.Client, cookies.Get("Cookie")} {
+		h[identityHeaders[i]] = []string{v}
+	}
+	if mode != modeNginx {
+		// Traefik and Envoy copy answer headers by name, without renaming:
+		// the cookies without keyway's, under their own name.
+		h["Cookie"] = []string{cookies.Get("Cookie")}
+	}
+	if fa.Signer != nil && fa.Audience != "" {
+		tok, err := fa.Signer.Sign(assertion.Claims{Subject: id.Subject, Audience: fa.Audience, Method: orig.method, Path: opath,
+			KeyID: id.KeyID, Scopes: id.Scopes, Session: sid, Client: id.Client})
+		if err != nil {
+			deny(http.StatusInternalServerError, problem.New(problem.Internal, http.StatusInternalServerError, "the decision could not be signed"), nil)
+			return
+		}
+		h[assertion.Header] = []string{tok}
+	}
+	w.WriteHeader(http.StatusOK)
+}
