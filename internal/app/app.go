@@ -17,6 +17,7 @@ import (
 	"maps"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -51,6 +52,10 @@ type Options struct {
 	Version string
 	// Getenv reads the environment (KEYWAY_PEPPER). Default os.Getenv.
 	Getenv func(string) string
+	// Embedded builds keyway inside another program (the verify package):
+	// no listener, no upstream, no setup link; Handler answers forward
+	// auth in process, for the program alone. Run still follows the store.
+	Embedded bool
 }
 
 // App is a running keyway.
@@ -124,9 +129,12 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 		return nil, err
 	}
 
-	src, acme, err := a.certSource()
-	if err != nil {
-		return nil, err
+	var src tlsconf.CertSource
+	var acme *tlsconf.ACME
+	if !opts.Embedded {
+		if src, acme, err = a.certSource(); err != nil {
+			return nil, err
+		}
 	}
 
 	reg := prometheus.NewRegistry()
@@ -138,18 +146,28 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 	reg.MustRegister(buildInfo)
 
 	hosts := gateway.NewHosts(cfg.HostNames())
+	if opts.Embedded {
+		hosts = nil // only the embedding program asks, by no name
+	}
 	// The public URL is known once the HTTPS listener is bound; the signer
 	// is made first because the upstreams take it.
-	httpsLn, err := a.bind("https", cfg.Listen)
-	if err != nil {
-		return nil, err
+	httpsAddr := cfg.Listen
+	var httpsLn net.Listener
+	if !opts.Embedded {
+		if httpsLn, err = a.bind("https", cfg.Listen); err != nil {
+			return nil, err
+		}
+		httpsAddr = httpsLn.Addr().String()
 	}
-	_, _, a.publicURL = relyingParty(cfg, httpsLn.Addr().String())
+	_, _, a.publicURL = relyingParty(cfg, httpsAddr)
 	if a.signer, err = assertion.New(assertion.Config{Secret: assertKey, Issuer: a.publicURL}); err != nil {
 		return nil, err
 	}
 	upstreams := make(map[string]*gateway.Upstream, len(cfg.Upstreams))
 	for name, uc := range cfg.Upstreams {
+		if opts.Embedded {
+			break // decided in process, never proxied
+		}
 		rawURL := uc.URL
 		if rawURL == config.DemoUpstreamURL {
 			if rawURL, err = a.startDemo(); err != nil {
@@ -206,10 +224,12 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 	}
 	// The HTTPS listener (bound above: passkey origins carry its port)
 	// serves nothing until Run.
-	a.serve("https", httpsLn, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { a.gw.ServeHTTP(w, r) }),
-		tlsconf.Policy(src, cfg.TLS.MinVersion == "1.3"))
+	if !opts.Embedded {
+		a.serve("https", httpsLn, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { a.gw.ServeHTTP(w, r) }),
+			tlsconf.Policy(src, cfg.TLS.MinVersion == "1.3"))
+	}
 	var origins []string
-	if a.passkeys, a.sessions, origins, err = a.newPeople(httpsLn.Addr().String()); err != nil {
+	if a.passkeys, a.sessions, origins, err = a.newPeople(httpsAddr); err != nil {
 		return nil, err
 	}
 	// One decision core for every door: the proxy, keyway's own endpoints,
@@ -242,7 +262,12 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 	}
 	clientIP := clientip.New(cfg.TrustedProxies, cfg.Server.IPv6Prefix)
 	var fa *gateway.ForwardAuth
-	if cfg.ForwardAuth.Enabled {
+	switch {
+	case opts.Embedded:
+		// The program that embeds keyway is the only "proxy" there is.
+		fa = &gateway.ForwardAuth{Proxies: clientip.New([]netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}, cfg.Server.IPv6Prefix),
+			Signer: a.signer, Audience: cfg.ForwardAuth.Audience}
+	case cfg.ForwardAuth.Enabled:
 		fa = &gateway.ForwardAuth{Proxies: clientip.New(cfg.ForwardAuth.TrustedProxies, cfg.Server.IPv6Prefix),
 			Signer: a.signer, Audience: cfg.ForwardAuth.Audience}
 	}
@@ -264,6 +289,9 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 		return nil, err
 	}
 
+	if opts.Embedded {
+		return a, nil
+	}
 	if err := a.setupLink(ctx); err != nil {
 		return nil, err
 	}
@@ -453,6 +481,10 @@ func (a *App) Addr(name string) string {
 	}
 	return ""
 }
+
+// Handler is keyway's HTTPS handler: what the HTTPS listener serves, and
+// what an embedded keyway answers forward auth with.
+func (a *App) Handler() http.Handler { return a.gw }
 
 // CAFile is the local CA's certificate file ("" unless TLS mode is local).
 func (a *App) CAFile() string { return a.caFile }
