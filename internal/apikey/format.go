@@ -155,14 +155,34 @@ func WithChecksum(head string) string {
 	return head + string(sum[:])
 }
 
+// crcIEEE is CRC-32 (IEEE) of s, eight bytes at a time ("slicing by 8"):
+// the byte-at-a-time loop was a sixth of a key check's time.
 func crcIEEE(s string) uint32 {
-	tab := crc32.IEEETable
 	crc := ^uint32(0)
+	for len(s) >= 8 {
+		crc ^= uint32(s[0]) | uint32(s[1])<<8 | uint32(s[2])<<16 | uint32(s[3])<<24
+		crc = crcTables[7][crc&0xff] ^ crcTables[6][crc>>8&0xff] ^ crcTables[5][crc>>16&0xff] ^ crcTables[4][crc>>24] ^
+			crcTables[3][s[4]] ^ crcTables[2][s[5]] ^ crcTables[1][s[6]] ^ crcTables[0][s[7]]
+		s = s[8:]
+	}
 	for i := 0; i < len(s); i++ {
-		crc = tab[byte(crc)^s[i]] ^ (crc >> 8) //nolint:gosec // G115: taking the low byte is the algorithm
+		crc = crcTables[0][byte(crc)^s[i]] ^ (crc >> 8) //nolint:gosec // G115: taking the low byte is the algorithm
 	}
 	return ^crc
 }
+
+// crcTables are the slicing-by-8 tables of CRC-32 (IEEE): table 0 is the
+// standard byte table, table k advances a byte by k more zero bytes.
+var crcTables = func() (t [8][256]uint32) {
+	t[0] = *crc32.IEEETable
+	for i := range 256 {
+		for k := 1; k < 8; k++ {
+			prev := t[k-1][i]
+			t[k][i] = t[0][prev&0xff] ^ prev>>8
+		}
+	}
+	return t
+}()
 
 func isBase62(c byte) bool {
 	return '0' <= c && c <= '9' || 'A' <= c && c <= 'Z' || 'a' <= c && c <= 'z'

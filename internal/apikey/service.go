@@ -190,21 +190,21 @@ func (s *Service) Verify(ctx context.Context, raw string, client netip.Addr) (*V
 	if err != nil {
 		return nil, ErrInvalid
 	}
-	v, err := s.lookup(ctx, p.ID)
+	now := s.cfg.Now()
+	v, err := s.lookup(ctx, p.ID, now)
 	if err != nil {
 		return nil, err
 	}
 	if v == nil {
 		return nil, ErrInvalid
 	}
-	now := s.cfg.Now()
 	if !s.matches(v, raw, now) {
-		v.usage.count(OutcomeInvalid, now)
+		v.usage.count(OutcomeInvalid)
 		return nil, ErrInvalid
 	}
 	k := v.Key
 	if !k.RevokedAt.IsZero() || !now.Before(k.ExpiresAt) || !allowedFrom(k.CIDRs, client) {
-		v.usage.count(OutcomeInvalid, now)
+		v.usage.count(OutcomeInvalid)
 		return nil, ErrInvalid
 	}
 	return v, nil
@@ -241,8 +241,7 @@ func allowedFrom(cidrs []netip.Prefix, client netip.Addr) bool {
 
 // lookup returns the cached key, loading it (once, however many callers
 // wait) when it is missing or older than StaleAfter.
-func (s *Service) lookup(ctx context.Context, id string) (*Verified, error) {
-	now := s.cfg.Now()
+func (s *Service) lookup(ctx context.Context, id string, now time.Time) (*Verified, error) {
 	s.mu.RLock()
 	e := s.cache[id]
 	s.mu.RUnlock()

@@ -13,9 +13,12 @@ var outcomes = [...]Outcome{OutcomeOK, OutcomeInvalid, OutcomeForbidden, Outcome
 // keyUsage holds one key's counters between flushes, and its quota state.
 // It outlives cache entries: a reload of the key reuses it.
 type keyUsage struct {
-	id       string
-	pending  [len(outcomes)]atomic.Int64
-	lastUsed atomic.Int64 // unix nanoseconds of the last OK request
+	id      string
+	pending [len(outcomes)]atomic.Int64
+	// okSeen is set by an OK request and taken by the flush, which records
+	// its own time as the last use: a second's precision, and no clock
+	// read on the hot path.
+	okSeen atomic.Bool
 
 	mu          sync.Mutex
 	quotaLoaded bool
@@ -33,16 +36,16 @@ func outcomeIndex(o Outcome) int {
 	return 0
 }
 
-func (u *keyUsage) count(o Outcome, now time.Time) {
+func (u *keyUsage) count(o Outcome) {
 	u.pending[outcomeIndex(o)].Add(1)
-	if o == OutcomeOK {
-		u.lastUsed.Store(now.UnixNano())
+	if o == OutcomeOK && !u.okSeen.Load() {
+		u.okSeen.Store(true)
 	}
 }
 
 // Record counts one request of v with outcome o, for the usage report.
 func (s *Service) Record(v *Verified, o Outcome) {
-	v.usage.count(o, s.cfg.Now())
+	v.usage.count(o)
 }
 
 // periodStart returns the start of the quota period containing now (UTC).
@@ -138,8 +141,8 @@ func (s *Service) flush(ctx context.Context) {
 				took = append(took, taken{u, i, n})
 			}
 		}
-		if lu := u.lastUsed.Swap(0); lu != 0 {
-			last[id] = time.Unix(0, lu).UTC()
+		if u.okSeen.Swap(false) {
+			last[id] = now
 		}
 	}
 	s.usageMu.Unlock()
