@@ -11,6 +11,10 @@
 #   keyway-key    the keyway instance of "keyway", on an `api_key` route with a
 #                 scoped key whose rate limit never triggers (Bearer header)
 #   bare-tuned    optional (--cases): bare + sync.Pool buffers + 256 idle conns
+#   nginx-auth    nginx TLS + auth_request to a trivial always-allow Go service
+#                 over TLS with keep-alive (bench/bareproxy -allow), on /key/hello
+#   nginx-keyway  the same nginx, auth_request to keyway's forward auth
+#                 (/.keyway/verify/nginx) on keyway's api_key route, with the key
 #
 # Every proxy terminates TLS 1.3 with an ECDSA P-256 certificate and forwards
 # to the same upstream over plain HTTP/1.1 with keep-alive. The cases are
@@ -34,7 +38,7 @@ DURATION=10s
 CONNECTIONS=64
 ROUNDS=2
 NGINX_WORKERS=1
-CASES="bare nginx keyway keyway-key keyway-nolog"
+CASES="bare nginx keyway keyway-key keyway-nolog nginx-auth nginx-keyway"
 PORT_BASE=18400
 KEEP=0
 WAIT_IDLE=0
@@ -62,7 +66,7 @@ done
 [[ $WAIT_IDLE =~ ^[0-9]+$ ]] || { echo "bench-proxy: --wait-idle wants seconds" >&2; exit 2; }
 [[ $NGINX_WORKERS =~ ^([1-9][0-9]*|auto)$ ]] || { echo "bench-proxy: --nginx-workers wants a number or auto" >&2; exit 2; }
 for c in $CASES; do
-  case "$c" in bare|bare-tuned|nginx|keyway|keyway-key|keyway-nolog) ;; *) echo "bench-proxy: unknown case $c" >&2; exit 2 ;; esac
+  case "$c" in bare|bare-tuned|nginx|keyway|keyway-key|keyway-nolog|nginx-auth|nginx-keyway) ;; *) echo "bench-proxy: unknown case $c" >&2; exit 2 ;; esac
 done
 
 cd "$(dirname "$0")/.."
@@ -97,7 +101,10 @@ P_KW=$((PORT_BASE + 4))
 P_KWNL=$((PORT_BASE + 5))
 P_KW_ADMIN=$((PORT_BASE + 6))
 P_KWNL_ADMIN=$((PORT_BASE + 7))
-for p in $(seq "$P_UP" "$P_KWNL_ADMIN"); do
+P_ALLOW=$((PORT_BASE + 8))
+P_NGINX_AUTH=$((PORT_BASE + 9))
+P_NGINX_KW=$((PORT_BASE + 10))
+for p in $(seq "$P_UP" "$P_NGINX_KW"); do
   if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
     echo "bench-proxy: 127.0.0.1:$p is already in use (try --port-base)" >&2
     exit 1
@@ -176,6 +183,8 @@ LABEL[nginx]="nginx ($NGINX_WORKERS worker$([ "$NGINX_WORKERS" = 1 ] || echo s))
 LABEL[keyway]="keyway (access log)"
 LABEL[keyway-nolog]="keyway (no access log)"
 LABEL[keyway-key]="keyway api_key route"
+LABEL[nginx-auth]="nginx auth_request trivial"
+LABEL[nginx-keyway]="nginx auth_request keyway"
 declare -A HDR
 
 has_case() { [[ " $CASES " == *" $1 "* ]]; }
@@ -189,7 +198,7 @@ if has_case bare-tuned; then
   URL[bare-tuned]="https://127.0.0.1:$P_TUNED/hello"; PIDOF[bare-tuned]=$LAST_PID
 fi
 
-if has_case nginx; then
+if has_case nginx || has_case nginx-auth || has_case nginx-keyway; then
   mkdir -p "$TMP/nginx/logs"
   openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 \
     -subj /CN=bench-nginx -addext subjectAltName=IP:127.0.0.1,DNS:localhost \
@@ -216,10 +225,92 @@ http {
             proxy_set_header Connection "";
         }
     }
+    # auth_request to a trivial always-allow service, and to keyway: the
+    # same nginx, the same location (identity headers copied, the key
+    # dropped), the same TLS and keep-alive to the auth service, the same
+    # client request (with the key); only the auth service differs.
+    upstream allow {
+        server 127.0.0.1:$P_ALLOW;
+        keepalive 64;
+    }
+    upstream keyway {
+        server 127.0.0.1:$P_KW;
+        keepalive 64;
+    }
+    server {
+        listen 127.0.0.1:$P_NGINX_AUTH ssl;
+        ssl_certificate     $TMP/nginx/cert.pem;
+        ssl_certificate_key $TMP/nginx/key.pem;
+        ssl_protocols TLSv1.3;
+        location = /_auth {
+            internal;
+            proxy_pass https://allow/allow;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_ssl_session_reuse on;
+            proxy_ssl_protocols TLSv1.3;
+            proxy_pass_request_body off;
+            proxy_set_header Content-Length "";
+            proxy_set_header X-Original-URI \$request_uri;
+            proxy_set_header X-Original-Method \$request_method;
+        }
+        location /key/ {
+            auth_request /_auth;
+            auth_request_set \$kw_subject \$upstream_http_x_keyway_subject;
+            auth_request_set \$kw_key \$upstream_http_x_keyway_key_id;
+            auth_request_set \$kw_scopes \$upstream_http_x_keyway_scopes;
+            proxy_set_header X-Keyway-Subject \$kw_subject;
+            proxy_set_header X-Keyway-Key-Id \$kw_key;
+            proxy_set_header X-Keyway-Scopes \$kw_scopes;
+            proxy_set_header Authorization "";
+            proxy_pass http://up/;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+    }
+    server {
+        listen 127.0.0.1:$P_NGINX_KW ssl;
+        ssl_certificate     $TMP/nginx/cert.pem;
+        ssl_certificate_key $TMP/nginx/key.pem;
+        ssl_protocols TLSv1.3;
+        location = /_auth {
+            internal;
+            proxy_pass https://keyway/.keyway/verify/nginx;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host 127.0.0.1;
+            proxy_ssl_session_reuse on;
+            proxy_ssl_protocols TLSv1.3;
+            proxy_pass_request_body off;
+            proxy_set_header Content-Length "";
+            proxy_set_header X-Original-URI \$request_uri;
+            proxy_set_header X-Original-Method \$request_method;
+        }
+        location /key/ {
+            auth_request /_auth;
+            auth_request_set \$kw_subject \$upstream_http_x_keyway_subject;
+            auth_request_set \$kw_key \$upstream_http_x_keyway_key_id;
+            auth_request_set \$kw_scopes \$upstream_http_x_keyway_scopes;
+            proxy_set_header X-Keyway-Subject \$kw_subject;
+            proxy_set_header X-Keyway-Key-Id \$kw_key;
+            proxy_set_header X-Keyway-Scopes \$kw_scopes;
+            proxy_set_header Authorization "";
+            proxy_pass http://up/;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+    }
 }
 EOF
   start nginx "$NGINX" -p "$TMP/nginx" -c "$TMP/nginx/nginx.conf" -e "$TMP/nginx/logs/error.log" -g 'daemon off;'
   URL[nginx]="https://127.0.0.1:$P_NGINX/hello"; PIDOF[nginx]=$LAST_PID
+  URL[nginx-auth]="https://127.0.0.1:$P_NGINX_AUTH/key/hello"; PIDOF[nginx-auth]=$LAST_PID
+  URL[nginx-keyway]="https://127.0.0.1:$P_NGINX_KW/key/hello"; PIDOF[nginx-keyway]=$LAST_PID
+fi
+if has_case nginx-auth; then
+  start allow "$TMP/bin/bareproxy" -allow -listen "127.0.0.1:$P_ALLOW"
+  # The CPU of a request is nginx's and its auth service's together.
+  PIDOF[nginx-auth]="${PIDOF[nginx-auth]} $LAST_PID"
 fi
 
 # keyway_conf DIR PORT ADMIN ACCESS writes a keyway config to DIR/keyway.yaml.
@@ -232,6 +323,7 @@ http_listen: "off"
 admin_listen: 127.0.0.1:$3
 log: {access: $4}
 tls: {min_version: "1.3"}
+forward_auth: {enabled: true}
 upstreams:
   up: {url: "$UP_URL"}
 routes:
@@ -239,7 +331,7 @@ routes:
   - {path: /key, upstream: up, policy: api_key, scopes: [bench], strip_prefix: true}
 EOF
 }
-if has_case keyway || has_case keyway-key; then
+if has_case keyway || has_case keyway-key || has_case nginx-keyway; then
   keyway_conf "$TMP/keyway" "$P_KW" "$P_KW_ADMIN" true
   start keyway "$TMP/bin/keyway" serve --config "$TMP/keyway/keyway.yaml"
   URL[keyway]="https://127.0.0.1:$P_KW/hello"; PIDOF[keyway]=$LAST_PID
@@ -249,22 +341,32 @@ if has_case keyway || has_case keyway-key; then
   [ -n "$BENCH_KEY" ] || { echo "bench-proxy: could not create the benchmark API key" >&2; exit 1; }
   URL[keyway-key]="https://127.0.0.1:$P_KW/key/hello"; PIDOF[keyway-key]=$LAST_PID
   HDR[keyway-key]="Authorization: Bearer $BENCH_KEY"
+  HDR[nginx-keyway]="Authorization: Bearer $BENCH_KEY"
+  HDR[nginx-auth]="Authorization: Bearer $BENCH_KEY"
+  [ -n "${PIDOF[nginx-keyway]:-}" ] && PIDOF[nginx-keyway]="${PIDOF[nginx-keyway]} ${PIDOF[keyway]}"
 fi
 if has_case keyway-nolog; then
   keyway_conf "$TMP/keyway-nolog" "$P_KWNL" "$P_KWNL_ADMIN" false
   start keyway-nolog "$TMP/bin/keyway" serve --config "$TMP/keyway-nolog/keyway.yaml"
   URL[keyway-nolog]="https://127.0.0.1:$P_KWNL/hello"; PIDOF[keyway-nolog]=$LAST_PID
 fi
-for c in $CASES; do ready "${URL[$c]}" "$c" "${HDR[$c]:-}"; done
+for c in $CASES; do
+  logname=$c
+  case "$c" in nginx-*) logname=nginx ;; esac
+  ready "${URL[$c]}" "$logname" "${HDR[$c]:-}"
+done
 
 # --- measuring ------------------------------------------------------------------------
 CLK_TCK=$(getconf CLK_TCK)
-# cpu_ticks PID prints utime+stime of PID and of its children (nginx workers).
+# cpu_ticks PID... prints utime+stime of the PIDs and of their children
+# (nginx workers).
 cpu_ticks() {
-  local pid total=0 t
-  for pid in "$1" $(pgrep -P "$1" || true); do
-    t=$(awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$pid/stat" 2>/dev/null || echo 0)
-    total=$((total + t))
+  local top pid total=0 t
+  for top in "$@"; do
+    for pid in "$top" $(pgrep -P "$top" || true); do
+      t=$(awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$pid/stat" 2>/dev/null || echo 0)
+      total=$((total + t))
+    done
   done
   echo "$total"
 }
@@ -302,7 +404,8 @@ measure() {
   RUN=$((RUN + 1))
   out="$TMP/wrk-$RUN-$c.txt"
   [ "$WAIT_IDLE" -gt 0 ] && wait_idle
-  [ -n "${PIDOF[$c]:-}" ] && c0=$(cpu_ticks "${PIDOF[$c]}")
+  # shellcheck disable=SC2086 # PIDOF holds one or more PIDs
+  [ -n "${PIDOF[$c]:-}" ] && c0=$(cpu_ticks ${PIDOF[$c]})
   u0=$(cpu_ticks "$PID_UPSTREAM"); child_ticks >"$TMP/w0"; b0=$(busy_ticks); t0=$(date +%s%N)
   # In the background and waited for, so that a signal interrupts the wait
   # and the cleanup stops wrk too.
@@ -314,7 +417,8 @@ measure() {
   WRK_PID=
   b1=$(busy_ticks); t1=$(date +%s%N); child_ticks >"$TMP/w1"; u1=$(cpu_ticks "$PID_UPSTREAM")
   w0=$(<"$TMP/w0"); w1=$(<"$TMP/w1")
-  [ -n "${PIDOF[$c]:-}" ] && c1=$(cpu_ticks "${PIDOF[$c]}")
+  # shellcheck disable=SC2086
+  [ -n "${PIDOF[$c]:-}" ] && c1=$(cpu_ticks ${PIDOF[$c]})
   # Other: CPU that neither wrk, the upstream nor the proxy used during the
   # run, in % of one CPU: the noise other work on the machine adds.
   other=$(awk -v b=$((b1 - b0)) -v o=$((c1 - c0 + u1 - u0 + w1 - w0)) -v ns=$((t1 - t0)) -v hz="$CLK_TCK" \
@@ -407,6 +511,9 @@ for kw in keyway keyway-key keyway-nolog; do
     printf '  %-28s %s\n' "$kw / $base" "$(ratio "$kw" "$base")"
   done
 done
+if has_case nginx-keyway && has_case nginx-auth; then
+  printf '  %-28s %s   target >= 0.90\n' "nginx-keyway / nginx-auth" "$(ratio nginx-keyway nginx-auth)"
+fi
 echo
 echo "runs (other: CPU used by processes outside the benchmark, % of one CPU; above ~10% the run was disturbed):"
 printf '  %-13s %-5s %8s %8s %8s %10s %6s %6s\n' case round req/s "p50 ms" "p99 ms" "CPU us/req" errors other

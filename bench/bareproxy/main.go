@@ -9,6 +9,10 @@
 // With -tuned it adds the two changes keyway makes to its proxies (a
 // sync.Pool of copy buffers and 256 idle upstream connections instead of Go's
 // 2), to tell the cost of keyway's own work from that of the plain hop.
+//
+// With -allow it is no proxy but the most trivial auth service behind nginx's
+// auth_request: 200 to every request, over the same TLS. keyway's forward
+// auth is measured against it.
 package main
 
 import (
@@ -34,6 +38,7 @@ func main() {
 	listen := flag.String("listen", "127.0.0.1:18443", "HTTPS address to listen on")
 	upstream := flag.String("upstream", "http://127.0.0.1:18080", "upstream base URL")
 	tuned := flag.Bool("tuned", false, "pool copy buffers and keep 256 idle upstream connections (keyway's settings)")
+	allow := flag.Bool("allow", false, "answer 200 to everything: a trivial auth service, not a proxy")
 	flag.Parse()
 
 	target, err := url.Parse(*upstream)
@@ -63,8 +68,12 @@ func main() {
 	if err != nil {
 		log.Fatalf("bareproxy: %v", err)
 	}
+	var handler http.Handler = proxy
+	if *allow {
+		handler = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
+	}
 	srv := &http.Server{
-		Handler:           proxy,
+		Handler:           handler,
 		TLSConfig:         tlsCfg,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       60 * time.Second,

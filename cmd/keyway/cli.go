@@ -16,6 +16,7 @@ import (
 
 	"github.com/keywayhq/keyway/internal/app"
 	"github.com/keywayhq/keyway/internal/config"
+	"github.com/keywayhq/keyway/internal/logbuf"
 )
 
 const usage = `keyway — passwordless, secure-by-design authentication in front of APIs.
@@ -179,12 +180,17 @@ func cmdServe(args []string, stdout, stderr io.Writer, getenv func(string) strin
 		fmt.Fprintf(stderr, "keyway: %v\n", err)
 		return exitError
 	}
-	logger := app.NewLogger(stderr, cfg.Log.Format, cfg.Log.Level)
+	// The log is written in batches (at most 100ms late, warnings at once):
+	// a write per request, under the handler's lock, would queue requests.
+	logs := logbuf.New(stderr, 0, 0)
+	defer func() { _ = logs.Close() }()
+	logger := app.NewLogger(logs, cfg.Log.Format, cfg.Log.Level)
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	a, err := app.New(ctx, cfg, app.Options{Logger: logger, Version: version()})
+	a, err := app.New(ctx, cfg, app.Options{Logger: logger, LogWriter: logs, Version: version()})
 	if err != nil {
+		_ = logs.Flush() // the log's lines before the error's
 		fmt.Fprintf(stderr, "keyway: %v\n", err)
 		return exitError
 	}
@@ -196,6 +202,7 @@ func cmdServe(args []string, stdout, stderr io.Writer, getenv func(string) strin
 		fmt.Fprintf(stdout, "\n  No administrator yet. Open this one-time link within %v to register one with a passkey:\n\n    %s\n\n", app.SetupLinkTTL, u)
 	}
 	if err := a.Run(ctx); err != nil {
+		_ = logs.Flush()
 		fmt.Fprintf(stderr, "keyway: %v\n", err)
 		return exitError
 	}

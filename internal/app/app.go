@@ -52,6 +52,10 @@ type Options struct {
 	Version string
 	// Getenv reads the environment (KEYWAY_PEPPER). Default os.Getenv.
 	Getenv func(string) string
+	// LogWriter is where Logger writes. The access log goes there
+	// directly, in the format of cfg.Log.Format; without it there is no
+	// access log (an embedding program logs its own requests).
+	LogWriter io.Writer
 	// Embedded builds keyway inside another program (the verify package):
 	// no listener, no upstream, no setup link; Handler answers forward
 	// auth in process, for the program alone. Run still follows the store.
@@ -282,7 +286,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 		Decider:              core,
 		Clients:              gwClients,
 		Logger:               a.logger,
-		AccessLog:            cfg.Log.Access == nil || *cfg.Log.Access,
+		AccessLog:            accessLog(cfg, opts, a.logger),
 		Metrics:              reg,
 	})
 	if err != nil {
@@ -602,17 +606,60 @@ func (d debugWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// accessLog is the gateway's access log: on when log.access says so (the
+// default), the logger writes info lines and there is a LogWriter.
+func accessLog(cfg *config.Config, opts Options, logger *slog.Logger) *gateway.AccessLog {
+	if cfg.Log.Access != nil && !*cfg.Log.Access || opts.LogWriter == nil || !logger.Enabled(context.Background(), slog.LevelInfo) {
+		return nil
+	}
+	return &gateway.AccessLog{W: opts.LogWriter, Text: cfg.Log.Format == "text"}
+}
+
 // NewLogger builds the process logger. ReplaceAttr is a second line of
 // defence: an attribute whose key names a credential is redacted even if a
-// future log call forgets the rule.
+// future log call forgets the rule. When w buffers (it has a Flush method,
+// as a logbuf.Writer does), every warning and error is flushed at once, so
+// that only info and debug lines ever wait.
 func NewLogger(w io.Writer, format, level string) *slog.Logger {
 	var lv slog.Level
 	_ = lv.UnmarshalText([]byte(level))
 	opts := &slog.HandlerOptions{Level: lv, ReplaceAttr: redact}
+	var h slog.Handler
 	if format == "text" {
-		return slog.New(slog.NewTextHandler(w, opts))
+		h = slog.NewTextHandler(w, opts)
+	} else {
+		h = slog.NewJSONHandler(w, opts)
 	}
-	return slog.New(slog.NewJSONHandler(w, opts))
+	if f, ok := w.(flusher); ok {
+		h = flushOnWarn{Handler: h, f: f}
+	}
+	return slog.New(h)
+}
+
+type flusher interface{ Flush() error }
+
+// flushOnWarn flushes a buffered log after each record of level warn and up.
+type flushOnWarn struct {
+	slog.Handler
+	f flusher
+}
+
+func (h flushOnWarn) Handle(ctx context.Context, r slog.Record) error {
+	err := h.Handler.Handle(ctx, r)
+	if r.Level >= slog.LevelWarn {
+		if ferr := h.f.Flush(); err == nil {
+			err = ferr
+		}
+	}
+	return err
+}
+
+func (h flushOnWarn) WithAttrs(as []slog.Attr) slog.Handler {
+	return flushOnWarn{Handler: h.Handler.WithAttrs(as), f: h.f}
+}
+
+func (h flushOnWarn) WithGroup(name string) slog.Handler {
+	return flushOnWarn{Handler: h.Handler.WithGroup(name), f: h.f}
 }
 
 func redact(_ []string, a slog.Attr) slog.Attr {

@@ -116,6 +116,12 @@ func TestForwardAuthContracts(t *testing.T) {
 			if h.Get("X-Keyway-Assertion") == "" {
 				t.Error("no assertion with forward_auth.audience set")
 			}
+			if v := h.Get("Strict-Transport-Security"); v != "" {
+				t.Errorf("a forward-auth answer sets HSTS (%q): the proxy's host's policy is its own", v)
+			}
+			if h.Get("Cache-Control") != "no-store" || h.Get("X-Request-Id") == "" {
+				t.Errorf("a forward-auth answer must not be cached and must carry its request ID: %v", h)
+			}
 			for _, tt := range []struct {
 				name         string
 				method, uri  string

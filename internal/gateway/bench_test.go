@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/keywayhq/keyway/internal/apikey"
+	"github.com/keywayhq/keyway/internal/clientip"
 	"github.com/keywayhq/keyway/internal/decision"
 	"github.com/keywayhq/keyway/internal/principal"
 	"github.com/keywayhq/keyway/internal/ratelimit"
@@ -73,13 +74,15 @@ func BenchmarkGatewayOverhead(b *testing.B) {
 				StripPrefix: true, MaxBody: 1 << 20, Timeout: time.Second},
 		},
 		Own: http.NotFoundHandler(), Decider: core, HSTSMaxAge: 365 * 24 * time.Hour, Logger: logger,
+		ForwardAuth: &ForwardAuth{Proxies: clientip.New([]netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}, 64)},
 	})
 	if err != nil {
 		b.Fatal(err)
 	}
-	for _, tt := range []struct{ name, path, auth string }{
-		{"public", "/hello", ""},
-		{"api_key", "/key/hello", "Bearer " + p.Raw},
+	for _, tt := range []struct{ name, path, auth, uri string }{
+		{"public", "/hello", "", ""},
+		{"api_key", "/key/hello", "Bearer " + p.Raw, ""},
+		{"verify_nginx", verifyNginx, "Bearer " + p.Raw, "/key/hello"},
 	} {
 		b.Run(tt.name, func(b *testing.B) {
 			b.ReportAllocs()
@@ -88,6 +91,11 @@ func BenchmarkGatewayOverhead(b *testing.B) {
 				if tt.auth != "" {
 					r.Header.Set("Authorization", tt.auth)
 				}
+				if tt.uri != "" {
+					r.RemoteAddr = "127.0.0.1:4321"
+					r.Header.Set("X-Original-Uri", tt.uri)
+					r.Header.Set("X-Original-Method", http.MethodGet)
+				}
 				w := httptest.NewRecorder()
 				g.ServeHTTP(w, r)
 				if w.Code != 200 {
@@ -95,5 +103,57 @@ func BenchmarkGatewayOverhead(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// nopWriter is the cheapest ResponseWriter: a reused header map, nothing
+// kept, so a profile shows keyway's own work.
+type nopWriter struct {
+	h    http.Header
+	code int
+}
+
+func (n *nopWriter) Header() http.Header         { return n.h }
+func (n *nopWriter) Write(p []byte) (int, error) { return len(p), nil }
+func (n *nopWriter) WriteHeader(code int)        { n.code = code }
+
+// BenchmarkForwardAuthAnswer is keyway's whole work for one nginx
+// auth_request question on an api_key route, access log included, with
+// the cheapest ResponseWriter, so that a profile shows keyway's own costs.
+// The key check is stubbed; decision.BenchmarkDecideAPIKey measures it.
+func BenchmarkForwardAuthAnswer(b *testing.B) {
+	p, _ := apikey.Generate(rand.Reader, apikey.EnvLive)
+	now := time.Now()
+	keys := &oneKey{raw: p.Raw, v: &apikey.Verified{Key: &apikey.Key{ID: p.ID, Owner: "service:bench", Scopes: []string{"bench"},
+		Rate: apikey.Rate{Count: 1_000_000, Period: time.Second}, ExpiresAt: now.Add(time.Hour)}, DisplayID: "key_" + p.ID, ScopeList: "bench",
+		Owner: principal.Service("bench")}}
+	lim := ratelimit.NewMemory[string](ratelimit.MemoryConfig{})
+	defer lim.Close()
+	logger := slog.New(slog.NewJSONHandler(io.Discard, nil))
+	core, _ := decision.New(decision.Config{Keys: keys, KeyLimiter: lim, Origins: []string{"https://localhost"}, Logger: logger})
+	u, _ := url.Parse("http://upstream.invalid")
+	up := &Upstream{name: "up", url: u, transport: cannedTransport{}}
+	g, err := New(Config{
+		Routes: []Route{{Name: "key", Prefix: "/key", Methods: []string{"GET"}, Upstream: up, Policy: decision.APIKey, Scopes: []string{"bench"},
+			StripPrefix: true, MaxBody: 1 << 20, Timeout: time.Second}},
+		Own: http.NotFoundHandler(), Decider: core, HSTSMaxAge: 365 * 24 * time.Hour, Logger: logger, AccessLog: &AccessLog{W: io.Discard},
+		ClientIP:    clientip.New([]netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}, 64),
+		ForwardAuth: &ForwardAuth{Proxies: clientip.New([]netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}, 64)},
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	r := httptest.NewRequest(http.MethodGet, "https://localhost"+verifyNginx, nil)
+	r.RemoteAddr = "127.0.0.1:4321"
+	r.Header.Set("Authorization", "Bearer "+p.Raw)
+	r.Header.Set("X-Original-Uri", "/key/hello")
+	r.Header.Set("X-Original-Method", http.MethodGet)
+	b.ReportAllocs()
+	for b.Loop() {
+		w := &nopWriter{h: make(http.Header, 16)}
+		g.ServeHTTP(w, r)
+		if w.code != 200 {
+			b.Fatal(w.code)
+		}
 	}
 }

@@ -57,10 +57,10 @@ type Config struct {
 	ForwardAuth *ForwardAuth
 	// HSTSMaxAge is sent on every response. Required, at least a year.
 	HSTSMaxAge time.Duration
-	// Logger receives errors and, with AccessLog, one line per request. Required.
+	// Logger receives errors. Required.
 	Logger *slog.Logger
-	// AccessLog turns on the per-request log line.
-	AccessLog bool
+	// AccessLog, when set, receives one line per request.
+	AccessLog *AccessLog
 	// Metrics, when set, receives the request counters and histograms.
 	Metrics prometheus.Registerer
 }
@@ -230,11 +230,8 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	st := &state{client: g.cfg.ClientIP.Resolve(r)}
 	st.id = g.requestID(r, st.client.PeerTrusted)
-	h := w.Header()
-	h.Set("Strict-Transport-Security", g.hsts)
-	h.Set("X-Request-Id", st.id)
+	w.Header().Set("X-Request-Id", st.id)
 	sw := &statusWriter{ResponseWriter: w}
-	r = r.WithContext(context.WithValue(r.Context(), stateKey{}, st))
 
 	g.serve(sw, r, st)
 
@@ -244,7 +241,8 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if st.status != 0 {
 		sw.status = st.status
 	}
-	elapsed := time.Since(start)
+	end := time.Now()
+	elapsed := end.Sub(start)
 	if st.route != nil {
 		class := sw.status / 100
 		if class > 5 {
@@ -257,13 +255,19 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	} else if g.metrics != nil {
 		g.metrics.unrouted(sw.status)
 	}
-	if g.cfg.AccessLog {
-		g.accessLog(r, st, sw, elapsed)
+	if g.cfg.AccessLog != nil {
+		g.accessLog(r, st, sw, end, elapsed)
 	}
 }
 
 func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, st *state) {
 	path, err := NormalizePath(r.URL.EscapedPath(), g.cfg.CaseInsensitivePaths)
+	verify := err == nil && g.cfg.ForwardAuth != nil && (path == VerifyPath || strings.HasPrefix(path, VerifyPath+"/"))
+	if !verify {
+		// A forward-auth answer goes to a proxy: HSTS for the host the
+		// browser sees is that proxy's to send, with its operator's policy.
+		w.Header().Set("Strict-Transport-Security", g.hsts)
+	}
 	if err != nil {
 		g.problem(w, st, problem.New(problem.BadRequest, http.StatusBadRequest, err.Error()))
 		return
@@ -278,7 +282,7 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, st *state) {
 			"API keys must not be sent in URLs; send them in the Authorization header (and rotate this one)"))
 		return
 	}
-	if g.cfg.ForwardAuth != nil && (path == VerifyPath || strings.HasPrefix(path, VerifyPath+"/")) {
+	if verify {
 		if !g.cfg.Hosts.Match(r.Host) {
 			g.problem(w, st, problem.New(problem.MisdirectedRequest, http.StatusMisdirectedRequest,
 				"this server does not answer for that host name"))
@@ -287,6 +291,9 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, st *state) {
 		g.serveVerify(w, r, st, path)
 		return
 	}
+	// Own handlers and the proxy's hooks find the state in the context;
+	// forward auth, above, needs none of it.
+	r = r.WithContext(context.WithValue(r.Context(), stateKey{}, st))
 	if !g.hostAllowed(r, st) {
 		g.problem(w, st, problem.New(problem.MisdirectedRequest, http.StatusMisdirectedRequest,
 			"this server does not answer for that host name"))
@@ -502,29 +509,17 @@ func validRequestID(v string) bool {
 	return true
 }
 
-// accessLog writes one line per request. It names the normalised path but
-// never the query string or any header value: queries and headers are where
-// clients put secrets.
-func (g *Gateway) accessLog(r *http.Request, st *state, sw *statusWriter, elapsed time.Duration) {
-	routeName := ""
+// accessLog writes the request's line.
+func (g *Gateway) accessLog(r *http.Request, st *state, sw *statusWriter, end time.Time, elapsed time.Duration) {
+	e := accessEntry{time: end, requestID: st.id, method: r.Method, path: st.path, status: sw.status, bytes: sw.bytes,
+		duration: elapsed, client: st.client.Client, proto: r.Proto}
 	if st.route != nil {
-		routeName = st.route.Name
+		e.route = st.route.Name
 	}
-	path := st.path
-	if path == "" {
-		path = "(invalid)"
+	if e.path == "" {
+		e.path = "(invalid)"
 	}
-	g.cfg.Logger.LogAttrs(r.Context(), slog.LevelInfo, "request",
-		slog.String("request_id", st.id),
-		slog.String("method", r.Method),
-		slog.String("path", path),
-		slog.Int("status", sw.status),
-		slog.Int64("bytes", sw.bytes),
-		slog.Duration("duration", elapsed),
-		slog.String("client", st.client.Client.String()),
-		slog.String("route", routeName),
-		slog.String("proto", r.Proto),
-	)
+	g.cfg.AccessLog.write(&e)
 }
 
 // newProxy builds the reverse proxy of one route. It uses Rewrite, never

@@ -79,7 +79,7 @@ func isClean(p string) bool {
 		case '%', '\\', ';':
 			return false
 		case '/':
-			if i+1 < len(p) && (p[i+1] == '/' || p[i+1] == '.') {
+			if i+1 < len(p) && (p[i+1] == '/' || p[i+1] == '.' && dotSegment(p[i+1:])) {
 				return false
 			}
 		default:
@@ -89,6 +89,16 @@ func isClean(p string) bool {
 		}
 	}
 	return true
+}
+
+// dotSegment reports whether the segment starting s is "." or "..", not
+// merely a name starting with a dot (as in "/.keyway/").
+func dotSegment(s string) bool {
+	n := strings.IndexByte(s, '/')
+	if n < 0 {
+		n = len(s)
+	}
+	return s[:n] == "." || s[:n] == ".."
 }
 
 func resolveDots(p string) (string, error) {

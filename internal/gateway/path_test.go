@@ -28,6 +28,15 @@ func TestNormalizePath(t *testing.T) {
 		{"/V1/Forecast", false, "/V1/Forecast", nil},
 		{"/a%20b", false, "/a b", nil},
 		{"/..", false, "", ErrPathEscapesRoot},
+		{"/.", false, "/", nil},
+		{"/v1/.", false, "/v1/", nil},
+		{"/v1/..", false, "/", nil},
+		{"/.keyway/verify", false, "/.keyway/verify", nil},
+		{"/.well-known/x/../y", false, "/.well-known/y", nil},
+		{"/..x/.y/...", false, "/..x/.y/...", nil},
+		{"/a/./.b", false, "/a/.b", nil},
+		{"/.a/..", false, "/", nil},
+		{"/../.keyway", false, "", ErrPathEscapesRoot},
 		{"/v1/../../etc", false, "", ErrPathEscapesRoot},
 		{"/v1%2fhistory", false, "", ErrPathEncodedSlash},
 		{"/v1%2Fhistory", false, "", ErrPathEncodedSlash},
@@ -60,10 +69,16 @@ func TestNormalizePath(t *testing.T) {
 // absolute, has no dot segments or empty segments, and normalising it again
 // (after re-escaping) changes nothing.
 func FuzzNormalizePath(f *testing.F) {
-	for _, s := range []string{"/", "/a/../b", "//x/./y/", "/%2e%2e/", "/a%2fb", "/%252e"} {
+	for _, s := range []string{"/", "/a/../b", "//x/./y/", "/%2e%2e/", "/a%2fb", "/%252e", "/.keyway/v", "/.", "/a/..", "/..b/.c"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, in string) {
+		if strings.HasPrefix(in, "/") && isClean(in) {
+			// The fast path must agree with the full resolution.
+			if slow, err := resolveDots(in); err != nil || slow != in {
+				t.Fatalf("%q is taken as clean but resolves to %q (%v)", in, slow, err)
+			}
+		}
 		got, err := NormalizePath(in, false)
 		if err != nil {
 			return

@@ -200,15 +200,21 @@ func (g *Gateway) serveVerify(w http.ResponseWriter, r *http.Request, st *state,
 	if id.Session != nil {
 		sid = id.Session.ID
 	}
-	cookies := http.Header{"Cookie": r.Header.Values("Cookie")}
-	stripKeywayCookies(cookies)
-	for i, v := range []string{id.Subject, id.KeyID, id.Scopes, id.Name, sid, id.Client, cookies.Get("Cookie")} {
-		h[identityHeaders[i]] = []string{v}
+	cookie := ""
+	if vs := r.Header["Cookie"]; len(vs) > 0 {
+		cookies := http.Header{"Cookie": vs}
+		stripKeywayCookies(cookies)
+		cookie = cookies.Get("Cookie")
+	}
+	// One backing array for the values: an answer is on every request's path.
+	vals := [...]string{id.Subject, id.KeyID, id.Scopes, id.Name, sid, id.Client, cookie, cookie}
+	for i, name := range identityHeaders {
+		h[name] = vals[i : i+1 : i+1]
 	}
 	if mode != modeNginx {
 		// Traefik and Envoy copy answer headers by name, without renaming:
 		// the cookies without keyway's, under their own name.
-		h["Cookie"] = []string{cookies.Get("Cookie")}
+		h["Cookie"] = vals[7:8:8]
 	}
 	if fa.Signer != nil && fa.Audience != "" {
 		tok, err := fa.Signer.Sign(assertion.Claims{Subject: id.Subject, Audience: fa.Audience, Method: orig.method, Path: opath,

@@ -49,7 +49,7 @@ func Start(t testing.TB, cfg *config.Config) *Instance {
 	logs := &syncBuffer{}
 	logger := app.NewLogger(logs, "json", "debug")
 	ctx, cancel := context.WithCancel(context.Background())
-	a, err := app.New(ctx, cfg, app.Options{Logger: logger, Version: "test"})
+	a, err := app.New(ctx, cfg, app.Options{Logger: logger, LogWriter: logs, Version: "test"})
 	if err != nil {
 		cancel()
 		t.Fatalf("app.New: %v", err)

@@ -1,0 +1,56 @@
+package app
+
+import (
+	"bytes"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/keywayhq/keyway/internal/logbuf"
+)
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// Behind a buffered writer, info lines wait for the batch but a warning is
+// written at once, with everything logged before it.
+func TestBufferedLoggerFlushesWarningsAtOnce(t *testing.T) {
+	out := &syncBuffer{}
+	w := logbuf.New(out, 1<<16, time.Hour)
+	defer func() { _ = w.Close() }()
+	l := NewLogger(w, "json", "info").With("component", "test")
+	l.Info("request", "path", "/a")
+	if out.String() != "" {
+		t.Fatalf("an info line was written at once: %q", out.String())
+	}
+	l.Warn("store slow")
+	got := out.String()
+	if !strings.Contains(got, `"path":"/a"`) || !strings.Contains(got, `"msg":"store slow"`) ||
+		strings.Index(got, `"/a"`) > strings.Index(got, "store slow") {
+		t.Fatalf("after a warning: %q", got)
+	}
+}
+
+// A credential-named attribute is redacted whatever the caller passes.
+func TestLoggerRedactsCredentialAttributes(t *testing.T) {
+	var out bytes.Buffer
+	NewLogger(&out, "text", "info").Info("x", "Authorization", "Bearer kw_live_secret", "api_key", "kw_test_x")
+	if s := out.String(); strings.Contains(s, "secret") || strings.Contains(s, "kw_test_x") || strings.Count(s, "[redacted]") != 2 {
+		t.Fatalf("not redacted: %q", s)
+	}
+}
