@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/keywayhq/keyway/internal/audit"
@@ -47,7 +46,7 @@ func insertCredential(ctx context.Context, tx *sql.Tx, c *passkey.Credential) er
 		aaguid, sign_count, clone_warning, flags, transports, attachment, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		c.ID, c.UserID, c.Name, c.PublicKey, c.AttestationType, c.AttestationFormat, nonNil(c.AAGUID), int64(c.SignCount),
 		boolInt(c.CloneWarning), int64(c.Flags), string(tr), c.Attachment, c.CreatedAt.UnixNano())
-	if err != nil && strings.Contains(err.Error(), "UNIQUE") {
+	if isUnique(err) {
 		// A credential ID registered twice (to anyone) is refused (WebAuthn L3 §7.1 step 26).
 		return passkey.ErrCeremony
 	}
@@ -106,7 +105,7 @@ func (d *DB) CreateUser(ctx context.Context, u *passkey.User, c *passkey.Credent
 		_, err := tx.ExecContext(ctx, `INSERT INTO users (id, handle, username, display_name, role, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
 			u.ID, u.Handle, u.Username, u.DisplayName, string(u.Role), u.CreatedAt.UnixNano())
 		if err != nil {
-			if strings.Contains(err.Error(), "UNIQUE") {
+			if isUnique(err) {
 				return passkey.ErrUsernameTaken
 			}
 			return fmt.Errorf("insert user: %w", err)
