@@ -104,6 +104,12 @@ func bffUpstream(t *testing.T) string {
 			zw := gzip.NewWriter(w)
 			_, _ = io.WriteString(zw, `{"secret":1}`)
 			_ = zw.Close()
+		case strings.HasSuffix(r.URL.Path, "/labelled"):
+			// JSON under an encoding label: what keyway parses is not what
+			// a client that decodes the label reads.
+			h.Set("Content-Type", "application/json")
+			h.Set("Content-Encoding", "deflate")
+			_, _ = io.WriteString(w, `{"secret":1}`)
 		case strings.HasSuffix(r.URL.Path, "/broken"):
 			h.Set("Content-Type", "application/json")
 			_, _ = io.WriteString(w, `{"secret":1`)
@@ -154,7 +160,7 @@ func TestBFFShapingFailsClosed(t *testing.T) {
 		t.Errorf("headers: Etag %q, client %q, Accept-Encoding upstream %q", res.Header.Get("Etag"),
 			res.Header.Get("X-Seen-Client"), res.Header.Get("X-Seen-Accept-Encoding"))
 	}
-	for _, path := range []string{"/app/text", "/app/big", "/app/gzip", "/app/broken"} {
+	for _, path := range []string{"/app/text", "/app/big", "/app/gzip", "/app/labelled", "/app/broken"} {
 		res, out := p.do("GET", path, nil)
 		if res.StatusCode != 502 || strings.Contains(string(out), "secret") {
 			t.Errorf("%s: %d %s, want 502 and nothing of the answer", path, res.StatusCode, out)
