@@ -127,10 +127,16 @@ type Store interface {
 	DeleteKey(ctx context.Context, id string, ev audit.Event) error
 }
 
+// ErrFeedTruncated means that changes after the sequence number asked for
+// may have been pruned from the feed: a verifier that far behind cannot
+// know which keys changed, and must drop its whole cache.
+var ErrFeedTruncated = errors.New("api keys: the change feed was pruned past this point")
+
 // ChangeFeed lets verifiers learn of changes made by any process.
 type ChangeFeed interface {
 	// ChangesSince returns the changes after seq, oldest first, and the
-	// newest sequence number (seq itself when there are none).
+	// newest sequence number (seq itself when there are none), or
+	// ErrFeedTruncated when changes after seq may have been pruned.
 	ChangesSince(ctx context.Context, seq int64) ([]Change, int64, error)
 	// LatestChange returns the newest sequence number, where a new verifier
 	// (whose cache is empty) starts following.

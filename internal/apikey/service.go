@@ -344,6 +344,9 @@ func (s *Service) Run(ctx context.Context) {
 func (s *Service) Poll(ctx context.Context) error {
 	for {
 		changes, last, err := s.cfg.Changes.ChangesSince(ctx, s.lastSeq.Load())
+		if errors.Is(err, ErrFeedTruncated) {
+			return s.resync(ctx)
+		}
 		if err != nil {
 			return err
 		}
@@ -355,6 +358,31 @@ func (s *Service) Poll(ctx context.Context) error {
 			return nil
 		}
 	}
+}
+
+// resync starts following the feed afresh, from its newest entry, with an
+// empty cache: what changed in the part of the feed this verifier missed is
+// read from the store again.
+func (s *Service) resync(ctx context.Context) error {
+	latest, err := s.cfg.Changes.LatestChange(ctx)
+	if err != nil {
+		return err
+	}
+	s.gen.Add(1)
+	s.mu.Lock()
+	ids := make([]string, 0, len(s.cache))
+	for id := range s.cache {
+		ids = append(ids, id)
+	}
+	clear(s.cache)
+	s.mu.Unlock()
+	for _, id := range ids {
+		s.group.Forget(id)
+	}
+	s.lastSeq.Store(latest)
+	s.cfg.Logger.Warn("api keys: fell behind the pruned change feed; the key cache was dropped",
+		slog.Int("keys", len(ids)), slog.Int64("seq", latest))
+	return nil
 }
 
 // ---- management ----

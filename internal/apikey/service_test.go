@@ -552,3 +552,49 @@ func TestVerifyComparesTheWholeHash(t *testing.T) {
 		t.Fatalf("untampered: %v", err)
 	}
 }
+
+// A verifier that fell behind a pruned change feed cannot know which keys
+// changed in the part it missed: it must drop its cache rather than keep
+// serving a key revoked there.
+func TestAVerifierBehindAPrunedFeedDropsItsCache(t *testing.T) {
+	db, path := openDB(t)
+	c := newClock()
+	server := newService(t, db, c) // not running: it polls when told to
+	raw, k := create(t, server, apikey.CreateParams{})
+	_, other := create(t, server, apikey.CreateParams{})
+	mustNot(t, server.Poll(ctx))
+	if _, err := server.Verify(ctx, raw, client("10.0.0.1")); err != nil {
+		t.Fatal(err)
+	}
+	db2, err := sqlite.Open(ctx, path)
+	mustNot(t, err)
+	defer func() { _ = db2.Close() }()
+	cli := newService(t, db2, c)
+	mustNot(t, cli.Revoke(ctx, k.ID, "test", "cli"))
+	_, err = cli.Update(ctx, other.ID, apikey.UpdateParams{Name: ptr("renamed")}, "cli")
+	mustNot(t, err)
+	// Everything but the newest entry (the rename) goes: the revocation
+	// is no longer in the feed.
+	n, err := db2.PruneChanges(ctx, time.Now().Add(24*time.Hour))
+	mustNot(t, err)
+	if n == 0 {
+		t.Fatal("nothing pruned")
+	}
+	if _, _, err := db2.ChangesSince(ctx, 0); !errors.Is(err, apikey.ErrFeedTruncated) {
+		t.Fatalf("reading from before the pruned part: %v, want ErrFeedTruncated", err)
+	}
+	mustNot(t, server.Poll(ctx))
+	if _, err := server.Verify(ctx, raw, client("10.0.0.1")); !errors.Is(err, apikey.ErrInvalid) {
+		t.Fatalf("a key revoked in the pruned part of the feed still verifies: %v", err)
+	}
+	// Having resynced, the verifier follows the feed as before.
+	latest, err := db2.LatestChange(ctx)
+	mustNot(t, err)
+	if ch, last, err := db2.ChangesSince(ctx, latest); err != nil || len(ch) != 0 || last != latest {
+		t.Fatalf("after the newest entry: %v %d %v", ch, last, err)
+	}
+	// Pruning again with nothing old enough changes nothing.
+	if n, err := db2.PruneChanges(ctx, time.Unix(0, 0)); err != nil || n != 0 {
+		t.Fatalf("second prune: %d %v", n, err)
+	}
+}

@@ -121,7 +121,7 @@ func (a *App) PublicURL() string { return a.publicURL }
 func (a *App) sweepSessions(ctx context.Context) {
 	t := time.NewTicker(time.Minute)
 	defer t.Stop()
-	for {
+	for i := 0; ; i++ {
 		select {
 		case <-ctx.Done():
 			return
@@ -129,7 +129,30 @@ func (a *App) sweepSessions(ctx context.Context) {
 			if err := a.sessions.Sweep(ctx); err != nil && ctx.Err() == nil {
 				a.logger.Warn("sweep sessions", "error", err.Error())
 			}
+			if i%60 == 0 {
+				a.pruneKeyChanges(ctx)
+			}
 		}
+	}
+}
+
+// KeyChangeRetention is how long the API-key change feed keeps an entry.
+// Verifiers read it every 250ms; one that stops for longer than this (a
+// paused process, a node partitioned for a day) finds the feed pruned past
+// its place and drops its whole cache rather than miss a revocation.
+const KeyChangeRetention = 24 * time.Hour
+
+// pruneKeyChanges keeps the change feed from growing for ever.
+func (a *App) pruneKeyChanges(ctx context.Context) {
+	n, err := a.db.PruneChanges(ctx, time.Now().Add(-KeyChangeRetention))
+	if err != nil {
+		if ctx.Err() == nil {
+			a.logger.Warn("prune the API-key change feed", "error", err.Error())
+		}
+		return
+	}
+	if n > 0 {
+		a.logger.Debug("pruned the API-key change feed", "entries", n)
 	}
 }
 

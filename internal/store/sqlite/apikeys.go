@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/keywayhq/keyway/internal/apikey"
@@ -344,7 +345,35 @@ func (d *DB) ChangesSince(ctx context.Context, seq int64) ([]apikey.Change, int6
 		out = append(out, c)
 		last = c.Seq
 	}
-	return out, last, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, seq, err
+	}
+	// Read after the changes: a prune that came first shows here; one that
+	// came after only makes the verifier resync for nothing.
+	pruned, err := d.changesPrunedThrough(ctx)
+	if err != nil {
+		return nil, seq, err
+	}
+	if seq < pruned {
+		return nil, seq, apikey.ErrFeedTruncated
+	}
+	return out, last, nil
+}
+
+const prunedThroughKey = "api_key_changes_pruned_through"
+
+// changesPrunedThrough is the newest sequence number that PruneChanges may
+// have deleted (0: none).
+func (d *DB) changesPrunedThrough(ctx context.Context) (int64, error) {
+	var v sql.NullString
+	err := d.sql.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = ?`, prunedThroughKey).Scan(&v)
+	if errors.Is(err, sql.ErrNoRows) || !v.Valid {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	return strconv.ParseInt(v.String, 10, 64)
 }
 
 // LatestChange returns the newest change sequence number, where a verifier
@@ -355,11 +384,35 @@ func (d *DB) LatestChange(ctx context.Context) (int64, error) {
 	return seq, err
 }
 
-// PruneChanges drops change-feed entries older than before.
-func (d *DB) PruneChanges(ctx context.Context, before time.Time) error {
-	_, err := d.sql.ExecContext(ctx, `DELETE FROM api_key_changes WHERE at < ? AND seq < (SELECT MAX(seq) FROM api_key_changes)`,
-		before.UnixNano())
-	return err
+// PruneChanges drops change-feed entries older than before, keeping the
+// newest, and records how far it pruned, so that a verifier still behind
+// that point learns it missed changes (apikey.ErrFeedTruncated) instead of
+// missing them silently. It returns how many entries it dropped.
+func (d *DB) PruneChanges(ctx context.Context, before time.Time) (int64, error) {
+	var n int64
+	err := d.inTx(ctx, func(tx *sql.Tx) error {
+		var through sql.NullInt64
+		if err := tx.QueryRowContext(ctx, `SELECT MAX(seq) FROM api_key_changes
+			WHERE at < ? AND seq < (SELECT MAX(seq) FROM api_key_changes)`, before.UnixNano()).Scan(&through); err != nil {
+			return err
+		}
+		if !through.Valid {
+			return nil
+		}
+		// The mark first: it only ever grows.
+		if _, err := tx.ExecContext(ctx, `INSERT INTO meta (key, value) VALUES (?, ?)
+			ON CONFLICT (key) DO UPDATE SET value = CAST(MAX(CAST(value AS INTEGER), CAST(excluded.value AS INTEGER)) AS TEXT)`,
+			prunedThroughKey, strconv.FormatInt(through.Int64, 10)); err != nil {
+			return err
+		}
+		res, err := tx.ExecContext(ctx, `DELETE FROM api_key_changes WHERE seq <= ?`, through.Int64)
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
+	return n, err
 }
 
 // AddUsage implements apikey.UsageStore.
