@@ -12,15 +12,7 @@ import (
 )
 
 // AuditReport is the outcome of VerifyAudit.
-type AuditReport struct {
-	// Events is how many events verified.
-	Events int64
-	// Head is the hash of the last event: keep it elsewhere to detect a
-	// rewritten or truncated tail later.
-	Head []byte
-	// Broken, when not nil, is where the chain stops verifying.
-	Broken *audit.ChainError
-}
+type AuditReport = audit.Report
 
 // VerifyAudit walks the whole audit trail of cfg's store and checks its hash chain.
 func VerifyAudit(ctx context.Context, cfg *config.Config) (*AuditReport, error) {
@@ -32,34 +24,14 @@ func VerifyAudit(ctx context.Context, cfg *config.Config) (*AuditReport, error) 
 		return nil, err
 	}
 	defer func() { _ = db.Close() }()
-	var v audit.Verifier
-	rep := &AuditReport{}
-	for after := int64(0); ; {
-		recs, err := db.AuditEvents(ctx, after, 1000)
-		if err != nil {
-			return nil, err
-		}
-		for _, r := range recs {
-			if err := v.Add(r); err != nil {
-				rep.Broken = err.(*audit.ChainError) //nolint:errorlint // Add returns only *ChainError
-				rep.Events, rep.Head = v.Count(), v.Head()
-				return rep, nil
-			}
-			after = r.Seq
-		}
-		if len(recs) < 1000 {
-			break
-		}
-	}
-	rep.Events, rep.Head = v.Count(), v.Head()
-	return rep, nil
+	return audit.VerifyTrail(ctx, db)
 }
 
 // auditLog adapts the store's audit trail to the portal.
-type auditLog struct{ db *sqlite.DB }
+type auditLog struct{ trail audit.Reader }
 
 func (l auditLog) Recent(ctx context.Context, n int) ([]portal.AuditEntry, error) {
-	recs, err := l.db.RecentAuditEvents(ctx, n)
+	recs, err := l.trail.RecentAuditEvents(ctx, n)
 	if err != nil {
 		return nil, err
 	}

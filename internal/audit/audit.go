@@ -12,6 +12,7 @@ package audit
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
@@ -154,3 +155,53 @@ func (v *Verifier) Count() int64 { return v.n }
 // Head is the hash of the last verified record, which an operator can
 // write down or ship elsewhere to detect a truncated or rewritten tail.
 func (v *Verifier) Head() []byte { return v.prev }
+
+// Reader reads a stored trail. Every store implements it.
+type Reader interface {
+	// AuditEvents returns the records after seq, oldest first, at most
+	// limit.
+	AuditEvents(ctx context.Context, after int64, limit int) ([]Record, error)
+	// RecentAuditEvents returns the newest n records, newest first.
+	RecentAuditEvents(ctx context.Context, n int) ([]Record, error)
+}
+
+// Report is the outcome of VerifyTrail.
+type Report struct {
+	// Events is how many records verified.
+	Events int64
+	// Head is the hash of the last verified record: keep it elsewhere to
+	// detect a rewritten or truncated tail later.
+	Head []byte
+	// Broken, when not nil, is where the chain stops verifying.
+	Broken *ChainError
+}
+
+// verifyPage is how many records VerifyTrail reads at a time.
+const verifyPage = 1000
+
+// VerifyTrail walks a whole stored trail, page by page, and checks its
+// hash chain. An error is a failure to read; a broken chain is a Report
+// with Broken set.
+func VerifyTrail(ctx context.Context, r Reader) (*Report, error) {
+	var v Verifier
+	rep := &Report{}
+	for after := int64(0); ; {
+		recs, err := r.AuditEvents(ctx, after, verifyPage)
+		if err != nil {
+			return nil, err
+		}
+		for _, rec := range recs {
+			if err := v.Add(rec); err != nil {
+				rep.Broken = err.(*ChainError) //nolint:errorlint // Add returns only *ChainError
+				rep.Events, rep.Head = v.Count(), v.Head()
+				return rep, nil
+			}
+			after = rec.Seq
+		}
+		if len(recs) < verifyPage {
+			break
+		}
+	}
+	rep.Events, rep.Head = v.Count(), v.Head()
+	return rep, nil
+}

@@ -1,6 +1,8 @@
 package audit
 
 import (
+	"bytes"
+	"context"
 	"errors"
 	"testing"
 	"time"
@@ -52,5 +54,46 @@ func TestVerifierCatchesTampering(t *testing.T) {
 				t.Fatalf("tampering not detected: %v", err)
 			}
 		})
+	}
+}
+
+// sliceTrail is a Reader over records in memory.
+type sliceTrail struct {
+	recs  []Record
+	calls int
+}
+
+func (s *sliceTrail) AuditEvents(_ context.Context, after int64, limit int) ([]Record, error) {
+	s.calls++
+	var out []Record
+	for _, r := range s.recs {
+		if r.Seq > after && len(out) < limit {
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
+func (s *sliceTrail) RecentAuditEvents(_ context.Context, n int) ([]Record, error) {
+	return nil, errors.New("not used")
+}
+
+// VerifyTrail reads a trail longer than a page, page by page, and stops at
+// the first broken record, with the count and head before it.
+func TestVerifyTrailAcrossPages(t *testing.T) {
+	recs := chain(2*verifyPage + 5)
+	tr := &sliceTrail{recs: recs}
+	rep, err := VerifyTrail(context.Background(), tr)
+	if err != nil || rep.Broken != nil || rep.Events != int64(len(recs)) || !bytes.Equal(rep.Head, recs[len(recs)-1].Hash) {
+		t.Fatalf("intact trail: %+v %v", rep, err)
+	}
+	if tr.calls != 3 {
+		t.Fatalf("%d reads for %d records, want 3 pages", tr.calls, len(recs))
+	}
+	recs[verifyPage+10].Event.Actor = "attacker"
+	rep, err = VerifyTrail(context.Background(), &sliceTrail{recs: recs})
+	if err != nil || rep.Broken == nil || rep.Broken.Seq != int64(verifyPage+11) || rep.Events != int64(verifyPage+10) ||
+		!bytes.Equal(rep.Head, recs[verifyPage+9].Hash) {
+		t.Fatalf("edited in the second page: %+v %v", rep, err)
 	}
 }
