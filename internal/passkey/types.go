@@ -104,21 +104,38 @@ type InviteUse struct {
 	Now  time.Time
 }
 
-// Store is what the service needs of persistence. Mutations write their
-// audit events in the same transaction. Look-ups return ErrNotFound.
+// Store is everything the passkey service keeps: accounts, their passkeys,
+// ceremony challenges, recovery codes and invitation links. Each part is
+// an interface of its own, so that a store is written, and a caller names
+// what it uses, one job at a time. Mutations write their audit events in
+// the same transaction as the change; look-ups return ErrNotFound.
 type Store interface {
+	AccountStore
+	CredentialStore
+	ChallengeStore
+	RecoveryStore
+	InviteStore
+}
+
+// AccountStore keeps accounts.
+type AccountStore interface {
 	// CreateUser stores a new account with its first passkey. With inv set,
 	// it spends that link in the same transaction (ErrSignUpClosed when it is
 	// used, expired or unknown) and gives the user the link's role; a setup
 	// link works only while no admin exists, and creating the first admin
-	// spends every other setup link.
+	// spends every other setup link. A taken username is ErrUsernameTaken,
+	// a credential ID already registered ErrCeremony.
 	CreateUser(ctx context.Context, u *User, c *Credential, inv *InviteUse, evs []audit.Event) error
-	AddCredential(ctx context.Context, c *Credential, ev audit.Event) error
 	UserByID(ctx context.Context, id string) (*User, error)
 	UserByHandle(ctx context.Context, handle []byte) (*User, error)
 	UserByUsername(ctx context.Context, username string) (*User, error)
 	ListUsers(ctx context.Context) ([]*User, error)
 	CountAdmins(ctx context.Context) (int, error)
+}
+
+// CredentialStore keeps the passkeys of accounts.
+type CredentialStore interface {
+	AddCredential(ctx context.Context, c *Credential, ev audit.Event) error
 	Credentials(ctx context.Context, userID string) ([]*Credential, error)
 	// CredentialUsed records a successful assertion.
 	CredentialUsed(ctx context.Context, c *Credential, evs []audit.Event) error
@@ -127,16 +144,26 @@ type Store interface {
 	// in, in one transaction. It refuses (ErrLastPasskey) to remove the
 	// user's last credential when the user has no unused recovery code.
 	RemoveCredential(ctx context.Context, userID string, id []byte, ev audit.Event) (sessions int, err error)
+}
 
+// ChallengeStore keeps the challenges of ceremonies in progress.
+type ChallengeStore interface {
 	PutChallenge(ctx context.Context, c *Challenge) error
-	// TakeChallenge reads and deletes a challenge atomically.
+	// TakeChallenge reads and deletes a challenge atomically: of two
+	// concurrent takers, one gets it.
 	TakeChallenge(ctx context.Context, id string) (*Challenge, error)
+}
 
+// RecoveryStore keeps recovery codes, as hashes.
+type RecoveryStore interface {
 	ReplaceRecoveryCodes(ctx context.Context, userID string, hashes [][]byte, ev audit.Event) error
 	// UseRecoveryCode marks an unused code of the user used; ErrNotFound if none matches.
 	UseRecoveryCode(ctx context.Context, userID string, hash []byte, at time.Time, ev audit.Event) error
 	UnusedRecoveryCodes(ctx context.Context, userID string) (int, error)
+}
 
+// InviteStore keeps one-time sign-up, setup and enrolment links, as hashes.
+type InviteStore interface {
 	CreateInvite(ctx context.Context, hash []byte, inv *Invite, ev audit.Event) error
 	// TakeInvite marks an unused, unexpired link of kind used and returns it.
 	TakeInvite(ctx context.Context, hash []byte, kind string, now time.Time) (*Invite, error)

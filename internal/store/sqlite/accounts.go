@@ -12,7 +12,10 @@ import (
 	"github.com/keywayhq/keyway/internal/passkey"
 )
 
-var _ passkey.Store = (*DB)(nil)
+var (
+	_ passkey.Store = (*DB)(nil)
+	_ audit.Reader  = (*DB)(nil)
+)
 
 const userColumns = `id, handle, username, display_name, role, created_at, disabled_at`
 
