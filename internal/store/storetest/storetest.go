@@ -1,0 +1,204 @@
+// Package storetest is the conformance suite every keyway store passes:
+// the promises the domain packages make of their stores (single use under
+// concurrency, typed constraint errors, a state change and its audit event
+// committed together or not at all, an unbroken audit chain with
+// concurrent writers), checked on a real store. A store's own tests call
+// Run with a function that opens a fresh, empty store.
+package storetest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/keywayhq/keyway/internal/audit"
+	"github.com/keywayhq/keyway/internal/passkey"
+)
+
+// Store is what the suite checks.
+type Store interface {
+	passkey.Store
+	audit.Reader
+}
+
+// parallel is how many callers race for one thing.
+const parallel = 8
+
+var t0 = time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+
+func user(id, name string) *passkey.User {
+	return &passkey.User{ID: id, Handle: []byte("handle-" + id), Username: name, DisplayName: name, Role: passkey.RoleUser, CreatedAt: t0}
+}
+
+func cred(id, userID string) *passkey.Credential {
+	return &passkey.Credential{ID: []byte(id), UserID: userID, Name: "key", PublicKey: []byte{1}, CreatedAt: t0}
+}
+
+func event(typ, subject string) audit.Event {
+	return audit.Event{At: t0, Type: typ, Actor: "storetest", Subject: subject, Detail: map[string]string{}}
+}
+
+// Run runs the suite; open returns a fresh, empty store for one subtest.
+func Run(t *testing.T, open func(t *testing.T) Store) {
+	ctx := context.Background()
+
+	t.Run("a challenge is taken once", func(t *testing.T) {
+		s := open(t)
+		if err := s.PutChallenge(ctx, &passkey.Challenge{ID: "c1", Kind: "login", Data: []byte("{}"), ExpiresAt: t0.Add(time.Hour)}); err != nil {
+			t.Fatal(err)
+		}
+		got := race(func(int) error {
+			_, err := s.TakeChallenge(ctx, "c1")
+			return err
+		})
+		if lost, other := got.split(passkey.ErrNotFound); got.ok != 1 || lost != parallel-1 {
+			t.Fatalf("%d takers got the challenge, %d saw ErrNotFound (want 1 and %d); other errors: %v", got.ok, lost, parallel-1, other)
+		}
+	})
+
+	t.Run("a one-time link is taken once", func(t *testing.T) {
+		s := open(t)
+		inv := &passkey.Invite{Kind: "invite", Role: passkey.RoleUser, CreatedBy: "admin", CreatedAt: t0, ExpiresAt: t0.Add(time.Hour)}
+		if err := s.CreateInvite(ctx, []byte("link"), inv, event(audit.InviteCreated, "invite")); err != nil {
+			t.Fatal(err)
+		}
+		got := race(func(int) error {
+			_, err := s.TakeInvite(ctx, []byte("link"), "invite", t0)
+			return err
+		})
+		if lost, other := got.split(passkey.ErrNotFound); got.ok != 1 || lost != parallel-1 {
+			t.Fatalf("one-time link: %d took it, %d saw ErrNotFound; other errors: %v", got.ok, lost, other)
+		}
+	})
+
+	t.Run("setup links make one first admin", func(t *testing.T) {
+		s := open(t)
+		for _, h := range []string{"setup-a", "setup-b"} {
+			inv := &passkey.Invite{Kind: "setup", Role: passkey.RoleAdmin, CreatedBy: "keyway", CreatedAt: t0, ExpiresAt: t0.Add(time.Hour)}
+			if err := s.CreateInvite(ctx, []byte(h), inv, event(audit.InviteCreated, "setup")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		got := race(func(i int) error {
+			id := fmt.Sprintf("u%d", i)
+			link := []string{"setup-a", "setup-b"}[i%2]
+			return s.CreateUser(ctx, user(id, id), cred("c"+id, id), &passkey.InviteUse{Hash: []byte(link), Kind: "setup", Now: t0},
+				[]audit.Event{event(audit.UserCreated, "user:"+id)})
+		})
+		if lost, other := got.split(passkey.ErrSignUpClosed); got.ok != 1 || lost != parallel-1 {
+			t.Fatalf("sign-ups racing on setup links: %d made it, %d saw ErrSignUpClosed; other errors: %v", got.ok, lost, other)
+		}
+		if n, err := s.CountAdmins(ctx); err != nil || n != 1 {
+			t.Fatalf("admins: %d (%v), want 1", n, err)
+		}
+		// A setup link made after the first admin exists makes no second.
+		late := &passkey.Invite{Kind: "setup", Role: passkey.RoleAdmin, CreatedBy: "keyway", CreatedAt: t0, ExpiresAt: t0.Add(time.Hour)}
+		if err := s.CreateInvite(ctx, []byte("setup-late"), late, event(audit.InviteCreated, "setup")); err != nil {
+			t.Fatal(err)
+		}
+		err := s.CreateUser(ctx, user("late", "late"), cred("clate", "late"), &passkey.InviteUse{Hash: []byte("setup-late"), Kind: "setup", Now: t0}, nil)
+		if !errors.Is(err, passkey.ErrSignUpClosed) {
+			t.Fatalf("a setup link once an admin exists: %v, want ErrSignUpClosed", err)
+		}
+	})
+
+	t.Run("constraint violations are the domain's errors and leave nothing", func(t *testing.T) {
+		s := open(t)
+		if err := s.CreateUser(ctx, user("u1", "ada"), cred("c1", "u1"), nil, []audit.Event{event(audit.UserCreated, "user:u1")}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.CreateUser(ctx, user("u2", "ada"), cred("c2", "u2"), nil, []audit.Event{event(audit.UserCreated, "user:u2")}); !errors.Is(err, passkey.ErrUsernameTaken) {
+			t.Fatalf("a taken username: %v, want ErrUsernameTaken", err)
+		}
+		if err := s.CreateUser(ctx, user("u3", "bea"), cred("c1", "u3"), nil, []audit.Event{event(audit.UserCreated, "user:u3")}); !errors.Is(err, passkey.ErrCeremony) {
+			t.Fatalf("a credential ID registered twice: %v, want ErrCeremony", err)
+		}
+		users, err := s.ListUsers(ctx)
+		if err != nil || len(users) != 1 {
+			t.Fatalf("users after two refused sign-ups: %d (%v), want 1", len(users), err)
+		}
+		recent, err := s.RecentAuditEvents(ctx, 10)
+		if err != nil || len(recent) != 1 || recent[0].Event.Subject != "user:u1" {
+			t.Fatalf("audit after two refused sign-ups: %+v (%v): a refused change writes no event", recent, err)
+		}
+	})
+
+	t.Run("the last passkey stays unless a recovery code remains", func(t *testing.T) {
+		s := open(t)
+		if err := s.CreateUser(ctx, user("u1", "ada"), cred("c1", "u1"), nil, nil); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.RemoveCredential(ctx, "u1", []byte("c1"), event(audit.PasskeyRemoved, "user:u1")); !errors.Is(err, passkey.ErrLastPasskey) {
+			t.Fatalf("removing the last passkey without codes: %v, want ErrLastPasskey", err)
+		}
+		if err := s.ReplaceRecoveryCodes(ctx, "u1", [][]byte{[]byte("code-hash")}, event(audit.RecoveryCodesIssued, "user:u1")); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.RemoveCredential(ctx, "u1", []byte("c1"), event(audit.PasskeyRemoved, "user:u1")); err != nil {
+			t.Fatalf("removing the last passkey with a code left: %v", err)
+		}
+	})
+
+	t.Run("the audit chain holds with concurrent writers", func(t *testing.T) {
+		s := open(t)
+		got := race(func(i int) error {
+			id := fmt.Sprintf("u%d", i)
+			return s.CreateUser(ctx, user(id, id), cred("c"+id, id), nil,
+				[]audit.Event{event(audit.UserCreated, "user:"+id), event(audit.PasskeyAdded, "user:"+id)})
+		})
+		if got.ok != parallel {
+			t.Fatalf("concurrent sign-ups: %d of %d; errors: %v", got.ok, parallel, got.errs)
+		}
+		rep, err := audit.VerifyTrail(ctx, s)
+		if err != nil || rep.Broken != nil || rep.Events != 2*parallel {
+			t.Fatalf("trail after concurrent writes: %+v %v, want %d events and no break", rep, err, 2*parallel)
+		}
+	})
+}
+
+// outcome counts how a race ended.
+type outcome struct {
+	ok   int
+	errs []error
+}
+
+// split counts the errors that are want and returns the others.
+func (o outcome) split(want error) (n int, other []error) {
+	for _, err := range o.errs {
+		if errors.Is(err, want) {
+			n++
+		} else {
+			other = append(other, err)
+		}
+	}
+	return n, other
+}
+
+// race runs f parallel times at once and counts the outcomes.
+func race(f func(i int) error) outcome {
+	var (
+		mu    sync.Mutex
+		o     outcome
+		wg    sync.WaitGroup
+		start = make(chan struct{})
+	)
+	for i := range parallel {
+		wg.Go(func() {
+			<-start
+			err := f(i)
+			mu.Lock()
+			defer mu.Unlock()
+			if err == nil {
+				o.ok++
+			} else {
+				o.errs = append(o.errs, err)
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+	return o
+}
