@@ -7,6 +7,7 @@
 package storetest
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -14,13 +15,18 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keywayhq/keyway/internal/apikey"
 	"github.com/keywayhq/keyway/internal/audit"
 	"github.com/keywayhq/keyway/internal/passkey"
+	"github.com/keywayhq/keyway/internal/session"
 )
 
 // Store is what the suite checks.
 type Store interface {
 	passkey.Store
+	session.Store
+	apikey.Store
+	apikey.ChangeFeed
 	audit.Reader
 }
 
@@ -139,6 +145,92 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 		}
 		if _, err := s.RemoveCredential(ctx, "u1", []byte("c1"), event(audit.PasskeyRemoved, "user:u1")); err != nil {
 			t.Fatalf("removing the last passkey with a code left: %v", err)
+		}
+	})
+
+	t.Run("sessions: a replaced token stops at once, a removed passkey ends its sessions", func(t *testing.T) {
+		s := open(t)
+		if err := s.CreateUser(ctx, user("u1", "ada"), cred("c1", "u1"), nil, nil); err != nil {
+			t.Fatal(err)
+		}
+		ses := &session.Session{ID: "ses_1", UserID: "u1", CredentialID: []byte("c1"), CreatedAt: t0, LastSeenAt: t0, ExpiresAt: t0.Add(time.Hour)}
+		if err := s.CreateSession(ctx, ses, []byte("token-1"), event(audit.SessionCreated, "user:u1")); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.ReplaceSessionToken(ctx, "ses_1", []byte("token-2"), t0, event(audit.SessionStepUp, "user:u1")); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.SessionByToken(ctx, []byte("token-1")); !errors.Is(err, session.ErrNotFound) {
+			t.Fatalf("the replaced token: %v, want ErrNotFound", err)
+		}
+		if got, err := s.SessionByToken(ctx, []byte("token-2")); err != nil || got.ID != "ses_1" {
+			t.Fatalf("the new token: %+v %v", got, err)
+		}
+		if err := s.TouchSession(ctx, "ses_1", t0.Add(time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.TouchSession(ctx, "ses_1", t0); err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := s.SessionByToken(ctx, []byte("token-2")); got == nil || !got.LastSeenAt.Equal(t0.Add(time.Minute)) {
+			t.Fatalf("last seen moved back: %+v", got)
+		}
+		if err := s.ReplaceRecoveryCodes(ctx, "u1", [][]byte{[]byte("h")}, event(audit.RecoveryCodesIssued, "user:u1")); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := s.RemoveCredential(ctx, "u1", []byte("c1"), event(audit.PasskeyRemoved, "user:u1")); err != nil || n != 1 {
+			t.Fatalf("removing the passkey ended %d sessions (%v), want 1", n, err)
+		}
+		if _, err := s.SessionByToken(ctx, []byte("token-2")); !errors.Is(err, session.ErrNotFound) {
+			t.Fatalf("a session of a removed passkey: %v, want ErrNotFound", err)
+		}
+	})
+
+	t.Run("api keys: every change is in the feed, in order, with its audit event", func(t *testing.T) {
+		s := open(t)
+		start, err := s.LatestChange(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		k := &apikey.Key{ID: "k1", Name: "k", Owner: "service:x", Env: apikey.EnvLive, Scopes: []string{"a"}, CreatedAt: t0, ExpiresAt: t0.Add(time.Hour)}
+		if err := s.CreateKey(ctx, k, bytes.Repeat([]byte{1}, 32), event(audit.KeyCreated, "key_k1")); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.RotateKey(ctx, "k1", bytes.Repeat([]byte{2}, 32), t0.Add(time.Minute), event(audit.KeyRotated, "key_k1")); err != nil {
+			t.Fatal(err)
+		}
+		refused := errors.New("refused")
+		if err := s.UpdateKey(ctx, "k1", func(k *apikey.Key) (audit.Event, error) {
+			k.Name = "changed"
+			return audit.Event{}, refused
+		}); !errors.Is(err, refused) {
+			t.Fatalf("a refused update: %v", err)
+		}
+		if err := s.RevokeKey(ctx, "k1", t0, "test", event(audit.KeyRevoked, "key_k1")); err != nil {
+			t.Fatal(err)
+		}
+		got, secrets, err := s.GetKey(ctx, "k1")
+		if err != nil || got.Name != "k" || got.RevokedAt.IsZero() || len(secrets) != 2 {
+			t.Fatalf("after rotate, refused update, revoke: %+v %d secrets %v", got, len(secrets), err)
+		}
+		changes, last, err := s.ChangesSince(ctx, start)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(changes) < 2 || last != changes[len(changes)-1].Seq {
+			t.Fatalf("feed: %+v last %d", changes, last)
+		}
+		for i, c := range changes {
+			if c.KeyID != "k1" || (i > 0 && c.Seq <= changes[i-1].Seq) {
+				t.Fatalf("feed out of order or foreign: %+v", changes)
+			}
+		}
+		if _, _, err := s.GetKey(ctx, "nope"); !errors.Is(err, apikey.ErrNotFound) {
+			t.Fatalf("an unknown key: %v, want ErrNotFound", err)
+		}
+		recent, err := s.RecentAuditEvents(ctx, 10)
+		if err != nil || len(recent) != 3 {
+			t.Fatalf("audit: %d events (%v), want 3: created, rotated, revoked (the refused update writes none)", len(recent), err)
 		}
 	})
 
