@@ -198,6 +198,46 @@ if has_case bare-tuned; then
   URL[bare-tuned]="https://127.0.0.1:$P_TUNED/hello"; PIDOF[bare-tuned]=$LAST_PID
 fi
 
+# auth_server PORT URL prints an nginx server block on PORT whose /key/
+# location asks URL (auth_request) before proxying: the nginx-auth and
+# nginx-keyway cases differ in URL only.
+auth_server() {
+  cat <<EOF
+    server {
+        listen 127.0.0.1:$1 ssl;
+        ssl_certificate     $TMP/nginx/cert.pem;
+        ssl_certificate_key $TMP/nginx/key.pem;
+        ssl_protocols TLSv1.3;
+        location = /_auth {
+            internal;
+            proxy_pass $2;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host 127.0.0.1;
+            proxy_ssl_session_reuse on;
+            proxy_ssl_protocols TLSv1.3;
+            proxy_pass_request_body off;
+            proxy_set_header Content-Length "";
+            proxy_set_header X-Original-URI \$request_uri;
+            proxy_set_header X-Original-Method \$request_method;
+        }
+        location /key/ {
+            auth_request /_auth;
+            auth_request_set \$kw_subject \$upstream_http_x_keyway_subject;
+            auth_request_set \$kw_key \$upstream_http_x_keyway_key_id;
+            auth_request_set \$kw_scopes \$upstream_http_x_keyway_scopes;
+            proxy_set_header X-Keyway-Subject \$kw_subject;
+            proxy_set_header X-Keyway-Key-Id \$kw_key;
+            proxy_set_header X-Keyway-Scopes \$kw_scopes;
+            proxy_set_header Authorization "";
+            proxy_pass http://up/;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+    }
+EOF
+}
+
 if has_case nginx || has_case nginx-auth || has_case nginx-keyway; then
   mkdir -p "$TMP/nginx/logs"
   openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 \
@@ -237,69 +277,8 @@ http {
         server 127.0.0.1:$P_KW;
         keepalive 64;
     }
-    server {
-        listen 127.0.0.1:$P_NGINX_AUTH ssl;
-        ssl_certificate     $TMP/nginx/cert.pem;
-        ssl_certificate_key $TMP/nginx/key.pem;
-        ssl_protocols TLSv1.3;
-        location = /_auth {
-            internal;
-            proxy_pass https://allow/allow;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_ssl_session_reuse on;
-            proxy_ssl_protocols TLSv1.3;
-            proxy_pass_request_body off;
-            proxy_set_header Content-Length "";
-            proxy_set_header X-Original-URI \$request_uri;
-            proxy_set_header X-Original-Method \$request_method;
-        }
-        location /key/ {
-            auth_request /_auth;
-            auth_request_set \$kw_subject \$upstream_http_x_keyway_subject;
-            auth_request_set \$kw_key \$upstream_http_x_keyway_key_id;
-            auth_request_set \$kw_scopes \$upstream_http_x_keyway_scopes;
-            proxy_set_header X-Keyway-Subject \$kw_subject;
-            proxy_set_header X-Keyway-Key-Id \$kw_key;
-            proxy_set_header X-Keyway-Scopes \$kw_scopes;
-            proxy_set_header Authorization "";
-            proxy_pass http://up/;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-        }
-    }
-    server {
-        listen 127.0.0.1:$P_NGINX_KW ssl;
-        ssl_certificate     $TMP/nginx/cert.pem;
-        ssl_certificate_key $TMP/nginx/key.pem;
-        ssl_protocols TLSv1.3;
-        location = /_auth {
-            internal;
-            proxy_pass https://keyway/.keyway/verify/nginx;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_set_header Host 127.0.0.1;
-            proxy_ssl_session_reuse on;
-            proxy_ssl_protocols TLSv1.3;
-            proxy_pass_request_body off;
-            proxy_set_header Content-Length "";
-            proxy_set_header X-Original-URI \$request_uri;
-            proxy_set_header X-Original-Method \$request_method;
-        }
-        location /key/ {
-            auth_request /_auth;
-            auth_request_set \$kw_subject \$upstream_http_x_keyway_subject;
-            auth_request_set \$kw_key \$upstream_http_x_keyway_key_id;
-            auth_request_set \$kw_scopes \$upstream_http_x_keyway_scopes;
-            proxy_set_header X-Keyway-Subject \$kw_subject;
-            proxy_set_header X-Keyway-Key-Id \$kw_key;
-            proxy_set_header X-Keyway-Scopes \$kw_scopes;
-            proxy_set_header Authorization "";
-            proxy_pass http://up/;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-        }
-    }
+$(auth_server "$P_NGINX_AUTH" https://allow/allow)
+$(auth_server "$P_NGINX_KW" https://keyway/.keyway/verify/nginx)
 }
 EOF
   start nginx "$NGINX" -p "$TMP/nginx" -c "$TMP/nginx/nginx.conf" -e "$TMP/nginx/logs/error.log" -g 'daemon off;'
