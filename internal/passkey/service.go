@@ -424,7 +424,12 @@ func (s *Service) FinishRegistration(ctx context.Context, ceremonyID, userID str
 		u.CreatedAt = now
 		var inv *InviteUse
 		if d.Pending.InviteHash != nil {
-			inv = &InviteUse{Hash: d.Pending.InviteHash, Kind: d.Pending.InviteKind, Now: now}
+			inv = &InviteUse{Hash: d.Pending.InviteHash, Kind: d.Pending.InviteKind, Role: u.Role, Now: now}
+			if inv.Kind == "setup" {
+				// A setup link makes the first admin only: it works while no
+				// admin exists, and the first admin closes every other one.
+				inv.CloseKind, inv.UnlessRoleExists = true, RoleAdmin
+			}
 		}
 		evs := []audit.Event{
 			{At: now, Type: audit.UserCreated, Actor: principal.User(u.ID).String(), Subject: principal.User(u.ID).String(), Detail: map[string]string{"role": string(u.Role)}},
@@ -724,7 +729,16 @@ func (s *Service) Remove(ctx context.Context, userID, ref, actor string) (int, e
 	}
 	ev := audit.Event{At: s.cfg.Now().UTC(), Type: audit.PasskeyRemoved, Actor: actor, Subject: principal.User(userID).String(),
 		Detail: map[string]string{"credential": credRef(id)}}
-	return s.cfg.Store.RemoveCredential(ctx, userID, id, ev)
+	return s.cfg.Store.RemoveCredential(ctx, userID, id, keepOneWayIn, ev)
+}
+
+// keepOneWayIn refuses to remove a user's last passkey unless an unused
+// recovery code remains: an account must keep a way to sign in.
+func keepOneWayIn(left Remaining) error {
+	if left.Passkeys == 0 && left.RecoveryCodes == 0 {
+		return ErrLastPasskey
+	}
+	return nil
 }
 
 // ---- recovery codes ----

@@ -97,11 +97,27 @@ type Invite struct {
 	ExpiresAt time.Time
 }
 
-// InviteUse is a link spent by a sign-up.
+// InviteUse is a link a sign-up spends, with the conditions the service
+// puts on spending it. The store checks every condition in the one
+// transaction that creates the account, so that two sign-ups cannot both
+// pass a check the other would fail.
 type InviteUse struct {
 	Hash []byte
 	Kind string // invite | setup
+	// Role is the link's role, read when the ceremony began. A link's role
+	// never changes; the spend is refused if it does not match.
+	Role Role
 	Now  time.Time
+	// CloseKind spends every other unspent link of Kind with this one.
+	CloseKind bool
+	// UnlessRoleExists refuses the spend while any account holds this role.
+	UnlessRoleExists Role
+}
+
+// Remaining is what a user would keep after losing one passkey.
+type Remaining struct {
+	Passkeys      int
+	RecoveryCodes int // unused
 }
 
 // Store is everything the passkey service keeps: accounts, their passkeys,
@@ -120,11 +136,10 @@ type Store interface {
 // AccountStore keeps accounts.
 type AccountStore interface {
 	// CreateUser stores a new account with its first passkey. With inv set,
-	// it spends that link in the same transaction (ErrSignUpClosed when it is
-	// used, expired or unknown) and gives the user the link's role; a setup
-	// link works only while no admin exists, and creating the first admin
-	// spends every other setup link. A taken username is ErrUsernameTaken,
-	// a credential ID already registered ErrCeremony.
+	// it spends that link in the same transaction, on inv's conditions
+	// (ErrSignUpClosed when the link is used, expired, unknown, of another
+	// role, or a condition fails). A taken username is ErrUsernameTaken, a
+	// credential ID already registered ErrCeremony.
 	CreateUser(ctx context.Context, u *User, c *Credential, inv *InviteUse, evs []audit.Event) error
 	UserByID(ctx context.Context, id string) (*User, error)
 	UserByHandle(ctx context.Context, handle []byte) (*User, error)
@@ -141,9 +156,11 @@ type CredentialStore interface {
 	CredentialUsed(ctx context.Context, c *Credential, evs []audit.Event) error
 	RenameCredential(ctx context.Context, userID string, id []byte, name string, ev audit.Event) error
 	// RemoveCredential deletes the credential and every session it signed
-	// in, in one transaction. It refuses (ErrLastPasskey) to remove the
-	// user's last credential when the user has no unused recovery code.
-	RemoveCredential(ctx context.Context, userID string, id []byte, ev audit.Event) (sessions int, err error)
+	// in, in one transaction, once allow accepts what the user would have
+	// left (allow's error is returned and nothing changes). The transaction
+	// holds the user's account while it counts, so two removals cannot both
+	// pass a check that only one of them should.
+	RemoveCredential(ctx context.Context, userID string, id []byte, allow func(Remaining) error, ev audit.Event) (sessions int, err error)
 }
 
 // ChallengeStore keeps the challenges of ceremonies in progress.

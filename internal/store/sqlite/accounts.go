@@ -74,35 +74,8 @@ func boolInt(b bool) int {
 func (d *DB) CreateUser(ctx context.Context, u *passkey.User, c *passkey.Credential, inv *passkey.InviteUse, evs []audit.Event) error {
 	return d.inTx(ctx, func(tx *sql.Tx) error {
 		if inv != nil {
-			if inv.Kind == "setup" {
-				var admins int
-				if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM users WHERE role = 'admin'`).Scan(&admins); err != nil {
-					return err
-				}
-				if admins > 0 {
-					return passkey.ErrSignUpClosed
-				}
-			}
-			var role string
-			err := tx.QueryRowContext(ctx, `UPDATE invites SET used_at = ? WHERE hash = ? AND kind = ? AND used_at IS NULL AND expires_at > ?
-				RETURNING role`, inv.Now.UnixNano(), inv.Hash, inv.Kind, inv.Now.UnixNano()).Scan(&role)
-			if errors.Is(err, sql.ErrNoRows) {
-				return passkey.ErrSignUpClosed
-			}
-			if err != nil {
+			if err := spendInvite(ctx, tx, inv); err != nil {
 				return err
-			}
-			u.Role = passkey.Role(role)
-			if inv.Kind == "setup" {
-				// The first admin exists now: no other setup link may make a second.
-				if _, err := tx.ExecContext(ctx, `UPDATE invites SET used_at = ? WHERE kind = 'setup' AND used_at IS NULL`, inv.Now.UnixNano()); err != nil {
-					return err
-				}
-			}
-			for i := range evs {
-				if evs[i].Type == audit.UserCreated {
-					evs[i].Detail["role"] = role
-				}
 			}
 		}
 		_, err := tx.ExecContext(ctx, `INSERT INTO users (id, handle, username, display_name, role, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
@@ -123,6 +96,35 @@ func (d *DB) CreateUser(ctx context.Context, u *passkey.User, c *passkey.Credent
 		}
 		return nil
 	})
+}
+
+// spendInvite spends the link of a sign-up on the service's conditions.
+func spendInvite(ctx context.Context, tx *sql.Tx, inv *passkey.InviteUse) error {
+	if inv.UnlessRoleExists != "" {
+		var n int
+		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM users WHERE role = ?`, string(inv.UnlessRoleExists)).Scan(&n); err != nil {
+			return err
+		}
+		if n > 0 {
+			return passkey.ErrSignUpClosed
+		}
+	}
+	if inv.CloseKind {
+		// Every unspent link of the kind, this one included, in one
+		// statement; the transaction rolls it back if this link is not
+		// among them.
+		if _, err := tx.ExecContext(ctx, `UPDATE invites SET used_at = ? WHERE kind = ? AND used_at IS NULL AND hash <> ?`,
+			inv.Now.UnixNano(), inv.Kind, inv.Hash); err != nil {
+			return err
+		}
+	}
+	err := mustAffect(tx.ExecContext(ctx, `UPDATE invites SET used_at = ?
+		WHERE hash = ? AND kind = ? AND role = ? AND used_at IS NULL AND expires_at > ?`,
+		inv.Now.UnixNano(), inv.Hash, inv.Kind, string(inv.Role), inv.Now.UnixNano()))
+	if errors.Is(err, errNoRows) {
+		return passkey.ErrSignUpClosed
+	}
+	return err
 }
 
 // AddCredential implements passkey.Store.
@@ -246,16 +248,11 @@ func (d *DB) RenameCredential(ctx context.Context, userID string, id []byte, nam
 }
 
 // RemoveCredential implements passkey.Store.
-func (d *DB) RemoveCredential(ctx context.Context, userID string, id []byte, ev audit.Event) (int, error) {
+func (d *DB) RemoveCredential(ctx context.Context, userID string, id []byte, allow func(passkey.Remaining) error, ev audit.Event) (int, error) {
 	var ended int
 	err := d.inTx(ctx, func(tx *sql.Tx) error {
-		var total, codes int
-		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM credentials WHERE user_id = ?`, userID).Scan(&total); err != nil {
-			return err
-		}
-		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM recovery_codes WHERE user_id = ? AND used_at IS NULL`, userID).Scan(&codes); err != nil {
-			return err
-		}
+		// The transaction took the write lock at BEGIN: the counts hold
+		// until it commits.
 		var owned int
 		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM credentials WHERE id = ? AND user_id = ?`, id, userID).Scan(&owned); err != nil {
 			return err
@@ -263,8 +260,15 @@ func (d *DB) RemoveCredential(ctx context.Context, userID string, id []byte, ev 
 		if owned == 0 {
 			return passkey.ErrNotFound
 		}
-		if total == 1 && codes == 0 {
-			return passkey.ErrLastPasskey
+		var left passkey.Remaining
+		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) - 1 FROM credentials WHERE user_id = ?`, userID).Scan(&left.Passkeys); err != nil {
+			return err
+		}
+		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM recovery_codes WHERE user_id = ? AND used_at IS NULL`, userID).Scan(&left.RecoveryCodes); err != nil {
+			return err
+		}
+		if err := allow(left); err != nil {
+			return err
 		}
 		res, err := tx.ExecContext(ctx, `DELETE FROM sessions WHERE credential_id = ?`, id)
 		if err != nil {

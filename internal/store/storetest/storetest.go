@@ -30,6 +30,16 @@ type Store interface {
 	audit.Reader
 }
 
+func admin(id string) *passkey.User {
+	u := user(id, id)
+	u.Role = passkey.RoleAdmin
+	return u
+}
+
+func setupUse(link string) *passkey.InviteUse {
+	return &passkey.InviteUse{Hash: []byte(link), Kind: "setup", Role: passkey.RoleAdmin, Now: t0, CloseKind: true, UnlessRoleExists: passkey.RoleAdmin}
+}
+
 // parallel is how many callers race for one thing.
 const parallel = 8
 
@@ -91,7 +101,7 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 		got := race(func(i int) error {
 			id := fmt.Sprintf("u%d", i)
 			link := []string{"setup-a", "setup-b"}[i%2]
-			return s.CreateUser(ctx, user(id, id), cred("c"+id, id), &passkey.InviteUse{Hash: []byte(link), Kind: "setup", Now: t0},
+			return s.CreateUser(ctx, admin(id), cred("c"+id, id), setupUse(link),
 				[]audit.Event{event(audit.UserCreated, "user:"+id)})
 		})
 		if lost, other := got.split(passkey.ErrSignUpClosed); got.ok != 1 || lost != parallel-1 {
@@ -105,7 +115,7 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 		if err := s.CreateInvite(ctx, []byte("setup-late"), late, event(audit.InviteCreated, "setup")); err != nil {
 			t.Fatal(err)
 		}
-		err := s.CreateUser(ctx, user("late", "late"), cred("clate", "late"), &passkey.InviteUse{Hash: []byte("setup-late"), Kind: "setup", Now: t0}, nil)
+		err := s.CreateUser(ctx, admin("late"), cred("clate", "late"), setupUse("setup-late"), nil)
 		if !errors.Is(err, passkey.ErrSignUpClosed) {
 			t.Fatalf("a setup link once an admin exists: %v, want ErrSignUpClosed", err)
 		}
@@ -132,19 +142,66 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 		}
 	})
 
-	t.Run("the last passkey stays unless a recovery code remains", func(t *testing.T) {
+	t.Run("a link of another role is not spent", func(t *testing.T) {
+		s := open(t)
+		inv := &passkey.Invite{Kind: "invite", Role: passkey.RoleUser, CreatedBy: "admin", CreatedAt: t0, ExpiresAt: t0.Add(time.Hour)}
+		if err := s.CreateInvite(ctx, []byte("link"), inv, event(audit.InviteCreated, "invite")); err != nil {
+			t.Fatal(err)
+		}
+		use := &passkey.InviteUse{Hash: []byte("link"), Kind: "invite", Role: passkey.RoleAdmin, Now: t0}
+		if err := s.CreateUser(ctx, user("u1", "ada"), cred("c1", "u1"), use, nil); !errors.Is(err, passkey.ErrSignUpClosed) {
+			t.Fatalf("a user link spent as an admin's: %v, want ErrSignUpClosed", err)
+		}
+		if _, err := s.PeekInvite(ctx, []byte("link"), "invite", t0); err != nil {
+			t.Fatalf("the refused spend used the link: %v", err)
+		}
+		expired := &passkey.InviteUse{Hash: []byte("link"), Kind: "invite", Role: passkey.RoleUser, Now: t0.Add(2 * time.Hour)}
+		if err := s.CreateUser(ctx, user("u1", "ada"), cred("c1", "u1"), expired, nil); !errors.Is(err, passkey.ErrSignUpClosed) {
+			t.Fatalf("an expired link: %v, want ErrSignUpClosed", err)
+		}
+		if users, _ := s.ListUsers(ctx); len(users) != 0 {
+			t.Fatalf("refused sign-ups made %d users", len(users))
+		}
+	})
+
+	t.Run("a passkey is removed only if the rule allows what is left, one removal at a time", func(t *testing.T) {
 		s := open(t)
 		if err := s.CreateUser(ctx, user("u1", "ada"), cred("c1", "u1"), nil, nil); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := s.RemoveCredential(ctx, "u1", []byte("c1"), event(audit.PasskeyRemoved, "user:u1")); !errors.Is(err, passkey.ErrLastPasskey) {
-			t.Fatalf("removing the last passkey without codes: %v, want ErrLastPasskey", err)
-		}
-		if err := s.ReplaceRecoveryCodes(ctx, "u1", [][]byte{[]byte("code-hash")}, event(audit.RecoveryCodesIssued, "user:u1")); err != nil {
+		if err := s.AddCredential(ctx, cred("c2", "u1"), event(audit.PasskeyAdded, "user:u1")); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := s.RemoveCredential(ctx, "u1", []byte("c1"), event(audit.PasskeyRemoved, "user:u1")); err != nil {
-			t.Fatalf("removing the last passkey with a code left: %v", err)
+		if err := s.ReplaceRecoveryCodes(ctx, "u1", [][]byte{[]byte("code-a"), []byte("code-b")}, event(audit.RecoveryCodesIssued, "user:u1")); err != nil {
+			t.Fatal(err)
+		}
+		var seen passkey.Remaining
+		refuse := errors.New("refused")
+		if _, err := s.RemoveCredential(ctx, "u1", []byte("c1"), func(r passkey.Remaining) error { seen = r; return refuse }, event(audit.PasskeyRemoved, "user:u1")); !errors.Is(err, refuse) {
+			t.Fatalf("a refused removal: %v, want the rule's error", err)
+		}
+		if seen != (passkey.Remaining{Passkeys: 1, RecoveryCodes: 2}) {
+			t.Fatalf("the rule saw %+v, want 1 passkey and 2 codes left", seen)
+		}
+		if cs, _ := s.Credentials(ctx, "u1"); len(cs) != 2 {
+			t.Fatalf("a refused removal removed a passkey: %d left", len(cs))
+		}
+		if _, err := s.RemoveCredential(ctx, "u1", []byte("nope"), func(passkey.Remaining) error { return nil }, event(audit.PasskeyRemoved, "user:u1")); !errors.Is(err, passkey.ErrNotFound) {
+			t.Fatalf("removing an unknown passkey: %v, want ErrNotFound", err)
+		}
+		// Two removals race under "keep one passkey": one wins.
+		keepOne := func(r passkey.Remaining) error {
+			if r.Passkeys == 0 {
+				return passkey.ErrLastPasskey
+			}
+			return nil
+		}
+		got := race(func(i int) error {
+			_, err := s.RemoveCredential(ctx, "u1", []byte([]string{"c1", "c2"}[i%2]), keepOne, event(audit.PasskeyRemoved, "user:u1"))
+			return err
+		})
+		if cs, _ := s.Credentials(ctx, "u1"); len(cs) != 1 || got.ok != 1 {
+			t.Fatalf("racing removals under keep-one: %d succeeded, %d passkeys left (want 1 and 1); errors: %v", got.ok, len(cs), got.errs)
 		}
 	})
 
@@ -178,7 +235,7 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 		if err := s.ReplaceRecoveryCodes(ctx, "u1", [][]byte{[]byte("h")}, event(audit.RecoveryCodesIssued, "user:u1")); err != nil {
 			t.Fatal(err)
 		}
-		if n, err := s.RemoveCredential(ctx, "u1", []byte("c1"), event(audit.PasskeyRemoved, "user:u1")); err != nil || n != 1 {
+		if n, err := s.RemoveCredential(ctx, "u1", []byte("c1"), func(passkey.Remaining) error { return nil }, event(audit.PasskeyRemoved, "user:u1")); err != nil || n != 1 {
 			t.Fatalf("removing the passkey ended %d sessions (%v), want 1", n, err)
 		}
 		if _, err := s.SessionByToken(ctx, []byte("token-2")); !errors.Is(err, session.ErrNotFound) {
