@@ -14,7 +14,7 @@ import (
 // audit trail and exits 1 if any event was edited, deleted or reordered.
 func cmdAudit(args []string, stdout, stderr io.Writer, getenv func(string) string) int {
 	if len(args) == 0 || args[0] != "verify" {
-		fmt.Fprintln(stderr, "Usage: keyway audit verify [--data-dir DIR | --config FILE] [-o text|json]")
+		fmt.Fprintln(stderr, "Usage: keyway audit verify [--data-dir DIR | --config FILE] [--store DSN] [-o text|json]")
 		return exitUsage
 	}
 	fs := newFlags("audit verify", stderr)

@@ -22,12 +22,14 @@ import (
 const usage = `keyway — passwordless, secure-by-design authentication in front of APIs.
 
 Usage:
-  keyway serve   [--config FILE] [--data-dir DIR] [--listen ADDR] [--http-listen ADDR|off] [--admin-listen ADDR]
+  keyway serve   [--config FILE] [--data-dir DIR] [--store DSN] [--listen ADDR] [--http-listen ADDR|off] [--admin-listen ADDR]
   keyway check   --config FILE [--strict] [-o text|json]
   keyway keys    create|list|show|update|rotate|revoke|delete|usage …  (keyway keys help)
   keyway scan    [-o text|json] [PATH…]
   keyway users   list|invite|enrol-link|revoke-sessions …  (keyway users help)
-  keyway audit   verify [--data-dir DIR] [-o text|json]
+  keyway audit   verify [--data-dir DIR] [--store DSN] [-o text|json]
+  keyway migrate [--config FILE] [--store DSN]            bring a store's schema up to date
+  keyway migrate --from sqlite:PATH --to postgres://…     copy a SQLite store into an empty PostgreSQL one
   keyway version [-o text|json]
 
 With no --config, serve runs the demo: a built-in weather API behind the
@@ -61,6 +63,8 @@ func run(args []string, stdout, stderr io.Writer, getenv func(string) string) in
 		return cmdAudit(args[1:], stdout, stderr, getenv)
 	case "users":
 		return cmdUsers(args[1:], stdout, stderr, getenv)
+	case "migrate":
+		return cmdMigrate(args[1:], stdout, stderr, getenv)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return exitOK
@@ -75,12 +79,17 @@ func wantsHelp(args []string) bool {
 	return len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help"
 }
 
+const storeFlagHelp = "store: postgres://user@host:5432/db?sslmode=verify-full, or sqlite:PATH (default: the config's, else KEYWAY_STORE_DSN, else <data-dir>/keyway.db)"
+
 // dataDirConfig registers --config and --data-dir, the flags of every
 // command that works on a data directory, and returns the loader to call
 // once fs is parsed.
 func dataDirConfig(fs *flag.FlagSet) func(getenv func(string) string) (*config.Config, error) {
 	cfgPath := fs.String("config", "", "config file (YAML)")
-	over := map[string]*string{"data-dir": fs.String("data-dir", "./keyway-data", "data directory")}
+	over := map[string]*string{
+		"data-dir": fs.String("data-dir", "./keyway-data", "data directory"),
+		"store":    fs.String("store", "", storeFlagHelp),
+	}
 	return func(getenv func(string) string) (*config.Config, error) {
 		return loadConfig(*cfgPath, fs, getenv, over)
 	}
@@ -153,6 +162,9 @@ func loadConfig(path string, fs *flag.FlagSet, getenv func(string) string, over 
 	if set["admin-listen"] {
 		cfg.AdminListen = *over["admin-listen"]
 	}
+	if set["store"] {
+		cfg.SetStore(*over["store"])
+	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -167,6 +179,7 @@ func cmdServe(args []string, stdout, stderr io.Writer, getenv func(string) strin
 		"listen":       fs.String("listen", "127.0.0.1:8443", "HTTPS listen address"),
 		"http-listen":  fs.String("http-listen", "127.0.0.1:8080", `plain-HTTP redirect listen address, or "off"`),
 		"admin-listen": fs.String("admin-listen", "127.0.0.1:9090", "admin listen address (/metrics)"),
+		"store":        fs.String("store", "", storeFlagHelp),
 	}
 	if err := fs.Parse(args); err != nil {
 		return exitUsage

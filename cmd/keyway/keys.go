@@ -31,7 +31,7 @@ const keysUsage = `Usage: keyway keys COMMAND [flags]
   delete  ID
   usage   ID [--window 24h]
 
-Every command takes --data-dir DIR (default ./keyway-data) or --config FILE,
+Every command takes --data-dir DIR (default ./keyway-data), --store DSN or --config FILE,
 and -o text|json. They work whether or not keyway serve runs on the same data
 directory; a running server sees each change within a second.
 `

@@ -21,7 +21,7 @@ const usersUsage = `Usage: keyway users COMMAND [flags]
   enrol-link USERNAME           a one-time link that lets USERNAME register a new passkey (24 h)
   revoke-sessions USERNAME      end every session of USERNAME at once
 
-Every command takes --data-dir DIR (default ./keyway-data) or --config FILE,
+Every command takes --data-dir DIR (default ./keyway-data), --store DSN or --config FILE,
 and -o text|json. Links are printed, never logged; hand them over in person
 or over a channel you trust. Every action is in the audit trail (actor "cli").
 `

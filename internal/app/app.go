@@ -37,7 +37,7 @@ import (
 	"github.com/keywayhq/keyway/internal/ratelimit"
 	"github.com/keywayhq/keyway/internal/session"
 	"github.com/keywayhq/keyway/internal/shape"
-	"github.com/keywayhq/keyway/internal/store/sqlite"
+	"github.com/keywayhq/keyway/internal/store"
 	"github.com/keywayhq/keyway/internal/tlsconf"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -67,7 +67,7 @@ type App struct {
 	cfg    *config.Config
 	logger *slog.Logger
 
-	db       *sqlite.DB
+	db       store.Store
 	keys     *apikey.Service
 	passkeys *passkey.Service
 	sessions *session.Manager
@@ -112,7 +112,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data dir: %w", err)
 	}
-	if a.db, err = sqlite.Open(ctx, cfg.Store.Path); err != nil {
+	if a.db, err = store.Open(ctx, cfg.Store, true); err != nil {
 		return nil, err
 	}
 	if opts.Getenv == nil {

@@ -2,13 +2,11 @@ package app
 
 import (
 	"context"
-	"fmt"
-	"os"
 
 	"github.com/keywayhq/keyway/internal/audit"
 	"github.com/keywayhq/keyway/internal/config"
 	"github.com/keywayhq/keyway/internal/portal"
-	"github.com/keywayhq/keyway/internal/store/sqlite"
+	"github.com/keywayhq/keyway/internal/store"
 )
 
 // AuditReport is the outcome of VerifyAudit.
@@ -16,10 +14,7 @@ type AuditReport = audit.Report
 
 // VerifyAudit walks the whole audit trail of cfg's store and checks its hash chain.
 func VerifyAudit(ctx context.Context, cfg *config.Config) (*AuditReport, error) {
-	if _, err := os.Stat(cfg.Store.Path); err != nil {
-		return nil, fmt.Errorf("no database at %s: %w", cfg.Store.Path, err)
-	}
-	db, err := sqlite.Open(ctx, cfg.Store.Path)
+	db, err := store.Open(ctx, cfg.Store, false)
 	if err != nil {
 		return nil, err
 	}

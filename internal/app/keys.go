@@ -19,7 +19,7 @@ import (
 
 	"github.com/keywayhq/keyway/internal/apikey"
 	"github.com/keywayhq/keyway/internal/config"
-	"github.com/keywayhq/keyway/internal/store/sqlite"
+	"github.com/keywayhq/keyway/internal/store"
 )
 
 // PepperEnv names the environment variable that may hold the pepper (base64).
@@ -94,7 +94,7 @@ func derivedKey(pepper []byte, purpose string) ([]byte, error) {
 	return hkdf.Key(sha256.New, pepper, nil, "keyway "+purpose, 32)
 }
 
-func newKeyService(ctx context.Context, cfg *config.Config, db *sqlite.DB, logger *slog.Logger, pepper []byte) (*apikey.Service, error) {
+func newKeyService(ctx context.Context, cfg *config.Config, db store.Store, logger *slog.Logger, pepper []byte) (*apikey.Service, error) {
 	return apikey.New(ctx, apikey.Config{
 		Store: db, Changes: db, Usage: db, Pepper: pepper, Logger: logger,
 		DefaultTTL: cfg.APIKeys.DefaultTTL, MaxTTL: cfg.APIKeys.MaxTTL,
@@ -107,7 +107,7 @@ func newKeyService(ctx context.Context, cfg *config.Config, db *sqlite.DB, logge
 // learn of every change within a second through the store's change feed.
 type Keys struct {
 	*apikey.Service
-	db *sqlite.DB
+	db store.Store
 }
 
 // OpenKeys opens the store of cfg and its key service.
@@ -115,7 +115,7 @@ func OpenKeys(ctx context.Context, cfg *config.Config, logger *slog.Logger, gete
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data dir: %w", err)
 	}
-	db, err := sqlite.Open(ctx, cfg.Store.Path)
+	db, err := store.Open(ctx, cfg.Store, true)
 	if err != nil {
 		return nil, err
 	}

@@ -13,7 +13,7 @@ import (
 	"github.com/keywayhq/keyway/internal/config"
 	"github.com/keywayhq/keyway/internal/passkey"
 	"github.com/keywayhq/keyway/internal/session"
-	"github.com/keywayhq/keyway/internal/store/sqlite"
+	"github.com/keywayhq/keyway/internal/store"
 )
 
 // SetupLinkTTL is how long the first-admin setup link lives.
@@ -163,7 +163,7 @@ type People struct {
 	Passkeys  *passkey.Service
 	Sessions  *session.Manager
 	PublicURL string
-	db        *sqlite.DB
+	db        store.Store
 }
 
 // OpenPeople opens the store of cfg and its account services. Links it makes
@@ -172,7 +172,7 @@ func OpenPeople(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data dir: %w", err)
 	}
-	db, err := sqlite.Open(ctx, cfg.Store.Path)
+	db, err := store.Open(ctx, cfg.Store, true)
 	if err != nil {
 		return nil, err
 	}

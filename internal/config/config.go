@@ -8,6 +8,7 @@ package config
 
 import (
 	"net/netip"
+	"strings"
 	"time"
 )
 
@@ -122,11 +123,33 @@ type ACME struct {
 
 // Store selects the persistence backend.
 type Store struct {
-	// Driver is "sqlite" (default).
+	// Driver is "sqlite" (default: one process, embedded) or "postgres"
+	// (shared by many nodes).
 	Driver string `yaml:"driver"`
 	// Path of the SQLite file. Default "<data_dir>/keyway.db".
 	Path string `yaml:"path"`
+	// DSN is the PostgreSQL connection URL
+	// (postgres://user@host:5432/db?sslmode=verify-full). Better given by
+	// KEYWAY_STORE_DSN than written in a file, when it holds a password.
+	DSN string `yaml:"dsn"`
 }
+
+// SetStore selects the store from one string, as --store and
+// KEYWAY_STORE_DSN give it: a postgres:// (or postgresql://) URL, or
+// sqlite:PATH. Anything else is kept for Validate to refuse.
+func (c *Config) SetStore(spec string) {
+	switch {
+	case strings.HasPrefix(spec, "postgres://"), strings.HasPrefix(spec, "postgresql://"):
+		c.Store.Driver, c.Store.DSN = "postgres", spec
+	case strings.HasPrefix(spec, "sqlite:"):
+		c.Store.Driver, c.Store.Path, c.Store.DSN = "sqlite", strings.TrimPrefix(spec, "sqlite:"), ""
+	default:
+		c.Store.Driver, c.Store.DSN = badStoreSpec, ""
+	}
+}
+
+// badStoreSpec marks a store string SetStore could not read.
+const badStoreSpec = "(unreadable)"
 
 // Server holds limits that protect the listeners.
 type Server struct {

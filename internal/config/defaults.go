@@ -238,11 +238,12 @@ var envVars = []struct{ name, path string }{
 	{"KEYWAY_ADMIN_LISTEN", "admin_listen"},
 	{"KEYWAY_LOG_FORMAT", "log.format"},
 	{"KEYWAY_LOG_LEVEL", "log.level"},
+	{"KEYWAY_STORE_DSN", "store.dsn"},
 }
 
 // ApplyEnv overrides settings with the environment variables KEYWAY_DATA_DIR,
-// KEYWAY_LISTEN, KEYWAY_HTTP_LISTEN, KEYWAY_ADMIN_LISTEN, KEYWAY_LOG_FORMAT
-// and KEYWAY_LOG_LEVEL; an unset or empty variable changes nothing. Load
+// KEYWAY_LISTEN, KEYWAY_HTTP_LISTEN, KEYWAY_ADMIN_LISTEN, KEYWAY_LOG_FORMAT,
+// KEYWAY_LOG_LEVEL and KEYWAY_STORE_DSN (see SetStore); an unset or empty variable changes nothing. Load
 // calls it with os.Getenv. For Demo's config, call it yourself, then
 // Validate: errors about these settings name the variable, not a file line.
 func (c *Config) ApplyEnv(getenv func(string) string) {
@@ -269,6 +270,8 @@ func (c *Config) ApplyEnv(getenv func(string) string) {
 			c.Log.Format = val
 		case "log.level":
 			c.Log.Level = val
+		case "store.dsn":
+			c.SetStore(val)
 		}
 	}
 	c.src.env = env

@@ -46,6 +46,18 @@ func (c *Config) Lint() []Warning {
 			l.warnf("upstreams."+name+".url", "upstream %q uses plain http to %s, a non-loopback host: requests and the identity keyway adds cross the network unencrypted; use https", name, u.Hostname())
 		}
 	}
+	if c.Store.Driver == "postgres" {
+		if u, err := url.Parse(c.Store.DSN); err == nil {
+			if _, ok := u.User.Password(); ok && c.src.env["store.dsn"] == "" {
+				l.warnf("store.dsn", "the config file holds the database password; give the DSN in KEYWAY_STORE_DSN, or use PGPASSFILE or a client certificate")
+			}
+			switch mode := u.Query().Get("sslmode"); {
+			case isLoopback(u.Hostname()):
+			case mode != "verify-full":
+				l.warnf("store.dsn", "the database at %s is reached with sslmode=%q: keys' hashes and sessions cross the network unverified; use sslmode=verify-full", u.Hostname(), mode)
+			}
+		}
+	}
 	for i, r := range c.Routes {
 		if r.Policy != PolicyPublic {
 			continue

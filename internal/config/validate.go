@@ -233,13 +233,26 @@ func isHostname(h string) bool {
 
 func (v *validator) store() {
 	s := v.c.Store
-	if s.Driver == "postgres" {
-		v.errorf("store.driver", `use "sqlite"`, "store driver %q is not available in this version of keyway yet", s.Driver)
-	} else {
-		v.oneOf("store.driver", "store driver", s.Driver, "sqlite")
-	}
-	if s.Path == "" {
-		v.errorf("store.path", "", "required")
+	switch s.Driver {
+	case badStoreSpec:
+		v.errorf("store", "give postgres://user@host:5432/db?sslmode=… or sqlite:PATH", "the store is neither a postgres:// URL nor sqlite:PATH")
+	case "postgres":
+		// Never quote the DSN: it may hold a password.
+		u, err := url.Parse(s.DSN)
+		switch {
+		case s.DSN == "":
+			v.errorf("store.dsn", "set store.dsn or KEYWAY_STORE_DSN to postgres://user@host:5432/db", "required with driver postgres")
+		case err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") || u.Host == "":
+			v.errorf("store.dsn", "postgres://user@host:5432/db?sslmode=verify-full", "not a postgres:// URL with a host")
+		}
+	default:
+		v.oneOf("store.driver", "store driver", s.Driver, "sqlite", "postgres")
+		if s.Path == "" {
+			v.errorf("store.path", "", "required")
+		}
+		if s.DSN != "" {
+			v.errorf("store.dsn", `remove it, or set driver: postgres`, "a DSN is for driver postgres")
+		}
 	}
 }
 
