@@ -47,6 +47,11 @@ type Config struct {
 	// "no such key") is trusted without a reload, whatever the change feed
 	// says. Default 30s.
 	StaleAfter time.Duration
+	// MaxStaleness bounds how long cached keys are trusted after the change
+	// feed was last read: past it, every verification reads the store (and
+	// fails while the store is out of reach), so that a node cut off from
+	// the feed cannot keep a key revoked elsewhere alive. Default 5s.
+	MaxStaleness time.Duration
 	// PollInterval is how often the change feed is read. Default 250ms.
 	PollInterval time.Duration
 	// FlushInterval is how often usage counters are written. Default 1s.
@@ -79,6 +84,11 @@ type Service struct {
 	flushMu sync.Mutex // held for a whole flush
 
 	lastSeq atomic.Int64
+	// feedReadAt is when the change feed was last read without error
+	// (Unix nanoseconds by cfg.Now).
+	feedReadAt atomic.Int64
+	// wake asks Run to read the change feed now (see Wake).
+	wake chan struct{}
 }
 
 // Verified is a key that passed verification. It is shared and read-only.
@@ -128,6 +138,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	def(&cfg.MaxTTL, 365*24*time.Hour)
 	def(&cfg.MaxOverlap, 7*24*time.Hour)
 	def(&cfg.StaleAfter, 30*time.Second)
+	def(&cfg.MaxStaleness, 5*time.Second)
 	def(&cfg.PollInterval, 250*time.Millisecond)
 	def(&cfg.FlushInterval, time.Second)
 	if cfg.DefaultTTL > cfg.MaxTTL {
@@ -142,7 +153,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	if cfg.Rand == nil {
 		cfg.Rand = rand.Reader
 	}
-	s := &Service{cfg: cfg, cache: make(map[string]*entry), usage: make(map[string]*keyUsage)}
+	s := &Service{cfg: cfg, cache: make(map[string]*entry), usage: make(map[string]*keyUsage), wake: make(chan struct{}, 1)}
 	pepper := slices.Clone(cfg.Pepper)
 	s.hashes.New = func() any { return &hasher{h: hmac.New(sha256.New, pepper)} }
 	seq, err := cfg.Changes.LatestChange(ctx)
@@ -150,6 +161,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		return nil, fmt.Errorf("apikey: read change feed: %w", err)
 	}
 	s.lastSeq.Store(seq)
+	s.feedReadAt.Store(cfg.Now().UnixNano())
 	return s, nil
 }
 
@@ -240,12 +252,13 @@ func allowedFrom(cidrs []netip.Prefix, client netip.Addr) bool {
 }
 
 // lookup returns the cached key, loading it (once, however many callers
-// wait) when it is missing or older than StaleAfter.
+// wait) when it is missing, older than StaleAfter, or the change feed has
+// not been read for MaxStaleness.
 func (s *Service) lookup(ctx context.Context, id string, now time.Time) (*Verified, error) {
 	s.mu.RLock()
 	e := s.cache[id]
 	s.mu.RUnlock()
-	if e != nil && now.Sub(e.loadedAt) < s.cfg.StaleAfter {
+	if e != nil && now.Sub(e.loadedAt) < s.cfg.StaleAfter && now.UnixNano()-s.feedReadAt.Load() < int64(s.cfg.MaxStaleness) {
 		return e.v, nil
 	}
 	res, err, _ := s.group.Do(id, func() (any, error) {
@@ -331,21 +344,45 @@ func (s *Service) Run(ctx context.Context) {
 			s.flush(context.WithoutCancel(ctx))
 			return
 		case <-poll.C:
-			if err := s.Poll(ctx); err != nil && ctx.Err() == nil {
-				s.cfg.Logger.Warn("api keys: read change feed", slog.String("error", err.Error()))
-			}
+			s.pollOrWarn(ctx)
+		case <-s.wake:
+			s.pollOrWarn(ctx)
 		case <-flush.C:
 			s.flush(ctx)
 		}
 	}
 }
 
+func (s *Service) pollOrWarn(ctx context.Context) {
+	if err := s.Poll(ctx); err != nil && ctx.Err() == nil {
+		s.cfg.Logger.Warn("api keys: read change feed", slog.String("error", err.Error()))
+	}
+}
+
+// Wake asks Run to read the change feed at once rather than at its next
+// tick: a store that pushes news of a change (PostgreSQL's LISTEN) calls
+// it, so that a revocation on another node takes effect in milliseconds.
+// It never blocks; wakes that come while one is pending merge.
+func (s *Service) Wake() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
 // Poll reads the change feed once and drops every changed key from the cache.
 func (s *Service) Poll(ctx context.Context) error {
+	// The cache is as fresh as the moment this read began, once it has
+	// reached the end of the feed.
+	start := s.cfg.Now().UnixNano()
 	for {
 		changes, last, err := s.cfg.Changes.ChangesSince(ctx, s.lastSeq.Load())
 		if errors.Is(err, ErrFeedTruncated) {
-			return s.resync(ctx)
+			if err := s.resync(ctx); err != nil {
+				return err
+			}
+			s.feedReadAt.Store(start)
+			return nil
 		}
 		if err != nil {
 			return err
@@ -355,6 +392,7 @@ func (s *Service) Poll(ctx context.Context) error {
 		}
 		s.lastSeq.Store(last)
 		if len(changes) < 10000 {
+			s.feedReadAt.Store(start)
 			return nil
 		}
 	}

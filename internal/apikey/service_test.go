@@ -598,3 +598,63 @@ func TestAVerifierBehindAPrunedFeedDropsItsCache(t *testing.T) {
 		t.Fatalf("second prune: %d %v", n, err)
 	}
 }
+
+// flakyStore is a store whose reads fail while down, as when the network
+// to a shared database is cut.
+type flakyStore struct {
+	*sqlite.DB
+	down atomic.Bool
+}
+
+var errDown = errors.New("store unreachable")
+
+func (f *flakyStore) GetKey(ctx context.Context, id string) (*apikey.Key, []apikey.Secret, error) {
+	if f.down.Load() {
+		return nil, nil, errDown
+	}
+	return f.DB.GetKey(ctx, id)
+}
+
+func (f *flakyStore) ChangesSince(ctx context.Context, seq int64) ([]apikey.Change, int64, error) {
+	if f.down.Load() {
+		return nil, seq, errDown
+	}
+	return f.DB.ChangesSince(ctx, seq)
+}
+
+// TestCachedKeysAreTrustedOnlyUntilTheStalenessBound cuts a verifier off
+// from its store: a cached key keeps working until MaxStaleness after the
+// change feed was last read (a revocation made elsewhere in that time
+// could not be heard of), then verification fails rather than trusting
+// the cache, and all is well again once the store answers.
+func TestCachedKeysAreTrustedOnlyUntilTheStalenessBound(t *testing.T) {
+	db, _ := openDB(t)
+	c := newClock()
+	flaky := &flakyStore{DB: db}
+	s, err := apikey.New(ctx, apikey.Config{
+		Store: flaky, Changes: flaky, Usage: db, Pepper: pepper(), Now: c.Now, Logger: quiet(),
+		MaxStaleness: 5 * time.Second,
+	})
+	mustNot(t, err)
+	raw, _ := create(t, s, apikey.CreateParams{})
+	if _, err := s.Verify(ctx, raw, client("10.0.0.1")); err != nil {
+		t.Fatalf("a new key: %v", err)
+	}
+	flaky.down.Store(true)
+	if err := s.Poll(ctx); !errors.Is(err, errDown) {
+		t.Fatalf("poll with the store down: %v", err)
+	}
+	c.Add(4 * time.Second)
+	if _, err := s.Verify(ctx, raw, client("10.0.0.1")); err != nil {
+		t.Fatalf("4s after the last read of the feed, the cached key: %v", err)
+	}
+	c.Add(2 * time.Second)
+	if _, err := s.Verify(ctx, raw, client("10.0.0.1")); !errors.Is(err, errDown) {
+		t.Fatalf("6s after the last read of the feed, the cached key: %v, want the store's error", err)
+	}
+	flaky.down.Store(false)
+	mustNot(t, s.Poll(ctx))
+	if _, err := s.Verify(ctx, raw, client("10.0.0.1")); err != nil {
+		t.Fatalf("with the store back: %v", err)
+	}
+}

@@ -496,6 +496,12 @@ func (a *App) CAFile() string { return a.caFile }
 // CAPool holds the local CA (nil unless TLS mode is local).
 func (a *App) CAPool() *x509.CertPool { return a.caPool }
 
+// changeListener is a store that pushes news of key changes made on
+// other nodes (store/postgres).
+type changeListener interface {
+	Listen(ctx context.Context, wake func(), logger *slog.Logger)
+}
+
 // Run serves until ctx is done, then shuts down gracefully: listeners stop
 // accepting, in-flight requests get up to Server.ShutdownTimeout to finish,
 // and the store is closed last. It returns the first serving error, if any.
@@ -506,8 +512,13 @@ func (a *App) Run(ctx context.Context) error {
 	svcDone := make(chan struct{})
 	go func() {
 		defer close(svcDone)
+		var listening sync.WaitGroup
+		if l, ok := a.db.(changeListener); ok {
+			listening.Go(func() { l.Listen(svcCtx, a.keys.Wake, a.logger) })
+		}
 		go a.sweepSessions(svcCtx)
 		a.keys.Run(svcCtx)
+		listening.Wait()
 	}()
 	errc := make(chan error, len(a.servers))
 	var wg sync.WaitGroup
