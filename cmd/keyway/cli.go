@@ -22,7 +22,7 @@ import (
 const usage = `keyway — passwordless, secure-by-design authentication in front of APIs.
 
 Usage:
-  keyway serve   [--config FILE] [--data-dir DIR] [--store DSN] [--listen ADDR] [--http-listen ADDR|off] [--admin-listen ADDR]
+  keyway serve   [--config FILE] [--data-dir DIR] [--store DSN] [--redis ADDR] [--listen ADDR] [--http-listen ADDR|off] [--admin-listen ADDR]
   keyway check   --config FILE [--strict] [-o text|json]
   keyway keys    create|list|show|update|rotate|revoke|delete|usage …  (keyway keys help)
   keyway scan    [-o text|json] [PATH…]
@@ -165,6 +165,9 @@ func loadConfig(path string, fs *flag.FlagSet, getenv func(string) string, over 
 	if set["store"] {
 		cfg.SetStore(*over["store"])
 	}
+	if set["redis"] {
+		cfg.Redis.Addr = *over["redis"]
+	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -180,6 +183,7 @@ func cmdServe(args []string, stdout, stderr io.Writer, getenv func(string) strin
 		"http-listen":  fs.String("http-listen", "127.0.0.1:8080", `plain-HTTP redirect listen address, or "off"`),
 		"admin-listen": fs.String("admin-listen", "127.0.0.1:9090", "admin listen address (/metrics)"),
 		"store":        fs.String("store", "", storeFlagHelp),
+		"redis":        fs.String("redis", "", "Redis host:port that shares rate limits between nodes (default: the config's, else KEYWAY_REDIS_ADDR)"),
 	}
 	if err := fs.Parse(args); err != nil {
 		return exitUsage

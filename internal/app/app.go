@@ -38,6 +38,7 @@ import (
 	"github.com/keywayhq/keyway/internal/session"
 	"github.com/keywayhq/keyway/internal/shape"
 	"github.com/keywayhq/keyway/internal/store"
+	"github.com/keywayhq/keyway/internal/store/redis"
 	"github.com/keywayhq/keyway/internal/tlsconf"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -74,7 +75,8 @@ type App struct {
 	own      *httpapi.Own
 	portal   portal.Handler
 	admin    *httpapi.Admin
-	keyLimit *ratelimit.Memory[string]
+	keyLimit decision.CloseLimiter[string]
+	redis    *redis.Client // nil: limits are per node
 
 	publicURL string
 	setupURL  string
@@ -238,7 +240,32 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 	}
 	// One decision core for every door: the proxy, keyway's own endpoints,
 	// the portal and the admin listener.
-	a.keyLimit = ratelimit.NewMemory[string](ratelimit.MemoryConfig{})
+	var limiters decision.Limiters
+	if a.redis, err = openRedis(ctx, cfg, opts.Getenv, a.logger); err != nil {
+		return nil, err
+	}
+	if a.redis != nil {
+		rc := a.redis
+		reg.MustRegister(
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "keyway_redis_up",
+				Help: "1 while Redis answers; 0 while shared limits run on their failure policy (redis.on_failure)."},
+				func() float64 {
+					if rc.Down() {
+						return 0
+					}
+					return 1
+				}),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "keyway_cluster_nodes",
+				Help: "Live keyway nodes at the last heartbeat through Redis."}, func() float64 { return float64(rc.Nodes()) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "keyway_redis_limiter_calls_total",
+				Help: "Shared-limiter scripts run on Redis by this node (hot keys lease tokens: far fewer than requests)."},
+				func() float64 { return float64(rc.Calls()) }),
+		)
+		limiters = sharedLimiters{redis.Limiters{Client: a.redis, Policy: failurePolicy(cfg.Redis.OnFailure)}}
+		a.keyLimit = limiters.ByKey("key")
+	} else {
+		a.keyLimit = ratelimit.NewMemory[string](ratelimit.MemoryConfig{})
+	}
 	coreClients, gwClients, err := clientProfiles(cfg)
 	if err != nil {
 		return nil, err
@@ -246,7 +273,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 	core, err := decision.New(decision.Config{
 		Keys: a.keys, KeyLimiter: a.keyLimit, KeyHeader: cfg.APIKeys.Header,
 		Sessions: a.sessions, Users: a.passkeys, Origins: origins, Logger: a.logger, Metrics: reg,
-		Clients: coreClients,
+		Clients: coreClients, Limiters: limiters,
 	})
 	if err != nil {
 		return nil, err
@@ -516,6 +543,9 @@ func (a *App) Run(ctx context.Context) error {
 		if l, ok := a.db.(changeListener); ok {
 			listening.Go(func() { l.Listen(svcCtx, a.keys.Wake, a.logger) })
 		}
+		if a.redis != nil {
+			listening.Go(func() { a.redis.Run(svcCtx) })
+		}
 		go a.sweepSessions(svcCtx)
 		a.keys.Run(svcCtx)
 		listening.Wait()
@@ -589,6 +619,10 @@ func (a *App) closeAll() {
 	}
 	if a.keyLimit != nil {
 		a.keyLimit.Close()
+	}
+	if a.redis != nil {
+		_ = a.redis.Close()
+		a.redis = nil
 	}
 	if a.db != nil {
 		if err := a.db.Close(); err != nil {

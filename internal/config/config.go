@@ -55,6 +55,7 @@ type Config struct {
 	Log    Log    `yaml:"log"`
 	TLS    TLS    `yaml:"tls"`
 	Store  Store  `yaml:"store"`
+	Redis  Redis  `yaml:"redis"`
 	Server Server `yaml:"server"`
 	// TrustedProxies are the CIDRs whose X-Forwarded-* and X-Request-Id headers
 	// are believed. Default: none (every client header of that kind is replaced).
@@ -132,6 +133,28 @@ type Store struct {
 	// (postgres://user@host:5432/db?sslmode=verify-full). Better given by
 	// KEYWAY_STORE_DSN than written in a file, when it holds a password.
 	DSN string `yaml:"dsn"`
+}
+
+// Redis shares the rate limits of many nodes (store.driver postgres).
+type Redis struct {
+	// Addr is host:port; empty: limits are per node.
+	Addr string `yaml:"addr"`
+	// Username is the ACL user (empty: the default user).
+	Username string `yaml:"username"`
+	// PasswordFile holds the password (mode 0600); KEYWAY_REDIS_PASSWORD
+	// takes precedence. Never write the password in this file.
+	PasswordFile string `yaml:"password_file"`
+	// TLS connects over TLS, verifying the server against CAFile (or the
+	// system roots when it is empty).
+	TLS    bool   `yaml:"tls"`
+	CAFile string `yaml:"ca_file"`
+	// OnFailure is what shared limits do while Redis is out of reach:
+	// "local" (the default: each node enforces its share, the limit divided
+	// by the live nodes; never unlimited) or "closed" (refuse with 503).
+	// Limits that guard sign-in against abuse always fail closed.
+	OnFailure string `yaml:"on_failure"`
+	// Prefix starts every key keyway writes. Default "keyway:".
+	Prefix string `yaml:"prefix"`
 }
 
 // SetStore selects the store from one string, as --store and

@@ -34,6 +34,7 @@ func TestDefault(t *testing.T) {
 			HSTSMaxAge: 365 * 24 * time.Hour,
 		},
 		Store: Store{Driver: "sqlite", Path: "keyway-data/keyway.db"},
+		Redis: Redis{OnFailure: "local", Prefix: "keyway:"},
 		APIKeys: APIKeys{
 			Header:     "Authorization",
 			PepperFile: "keyway-data/pepper.key",

@@ -60,6 +60,7 @@ func defaults() *Config {
 			HSTSMaxAge: minHSTSMaxAge,
 		},
 		Store: Store{Driver: "sqlite"},
+		Redis: Redis{OnFailure: "local", Prefix: "keyway:"},
 		APIKeys: APIKeys{
 			Header:     "Authorization",
 			DefaultTTL: 90 * 24 * time.Hour,
@@ -239,11 +240,12 @@ var envVars = []struct{ name, path string }{
 	{"KEYWAY_LOG_FORMAT", "log.format"},
 	{"KEYWAY_LOG_LEVEL", "log.level"},
 	{"KEYWAY_STORE_DSN", "store.dsn"},
+	{"KEYWAY_REDIS_ADDR", "redis.addr"},
 }
 
 // ApplyEnv overrides settings with the environment variables KEYWAY_DATA_DIR,
 // KEYWAY_LISTEN, KEYWAY_HTTP_LISTEN, KEYWAY_ADMIN_LISTEN, KEYWAY_LOG_FORMAT,
-// KEYWAY_LOG_LEVEL and KEYWAY_STORE_DSN (see SetStore); an unset or empty variable changes nothing. Load
+// KEYWAY_LOG_LEVEL, KEYWAY_STORE_DSN (see SetStore) and KEYWAY_REDIS_ADDR; an unset or empty variable changes nothing. Load
 // calls it with os.Getenv. For Demo's config, call it yourself, then
 // Validate: errors about these settings name the variable, not a file line.
 func (c *Config) ApplyEnv(getenv func(string) string) {
@@ -272,6 +274,8 @@ func (c *Config) ApplyEnv(getenv func(string) string) {
 			c.Log.Level = val
 		case "store.dsn":
 			c.SetStore(val)
+		case "redis.addr":
+			c.Redis.Addr = val
 		}
 	}
 	c.src.env = env

@@ -58,6 +58,14 @@ func (c *Config) Lint() []Warning {
 			}
 		}
 	}
+	if c.Store.Driver == "postgres" && c.Redis.Addr == "" {
+		l.warnf("redis", "the store is shared by many nodes but rate limits are per node: N nodes allow N times each limit; set redis.addr (or KEYWAY_REDIS_ADDR)")
+	}
+	if c.Redis.Addr != "" && !c.Redis.TLS {
+		if host, _, err := net.SplitHostPort(c.Redis.Addr); err == nil && !isLoopback(host) {
+			l.warnf("redis.addr", "Redis at %s is reached without TLS: set redis.tls: true", host)
+		}
+	}
 	for i, r := range c.Routes {
 		if r.Policy != PolicyPublic {
 			continue

@@ -43,6 +43,7 @@ func TestLoadFull(t *testing.T) {
 			HSTSMaxAge: 2 * 365 * 24 * time.Hour,
 		},
 		Store: Store{Driver: "sqlite", Path: "/var/lib/keyway/state.db"},
+		Redis: Redis{OnFailure: "local", Prefix: "keyway:"},
 		Server: Server{
 			ReadHeaderTimeout:    5 * time.Second,
 			ReadTimeout:          30 * time.Second,

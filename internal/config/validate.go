@@ -39,6 +39,7 @@ func (c *Config) Validate() error {
 	v.oneOf("log.level", "log level", c.Log.Level, "debug", "info", "warn", "error")
 	v.tls()
 	v.store()
+	v.redis()
 	v.server()
 	for i, p := range c.TrustedProxies {
 		if !p.IsValid() {
@@ -253,6 +254,23 @@ func (v *validator) store() {
 		if s.DSN != "" {
 			v.errorf("store.dsn", `remove it, or set driver: postgres`, "a DSN is for driver postgres")
 		}
+	}
+}
+
+func (v *validator) redis() {
+	r := v.c.Redis
+	v.oneOf("redis.on_failure", "failure policy", r.OnFailure, "local", "closed")
+	if r.Addr == "" {
+		return
+	}
+	if _, _, err := net.SplitHostPort(r.Addr); err != nil {
+		v.errorf("redis.addr", "host:port, such as 127.0.0.1:6379", "not a host:port address")
+	}
+	if r.CAFile != "" && !r.TLS {
+		v.errorf("redis.ca_file", "set redis.tls: true", "a CA file is for TLS")
+	}
+	if r.Prefix == "" {
+		v.errorf("redis.prefix", `such as "keyway:"`, "required")
 	}
 }
 

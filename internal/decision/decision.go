@@ -85,6 +85,33 @@ type Config struct {
 	// routes that apply them, a request whose credential names a client
 	// may call only that client's routes and methods.
 	Clients []Client
+	// Limiters makes the limiters of routes. Nil: in-process ones, per node.
+	Limiters Limiters
+}
+
+// Limiters makes the rate limiters of routes: in-process (the default) or
+// shared by many nodes (store/redis). A limiter's name is unique per route
+// and kind, and is its name in the shared store.
+type Limiters interface {
+	ByKey(name string) CloseLimiter[string]
+	ByAddr(name string) CloseLimiter[netip.Addr]
+}
+
+// CloseLimiter is a rate limiter to stop when its route goes.
+type CloseLimiter[K comparable] interface {
+	ratelimit.Limiter[K]
+	Close()
+}
+
+// memoryLimiters are in-process limiters.
+type memoryLimiters struct{}
+
+func (memoryLimiters) ByKey(string) CloseLimiter[string] {
+	return ratelimit.NewMemory[string](ratelimit.MemoryConfig{})
+}
+
+func (memoryLimiters) ByAddr(string) CloseLimiter[netip.Addr] {
+	return ratelimit.NewMemory[netip.Addr](ratelimit.MemoryConfig{})
 }
 
 // Client is a client profile, as the core uses it.
@@ -130,6 +157,9 @@ func New(cfg Config) (*Core, error) {
 	}
 	if cfg.KeyHeader == "" {
 		cfg.KeyHeader = "Authorization"
+	}
+	if cfg.Limiters == nil {
+		cfg.Limiters = memoryLimiters{}
 	}
 	cfg.KeyHeader = canonicalHeader(cfg.KeyHeader)
 	c := &Core{cfg: cfg, bearer: cfg.KeyHeader == "Authorization", clients: map[string]*Client{}}
@@ -242,8 +272,8 @@ type RouteConfig struct {
 type Route struct {
 	cfg       RouteConfig
 	scopeList string
-	ipLimit   *ratelimit.Memory[netip.Addr]
-	keyLimit  *ratelimit.Memory[string]
+	ipLimit   CloseLimiter[netip.Addr]
+	keyLimit  CloseLimiter[string]
 }
 
 // NewRoute prepares a route. Call Close when it is no longer used.
@@ -268,9 +298,9 @@ func (c *Core) NewRoute(cfg RouteConfig) (*Route, error) {
 			if cfg.Policy == Public {
 				return nil, errors.New("decision: route " + cfg.Name + ": a per-key rate limit needs a credential")
 			}
-			r.keyLimit = ratelimit.NewMemory[string](ratelimit.MemoryConfig{})
+			r.keyLimit = c.cfg.Limiters.ByKey("route:" + cfg.Name)
 		} else {
-			r.ipLimit = ratelimit.NewMemory[netip.Addr](ratelimit.MemoryConfig{})
+			r.ipLimit = c.cfg.Limiters.ByAddr("route:" + cfg.Name)
 		}
 	}
 	return r, nil
@@ -387,6 +417,9 @@ func (c *Core) limit(d *Decision, ld ratelimit.Decision, name string, l ratelimi
 	}
 	if !ld.Allowed {
 		d.Reason = RateLimited
+		if ld.Unavailable {
+			d.Reason = Unavailable // a shared limiter out of reach fails closed
+		}
 		d.Limit, d.LimitName, d.LimitRule = ld, name, l
 	}
 	return ld.Allowed

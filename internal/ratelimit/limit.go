@@ -78,6 +78,11 @@ func (l Limit) params() (t, b int64, ok bool) {
 	return t, b, true
 }
 
+// Params returns the emission interval (nanoseconds, rounded up) and the
+// effective burst of l, or ok=false if l is invalid: what a shared
+// limiter needs to run the same GCRA elsewhere.
+func (l Limit) Params() (interval, burst int64, ok bool) { return l.params() }
+
 // EffectiveBurst returns Burst, or Count when Burst is 0.
 func (l Limit) EffectiveBurst() int64 {
 	if l.Burst == 0 {
@@ -252,6 +257,9 @@ type Decision struct {
 	// ResetAfter is how long until the bucket is full again, that is until
 	// Limit events would be allowed at once (RateLimit-Reset; round up).
 	ResetAfter time.Duration
+	// Unavailable reports a denial because a shared limiter could not
+	// reach its store and fails closed: the answer is 503, not 429.
+	Unavailable bool
 }
 
 // Limiter decides whether one more event for a key fits its Limit. The
