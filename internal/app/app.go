@@ -283,7 +283,15 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 	if err != nil {
 		return nil, err
 	}
+	var authLimit httpapi.BulkLimiter[string]
+	var leakLimit httpapi.BulkLimiter[netip.Addr]
+	if a.redis != nil {
+		// Abuse budgets are shared and fail closed, whatever redis.on_failure says.
+		authLimit = redis.NewLimiter(a.redis, "auth", func(k string) string { return k }, redis.FailClosed)
+		leakLimit = redis.NewLimiter(a.redis, "leak", netip.Addr.String, redis.FailClosed)
+	}
 	a.own, err = httpapi.New(httpapi.Config{Store: a.db, Logger: a.logger, Version: opts.Version, Leak: leak, JWKS: a.signer,
+		AuthLimiter: authLimit, LeakLimiter: leakLimit,
 		Auth: &httpapi.AuthConfig{Accounts: a.passkeys, Sessions: a.sessions, Decider: core, Keys: a.keys,
 			SessionMaxAge: cfg.Sessions.AbsoluteTimeout, PublicURL: a.publicURL, SelfServiceScopes: cfg.APIKeys.SelfServiceScopes},
 		Portal: a.portal,

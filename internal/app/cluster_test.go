@@ -262,6 +262,20 @@ func TestClusterSharesLimitsAndRidesOutOutages(t *testing.T) {
 		t.Fatalf("a route's per-client limit of 30 across three nodes: %v", got)
 	}
 
+	// The sign-up budget of one source (a burst of 5) is shared too.
+	visitor := newPerson(t, nodes[0])
+	signUps := func() map[int]int {
+		got := map[int]int{}
+		for i := range 12 {
+			res, _ := visitor.on(nodes[i%3]).do("POST", "/.keyway/auth/passkey/register/begin", map[string]string{"username": fmt.Sprintf("v%d", i)})
+			got[res.StatusCode]++
+		}
+		return got
+	}
+	if got := signUps(); got[200] != 5 || got[429] != 7 {
+		t.Fatalf("one source's sign-up budget of 5 across three nodes: %v", got)
+	}
+
 	// Redis cut: each node enforces a third of the limit on its own, once
 	// every node has seen the others' heartbeats.
 	waitFor(t, 5*time.Second, "three nodes in every node's registry", func() bool {
@@ -282,6 +296,9 @@ func TestClusterSharesLimitsAndRidesOutOutages(t *testing.T) {
 	got := hammer("/api", newKey(), 40)
 	if got[200] > 60 || got[200] < 57 || got[200]+got[429] != 120 {
 		t.Fatalf("with Redis cut, a fresh key's limit of 60: %v, want at most 60 allowed, the rest 429", got)
+	}
+	if got := signUps(); got[503] != 12 {
+		t.Fatalf("with Redis cut, the sign-up budget (an abuse limit): %v, want 503 every time (fail closed)", got)
 	}
 	rproxy.Restore()
 	waitFor(t, 5*time.Second, "shared limits after Redis came back", func() bool {

@@ -77,7 +77,7 @@ const ceremonyCookie = "__Host-keyway_ceremony"
 type auth struct {
 	*server
 	cfg   AuthConfig
-	limit *ratelimit.Memory[string]
+	limit BulkLimiter[string]
 	now   func() time.Time
 	// What each endpoint requires; every one applies the CSRF rule to
 	// state changes, sign-in included (login CSRF).
@@ -209,6 +209,10 @@ func (a *auth) rememberSource(r *http.Request, userID string) {
 // allow spends one request of key's budget, or answers 429.
 func (a *auth) allow(key string, l ratelimit.Limit) error {
 	if d := a.limit.Allow(key, l); !d.Allowed {
+		if d.Unavailable {
+			// The shared budget is out of reach: abuse limits fail closed.
+			return problem.New(problem.Unavailable, http.StatusServiceUnavailable, "temporarily unavailable; try again shortly")
+		}
 		p := problem.New(problem.TooManyAttempts, http.StatusTooManyRequests, "too many attempts; wait and try again")
 		p.RetryAfter = d.RetryAfter
 		return p

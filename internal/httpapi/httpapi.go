@@ -31,6 +31,13 @@ type Pinger interface {
 	Ping(ctx context.Context) error
 }
 
+// BulkLimiter is a rate limiter that can also charge n events at once.
+type BulkLimiter[K comparable] interface {
+	ratelimit.Limiter[K]
+	AllowN(key K, l ratelimit.Limit, n int64) ratelimit.Decision
+	Close()
+}
+
 // Config configures the own-endpoint handler.
 type Config struct {
 	// Store is checked by /.keyway/readyz. Required.
@@ -51,6 +58,11 @@ type Config struct {
 	// JWKS, when set, is served at /.keyway/jwks.json: the public keys of
 	// the identity assertions keyway signs for upstreams.
 	JWKS http.Handler
+	// AuthLimiter holds the budgets of sign-in, recovery and the other
+	// people-facing endpoints; LeakLimiter those of leak reports. Nil:
+	// in-process ones. A shared one (Redis) must fail closed.
+	AuthLimiter BulkLimiter[string]
+	LeakLimiter BulkLimiter[netip.Addr]
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
 }
@@ -76,7 +88,11 @@ func New(cfg Config) (*Own, error) {
 		if cfg.Leak.Limit.Count <= 0 {
 			return nil, errors.New("httpapi: Leak.Limit is required")
 		}
-		lh := &leakHandler{cfg: cfg.Leak, limit: ratelimit.NewMemory[netip.Addr](ratelimit.MemoryConfig{MaxKeys: 1 << 16})}
+		lim := cfg.LeakLimiter
+		if lim == nil {
+			lim = ratelimit.NewMemory[netip.Addr](ratelimit.MemoryConfig{MaxKeys: 1 << 16})
+		}
+		lh := &leakHandler{cfg: cfg.Leak, limit: lim}
 		own.closers = append(own.closers, lh.limit.Close)
 		mux.Handle("POST /.keyway/keys/report-leak", s.handle(lh.serve))
 	}
@@ -88,8 +104,11 @@ func New(cfg Config) (*Own, error) {
 			return nil, errors.New("httpapi: Auth needs Accounts, Sessions and Decider")
 		}
 		s.decider = cfg.Auth.Decider
-		a := &auth{server: s, cfg: *cfg.Auth, now: cfg.Now,
-			limit: ratelimit.NewMemory[string](ratelimit.MemoryConfig{MaxKeys: 1 << 18})}
+		lim := cfg.AuthLimiter
+		if lim == nil {
+			lim = ratelimit.NewMemory[string](ratelimit.MemoryConfig{MaxKeys: 1 << 18})
+		}
+		a := &auth{server: s, cfg: *cfg.Auth, now: cfg.Now, limit: lim}
 		own.closers = append(own.closers, a.limit.Close)
 		if err := a.newRoutes(); err != nil {
 			own.Close()

@@ -64,7 +64,7 @@ type leakResult struct {
 
 type leakHandler struct {
 	cfg   LeakConfig
-	limit *ratelimit.Memory[netip.Addr]
+	limit BulkLimiter[netip.Addr]
 }
 
 // MaxReportTokens bounds the tokens of one leak report.
@@ -76,6 +76,9 @@ func (h *leakHandler) spend(r *http.Request, n int) error {
 		return nil
 	}
 	if d := h.limit.AllowN(info.Client.Source, h.cfg.Limit, int64(n)); !d.Allowed {
+		if d.Unavailable {
+			return problem.New(problem.Unavailable, http.StatusServiceUnavailable, "temporarily unavailable; try again shortly")
+		}
 		p := problem.New(problem.RateLimited, http.StatusTooManyRequests, "too many leak reports; retry later")
 		p.RetryAfter = max(d.RetryAfter, time.Second)
 		return p

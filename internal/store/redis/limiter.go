@@ -158,6 +158,38 @@ func (l *Limiter[K]) Allow(key K, lim ratelimit.Limit) ratelimit.Decision {
 	return d
 }
 
+// AllowN takes n tokens at once, all or none, in one call to Redis (no
+// lease): for costs counted in bulk, such as the keys in a leak report.
+func (l *Limiter[K]) AllowN(key K, lim ratelimit.Limit, n int64) ratelimit.Decision {
+	interval, burst, ok := lim.Params()
+	if !ok {
+		return ratelimit.Decision{}
+	}
+	n = max(n, 1)
+	if n > burst {
+		return ratelimit.Decision{Limit: burst, RetryAfter: time.Duration(interval * burst)}
+	}
+	if l.c.Down() {
+		if l.policy == FailClosed {
+			return ratelimit.Decision{Limit: burst, RetryAfter: time.Second, Unavailable: true}
+		}
+		return l.fallback.AllowN(key, l.share(lim, burst), n)
+	}
+	granted, ahead, err := l.script(key, interval, burst, n, "all")
+	if err != nil {
+		l.c.failed(err)
+		return l.AllowN(key, lim, n)
+	}
+	l.c.ok()
+	t := ceilMicros(interval)
+	span := t * burst
+	if granted == 0 {
+		return ratelimit.Decision{Limit: burst, RetryAfter: time.Duration(ahead+n*t-span) * time.Microsecond,
+			ResetAfter: time.Duration(ahead) * time.Microsecond}
+	}
+	return ratelimit.Decision{Allowed: true, Limit: burst, Remaining: (span - ahead) / t, ResetAfter: time.Duration(ahead) * time.Microsecond}
+}
+
 func ceilMicros(ns int64) int64 { return max(1, (ns+999)/1000) }
 
 // degraded decides while Redis is out of reach, by the limiter's policy.
@@ -165,22 +197,31 @@ func (l *Limiter[K]) degraded(key K, lim ratelimit.Limit, burst int64) ratelimit
 	if l.policy == FailClosed {
 		return ratelimit.Decision{Limit: burst, RetryAfter: time.Second, Unavailable: true}
 	}
+	return l.fallback.Allow(key, l.share(lim, burst))
+}
+
+// share is this node's part of lim while Redis is out of reach.
+func (l *Limiter[K]) share(lim ratelimit.Limit, burst int64) ratelimit.Limit {
 	nodes := l.c.Nodes()
-	share := lim
-	share.Count = max(1, lim.Count/nodes)
-	share.Burst = max(1, burst/nodes)
-	return l.fallback.Allow(key, share)
+	s := lim
+	s.Count = max(1, lim.Count/nodes)
+	s.Burst = max(1, burst/nodes)
+	return s
 }
 
 // run takes up to n tokens (as many as fit) for key in one round
 // trip, and returns how many it got and how far ahead of now the key's
 // theoretical arrival time is, in microseconds.
 func (l *Limiter[K]) run(key K, interval, burst, n int64) (granted, ahead int64, err error) {
+	return l.script(key, interval, burst, n, "some")
+}
+
+func (l *Limiter[K]) script(key K, interval, burst, n int64, mode string) (granted, ahead int64, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancel()
 	l.c.calls.Add(1)
 	t := ceilMicros(interval)
-	res, err := gcra.Run(ctx, l.c.rdb, []string{l.prefix + l.encode(key)}, t, t*burst, n).Int64Slice()
+	res, err := gcra.Run(ctx, l.c.rdb, []string{l.prefix + l.encode(key)}, t, t*burst, n, mode).Int64Slice()
 	if err != nil {
 		return 0, 0, err
 	}
@@ -197,8 +238,9 @@ func (e replyError) Error() string { return string(e) }
 const errBadReply = replyError("redis: the limiter script answered in an unknown shape")
 
 // gcra is GCRA (see package ratelimit) on Redis's clock, in microseconds:
-// ARGV = interval T, span T·burst, tokens wanted n. It grants n, or as
-// many as fit now, or none; a refusal changes nothing. The key expires when
+// ARGV = interval T, span T·burst, tokens wanted n, and "all" or "some".
+// It grants n, or (with "some") as many as fit now, or none; a refusal
+// changes nothing. The key expires when
 // its bucket is full again, which loses nothing.
 var gcra = goredis.NewScript(`
 local t = redis.call('TIME')
@@ -209,7 +251,7 @@ local want = tonumber(ARGV[3])
 local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
 if tat < now then tat = now end
 local avail = math.floor((span - (tat - now)) / T)
-if avail < 1 then return {0, tat - now} end
+if avail < 1 or (ARGV[4] == 'all' and avail < want) then return {0, tat - now} end
 if want > avail then want = avail end
 tat = tat + want * T
 redis.call('SET', KEYS[1], string.format('%d', tat), 'PX', math.ceil((tat - now) / 1000) + 1)
