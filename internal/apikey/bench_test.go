@@ -98,7 +98,7 @@ func BenchmarkVerifyHotPath(b *testing.B) {
 				if d := lim.Allow(v.Key.ID, ratelimit.Limit{Count: r.Count, Period: r.Period, Burst: r.Burst}); !d.Allowed {
 					b.Fatal("limited")
 				}
-				if !s.ConsumeQuota(v) {
+				if ok, _ := s.ConsumeQuota(context.Background(), v); !ok {
 					b.Fatal("quota")
 				}
 				s.Record(v, OutcomeOK)

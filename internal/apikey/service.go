@@ -32,6 +32,9 @@ type Config struct {
 	Changes ChangeFeed
 	// Usage persists usage counters. Required.
 	Usage UsageStore
+	// Quotas shares quota counts between nodes (store/redis). Nil: each
+	// process counts alone, which is exact on one node.
+	Quotas QuotaCounter
 	// Pepper keys the HMAC of stored keys; at least 32 bytes, kept outside
 	// the database. Required.
 	Pepper []byte

@@ -286,7 +286,7 @@ func TestQuotaNeverOverspends(t *testing.T) {
 	for range 50 {
 		wg.Go(func() {
 			for range 5 {
-				if s.ConsumeQuota(v) {
+				if ok2, _ := s.ConsumeQuota(ctx, v); ok2 {
 					ok.Add(1)
 					s.Record(v, apikey.OutcomeOK)
 				}
@@ -302,7 +302,7 @@ func TestQuotaNeverOverspends(t *testing.T) {
 	s2 := newService(t, db, c)
 	v2, err := s2.Verify(ctx, raw, client("10.0.0.1"))
 	mustNot(t, err)
-	if s2.ConsumeQuota(v2) {
+	if ok, _ := s2.ConsumeQuota(ctx, v2); ok {
 		t.Fatal("a restart refilled a spent credit")
 	}
 
@@ -310,12 +310,12 @@ func TestQuotaNeverOverspends(t *testing.T) {
 	vd, err := s.Verify(ctx, rawDay, client("10.0.0.1"))
 	mustNot(t, err)
 	for i, want := range []bool{true, true, false} {
-		if got := s.ConsumeQuota(vd); got != want {
+		if got, _ := s.ConsumeQuota(ctx, vd); got != want {
 			t.Fatalf("daily quota of 2: request %d admitted=%v", i+1, got)
 		}
 	}
 	c.Add(24 * time.Hour)
-	if !s.ConsumeQuota(vd) {
+	if ok, _ := s.ConsumeQuota(ctx, vd); !ok {
 		t.Fatal("daily quota did not reset the next day")
 	}
 }

@@ -61,26 +61,59 @@ func periodStart(p QuotaPeriod, now time.Time) time.Time {
 	return time.Time{}
 }
 
+// QuotaCounter counts quota use across nodes.
+type QuotaCounter interface {
+	// Take takes one request from the quota of keyID for the period that
+	// began at start (the zero time for a total quota), or reports false
+	// when none is left. seed is what this node knows was used, for a
+	// counter that does not exist yet (a new period, or a shared store
+	// that lost its data); ttl is how long the period's counter must live
+	// (0: for ever). An error means no answer could be had: the request
+	// fails closed.
+	Take(ctx context.Context, keyID string, start time.Time, ttl time.Duration, limit, seed int64) (bool, error)
+}
+
+// quotaTTL is how long a period's shared counter must outlive its start.
+func quotaTTL(p QuotaPeriod) time.Duration {
+	switch p {
+	case QuotaDay:
+		return 25 * time.Hour
+	case QuotaMonth:
+		return 32 * 24 * time.Hour
+	case QuotaNone, QuotaTotal:
+	}
+	return 0
+}
+
 // ConsumeQuota takes one request from v's quota. It returns false, taking
 // nothing, when the quota is spent: a credit never goes negative, even
-// under concurrent requests.
-func (s *Service) ConsumeQuota(v *Verified) bool {
+// under concurrent requests on many nodes (with a QuotaCounter). An error
+// means the shared count could not be had.
+func (s *Service) ConsumeQuota(ctx context.Context, v *Verified) (bool, error) {
 	q := v.Key.Quota
 	if q.Period == QuotaNone {
-		return true
+		return true, nil
 	}
 	u := v.usage
 	now := s.cfg.Now()
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	if start := periodStart(q.Period, now); start.After(u.periodStart) {
+	start := periodStart(q.Period, now)
+	if start.After(u.periodStart) {
 		u.periodStart, u.used = start, 0
 	}
+	if s.cfg.Quotas != nil {
+		ok, err := s.cfg.Quotas.Take(ctx, v.Key.ID, start, quotaTTL(q.Period), q.Limit, u.used)
+		if ok {
+			u.used++
+		}
+		return ok, err
+	}
 	if u.used >= q.Limit {
-		return false
+		return false, nil
 	}
 	u.used++
-	return true
+	return true, nil
 }
 
 // usageFor returns the counters of k, creating them (and reading how much

@@ -124,7 +124,14 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 	if err != nil {
 		return nil, err
 	}
-	if a.keys, err = newKeyService(ctx, cfg, a.db, a.logger, pepper); err != nil {
+	if a.redis, err = openRedis(ctx, cfg, opts.Getenv, a.logger); err != nil {
+		return nil, err
+	}
+	var quotas apikey.QuotaCounter
+	if a.redis != nil {
+		quotas = redis.NewQuotas(a.redis, failurePolicy(cfg.Redis.OnFailure))
+	}
+	if a.keys, err = newKeyService(ctx, cfg, a.db, a.logger, pepper, quotas); err != nil {
 		return nil, err
 	}
 	if a.sourceKey, err = derivedKey(pepper, "sign-in sources v1"); err != nil {
@@ -241,9 +248,6 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 	// One decision core for every door: the proxy, keyway's own endpoints,
 	// the portal and the admin listener.
 	var limiters decision.Limiters
-	if a.redis, err = openRedis(ctx, cfg, opts.Getenv, a.logger); err != nil {
-		return nil, err
-	}
 	if a.redis != nil {
 		rc := a.redis
 		reg.MustRegister(

@@ -262,6 +262,14 @@ func TestClusterSharesLimitsAndRidesOutOutages(t *testing.T) {
 		t.Fatalf("a route's per-client limit of 30 across three nodes: %v", got)
 	}
 
+	// A daily quota of 50 is one count across the nodes, never overdrawn.
+	rawQ, _, err := keys.Create(context.Background(), apikey.CreateParams{Name: "quota", Owner: "service:load",
+		Quota: apikey.Quota{Limit: 50, Period: apikey.QuotaDay}}, "cli")
+	apptest.Must(t, err, "create")
+	if got := hammer("/api", rawQ, 30); got[200] != 50 || got[429] != 40 {
+		t.Fatalf("a daily quota of 50 across three nodes: %v, want 50×200 and 40×429", got)
+	}
+
 	// The sign-up budget of one source (a burst of 5) is shared too.
 	visitor := newPerson(t, nodes[0])
 	signUps := func() map[int]int {

@@ -94,9 +94,9 @@ func derivedKey(pepper []byte, purpose string) ([]byte, error) {
 	return hkdf.Key(sha256.New, pepper, nil, "keyway "+purpose, 32)
 }
 
-func newKeyService(ctx context.Context, cfg *config.Config, db store.Store, logger *slog.Logger, pepper []byte) (*apikey.Service, error) {
+func newKeyService(ctx context.Context, cfg *config.Config, db store.Store, logger *slog.Logger, pepper []byte, quotas apikey.QuotaCounter) (*apikey.Service, error) {
 	return apikey.New(ctx, apikey.Config{
-		Store: db, Changes: db, Usage: db, Pepper: pepper, Logger: logger,
+		Store: db, Changes: db, Usage: db, Pepper: pepper, Logger: logger, Quotas: quotas,
 		DefaultTTL: cfg.APIKeys.DefaultTTL, MaxTTL: cfg.APIKeys.MaxTTL,
 		Clients: slices.Sorted(maps.Keys(cfg.Clients)),
 	})
@@ -124,7 +124,7 @@ func OpenKeys(ctx context.Context, cfg *config.Config, logger *slog.Logger, gete
 		_ = db.Close()
 		return nil, err
 	}
-	svc, err := newKeyService(ctx, cfg, db, logger, pepper)
+	svc, err := newKeyService(ctx, cfg, db, logger, pepper, nil) // the CLI takes no requests
 	if err != nil {
 		_ = db.Close()
 		return nil, err

@@ -38,7 +38,7 @@ type KeyVerifier interface {
 	Verify(ctx context.Context, raw string, client netip.Addr) (*apikey.Verified, error)
 	// ConsumeQuota takes one request from the key's quota, or reports
 	// false, taking nothing, when it is spent.
-	ConsumeQuota(v *apikey.Verified) bool
+	ConsumeQuota(ctx context.Context, v *apikey.Verified) (bool, error)
 	// Record counts one request of the key with an outcome.
 	Record(v *apikey.Verified, o apikey.Outcome)
 }
@@ -373,7 +373,14 @@ func (c *Core) decide(ctx context.Context, rt *Route, f *Facts, recheck bool) De
 		return d
 	}
 	if v := d.Identity.Key; v != nil {
-		if !c.cfg.Keys.ConsumeQuota(v) {
+		ok, err := c.cfg.Keys.ConsumeQuota(ctx, v)
+		if err != nil {
+			c.cfg.Logger.LogAttrs(ctx, slog.LevelError, "quota check failed",
+				slog.String("request_id", f.RequestID), slog.String("error", err.Error()))
+			d.Reason = Unavailable
+			return d
+		}
+		if !ok {
 			c.cfg.Keys.Record(v, apikey.OutcomeQuota)
 			c.counts.key("quota_exceeded")
 			d.Reason = QuotaSpent

@@ -39,16 +39,16 @@ func (f *fakeKeys) Verify(_ context.Context, raw string, _ netip.Addr) (*apikey.
 	return nil, apikey.ErrInvalid
 }
 
-func (f *fakeKeys) ConsumeQuota(v *apikey.Verified) bool {
+func (f *fakeKeys) ConsumeQuota(_ context.Context, v *apikey.Verified) (bool, error) {
 	left, limited := f.quota[v.Key.ID]
 	if !limited {
-		return true
+		return true, nil
 	}
 	if left == 0 {
-		return false
+		return false, nil
 	}
 	f.quota[v.Key.ID] = left - 1
-	return true
+	return true, nil
 }
 
 func (f *fakeKeys) Record(_ *apikey.Verified, o apikey.Outcome) { f.recorded = append(f.recorded, o) }

@@ -45,8 +45,8 @@ func (o *oneKey) Verify(_ context.Context, raw string, _ netip.Addr) (*apikey.Ve
 	}
 	return o.v, nil
 }
-func (o *oneKey) ConsumeQuota(*apikey.Verified) bool      { return true }
-func (o *oneKey) Record(*apikey.Verified, apikey.Outcome) {}
+func (o *oneKey) ConsumeQuota(context.Context, *apikey.Verified) (bool, error) { return true, nil }
+func (o *oneKey) Record(*apikey.Verified, apikey.Outcome)                      {}
 
 // benchGateway is a gateway with a public route (/hello), an api_key route
 // (/key) and forward auth for loopback, an in-memory upstream and a stubbed

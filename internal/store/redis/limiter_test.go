@@ -186,3 +186,74 @@ func TestOpenRefusesAnUnreachableRedis(t *testing.T) {
 		t.Fatal("Open succeeded without a Redis")
 	}
 }
+
+// TestSharedQuota: three nodes race for a quota of 10 (seeded with 2 the
+// store already counted): exactly 8 pass, never more; with Redis cut, a
+// fail-closed counter refuses with ErrUnavailable and a local one lets
+// this node take its share of what was left.
+func TestSharedQuota(t *testing.T) {
+	addr, prefix := testenv.RedisAddr(t)
+	proxy := testenv.NewProxy(t, addr)
+	start := time.Date(2026, 11, 30, 0, 0, 0, 0, time.UTC)
+	var ok atomic.Int64
+	var wg sync.WaitGroup
+	var local *redis.Quotas
+	var cut *redis.Client
+	for i := range 3 {
+		a := addr
+		if i == 0 {
+			a = proxy.Addr()
+		}
+		c := node(t, a, prefix)
+		q := redis.NewQuotas(c, redis.FailLocal)
+		if i == 0 {
+			local, cut = q, c
+		}
+		for range 8 {
+			wg.Go(func() {
+				for range 5 {
+					taken, err := q.Take(context.Background(), "key1", start, 25*time.Hour, 10, 2)
+					if err != nil {
+						t.Error(err)
+					}
+					if taken {
+						ok.Add(1)
+					}
+				}
+			})
+		}
+	}
+	wg.Wait()
+	if ok.Load() != 8 {
+		t.Fatalf("a quota of 10 with 2 used: %d of 120 racing takes passed, want 8", ok.Load())
+	}
+	proxy.Cut()
+	closed := redis.NewQuotas(cut, redis.FailClosed)
+	if _, err := closed.Take(context.Background(), "key2", start, time.Hour, 100, 0); err == nil {
+		t.Fatal("a fail-closed quota with Redis cut answered")
+	}
+	// key3 is seen at 40 of 100 before the next cut; this node then takes
+	// its share (÷ the live nodes of its last heartbeat) of the 60 left.
+	proxy.Restore()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go cut.Run(ctx) // the heartbeat brings the client back
+	deadline := time.Now().Add(5 * time.Second)
+	for cut.Down() && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if taken, err := local.Take(context.Background(), "key3", start, time.Hour, 100, 39); !taken || err != nil || cut.Down() {
+		t.Fatalf("with Redis back: %v %v (down=%v)", taken, err, cut.Down())
+	}
+	proxy.Cut()
+	want := 60 / int(cut.Nodes())
+	n := 0
+	for range 100 {
+		if taken, _ := local.Take(context.Background(), "key3", start, time.Hour, 100, 0); taken {
+			n++
+		}
+	}
+	if n != want || !cut.Down() {
+		t.Fatalf("with Redis cut, one node of %d took %d of the 60 left, want %d (down=%v)", cut.Nodes(), n, want, cut.Down())
+	}
+}

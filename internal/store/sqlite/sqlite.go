@@ -20,6 +20,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"modernc.org/sqlite" // registers the "sqlite" database/sql driver
 	sqlite3 "modernc.org/sqlite/lib"
@@ -38,6 +39,12 @@ func isUnique(err error) bool {
 		return true
 	}
 	return false
+}
+
+// isBusy reports SQLITE_BUSY in any of its forms.
+func isBusy(err error) bool {
+	var se *sqlite.Error
+	return errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_BUSY
 }
 
 //go:embed migrations/*.sql
@@ -162,11 +169,22 @@ func migrations() ([]migration, error) {
 // its version in the same transaction, so a crash leaves the schema at a
 // whole version.
 func (d *DB) migrate(ctx context.Context) error {
-	if _, err := d.sql.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+	// Processes opening a new file at once may meet SQLITE_BUSY that the
+	// busy timeout does not cover (the switch to WAL, a read lock that
+	// must become a write lock): such a failure is retried, for a while.
+	var err error
+	for wait := time.Millisecond; ; wait *= 2 {
+		_, err = d.sql.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
 		version    INTEGER PRIMARY KEY,
 		name       TEXT NOT NULL,
 		applied_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
-	) STRICT`); err != nil {
+	) STRICT`)
+		if !isBusy(err) || wait > time.Second {
+			break
+		}
+		time.Sleep(wait)
+	}
+	if err != nil {
 		return fmt.Errorf("create schema_migrations: %w", err)
 	}
 	ms, err := migrations()
