@@ -15,6 +15,9 @@
 #                 over TLS with keep-alive (bench/bareproxy -allow), on /key/hello
 #   nginx-keyway  the same nginx, auth_request to keyway's forward auth
 #                 (/.keyway/verify/nginx) on keyway's api_key route, with the key
+#   keyway-redis  optional (--cases): keyway-key's route on a second keyway whose
+#                 key limit is shared through Redis ($BENCH_REDIS, default
+#                 127.0.0.1:6379): the cost of the cluster limiter
 #
 # Every proxy terminates TLS 1.3 with an ECDSA P-256 certificate and forwards
 # to the same upstream over plain HTTP/1.1 with keep-alive. The cases are
@@ -66,7 +69,7 @@ done
 [[ $WAIT_IDLE =~ ^[0-9]+$ ]] || { echo "bench-proxy: --wait-idle wants seconds" >&2; exit 2; }
 [[ $NGINX_WORKERS =~ ^([1-9][0-9]*|auto)$ ]] || { echo "bench-proxy: --nginx-workers wants a number or auto" >&2; exit 2; }
 for c in $CASES; do
-  case "$c" in bare|bare-tuned|nginx|keyway|keyway-key|keyway-nolog|nginx-auth|nginx-keyway) ;; *) echo "bench-proxy: unknown case $c" >&2; exit 2 ;; esac
+  case "$c" in bare|bare-tuned|nginx|keyway|keyway-key|keyway-nolog|nginx-auth|nginx-keyway|keyway-redis) ;; *) echo "bench-proxy: unknown case $c" >&2; exit 2 ;; esac
 done
 
 cd "$(dirname "$0")/.."
@@ -104,7 +107,9 @@ P_KWNL_ADMIN=$((PORT_BASE + 7))
 P_ALLOW=$((PORT_BASE + 8))
 P_NGINX_AUTH=$((PORT_BASE + 9))
 P_NGINX_KW=$((PORT_BASE + 10))
-for p in $(seq "$P_UP" "$P_NGINX_KW"); do
+P_KWR=$((PORT_BASE + 11))
+P_KWR_ADMIN=$((PORT_BASE + 12))
+for p in $(seq "$P_UP" "$P_KWR_ADMIN"); do
   if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
     echo "bench-proxy: 127.0.0.1:$p is already in use (try --port-base)" >&2
     exit 1
@@ -329,6 +334,15 @@ if has_case keyway-nolog; then
   start keyway-nolog "$TMP/bin/keyway" serve --config "$TMP/keyway-nolog/keyway.yaml"
   URL[keyway-nolog]="https://127.0.0.1:$P_KWNL/hello"; PIDOF[keyway-nolog]=$LAST_PID
 fi
+if has_case keyway-redis; then
+  keyway_conf "$TMP/keyway-redis" "$P_KWR" "$P_KWR_ADMIN" true
+  start keyway-redis "$TMP/bin/keyway" serve --config "$TMP/keyway-redis/keyway.yaml" --redis "${BENCH_REDIS:-127.0.0.1:6379}"
+  URL[keyway-redis]="https://127.0.0.1:$P_KWR/key/hello"; PIDOF[keyway-redis]=$LAST_PID
+  REDIS_KEY=$("$TMP/bin/keyway" keys create --config "$TMP/keyway-redis/keyway.yaml" --name bench --scope bench \
+    --rate 1000000/s -o json | sed -n 's/.*"key": "\(.*\)".*/\1/p')
+  [ -n "$REDIS_KEY" ] || { echo "bench-proxy: could not create the Redis benchmark API key" >&2; exit 1; }
+  HDR[keyway-redis]="Authorization: Bearer $REDIS_KEY"
+fi
 for c in $CASES; do
   logname=$c
   case "$c" in nginx-*) logname=nginx ;; esac
@@ -481,17 +495,21 @@ ratio() {
     }' "$RESULTS"
 }
 echo "ratios of req/s (medians):"
-for kw in keyway keyway-key keyway-nolog; do
+for kw in keyway keyway-key keyway-nolog keyway-redis; do
   has_case "$kw" || continue
   for base in bare bare-tuned nginx keyway; do
     [ "$kw" = "$base" ] && continue
     [ "$base" = keyway ] && [ "$kw" != keyway-key ] && continue
+    [ "$kw" = keyway-redis ] && [ "$base" != nginx ] && continue
     has_case "$base" || continue
     printf '  %-28s %s\n' "$kw / $base" "$(ratio "$kw" "$base")"
   done
 done
 if has_case nginx-keyway && has_case nginx-auth; then
   printf '  %-28s %s   target >= 0.90\n' "nginx-keyway / nginx-auth" "$(ratio nginx-keyway nginx-auth)"
+fi
+if has_case keyway-redis && has_case keyway-key; then
+  printf '  %-28s %s   target >= 0.80\n' "keyway-redis / keyway-key" "$(ratio keyway-redis keyway-key)"
 fi
 echo
 echo "runs (other: CPU used by processes outside the benchmark, % of one CPU; above ~10% the run was disturbed):"
