@@ -190,6 +190,7 @@ LABEL[keyway-nolog]="keyway (no access log)"
 LABEL[keyway-key]="keyway api_key route"
 LABEL[nginx-auth]="nginx auth_request trivial"
 LABEL[nginx-keyway]="nginx auth_request keyway"
+LABEL[keyway-redis]="keyway api_key, Redis"
 declare -A HDR
 
 has_case() { [[ " $CASES " == *" $1 "* ]]; }
