@@ -45,9 +45,6 @@ var (
 	_ Store = (*postgres.DB)(nil)
 )
 
-// Shared reports whether a store is shared by many nodes.
-func Shared(cfg config.Store) bool { return cfg.Driver == "postgres" }
-
 // ErrNoStore means a command that only reads or changes data found no
 // store where the config points.
 var ErrNoStore = errors.New("no keyway store here")

@@ -98,14 +98,6 @@ func Open(ctx context.Context, cfg Config) (*Client, error) {
 // Close closes the pool.
 func (c *Client) Close() error { return c.rdb.Close() }
 
-// Ping checks that Redis answers, for readiness probes.
-func (c *Client) Ping(ctx context.Context) error {
-	if err := c.rdb.Ping(ctx).Err(); err != nil {
-		return fmt.Errorf("redis: %w", err)
-	}
-	return nil
-}
-
 // Down reports whether the last call to Redis failed.
 func (c *Client) Down() bool { return c.down.Load() }
 
