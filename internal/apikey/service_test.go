@@ -389,9 +389,6 @@ func TestAuditChainAndUsage(t *testing.T) {
 	if strings.Join(types, ",") != "apikey.created,apikey.rotated,apikey.revoked" {
 		t.Fatalf("audit types %v", types)
 	}
-	if _, err := db.SQL().ExecContext(ctx, `DELETE FROM audit_events`); err == nil {
-		t.Fatal("audit events could be deleted")
-	}
 }
 
 func TestExpiryInThePastMeansNow(t *testing.T) {

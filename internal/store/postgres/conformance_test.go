@@ -20,5 +20,9 @@ func open(t *testing.T) *postgres.DB {
 }
 
 func TestConformance(t *testing.T) {
-	storetest.Run(t, func(t *testing.T) storetest.Store { return open(t) })
+	storetest.Run(t, func(t *testing.T) storetest.Store { return open(t) },
+		func(ctx context.Context, s storetest.Store, stmt string) error {
+			_, err := s.(*postgres.DB).Pool().Exec(ctx, stmt)
+			return err
+		})
 }

@@ -16,5 +16,8 @@ func TestConformance(t *testing.T) {
 		}
 		t.Cleanup(func() { _ = db.Close() })
 		return db
+	}, func(ctx context.Context, s storetest.Store, stmt string) error {
+		_, err := s.(*DB).SQL().ExecContext(ctx, stmt)
+		return err
 	})
 }

@@ -24,6 +24,7 @@ import (
 // Store is what the suite checks.
 type Store interface {
 	passkey.Store
+	passkey.SourceStore
 	session.Store
 	apikey.Store
 	apikey.ChangeFeed
@@ -57,8 +58,11 @@ func event(typ, subject string) audit.Event {
 	return audit.Event{At: t0, Type: typ, Actor: "storetest", Subject: subject, Detail: map[string]string{}}
 }
 
-// Run runs the suite; open returns a fresh, empty store for one subtest.
-func Run(t *testing.T, open func(t *testing.T) Store) {
+// Run runs the suite; open returns a fresh, empty store for one subtest,
+// and exec runs one SQL statement on it behind its back, as someone with
+// the database's credentials would (the same statements are valid on
+// every store the suite knows).
+func Run(t *testing.T, open func(t *testing.T) Store, exec func(ctx context.Context, s Store, stmt string) error) {
 	ctx := context.Background()
 
 	t.Run("a challenge is taken once", func(t *testing.T) {
@@ -304,6 +308,66 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 		rep, err := audit.VerifyTrail(ctx, s)
 		if err != nil || rep.Broken != nil || rep.Events != 2*parallel {
 			t.Fatalf("trail after concurrent writes: %+v %v, want %d events and no break", rep, err, 2*parallel)
+		}
+	})
+
+	t.Run("the audit trail is append-only", func(t *testing.T) {
+		s := open(t)
+		if err := s.CreateUser(ctx, user("u1", "ada"), cred("c1", "u1"), nil, []audit.Event{event(audit.UserCreated, "user:u1")}); err != nil {
+			t.Fatal(err)
+		}
+		for _, stmt := range []string{
+			"DELETE FROM audit_events",
+			"UPDATE audit_events SET actor = 'someone-else'",
+			"UPDATE audit_events SET seq = seq + 1",
+		} {
+			if err := exec(ctx, s, stmt); err == nil {
+				t.Errorf("%q succeeded on the audit trail", stmt)
+			}
+		}
+		rep, err := audit.VerifyTrail(ctx, s)
+		if err != nil || rep.Broken != nil || rep.Events != 1 {
+			t.Fatalf("trail after edits were refused: %+v %v", rep, err)
+		}
+	})
+
+	t.Run("sources: the most recent are kept, and only while they are recent", func(t *testing.T) {
+		s := open(t)
+		if err := s.CreateUser(ctx, user("u1", "ada"), cred("c1", "u1"), nil, nil); err != nil {
+			t.Fatal(err)
+		}
+		h := func(i int) []byte { return []byte(fmt.Sprintf("source-hash-%02d", i)) }
+		for i := range 5 {
+			if err := s.RememberSource(ctx, "u1", h(i), t0.Add(time.Duration(i)*time.Minute), 3); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// Seen again, an old source is recent again, and last_seen never
+		// moves back.
+		if err := s.RememberSource(ctx, "u1", h(3), t0.Add(time.Hour), 3); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.RememberSource(ctx, "u1", h(3), t0, 3); err != nil {
+			t.Fatal(err)
+		}
+		known := func(i int, since time.Time) bool {
+			t.Helper()
+			ok, err := s.KnownSource(ctx, "u1", h(i), since)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return ok
+		}
+		for i, want := range []bool{false, false, true, true, true} {
+			if got := known(i, t0); got != want {
+				t.Errorf("source %d known = %v, want %v (keep the 3 most recent)", i, got, want)
+			}
+		}
+		if known(4, t0.Add(30*time.Minute)) || !known(3, t0.Add(30*time.Minute)) {
+			t.Error("since is not applied to last_seen")
+		}
+		if ok, err := s.KnownSource(ctx, "u2", h(3), t0); ok || err != nil {
+			t.Errorf("another user's source: %v %v", ok, err)
 		}
 	})
 }
