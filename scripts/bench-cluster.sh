@@ -4,8 +4,9 @@
 # keyway's api_key route (key check, per-key limit shared through Redis that
 # never triggers: a hot key, proxy to the same plain-HTTP upstream):
 #
-#   one     one node, wrk -c$C
-#   three   three nodes, one wrk per node with -c$C/3 at once, req/s summed
+#   one     one node, wrk -t3 -c$C
+#   three   three nodes, one wrk -t1 -c$C/3 per node at once, req/s summed
+#           (the same three load threads either way)
 #
 # The cases are interleaved in --rounds rounds; the table shows medians, the
 # ratio three/one, and the Redis calls per request on the hot key (from the
@@ -118,7 +119,7 @@ run() { # run CASE ROUND
   local c=$1 r=$2 before after reqs=0 rps=0 i f
   before=$(calls)
   if [ "$c" = one ]; then
-    wrk -t1 -c"$CONNECTIONS" -d"$DURATION" -H "Authorization: Bearer $KEY" "https://127.0.0.1:$((PORT_BASE + 1))/key/hello" >"$TMP/wrk-$c-$r-1" 2>&1
+    wrk -t3 -c"$CONNECTIONS" -d"$DURATION" -H "Authorization: Bearer $KEY" "https://127.0.0.1:$((PORT_BASE + 1))/key/hello" >"$TMP/wrk-$c-$r-1" 2>&1
   else
     local wrks=()
     for i in 1 2 3; do

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -78,13 +79,18 @@ func freePort(t testing.TB) int {
 
 // PrivateRedis starts a redis-server of t's own (Debian's redis-server,
 // keeping nothing on disk), stopped when t ends. Extra arguments are
-// passed to it (e.g. an ACL user). Without redis-server, t skips (or fails
-// under KEYWAY_TEST_STRICT=1).
+// passed to it, "{port}" replaced by its port (e.g. "--port", "0",
+// "--tls-port", "{port}" for TLS only, or an ACL user). Without
+// redis-server, t skips (or fails under KEYWAY_TEST_STRICT=1).
 func PrivateRedis(t testing.TB, args ...string) *Server {
 	t.Helper()
 	bin := LookPath(t, "redis-server", "install Debian's redis-server")
 	port := strconv.Itoa(freePort(t))
 	dir := t.TempDir()
+	args = slices.Clone(args)
+	for i, a := range args {
+		args[i] = strings.ReplaceAll(a, "{port}", port)
+	}
 	var cmd *exec.Cmd
 	s := &Server{t: t, addr: "127.0.0.1:" + port}
 	s.start = func() error {
