@@ -435,6 +435,14 @@ func TestClusterOfProcesses(t *testing.T) {
 			t.Fatalf("keys create with PostgreSQL down: %d %q, want a failure that says why", code, errOut)
 		}
 		waitUntil(t, 3*time.Second, "readyz saying not ready", func() bool { return c.ready(1) == 503 })
+		// A sign-in fails fast, with 503.
+		jar, _ := cookiejar.New(nil)
+		b := &browser{t: t, c: c, jar: jar, auth: virtualwebauthn.NewAuthenticator()}
+		began := time.Now()
+		b.want(2, 503, "POST", "/.keyway/auth/passkey/login/begin", `{}`)
+		if took := time.Since(began); took > 2*time.Second {
+			t.Fatalf("a sign-in with PostgreSQL down took %v to fail, want fast", took)
+		}
 		time.Sleep(time.Until(killed.Add(2 * time.Second)))
 		close(stop)
 		got := wait()

@@ -24,6 +24,7 @@ import (
 	"github.com/keywayhq/keyway/internal/problem"
 	"github.com/keywayhq/keyway/internal/ratelimit"
 	"github.com/keywayhq/keyway/internal/session"
+	"github.com/keywayhq/keyway/internal/store/storeerr"
 )
 
 // Pinger reports whether the store answers. It returns nil when ready.
@@ -182,6 +183,11 @@ func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		p = problem.New(problem.NotFound, http.StatusNotFound, "no such keyway endpoint")
 	case errors.Is(err, ErrNotReady):
 		p = problem.New(problem.Unavailable, http.StatusServiceUnavailable, "keyway is not ready")
+	case storeerr.Unavailable(err):
+		// The store is out of reach or overloaded: nothing was done, and
+		// trying again shortly may work.
+		p = problem.New(problem.Unavailable, http.StatusServiceUnavailable, "temporarily unavailable; try again shortly")
+		p.RetryAfter = 2 * time.Second
 	case errors.Is(err, errBadJSON), errors.Is(err, apikey.ErrBadRequest):
 		// Both carry only messages this package or apikey wrote about the input.
 		p = problem.New(problem.BadRequest, http.StatusBadRequest, err.Error())

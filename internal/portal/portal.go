@@ -20,6 +20,7 @@ import (
 	"github.com/keywayhq/keyway/internal/gateway"
 	"github.com/keywayhq/keyway/internal/passkey"
 	"github.com/keywayhq/keyway/internal/session"
+	"github.com/keywayhq/keyway/internal/store/storeerr"
 )
 
 // Prefix is where the portal is mounted.
@@ -369,6 +370,8 @@ func (p *portal) fail(w http.ResponseWriter, r *http.Request, v *visitor, err er
 	if errors.As(err, &reason) {
 		// The core could not decide (the store is down): the core logged it.
 		status = reason.Status()
+	} else if storeerr.Unavailable(err) {
+		status = http.StatusServiceUnavailable
 	}
 	id := ""
 	if info, ok := gateway.InfoFrom(r.Context()); ok {
