@@ -32,7 +32,7 @@ func Unavailable(err error) bool {
 	if errors.As(err, &pe) {
 		switch {
 		case len(pe.Code) == 5 && pe.Code[:2] == "08", // connection exception
-			len(pe.Code) == 5 && pe.Code[:2] == "53", // insufficient resources (disk full, too many connections)
+			len(pe.Code) == 5 && pe.Code[:2] == "53",                   // insufficient resources (disk full, too many connections)
 			pe.Code == "57P01", pe.Code == "57P02", pe.Code == "57P03", // shutting down, crashed, starting
 			pe.Code == "40001", pe.Code == "40P01", // serialization failure, deadlock
 			pe.Code == "55P03": // lock not available
