@@ -20,11 +20,11 @@ import (
 	"github.com/keywayhq/keyway/internal/clientip"
 	"github.com/keywayhq/keyway/internal/decision"
 	"github.com/keywayhq/keyway/internal/gateway"
+	"github.com/keywayhq/keyway/internal/outage"
 	"github.com/keywayhq/keyway/internal/passkey"
 	"github.com/keywayhq/keyway/internal/problem"
 	"github.com/keywayhq/keyway/internal/ratelimit"
 	"github.com/keywayhq/keyway/internal/session"
-	"github.com/keywayhq/keyway/internal/store/storeerr"
 )
 
 // Pinger reports whether the store answers. It returns nil when ready.
@@ -183,7 +183,7 @@ func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		p = problem.New(problem.NotFound, http.StatusNotFound, "no such keyway endpoint")
 	case errors.Is(err, ErrNotReady):
 		p = problem.New(problem.Unavailable, http.StatusServiceUnavailable, "keyway is not ready")
-	case storeerr.Unavailable(err):
+	case outage.Is(err):
 		// The store is out of reach or overloaded: nothing was done, and
 		// trying again shortly may work.
 		p = problem.New(problem.Unavailable, http.StatusServiceUnavailable, "temporarily unavailable; try again shortly")

@@ -18,9 +18,9 @@ import (
 	"github.com/keywayhq/keyway/internal/apikey"
 	"github.com/keywayhq/keyway/internal/decision"
 	"github.com/keywayhq/keyway/internal/gateway"
+	"github.com/keywayhq/keyway/internal/outage"
 	"github.com/keywayhq/keyway/internal/passkey"
 	"github.com/keywayhq/keyway/internal/session"
-	"github.com/keywayhq/keyway/internal/store/storeerr"
 )
 
 // Prefix is where the portal is mounted.
@@ -370,7 +370,7 @@ func (p *portal) fail(w http.ResponseWriter, r *http.Request, v *visitor, err er
 	if errors.As(err, &reason) {
 		// The core could not decide (the store is down): the core logged it.
 		status = reason.Status()
-	} else if storeerr.Unavailable(err) {
+	} else if outage.Is(err) {
 		status = http.StatusServiceUnavailable
 	}
 	id := ""

@@ -94,7 +94,8 @@ func PrivateRedis(t testing.TB, args ...string) *Server {
 	var cmd *exec.Cmd
 	s := &Server{t: t, addr: "127.0.0.1:" + port}
 	s.start = func() error {
-		cmd = exec.Command(bin, append([]string{"--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir}, args...)...)
+		cmd = exec.CommandContext(context.Background(), bin, append( //nolint:gosec // G204: the test's own redis-server and arguments
+			[]string{"--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir}, args...)...)
 		return cmd.Start()
 	}
 	s.stop = func() {
@@ -123,7 +124,7 @@ func PrivatePostgres(t testing.TB) (*Server, string) {
 	}
 	t.Cleanup(func() { _ = os.RemoveAll(dir) })
 	run := func(name string, args ...string) *exec.Cmd {
-		return exec.Command(filepath.Join(bindir, name), args...)
+		return exec.CommandContext(context.Background(), filepath.Join(bindir, name), args...) //nolint:gosec // G204: PostgreSQL's own programs, the test's arguments
 	}
 	if os.Geteuid() == 0 {
 		u, err := user.Lookup("postgres")
@@ -140,7 +141,8 @@ func PrivatePostgres(t testing.TB) (*Server, string) {
 			Missing(t, "runuser", "install util-linux")
 		}
 		run = func(name string, args ...string) *exec.Cmd {
-			return exec.Command(runuser, append([]string{"-u", "postgres", "--", filepath.Join(bindir, name)}, args...)...)
+			return exec.CommandContext(context.Background(), runuser, append( //nolint:gosec // G204: PostgreSQL's own programs, the test's arguments
+				[]string{"-u", "postgres", "--", filepath.Join(bindir, name)}, args...)...)
 		}
 	}
 	data := filepath.Join(dir, "data")
@@ -152,7 +154,7 @@ func PrivatePostgres(t testing.TB) (*Server, string) {
 	opts := fmt.Sprintf("-p %s -c listen_addresses=127.0.0.1 -k %s -c fsync=off -c max_connections=200", port, dir)
 	s.start = func() error {
 		if out, err := run("pg_ctl", "-D", data, "-o", opts, "-l", filepath.Join(dir, "log"), "-w", "-t", "60", "start").CombinedOutput(); err != nil {
-			return fmt.Errorf("pg_ctl start: %v: %s", err, out)
+			return fmt.Errorf("pg_ctl start: %w: %s", err, out)
 		}
 		return nil
 	}
@@ -169,7 +171,7 @@ func PrivatePostgres(t testing.TB) (*Server, string) {
 func postgresBinDir(t testing.TB) string {
 	t.Helper()
 	if p, err := exec.LookPath("pg_config"); err == nil {
-		if out, err := exec.Command(p, "--bindir").Output(); err == nil {
+		if out, err := exec.CommandContext(context.Background(), p, "--bindir").Output(); err == nil { //nolint:gosec // G204: pg_config found on PATH
 			dir := strings.TrimSpace(string(out))
 			if _, err := os.Stat(filepath.Join(dir, "initdb")); err == nil {
 				return dir

@@ -1,4 +1,4 @@
-package storeerr_test
+package outage_test
 
 import (
 	"context"
@@ -12,7 +12,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/keywayhq/keyway/internal/store/storeerr"
+	"github.com/keywayhq/keyway/internal/outage"
 	_ "modernc.org/sqlite"
 )
 
@@ -83,8 +83,8 @@ func TestUnavailable(t *testing.T) {
 		{"a plain error", errors.New("broken invariant"), false},
 		{"nil", nil, false},
 	} {
-		if got := storeerr.Unavailable(tt.err); got != tt.want {
-			t.Errorf("%s (%v): Unavailable = %v, want %v", tt.name, tt.err, got, tt.want)
+		if got := outage.Is(tt.err); got != tt.want {
+			t.Errorf("%s (%v): Is = %v, want %v", tt.name, tt.err, got, tt.want)
 		}
 	}
 }

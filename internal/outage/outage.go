@@ -1,8 +1,8 @@
-// Package storeerr tells an error that a store is out of reach or
+// Package outage tells an error that a store is out of reach or
 // overloaded (the request may succeed if tried again shortly: 503) from
 // every other error (a bug or a broken invariant: 500). It knows the errors
 // of both stores' drivers, so that the doors need not.
-package storeerr
+package outage
 
 import (
 	"context"
@@ -16,11 +16,11 @@ import (
 	sqlite3 "modernc.org/sqlite/lib"
 )
 
-// Unavailable reports whether err says a store could not be reached or
+// Is reports whether err says a store could not be reached or
 // could not do the work now: a refused or dropped connection, a server
 // shutting down or out of resources, a transaction that lost a
 // serialization race, a database that is busy, full or failing to write.
-func Unavailable(err error) bool {
+func Is(err error) bool {
 	if err == nil {
 		return false
 	}
