@@ -23,6 +23,7 @@ const usage = `keyway — passwordless, secure-by-design authentication in front
 
 Usage:
   keyway serve   [--config FILE] [--data-dir DIR] [--store DSN] [--redis ADDR] [--listen ADDR] [--http-listen ADDR|off] [--admin-listen ADDR]
+  keyway init    [--config FILE] [--data-dir DIR] [--store DSN]   make the data directory, store and pepper
   keyway check   --config FILE [--strict] [-o text|json]
   keyway keys    create|list|show|update|rotate|revoke|delete|usage …  (keyway keys help)
   keyway scan    [-o text|json] [PATH…]
@@ -34,6 +35,9 @@ Usage:
 
 With no --config, serve runs the demo: a built-in weather API behind the
 gateway, on the embedded SQLite store in ./keyway-data.
+
+Only serve and init create a data directory or a store; every other command
+refuses one that is not there and says where it looked.
 `
 
 // exit codes
@@ -53,6 +57,8 @@ func run(args []string, stdout, stderr io.Writer, getenv func(string) string) in
 		return cmdServe(args[1:], stdout, stderr, getenv)
 	case "check":
 		return cmdCheck(args[1:], stdout, stderr, getenv)
+	case "init":
+		return cmdInit(args[1:], stdout, stderr, getenv)
 	case "version":
 		return cmdVersion(args[1:], stdout, stderr)
 	case "keys":

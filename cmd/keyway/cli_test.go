@@ -242,3 +242,18 @@ routes: [{path: /slow, upstream: up, policy: public}]
 		t.Fatalf("keyway exited with %v\n%s", err, logs)
 	}
 }
+
+// TestServeFailsCleanly: a server that cannot start (its port taken) says
+// why and exits 1, having released what it built (it once panicked).
+func TestServeFailsCleanly(t *testing.T) {
+	ln, err := (&net.ListenConfig{}).Listen(context.Background(), "tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = ln.Close() }()
+	dir := filepath.Join(t.TempDir(), "data")
+	code, _, errOut := runCLI(t, "serve", "--data-dir", dir, "--listen", ln.Addr().String(), "--http-listen", "off", "--admin-listen", "127.0.0.1:0")
+	if code != 1 || !strings.Contains(errOut, ln.Addr().String()) {
+		t.Fatalf("serve on a taken port: exit %d, %q", code, errOut)
+	}
+}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/keywayhq/keyway/internal/apikey"
 	"github.com/keywayhq/keyway/internal/app"
+	"github.com/keywayhq/keyway/internal/duration"
 	"github.com/keywayhq/keyway/internal/httpapi"
 )
 
@@ -22,15 +23,17 @@ const keysUsage = `Usage: keyway keys COMMAND [flags]
 
   create  --name N [--owner service:NAME|user:ID] [--scope S]... [--env live|test]
           [--rate 5/s] [--burst N] [--quota 1000/day|50000/month|100/total]
-          [--cidr 10.0.0.0/8]... [--expires 720h] [--client PROFILE]
+          [--cidr 10.0.0.0/8]... [--expires 90d] [--client PROFILE]
   list    [--owner O]
   show    ID
   update  ID [--name N] [--scope S]... [--rate R] [--burst N] [--quota Q] [--cidr C]... [--expires-at RFC3339]
-  rotate  ID [--overlap 24h]
+  rotate  ID [--overlap 24h] [--expires 90d]   the old secret keeps working for --overlap
+          (default 24h; 0 ends it now, for a leaked secret); --expires sets a new lifetime
   revoke  ID [--reason TEXT]
   delete  ID
   usage   ID [--window 24h]
 
+Durations take s, m, h and d (a day is 24h): 90s, 15m, 12h, 8d, 1d12h.
 Every command takes --data-dir DIR (default ./keyway-data), --store DSN or --config FILE,
 and -o text|json. They work whether or not keyway serve runs on the same data
 directory; a running server sees each change within a second.
@@ -172,6 +175,9 @@ func (c *keysCmd) printKey(k *apikey.Key) error {
 	}
 	row("created", j.CreatedAt.Format(time.RFC3339))
 	row("expires", j.ExpiresAt.Format(time.RFC3339))
+	if j.OldSecretExpiresAt != nil {
+		row("old secret until", j.OldSecretExpiresAt.Format(time.RFC3339))
+	}
 	if j.LastUsedAt != nil {
 		row("last used", j.LastUsedAt.Format(time.RFC3339))
 	}
@@ -221,7 +227,7 @@ func (c *keysCmd) create(fs *flag.FlagSet) func(context.Context, *app.Keys, []st
 	lf.register(fs)
 	owner := fs.String("owner", "service:default", `owner: "service:NAME" or "user:ID"`)
 	env := fs.String("env", "live", "live or test")
-	expires := fs.Duration("expires", 0, "lifetime, like 720h (default: api_keys.default_ttl)")
+	expires := duration.Flag(fs, "expires", 0, "lifetime, like 30d or 720h (default: api_keys.default_ttl)")
 	client := fs.String("client", "", "the client profile (config clients:) the key is for")
 	return func(ctx context.Context, k *app.Keys, _ []string) error {
 		req := apikey.CreateParams{Name: lf.name, Owner: *owner, Env: apikey.Env(*env), Scopes: lf.scopes, TTL: *expires, Client: *client}
@@ -329,9 +335,11 @@ func (c *keysCmd) update(fs *flag.FlagSet) func(context.Context, *app.Keys, []st
 }
 
 func (c *keysCmd) rotate(fs *flag.FlagSet) func(context.Context, *app.Keys, []string) error {
-	overlap := fs.Duration("overlap", 0, "how long the old secret keeps working, like 24h (default 0: it dies now)")
+	overlap := duration.Flag(fs, "overlap", apikey.DefaultOverlap, "how long the old secret keeps working, like 24h or 7d; 0 ends it now (for a leaked secret)")
+	expires := duration.Flag(fs, "expires", 0, "a new lifetime from now, like 90d (within api_keys.max_ttl; default: the key keeps its expiry)")
 	return func(ctx context.Context, k *app.Keys, pos []string) error {
-		raw, err := k.Rotate(ctx, pos[0], *overlap, "cli")
+		p := apikey.RotateParams{Overlap: overlap, TTL: *expires}
+		raw, err := k.Rotate(ctx, pos[0], p, "cli")
 		if err != nil {
 			return err
 		}
@@ -339,7 +347,18 @@ func (c *keysCmd) rotate(fs *flag.FlagSet) func(context.Context, *app.Keys, []st
 		if err != nil {
 			return err
 		}
-		return c.printSecret(key, raw)
+		if err := c.printSecret(key, raw); err != nil {
+			return err
+		}
+		if *c.out == "text" {
+			if key.OldSecretUntil.IsZero() {
+				fmt.Fprintf(c.stderr, "The old secret stopped working now.\n")
+			} else {
+				fmt.Fprintf(c.stderr, "The old secret keeps working until %s (--overlap 0 ends it at once).\n", key.OldSecretUntil.Format(time.RFC3339))
+			}
+			fmt.Fprintf(c.stderr, "The key expires at %s.\n", key.ExpiresAt.Format(time.RFC3339))
+		}
+		return nil
 	}
 }
 
@@ -369,7 +388,7 @@ func (c *keysCmd) del(ctx context.Context, k *app.Keys, pos []string) error {
 }
 
 func (c *keysCmd) usage(fs *flag.FlagSet) func(context.Context, *app.Keys, []string) error {
-	window := fs.Duration("window", 24*time.Hour, "how far back")
+	window := duration.Flag(fs, "window", 24*time.Hour, "how far back, like 24h or 7d")
 	return func(ctx context.Context, k *app.Keys, pos []string) error {
 		key, err := k.Get(ctx, pos[0])
 		if err != nil {

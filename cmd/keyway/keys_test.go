@@ -76,8 +76,18 @@ func TestKeysCLIAgainstRunningServer(t *testing.T) {
 	t.Logf("CLI revocation enforced after %v", time.Since(start))
 }
 
-func TestKeysCLIOffline(t *testing.T) {
+// initDir runs `keyway init` on a new data directory.
+func initDir(t *testing.T) string {
+	t.Helper()
 	dir := filepath.Join(t.TempDir(), "data")
+	if code, out, errOut := runCLI(t, "init", "--data-dir", dir); code != 0 || !strings.Contains(out, "initialised") {
+		t.Fatalf("init: %d %s %s", code, out, errOut)
+	}
+	return dir
+}
+
+func TestKeysCLIOffline(t *testing.T) {
+	dir := initDir(t)
 	code, out, _ := keysCLI(t, dir, "create", "--name", "a", "--scope", "s1", "--scope", "s2", "--quota", "100/day", "-o", "json")
 	if code != 0 {
 		t.Fatalf("create: %d", code)
@@ -131,7 +141,7 @@ func TestKeysCLIOffline(t *testing.T) {
 // and catches an edited row (written around the append-only triggers, as an
 // attacker with the database file could).
 func TestAuditVerify(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "data")
+	dir := initDir(t)
 	for _, name := range []string{"a", "b", "c"} {
 		if code, _, _ := keysCLI(t, dir, "create", "--name", name); code != 0 {
 			t.Fatal("create")
@@ -202,5 +212,101 @@ data_dir: {{data}}
 	}
 	if code, out, _ := runCLI(t, "users", "list", "--data-dir", dir, "-o", "json"); code != 0 || !strings.Contains(out, `"users"`) {
 		t.Fatalf("list: %d %s", code, out)
+	}
+}
+
+// TestCommandsNeverCreateAStore: run in the wrong folder, every command
+// but serve and init refuses, names where it looked and how to point it at
+// the right place, and leaves nothing behind; init makes the store once
+// and says so the second time.
+func TestCommandsNeverCreateAStore(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "elsewhere")
+	for _, args := range [][]string{
+		{"keys", "list"}, {"keys", "create", "--name", "x"}, {"keys", "show", "key_x"}, {"keys", "revoke", "key_x"},
+		{"users", "list"}, {"users", "invite"}, {"audit", "verify"}, {"migrate"},
+	} {
+		code, out, errOut := runCLI(t, append(args, "--data-dir", dir)...)
+		if code != 1 || out != "" || !strings.Contains(errOut, filepath.Join(dir, "keyway.db")) ||
+			!strings.Contains(errOut, "--data-dir") || !strings.Contains(errOut, "keyway serve") {
+			t.Errorf("%v in the wrong folder: exit %d, stdout %q, stderr %q", args, code, out, errOut)
+		}
+		if _, err := os.Stat(dir); !os.IsNotExist(err) {
+			t.Fatalf("%v created %s", args, dir)
+		}
+	}
+	// A store without its pepper (copied without it, or the wrong
+	// --data-dir beside a --store) is refused too, never given a new one.
+	data := initDir(t)
+	if code, out, _ := runCLI(t, "init", "--data-dir", data); code != 0 || !strings.Contains(out, "already initialised") {
+		t.Fatalf("init on an existing store: %d %q", code, out)
+	}
+	if code, _, _ := keysCLI(t, data, "create", "--name", "x"); code != 0 {
+		t.Fatal("create")
+	}
+	if err := os.Remove(filepath.Join(data, "pepper.key")); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errOut := runCLI(t, "keys", "create", "--name", "x", "--data-dir", data)
+	if code != 1 || !strings.Contains(errOut, "pepper") || !strings.Contains(errOut, "KEYWAY_PEPPER") {
+		t.Fatalf("keys create without the pepper: %d %q", code, errOut)
+	}
+	// Neither init nor serve mint a new pepper for a store that has keys.
+	code, _, errOut = runCLI(t, "init", "--data-dir", data)
+	if code != 1 || !strings.Contains(errOut, "restore it from your backup") {
+		t.Fatalf("init on a store with keys but no pepper: %d %q", code, errOut)
+	}
+	code, _, errOut = runCLI(t, "serve", "--data-dir", data, "--listen", "127.0.0.1:0", "--http-listen", "off", "--admin-listen", "127.0.0.1:0")
+	if code != 1 || !strings.Contains(errOut, "restore it from your backup") {
+		t.Fatalf("serve on a store with keys but no pepper: %d %q", code, errOut)
+	}
+	if _, err := os.Stat(filepath.Join(data, "pepper.key")); !os.IsNotExist(err) {
+		t.Fatal("a command made a new pepper for a store with keys")
+	}
+}
+
+// TestKeysRotateCLI: rotate keeps the old secret a day unless told, says
+// until when (and show does too), takes day units, and may give the key a
+// new lifetime within max_ttl; a person's admin key is refused with why.
+func TestKeysRotateCLI(t *testing.T) {
+	dir := initDir(t)
+	code, out, _ := keysCLI(t, dir, "create", "--name", "r", "--expires", "2d", "-o", "json")
+	var k struct{ ID string }
+	if code != 0 || json.Unmarshal([]byte(out), &k) != nil {
+		t.Fatalf("create --expires 2d: %d %s", code, out)
+	}
+	code, _, errOut := keysCLI(t, dir, "rotate", k.ID)
+	if code != 0 || !strings.Contains(errOut, "The old secret keeps working until") {
+		t.Fatalf("rotate: %d %q", code, errOut)
+	}
+	code, out, _ = keysCLI(t, dir, "show", k.ID)
+	if code != 0 || !strings.Contains(out, "old secret until") {
+		t.Fatalf("show after rotate: %d %q", code, out)
+	}
+	code, out, _ = keysCLI(t, dir, "show", k.ID, "-o", "json")
+	var shown struct {
+		ExpiresAt time.Time  `json:"expires_at"`
+		Old       *time.Time `json:"old_secret_expires_at"`
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &shown) != nil || shown.Old == nil || time.Until(*shown.Old) < 23*time.Hour {
+		t.Fatalf("show -o json after rotate: %s", out)
+	}
+	if code, _, errOut = keysCLI(t, dir, "rotate", k.ID, "--overlap", "8d"); code != 1 || !strings.Contains(errOut, "7d") {
+		t.Fatalf("rotate --overlap 8d (above the 7d maximum): %d %q", code, errOut)
+	}
+	if code, _, errOut = keysCLI(t, dir, "rotate", k.ID, "--overlap", "0", "--expires", "30d"); code != 0 || !strings.Contains(errOut, "stopped working now") {
+		t.Fatalf("rotate --overlap 0 --expires 30d: %d %q", code, errOut)
+	}
+	_, out, _ = keysCLI(t, dir, "show", k.ID, "-o", "json")
+	shown.Old = nil
+	if json.Unmarshal([]byte(out), &shown) != nil || time.Until(shown.ExpiresAt) < 29*24*time.Hour || shown.Old != nil {
+		t.Fatalf("after rotate --overlap 0 --expires 30d: %s", out)
+	}
+	code, _, errOut = keysCLI(t, dir, "update", k.ID, "--expires-at", time.Now().Add(90*24*time.Hour).Format(time.RFC3339))
+	if code != 1 || !strings.Contains(errOut, "rotate the key with a new lifetime") {
+		t.Fatalf("update --expires-at later: %d %q", code, errOut)
+	}
+	code, _, errOut = keysCLI(t, dir, "create", "--name", "mine", "--owner", "user:usr_ann", "--scope", "keyway:admin")
+	if code != 1 || !strings.Contains(errOut, "service account") {
+		t.Fatalf("a person's keyway:admin key: %d %q", code, errOut)
 	}
 }

@@ -50,7 +50,7 @@ func cmdMigrate(args []string, stdout, stderr io.Writer, getenv func(string) str
 		fmt.Fprintf(stderr, "keyway: %v\n", err)
 		return exitError
 	}
-	db, err := store.Open(ctx, cfg.Store, true)
+	db, err := store.Open(ctx, cfg.Store, false) // a SQLite store is made by keyway serve, not here
 	if err != nil {
 		fmt.Fprintf(stderr, "keyway: %v\n", err)
 		return exitError

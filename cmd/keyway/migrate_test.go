@@ -20,6 +20,9 @@ func TestMigrateSQLiteToPostgres(t *testing.T) {
 	dsn := testenv.PostgresDSN(t)
 	cfg := apptest.Demo(t)
 	dir := cfg.DataDir
+	if code, _, errOut := runCLI(t, "init", "--data-dir", dir); code != 0 {
+		t.Fatalf("init: %s", errOut)
+	}
 	var live, dead struct{ ID, Key string }
 	for _, k := range []*struct{ ID, Key string }{&live, &dead} {
 		code, out, errOut := keysCLI(t, dir, "create", "--name", "k", "--scope", "weather:history", "-o", "json")

@@ -23,7 +23,7 @@ func (nopStore) ListKeys(context.Context, string) ([]*Key, error)           { re
 func (nopStore) UpdateKey(context.Context, string, func(*Key) (audit.Event, error)) error {
 	return nil
 }
-func (nopStore) RotateKey(context.Context, string, []byte, time.Time, audit.Event) error {
+func (nopStore) RotateKey(context.Context, string, []byte, time.Time, time.Time, audit.Event) error {
 	return nil
 }
 func (nopStore) RevokeKey(context.Context, string, time.Time, string, audit.Event) error {

@@ -66,6 +66,10 @@ type Key struct {
 	// Client is the client profile the key was made for ("" for none): it
 	// may call only that profile's routes and sees only its fields.
 	Client string
+	// OldSecretUntil is when the last secret a rotation retired stops (or
+	// stopped) working; zero if no rotation retired one. Readers compare
+	// it with now.
+	OldSecretUntil time.Time
 }
 
 // Secret is one stored hash of a key. NotAfter is zero for the current
@@ -120,8 +124,10 @@ type Store interface {
 	// nothing) and writes it back with mutate's audit event, all in one
 	// transaction.
 	UpdateKey(ctx context.Context, id string, mutate func(*Key) (audit.Event, error)) error
-	// RotateKey retires every current secret of id at notAfter and adds hash as the current one.
-	RotateKey(ctx context.Context, id string, hash []byte, notAfter time.Time, ev audit.Event) error
+	// RotateKey retires every current secret of id at notAfter and adds
+	// hash as the current one; a non-zero expiresAt becomes the key's
+	// expiry.
+	RotateKey(ctx context.Context, id string, hash []byte, notAfter, expiresAt time.Time, ev audit.Event) error
 	// RevokeKey marks id revoked; revoking a revoked key is not an error.
 	RevokeKey(ctx context.Context, id string, at time.Time, reason string, ev audit.Event) error
 	DeleteKey(ctx context.Context, id string, ev audit.Event) error

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/keywayhq/keyway/internal/audit"
+	"github.com/keywayhq/keyway/internal/duration"
 	"github.com/keywayhq/keyway/internal/principal"
 	"golang.org/x/sync/singleflight"
 )
@@ -453,7 +454,10 @@ func badf(format string, args ...any) error {
 }
 
 func checkName(n string) error {
-	if n == "" || len(n) > 100 || strings.IndexFunc(n, func(r rune) bool { return r < 0x20 || r == 0x7f }) >= 0 {
+	if n == "" {
+		return badf("a name is required (--name, or \"name\" in JSON): it is how people tell keys apart")
+	}
+	if len(n) > 100 || strings.IndexFunc(n, func(r rune) bool { return r < 0x20 || r == 0x7f }) >= 0 {
 		return badf("name must be 1 to 100 printable characters")
 	}
 	return nil
@@ -534,6 +538,11 @@ func (s *Service) Create(ctx context.Context, p CreateParams, actor string) (str
 	if err != nil {
 		return "", nil, err
 	}
+	if slices.Contains(scopes, AdminScope) && !strings.HasPrefix(p.Owner, "service:") {
+		// The admin API refuses people's keys (a person's key leaks with
+		// their laptop, and outlives their role): refuse to make one.
+		return "", nil, badf("a %s key must be owned by a service account (owner service:NAME); the admin API refuses keys owned by people", AdminScope)
+	}
 	if err := checkRate(p.Rate); err != nil {
 		return "", nil, err
 	}
@@ -555,7 +564,7 @@ func (s *Service) Create(ctx context.Context, p CreateParams, actor string) (str
 		ttl = s.cfg.DefaultTTL
 	}
 	if ttl < time.Minute || ttl > s.cfg.MaxTTL {
-		return "", nil, badf("lifetime must be between 1m and %v", s.cfg.MaxTTL)
+		return "", nil, badf("lifetime must be between 1m and %s (api_keys.max_ttl)", duration.Format(s.cfg.MaxTTL))
 	}
 	gen, err := Generate(s.cfg.Rand, p.Env)
 	if err != nil {
@@ -586,6 +595,26 @@ func (s *Service) Get(ctx context.Context, id string) (*Key, error) {
 	s.flush(ctx)
 	k, _, err := s.cfg.Store.GetKey(ctx, normalizeID(id))
 	return k, err
+}
+
+// AdminScope is the scope of keyway's own admin API. Only service accounts'
+// keys may hold it.
+const AdminScope = "keyway:admin"
+
+// DefaultOverlap is how long a rotated-out secret keeps working when the
+// rotation does not say (capped by MaxOverlap): long enough to roll the new
+// secret out, short enough to matter. An overlap of 0 ends it at once, for
+// a secret that leaked.
+const DefaultOverlap = 24 * time.Hour
+
+// RotateParams are a rotation's choices.
+type RotateParams struct {
+	// Overlap is how long the old secret keeps working; nil means
+	// DefaultOverlap.
+	Overlap *time.Duration
+	// TTL, when set, gives the key a new lifetime from now (within MaxTTL):
+	// rotation is how a key's life is extended, with a fresh secret.
+	TTL time.Duration
 }
 
 // List returns the keys of owner, or every key when owner is empty. Pending
@@ -692,7 +721,7 @@ func applyUpdate(k *Key, p UpdateParams, now time.Time) error {
 	if p.ExpiresAt != nil {
 		at := p.ExpiresAt.UTC()
 		if at.After(k.ExpiresAt) {
-			return badf("expiry can only be brought forward (rotate or create a new key to extend)")
+			return badf("expiry can only be brought forward here; to extend it, rotate the key with a new lifetime (within api_keys.max_ttl)")
 		}
 		// A time in the past means "now": it also keeps absurd dates (the
 		// year 1000) from overflowing the stored nanoseconds into the future.
@@ -707,10 +736,17 @@ func applyUpdate(k *Key, p UpdateParams, now time.Time) error {
 
 // Rotate gives a key a new secret, returned once. The old secret keeps
 // working for overlap (0: it dies now), so clients can be redeployed.
-func (s *Service) Rotate(ctx context.Context, id string, overlap time.Duration, actor string) (string, error) {
+func (s *Service) Rotate(ctx context.Context, id string, p RotateParams, actor string) (string, error) {
 	id = normalizeID(id)
+	overlap := min(DefaultOverlap, s.cfg.MaxOverlap)
+	if p.Overlap != nil {
+		overlap = *p.Overlap
+	}
 	if overlap < 0 || overlap > s.cfg.MaxOverlap {
-		return "", badf("overlap must be between 0 and %v", s.cfg.MaxOverlap)
+		return "", badf("overlap must be between 0 and %s", duration.Format(s.cfg.MaxOverlap))
+	}
+	if p.TTL != 0 && (p.TTL < time.Minute || p.TTL > s.cfg.MaxTTL) {
+		return "", badf("the new lifetime must be between 1m and %s (api_keys.max_ttl)", duration.Format(s.cfg.MaxTTL))
 	}
 	k, _, err := s.cfg.Store.GetKey(ctx, id)
 	if err != nil {
@@ -729,8 +765,13 @@ func (s *Service) Rotate(ctx context.Context, id string, overlap time.Duration, 
 	h := s.storedHash(raw)
 	now := s.cfg.Now().UTC()
 	ev := audit.Event{At: now, Type: audit.KeyRotated, Actor: actor, Subject: DisplayID(id),
-		Detail: map[string]string{"overlap": overlap.String()}}
-	if err := s.cfg.Store.RotateKey(ctx, id, h, now.Add(overlap), ev); err != nil {
+		Detail: map[string]string{"overlap": duration.Format(overlap)}}
+	var expiresAt time.Time // zero: the key keeps its expiry
+	if p.TTL != 0 {
+		expiresAt = now.Add(p.TTL)
+		ev.Detail["expires_at"] = expiresAt.Format(time.RFC3339)
+	}
+	if err := s.cfg.Store.RotateKey(ctx, id, h, now.Add(overlap), expiresAt, ev); err != nil {
 		return "", err
 	}
 	s.invalidate(id)

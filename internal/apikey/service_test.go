@@ -175,7 +175,7 @@ func TestRotateOverlap(t *testing.T) {
 	c := newClock()
 	s := newService(t, db, c)
 	old, k := create(t, s, apikey.CreateParams{})
-	fresh, err := s.Rotate(ctx, "key_"+k.ID, 10*time.Minute, "test")
+	fresh, err := s.Rotate(ctx, "key_"+k.ID, overlapOf(10*time.Minute), "test")
 	mustNot(t, err)
 	if fresh == old || !strings.Contains(fresh, k.ID) {
 		t.Fatalf("rotated key %q", fresh)
@@ -193,7 +193,7 @@ func TestRotateOverlap(t *testing.T) {
 		t.Fatalf("new key after overlap: %v", err)
 	}
 	// Rotating with no overlap kills the current secret at once.
-	newest, err := s.Rotate(ctx, k.ID, 0, "test")
+	newest, err := s.Rotate(ctx, k.ID, overlapOf(0), "test")
 	mustNot(t, err)
 	if _, err := s.Verify(ctx, fresh, client("10.0.0.1")); !errors.Is(err, apikey.ErrInvalid) {
 		t.Fatalf("zero overlap: %v", err)
@@ -201,11 +201,11 @@ func TestRotateOverlap(t *testing.T) {
 	if _, err := s.Verify(ctx, newest, client("10.0.0.1")); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Rotate(ctx, k.ID, 30*24*time.Hour, "test"); !errors.Is(err, apikey.ErrBadRequest) {
+	if _, err := s.Rotate(ctx, k.ID, overlapOf(30*24*time.Hour), "test"); !errors.Is(err, apikey.ErrBadRequest) {
 		t.Fatalf("overlap above max: %v", err)
 	}
 	mustNot(t, s.Revoke(ctx, k.ID, "", "test"))
-	if _, err := s.Rotate(ctx, k.ID, 0, "test"); !errors.Is(err, apikey.ErrRevoked) {
+	if _, err := s.Rotate(ctx, k.ID, overlapOf(0), "test"); !errors.Is(err, apikey.ErrRevoked) {
 		t.Fatalf("rotate revoked: %v", err)
 	}
 }
@@ -355,7 +355,7 @@ func TestAuditChainAndUsage(t *testing.T) {
 	s.Record(v, apikey.OutcomeOK)
 	s.Record(v, apikey.OutcomeOK)
 	s.Record(v, apikey.OutcomeForbidden)
-	_, err = s.Rotate(ctx, k.ID, 0, "test")
+	_, err = s.Rotate(ctx, k.ID, overlapOf(0), "test")
 	mustNot(t, err)
 	mustNot(t, s.Revoke(ctx, k.ID, "done", "test"))
 	rows, err := s.UsageSince(ctx, k.ID, c.Now().Add(-time.Hour))
@@ -653,5 +653,72 @@ func TestCachedKeysAreTrustedOnlyUntilTheStalenessBound(t *testing.T) {
 	mustNot(t, s.Poll(ctx))
 	if _, err := s.Verify(ctx, raw, client("10.0.0.1")); err != nil {
 		t.Fatalf("with the store back: %v", err)
+	}
+}
+
+func overlapOf(d time.Duration) apikey.RotateParams { return apikey.RotateParams{Overlap: &d} }
+
+// TestRotateDefaultsAndLifetime: a rotation that does not say keeps the
+// old secret for DefaultOverlap (Get tells until when), and a rotation may
+// give the key a new lifetime, never beyond MaxTTL.
+func TestRotateDefaultsAndLifetime(t *testing.T) {
+	db, _ := openDB(t)
+	c := newClock()
+	s := newService(t, db, c)
+	old, k := create(t, s, apikey.CreateParams{TTL: 48 * time.Hour})
+	fresh, err := s.Rotate(ctx, k.ID, apikey.RotateParams{}, "test")
+	mustNot(t, err)
+	got, err := s.Get(ctx, k.ID)
+	mustNot(t, err)
+	if want := c.Now().Add(apikey.DefaultOverlap); !got.OldSecretUntil.Equal(want) || !got.ExpiresAt.Equal(k.ExpiresAt) {
+		t.Fatalf("after a default rotation: old secret until %v (want %v), expires %v (want %v)", got.OldSecretUntil, want, got.ExpiresAt, k.ExpiresAt)
+	}
+	c.Add(apikey.DefaultOverlap - time.Second)
+	if _, err := s.Verify(ctx, old, client("10.0.0.1")); err != nil {
+		t.Fatalf("the old secret within the default overlap: %v", err)
+	}
+	c.Add(time.Second)
+	if _, err := s.Verify(ctx, old, client("10.0.0.1")); !errors.Is(err, apikey.ErrInvalid) {
+		t.Fatalf("the old secret after the default overlap: %v", err)
+	}
+	if got, _ := s.Get(ctx, k.ID); got.OldSecretUntil.After(c.Now()) {
+		t.Fatalf("no old secret works, yet Get says until %v", got.OldSecretUntil)
+	}
+	// A new lifetime: 30 days from now, past the old expiry.
+	_, err = s.Rotate(ctx, k.ID, apikey.RotateParams{TTL: 30 * 24 * time.Hour}, "test")
+	mustNot(t, err)
+	got, _ = s.Get(ctx, k.ID)
+	if want := c.Now().Add(30 * 24 * time.Hour); !got.ExpiresAt.Equal(want) {
+		t.Fatalf("expiry after a rotation with a new lifetime: %v, want %v", got.ExpiresAt, want)
+	}
+	c.Add(3 * 24 * time.Hour) // past the key's first expiry
+	if _, err := s.Verify(ctx, fresh, client("10.0.0.1")); !errors.Is(err, apikey.ErrInvalid) {
+		t.Fatal("the secret retired by the second rotation still works")
+	}
+	for _, ttl := range []time.Duration{366 * 24 * time.Hour, time.Second, -time.Hour} {
+		before, _ := s.Get(ctx, k.ID)
+		if _, err := s.Rotate(ctx, k.ID, apikey.RotateParams{TTL: ttl}, "test"); !errors.Is(err, apikey.ErrBadRequest) {
+			t.Fatalf("a new lifetime of %v: %v, want ErrBadRequest", ttl, err)
+		}
+		if after, _ := s.Get(ctx, k.ID); !after.ExpiresAt.Equal(before.ExpiresAt) {
+			t.Fatal("a refused rotation changed the key")
+		}
+	}
+}
+
+// TestAdminKeysBelongToServices: no door can make a keyway:admin key
+// owned by a person (the admin API would refuse it anyway).
+func TestAdminKeysBelongToServices(t *testing.T) {
+	db, _ := openDB(t)
+	s := newService(t, db, newClock())
+	_, _, err := s.Create(ctx, apikey.CreateParams{Name: "mine", Owner: "user:usr_ann", Scopes: []string{apikey.AdminScope}}, "cli")
+	if !errors.Is(err, apikey.ErrBadRequest) || !strings.Contains(err.Error(), "service account") {
+		t.Fatalf("an admin key owned by a person: %v, want a refusal that says why", err)
+	}
+	if keys, _ := s.List(ctx, ""); len(keys) != 0 {
+		t.Fatal("a refused key was stored")
+	}
+	if _, _, err := s.Create(ctx, apikey.CreateParams{Name: "ops", Owner: "service:ops", Scopes: []string{apikey.AdminScope}}, "cli"); err != nil {
+		t.Fatalf("an admin key owned by a service: %v", err)
 	}
 }

@@ -104,10 +104,13 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 	if opts.Logger == nil {
 		return nil, errors.New("app: a logger is required")
 	}
-	a = &App{cfg: cfg, logger: opts.Logger}
+	built := &App{cfg: cfg, logger: opts.Logger}
+	a = built
 	defer func() {
 		if err != nil {
-			a.closeAll()
+			// Every "return nil, err" below sets a to nil: release what
+			// was built through its own pointer.
+			built.closeAll()
 		}
 	}()
 
@@ -120,7 +123,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 	if opts.Getenv == nil {
 		opts.Getenv = os.Getenv
 	}
-	pepper, err := LoadPepper(cfg, opts.Getenv)
+	pepper, err := PepperFor(ctx, cfg, opts.Getenv, a.db)
 	if err != nil {
 		return nil, err
 	}
@@ -723,6 +726,11 @@ func redact(_ []string, a slog.Attr) slog.Attr {
 	switch strings.ToLower(a.Key) {
 	case "authorization", "cookie", "set-cookie", "token", "secret", "password", "key", "api_key", "session":
 		return slog.String(a.Key, "[redacted]")
+	}
+	if a.Value.Kind() == slog.KindDuration {
+		// "30s", as durations are written in the config, not the JSON
+		// handler's nanoseconds.
+		return slog.String(a.Key, a.Value.Duration().String())
 	}
 	return a
 }

@@ -445,7 +445,7 @@ func TestBrowserPortal(t *testing.T) {
 	a.waitPage("keys")
 	a.fill("#key-name", "weather bot")
 	a.fill("#key-scopes", "weather:history")
-	a.eval("document.querySelector('#key-expires').value = '168h'")
+	a.eval("document.querySelector('#key-expires').value = '7d'")
 	a.fill("#key-rate", "60/min")
 	a.click("form[data-form=create-key] button[type=submit]")
 	a.waitFor("!document.querySelector('[data-secret]').hidden", "the new key")
@@ -492,7 +492,7 @@ func TestBrowserPortal(t *testing.T) {
 
 	// Rotate it with no overlap: the new secret works, the old one no more.
 	a.click("form[data-form=rotate] select")
-	a.eval("document.querySelector('form[data-form=rotate] select').value = '0s'")
+	a.eval("document.querySelector('form[data-form=rotate] select').value = '0'")
 	a.click("form[data-form=rotate] button")
 	a.waitFor("!document.querySelector('[data-secret]').hidden", "the rotated key")
 	rotated := a.text("[data-secret-value]")

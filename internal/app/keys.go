@@ -30,6 +30,32 @@ const PepperEnv = "KEYWAY_PEPPER"
 // (32 random bytes, base64, mode 0600) on first use. A pepper file that
 // others may read is refused: with the database, it is what a thief needs.
 func LoadPepper(cfg *config.Config, getenv func(string) string) ([]byte, error) {
+	return loadPepper(cfg, getenv, true)
+}
+
+// PepperFor is LoadPepper for the store db: it makes a pepper only for a
+// store that holds no key yet. A store with keys whose pepper file is
+// missing (restored from a backup without it, or started beside the wrong
+// folder) is refused: a new pepper would turn every key away, silently.
+func PepperFor(ctx context.Context, cfg *config.Config, getenv func(string) string, db apikey.Store) ([]byte, error) {
+	p, err := loadPepper(cfg, getenv, false)
+	if !errors.Is(err, store.ErrNoStore) {
+		return p, err
+	}
+	keys, lerr := db.ListKeys(ctx, "")
+	if lerr != nil {
+		return nil, lerr
+	}
+	if len(keys) > 0 {
+		return nil, fmt.Errorf("the store holds %d API keys but their pepper file %s is missing: restore it from your backup (or set %s); a new pepper would turn every key away", len(keys), cfg.APIKeys.PepperFile, PepperEnv)
+	}
+	return LoadPepper(cfg, getenv)
+}
+
+// loadPepper is LoadPepper; without create, a missing pepper file is an
+// error that says where it looked (a command run in the wrong place must
+// not mint a pepper no server knows).
+func loadPepper(cfg *config.Config, getenv func(string) string, create bool) ([]byte, error) {
 	if v := strings.TrimSpace(getenv(PepperEnv)); v != "" {
 		p, err := base64.StdEncoding.DecodeString(v)
 		if err != nil || len(p) < 32 {
@@ -42,6 +68,9 @@ func LoadPepper(cfg *config.Config, getenv func(string) string) ([]byte, error) 
 	}
 	file := cfg.APIKeys.PepperFile
 	p, err := readPepper(file)
+	if errors.Is(err, fs.ErrNotExist) && !create {
+		return nil, fmt.Errorf("%w: no pepper file at %s (the API keys' hashing key, made by keyway serve): run the command where keyway serve runs, point it at the server's config with --config or its data with --data-dir, or set %s", store.ErrNoStore, file, PepperEnv)
+	}
 	if errors.Is(err, fs.ErrNotExist) {
 		p = make([]byte, 32)
 		if _, err := rand.Read(p); err != nil {
@@ -111,15 +140,15 @@ type Keys struct {
 }
 
 // OpenKeys opens the store of cfg and its key service.
+//
+// It never creates a store or a pepper: only keyway serve does. A command
+// run in the wrong folder gets store.ErrNoStore, saying where it looked.
 func OpenKeys(ctx context.Context, cfg *config.Config, logger *slog.Logger, getenv func(string) string) (*Keys, error) {
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return nil, fmt.Errorf("create data dir: %w", err)
-	}
-	db, err := store.Open(ctx, cfg.Store, true)
+	db, err := store.Open(ctx, cfg.Store, false)
 	if err != nil {
 		return nil, err
 	}
-	pepper, err := LoadPepper(cfg, getenv)
+	pepper, err := loadPepper(cfg, getenv, false)
 	if err != nil {
 		_ = db.Close()
 		return nil, err

@@ -214,7 +214,7 @@ func TestRevocationAndRotationReachTheServer(t *testing.T) {
 		t.Fatalf("before: %d %s", res.StatusCode, body(t, res))
 	}
 
-	fresh, err := e.cli.Rotate(ctx, k.ID, time.Hour, "cli")
+	fresh, err := e.cli.Rotate(ctx, k.ID, overlapOf(time.Hour), "cli")
 	apptest.Must(t, err, "rotate")
 	waitStatus(t, e, fresh, 200)
 	if res := e.call(t, "/api/x", raw); res.StatusCode != 200 {
@@ -266,9 +266,11 @@ func TestAdminAPI(t *testing.T) {
 	if res, _ := do("GET", "/v1/keys", plain, ""); res.StatusCode != 403 {
 		t.Fatalf("admin API with a non-admin key: %d", res.StatusCode)
 	}
-	personal, _ := e.create(t, apikey.CreateParams{Owner: "user:usr_someone", Scopes: []string{"keyway:admin"}})
-	if res, _ := do("GET", "/v1/keys", personal, ""); res.StatusCode != 403 {
-		t.Fatalf("admin API with a person's key holding keyway:admin: %d", res.StatusCode)
+	// A person's key may not hold keyway:admin: refused at creation (and
+	// the core refuses one anyway: ServiceOnly).
+	if res, b := do("POST", "/v1/keys", adminKey, `{"name":"mine","owner":"user:usr_someone","scopes":["keyway:admin"]}`); res.StatusCode != 400 ||
+		!strings.Contains(b, "service account") {
+		t.Fatalf("a person's keyway:admin key: %d %s", res.StatusCode, b)
 	}
 	if res, b := do("GET", "/openapi.json", "", ""); res.StatusCode != 200 || !strings.Contains(b, `"openapi": "3.1.0"`) {
 		t.Fatalf("openapi: %d", res.StatusCode)
@@ -306,11 +308,39 @@ func TestAdminAPI(t *testing.T) {
 	if res.StatusCode != 200 || !strings.Contains(b, `"key":"kw_live_`) {
 		t.Fatalf("rotate: %d %s", res.StatusCode, b)
 	}
-	if res, b = do("GET", "/v1/keys/"+created.ID+"/usage", adminKey, ""); res.StatusCode != 200 || !strings.Contains(b, `"ok":1`) {
+	// No body: the default overlap of 24h, shown as old_secret_expires_at.
+	var rotated struct {
+		Key                string
+		ExpiresAt          time.Time `json:"expires_at"`
+		OldSecretExpiresAt time.Time `json:"old_secret_expires_at"`
+	}
+	res, b = do("POST", "/v1/keys/"+created.ID+"/rotate", adminKey, "")
+	apptest.Must(t, json.Unmarshal([]byte(b), &rotated), "decode %s", b)
+	if until := time.Until(rotated.OldSecretExpiresAt); res.StatusCode != 200 || until < 23*time.Hour || until > 24*time.Hour {
+		t.Fatalf("rotate with no body: %d, old secret for %v: %s", res.StatusCode, until, b)
+	}
+	for _, bad := range []string{`{"overlap":"8d"}`, `{"overlap":"soon"}`, `{"expires_in":"400d"}`, `{"expires_in":"0"}`} {
+		if res, b := do("POST", "/v1/keys/"+created.ID+"/rotate", adminKey, bad); res.StatusCode != 400 {
+			t.Fatalf("rotate %s: %d %s", bad, res.StatusCode, b)
+		}
+	}
+	res, b = do("POST", "/v1/keys/"+created.ID+"/rotate", adminKey, `{"overlap":"0","expires_in":"60d"}`)
+	rotated.OldSecretExpiresAt = time.Time{}
+	apptest.Must(t, json.Unmarshal([]byte(b), &rotated), "decode %s", b)
+	if left := time.Until(rotated.ExpiresAt); res.StatusCode != 200 || left < 59*24*time.Hour || !rotated.OldSecretExpiresAt.IsZero() {
+		t.Fatalf("rotate with overlap 0 and a new lifetime: %d %s", res.StatusCode, b)
+	}
+	if r := e.call(t, "/api/x", rotated.Key); r.StatusCode != 200 {
+		t.Fatalf("the newest secret: %d", r.StatusCode)
+	}
+	if res, b = do("GET", "/v1/keys/"+created.ID+"/usage", adminKey, ""); res.StatusCode != 200 || !strings.Contains(b, `"ok":2`) {
 		t.Fatalf("usage: %d %s", res.StatusCode, b)
 	}
-	if res, b = do("POST", "/v1/keys/"+created.ID+"/revoke", adminKey, `{"reason":"test"}`); res.StatusCode != 200 || !strings.Contains(b, `"status":"revoked"`) {
-		t.Fatalf("revoke: %d %s", res.StatusCode, b)
+	if res, b = do("POST", "/v1/keys/"+created.ID+"/revoke", adminKey, ""); res.StatusCode != 200 || !strings.Contains(b, `"status":"revoked"`) {
+		t.Fatalf("revoke with no body (no reason given): %d %s", res.StatusCode, b)
+	}
+	if res, b = do("POST", "/v1/keys/"+created.ID+"/revoke", adminKey, `{"reason":`); res.StatusCode != 400 {
+		t.Fatalf("revoke with a broken body: %d %s", res.StatusCode, b)
 	}
 	if res, b = do("GET", "/v1/keys", adminKey, ""); res.StatusCode != 200 || strings.Contains(b, "kw_live_") {
 		t.Fatalf("list shows a secret or failed: %d", res.StatusCode)
@@ -318,9 +348,9 @@ func TestAdminAPI(t *testing.T) {
 	if res, _ = do("DELETE", "/v1/keys/"+created.ID, adminKey, ""); res.StatusCode != 204 {
 		t.Fatalf("delete: %d", res.StatusCode)
 	}
-	if res, b = do("GET", "/metrics", "", ""); res.StatusCode != 200 || !strings.Contains(b, `keyway_apikey_requests_total{outcome="ok"} 1`) ||
+	if res, b = do("GET", "/metrics", "", ""); res.StatusCode != 200 || !strings.Contains(b, `keyway_apikey_requests_total{outcome="ok"} 2`) ||
 		strings.Contains(b, created.ID) {
-		t.Fatalf("metrics: %d, want one ok key check and no key IDs:\n%.3000s", res.StatusCode, b)
+		t.Fatalf("metrics: %d, want two ok key checks and no key IDs:\n%.3000s", res.StatusCode, b)
 	}
 	// The public port does not serve the admin API.
 	wantProblem(t, get(t, e.c, e.in.URL("/v1/keys"), "Authorization", "Bearer "+adminKey), 404, "urn:keyway:problem:not-found")
@@ -420,3 +450,5 @@ func TestKeysNeverLeak(t *testing.T) {
 		}
 	}
 }
+
+func overlapOf(d time.Duration) apikey.RotateParams { return apikey.RotateParams{Overlap: &d} }

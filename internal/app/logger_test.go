@@ -37,3 +37,14 @@ func TestLoggerRedactsCredentialAttributes(t *testing.T) {
 		t.Fatalf("not redacted: %q", s)
 	}
 }
+
+// Durations read as they are written in the config, in both formats.
+func TestLoggerWritesDurationsAsPeopleDo(t *testing.T) {
+	for _, format := range []string{"json", "text"} {
+		var out bytes.Buffer
+		NewLogger(&out, format, "info").Info("shutting down", "drain_timeout", 30*time.Second)
+		if s := out.String(); !strings.Contains(s, "30s") || strings.Contains(s, "30000000000") {
+			t.Fatalf("%s: %q", format, s)
+		}
+	}
+}

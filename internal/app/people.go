@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"os"
 	"strings"
 	"time"
 
@@ -168,11 +167,9 @@ type People struct {
 
 // OpenPeople opens the store of cfg and its account services. Links it makes
 // point at the HTTPS listener's configured address.
+// Like OpenKeys, it never creates a store.
 func OpenPeople(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*People, error) {
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return nil, fmt.Errorf("create data dir: %w", err)
-	}
-	db, err := store.Open(ctx, cfg.Store, true)
+	db, err := store.Open(ctx, cfg.Store, false)
 	if err != nil {
 		return nil, err
 	}

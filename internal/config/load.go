@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/keywayhq/keyway/internal/duration"
 	"gopkg.in/yaml.v3"
 )
 
@@ -207,7 +208,7 @@ func (d *decoder) value(n *yaml.Node, v reflect.Value, path string) {
 	switch v.Type() {
 	case durationType:
 		if s, ok := d.scalar(n, path, "a duration"); ok {
-			dur, err := time.ParseDuration(s)
+			dur, err := duration.Parse(s)
 			if err != nil {
 				d.errorf(n.Line, path, durationHint(s), "%s: invalid duration %q", path, s)
 				return
@@ -539,12 +540,7 @@ func durationHint(s string) string {
 	if n, err := strconv.ParseUint(s, 10, 32); err == nil {
 		return fmt.Sprintf("add a unit, like %ds", n)
 	}
-	if days, ok := strings.CutSuffix(s, "d"); ok {
-		if n, err := strconv.ParseUint(days, 10, 32); err == nil {
-			return fmt.Sprintf("Go durations have no day unit: write %dh", n*24)
-		}
-	}
-	return "use Go durations like 30s, 5m"
+	return "use durations like 30s, 5m, 12h or 90d"
 }
 
 // parsePrefix parses a CIDR, or a single IP address as a prefix that holds

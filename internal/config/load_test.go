@@ -172,11 +172,11 @@ func TestLoadErrors(t *testing.T) {
 		{"bad int", "upstreams:\n  a:\n    url: \"http://localhost\"\n    max_idle_conns: lots\n",
 			`keyway.yaml:4: upstreams.a.max_idle_conns: expected an integer, got "lots"`},
 		{"bad duration", "server:\n  read_timeout: 10x\n",
-			`keyway.yaml:2: server.read_timeout: invalid duration "10x" (use Go durations like 30s, 5m)`},
+			`keyway.yaml:2: server.read_timeout: invalid duration "10x" (use durations like 30s, 5m, 12h or 90d)`},
 		{"duration without unit", "server:\n  idle_timeout: 90\n",
 			`keyway.yaml:2: server.idle_timeout: invalid duration "90" (add a unit, like 90s)`},
-		{"duration in days", "tls:\n  hsts_max_age: 730d\n",
-			`keyway.yaml:2: tls.hsts_max_age: invalid duration "730d" (Go durations have no day unit: write 17520h)`},
+		{"fractional days", "tls:\n  hsts_max_age: 1.5d\n",
+			`keyway.yaml:2: tls.hsts_max_age: invalid duration "1.5d" (use durations like 30s, 5m, 12h or 90d)`},
 		{"bad byte size", "server:\n  max_header_bytes: 1.5MiB\n",
 			`keyway.yaml:2: server.max_header_bytes: byte size "1.5MiB" is not a whole number (use sizes like 512KiB, 1MiB or 1048576; units are B, KB, MB, GB, KiB, MiB, GiB)`},
 		{"negative byte size", "server:\n  max_header_bytes: -1\n",
@@ -239,8 +239,8 @@ func TestLoadErrors(t *testing.T) {
 			`keyway.yaml:2: unknown key "pepper" in api_keys (did you mean "pepper_file"?)`},
 		{"unknown key in leak_report", "api_keys:\n  leak_report:\n    enable: false\n",
 			`keyway.yaml:3: unknown key "enable" in api_keys.leak_report (did you mean "enabled"?)`},
-		{"api_keys ttl in days", "api_keys:\n  max_ttl: 30d\n",
-			`keyway.yaml:2: api_keys.max_ttl: invalid duration "30d" (Go durations have no day unit: write 720h)`},
+		{"api_keys ttl in days, read and checked", "api_keys:\n  max_ttl: 30d\n",
+			`keyway.yaml:1: api_keys.default_ttl: default_ttl 2160h0m0s exceeds max_ttl 720h0m0s (lower it or raise api_keys.max_ttl)`},
 		{"leak_report enabled not a bool", "api_keys:\n  leak_report:\n    enabled: yes\n",
 			`keyway.yaml:3: api_keys.leak_report.enabled: expected true or false, got "yes" (write true or false)`},
 		{"alias bomb", "x-m: &m [" + strings.Repeat("GET, ", 999) + "GET]\n" +
@@ -270,8 +270,8 @@ func TestLoadAllErrors(t *testing.T) {
 		`testdata/errors.yaml:3: admin_listen: "127.0.0.1:8443" conflicts with listen ("127.0.0.1:8443") (each listener needs its own address)`,
 		`testdata/errors.yaml:5: log.format: unknown log format "yaml" (use json or text)`,
 		`testdata/errors.yaml:9: tls.acme.hosts[0]: wildcard host "*.example.com": ACME HTTP and TLS-ALPN challenges cannot validate wildcards (list each name instead)`,
-		`testdata/errors.yaml:10: tls.hsts_max_age: invalid duration "365d" (Go durations have no day unit: write 8760h)`,
-		`testdata/errors.yaml:12: server.read_timeout: invalid duration "10x" (use Go durations like 30s, 5m)`,
+		`testdata/errors.yaml:10: tls.hsts_max_age: invalid duration "365.5d" (use durations like 30s, 5m, 12h or 90d)`,
+		`testdata/errors.yaml:12: server.read_timeout: invalid duration "10x" (use durations like 30s, 5m, 12h or 90d)`,
 		`testdata/errors.yaml:13: server.max_header_bytes: byte size "-1" is negative (use sizes like 512KiB, 1MiB or 1048576; units are B, KB, MB, GB, KiB, MiB, GiB)`,
 		`testdata/errors.yaml:14: trusted_proxies[0]: invalid CIDR "10.0.0.0/33" (use CIDR notation like 10.0.0.0/8, or a single IP address)`,
 		`testdata/errors.yaml:17: upstreams.api.url: URL "ftp://files.internal" must use http or https (like http://127.0.0.1:3000 or https://api.internal/base)`,
@@ -508,8 +508,8 @@ func TestLoadPasskeyAndSessionErrors(t *testing.T) {
 		{"absolute below the default idle", "sessions:\n  absolute_timeout: 10m\n", []string{
 			`keyway.yaml:1: sessions.idle_timeout: idle_timeout 30m0s exceeds absolute_timeout 10m0s`,
 		}},
-		{"session timeout in days", "sessions:\n  absolute_timeout: 1d\n", []string{
-			`keyway.yaml:2: sessions.absolute_timeout: invalid duration "1d" (Go durations have no day unit: write 24h)`,
+		{"session timeouts in days, read and checked", "sessions:\n  idle_timeout: 2d\n  absolute_timeout: 1d\n", []string{
+			`keyway.yaml:2: sessions.idle_timeout: idle_timeout 48h0m0s exceeds absolute_timeout 24h0m0s`,
 		}},
 	}
 	for _, tt := range tests {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/keywayhq/keyway/internal/apikey"
 	"github.com/keywayhq/keyway/internal/decision"
+	"github.com/keywayhq/keyway/internal/duration"
 	"github.com/keywayhq/keyway/internal/ratelimit"
 )
 
@@ -22,7 +23,7 @@ type KeyAdmin interface {
 	Get(ctx context.Context, id string) (*apikey.Key, error)
 	List(ctx context.Context, owner string) ([]*apikey.Key, error)
 	Update(ctx context.Context, id string, p apikey.UpdateParams, actor string) (*apikey.Key, error)
-	Rotate(ctx context.Context, id string, overlap time.Duration, actor string) (string, error)
+	Rotate(ctx context.Context, id string, p apikey.RotateParams, actor string) (string, error)
 	Revoke(ctx context.Context, id, reason, actor string) error
 	Delete(ctx context.Context, id, actor string) error
 	UsageSince(ctx context.Context, id string, since time.Time) ([]apikey.UsageRow, error)
@@ -30,7 +31,7 @@ type KeyAdmin interface {
 }
 
 // AdminScope is the scope an API key needs to call the admin API.
-const AdminScope = "keyway:admin"
+const AdminScope = apikey.AdminScope
 
 // errBadJSON wraps request bodies that do not decode.
 var errBadJSON = errors.New("invalid JSON body")
@@ -40,6 +41,23 @@ func decode(r *http.Request, v any) error {
 	dec := json.NewDecoder(io.LimitReader(r.Body, 64<<10))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("%w: %s", errBadJSON, jsonErrorText(err))
+	}
+	if dec.More() {
+		return fmt.Errorf("%w: trailing data after the JSON object", errBadJSON)
+	}
+	return nil
+}
+
+// decodeOptional is decode for bodies that may be left out: an empty body
+// (or only white space) leaves v as it is; anything else must be valid.
+func decodeOptional(r *http.Request, v any) error {
+	dec := json.NewDecoder(io.LimitReader(r.Body, 64<<10))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
 		return fmt.Errorf("%w: %s", errBadJSON, jsonErrorText(err))
 	}
 	if dec.More() {
@@ -83,6 +101,9 @@ type KeyJSON struct {
 	RevokeReason string     `json:"revoke_reason,omitempty"`
 	LastUsedAt   *time.Time `json:"last_used_at,omitempty"`
 	Client       string     `json:"client,omitempty"`
+	// OldSecretExpiresAt is when the secret a rotation retired stops
+	// working (absent when none still works).
+	OldSecretExpiresAt *time.Time `json:"old_secret_expires_at,omitempty"`
 }
 
 // RateJSON is a rate limit: "100/min" with an optional burst.
@@ -127,6 +148,10 @@ func NewKeyJSON(k *apikey.Key, now time.Time) KeyJSON {
 	}
 	for _, p := range k.CIDRs {
 		j.CIDRs = append(j.CIDRs, p.String())
+	}
+	if k.OldSecretUntil.After(now) && k.RevokedAt.IsZero() {
+		t := k.OldSecretUntil
+		j.OldSecretExpiresAt = &t
 	}
 	return j
 }
@@ -271,8 +296,8 @@ func createParams(req createKeyRequest) (apikey.CreateParams, error) {
 		return p, err
 	}
 	if req.ExpiresIn != "" {
-		if p.TTL, err = time.ParseDuration(req.ExpiresIn); err != nil || p.TTL <= 0 {
-			return p, fmt.Errorf("%w: expires_in must be a positive duration like 720h", apikey.ErrBadRequest)
+		if p.TTL, err = duration.Parse(req.ExpiresIn); err != nil || p.TTL <= 0 {
+			return p, fmt.Errorf("%w: expires_in must be a positive duration like 30d or 720h", apikey.ErrBadRequest)
 		}
 	}
 	return p, nil
@@ -316,22 +341,46 @@ func (s *adminServer) updateKey(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, http.StatusOK, NewKeyJSON(k, s.now()))
 }
 
-func (s *adminServer) rotateKey(w http.ResponseWriter, r *http.Request) error {
-	var req struct {
-		Overlap string `json:"overlap"`
+// rotateRequest is the body of a rotation; every field may be left out
+// (an empty body too).
+type rotateRequest struct {
+	// Overlap is how long the old secret keeps working: default 24h, "0"
+	// ends it at once.
+	Overlap *string `json:"overlap"`
+	// ExpiresIn gives the key a new lifetime from now.
+	ExpiresIn string `json:"expires_in"`
+}
+
+func (req rotateRequest) params() (apikey.RotateParams, error) {
+	var p apikey.RotateParams
+	if req.Overlap != nil {
+		d, err := duration.Parse(*req.Overlap)
+		if err != nil {
+			return p, fmt.Errorf("%w: overlap must be a duration like 24h or 7d, or 0 to end the old secret now", apikey.ErrBadRequest)
+		}
+		p.Overlap = &d
 	}
-	if err := decode(r, &req); err != nil {
+	if req.ExpiresIn != "" {
+		d, err := duration.Parse(req.ExpiresIn)
+		if err != nil || d <= 0 {
+			return p, fmt.Errorf("%w: expires_in must be a positive duration like 30d or 720h", apikey.ErrBadRequest)
+		}
+		p.TTL = d
+	}
+	return p, nil
+}
+
+func (s *adminServer) rotateKey(w http.ResponseWriter, r *http.Request) error {
+	var req rotateRequest
+	if err := decodeOptional(r, &req); err != nil {
 		return err
 	}
-	overlap := time.Duration(0)
-	if req.Overlap != "" {
-		var err error
-		if overlap, err = time.ParseDuration(req.Overlap); err != nil {
-			return fmt.Errorf("%w: overlap must be a duration like 24h", apikey.ErrBadRequest)
-		}
+	p, err := req.params()
+	if err != nil {
+		return err
 	}
 	id := r.PathValue("id")
-	raw, err := s.keys.Rotate(r.Context(), id, overlap, s.actor(r))
+	raw, err := s.keys.Rotate(r.Context(), id, p, s.actor(r))
 	if err != nil {
 		return err
 	}
@@ -346,7 +395,7 @@ func (s *adminServer) revokeKey(w http.ResponseWriter, r *http.Request) error {
 	var req struct {
 		Reason string `json:"reason"`
 	}
-	if err := decode(r, &req); err != nil {
+	if err := decodeOptional(r, &req); err != nil { // no body: no reason given
 		return err
 	}
 	id := r.PathValue("id")
@@ -386,9 +435,9 @@ type UsageBucketJSON struct {
 func (s *adminServer) keyUsage(w http.ResponseWriter, r *http.Request) error {
 	window := 24 * time.Hour
 	if v := r.URL.Query().Get("window"); v != "" {
-		d, err := time.ParseDuration(v)
+		d, err := duration.Parse(v)
 		if err != nil || d <= 0 || d > 90*24*time.Hour {
-			return fmt.Errorf("%w: window must be a duration up to 2160h", apikey.ErrBadRequest)
+			return fmt.Errorf("%w: window must be a duration up to 90d", apikey.ErrBadRequest)
 		}
 		window = d
 	}

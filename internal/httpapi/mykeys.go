@@ -62,19 +62,15 @@ func (a *auth) rotateMyKey(w http.ResponseWriter, r *http.Request, id *decision.
 	if err != nil {
 		return err
 	}
-	var req struct {
-		Overlap string `json:"overlap"`
-	}
-	if err := decode(r, &req); err != nil {
+	var req rotateRequest
+	if err := decodeOptional(r, &req); err != nil {
 		return err
 	}
-	overlap := time.Duration(0)
-	if req.Overlap != "" {
-		if overlap, err = time.ParseDuration(req.Overlap); err != nil {
-			return badRequest("overlap must be a duration like 24h")
-		}
+	p, err := req.params()
+	if err != nil {
+		return err
 	}
-	raw, err := a.cfg.Keys.Rotate(r.Context(), k.ID, overlap, id.Subject)
+	raw, err := a.cfg.Keys.Rotate(r.Context(), k.ID, p, id.Subject)
 	if err != nil {
 		return err
 	}

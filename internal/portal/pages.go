@@ -157,8 +157,11 @@ type keyRow struct {
 	ExpiresAt  time.Time
 	RevokedAt  time.Time
 	LastUsedAt time.Time
-	Day        *chart
-	Week       *chart
+	// OldSecretUntil is when a rotated-out secret stops working, zero
+	// when none still works.
+	OldSecretUntil time.Time
+	Day            *chart
+	Week           *chart
 }
 
 func keyRowOf(k *apikey.Key, now time.Time) keyRow {
@@ -172,6 +175,9 @@ func keyRowOf(k *apikey.Key, now time.Time) keyRow {
 	}
 	if k.Rate.Count > 0 {
 		row.Rate = rateString(k.Rate)
+	}
+	if k.OldSecretUntil.After(now) && row.Status == "active" {
+		row.OldSecretUntil = k.OldSecretUntil
 	}
 	return row
 }

@@ -158,9 +158,10 @@ func newEnv(t *testing.T) *env {
 	keys := &fakeKeys{
 		keys: []*apikey.Key{
 			{ID: "AAAA1111", Name: "report " + evil, Owner: "user:usr_alice", Env: apikey.EnvLive, Scopes: []string{"weather:history", evil},
-				Rate: apikey.Rate{Count: 100, Period: time.Minute, Burst: 10}, CreatedAt: testNow.Add(-24 * time.Hour), ExpiresAt: testNow.Add(24 * time.Hour)},
+				Rate: apikey.Rate{Count: 100, Period: time.Minute, Burst: 10}, CreatedAt: testNow.Add(-24 * time.Hour), ExpiresAt: testNow.Add(24 * time.Hour),
+				OldSecretUntil: testNow.Add(3 * time.Hour)},
 			{ID: "BBBB2222", Name: "old", Owner: "user:usr_alice", Env: apikey.EnvTest, CreatedAt: testNow.Add(-72 * time.Hour),
-				ExpiresAt: testNow.Add(24 * time.Hour), RevokedAt: testNow.Add(-time.Hour)},
+				ExpiresAt: testNow.Add(24 * time.Hour), RevokedAt: testNow.Add(-time.Hour), OldSecretUntil: testNow.Add(time.Hour)},
 			{ID: "CCCC3333", Name: "billing", Owner: "service:billing", Env: apikey.EnvLive, CreatedAt: testNow, ExpiresAt: testNow.Add(time.Hour)},
 		},
 		usage: map[string][]apikey.UsageRow{"AAAA1111": sampleUsage()},
@@ -423,11 +424,11 @@ func TestPagesShowData(t *testing.T) {
 			`data-url="/.keyway/auth/sessions/ses_alice2"`, "Sign out all other sessions (2)"}},
 		{"keys", "tok-alice", []string{"key_AAAA1111", "100/min (burst 10)", "weather:history", "status-revoked",
 			`<svg class="chart-svg"`, `class="bar ok"`, `class="bar limited"`, "Last 24 hours", "Last 7 days", "No requests",
-			`data-url="/.keyway/api-keys/key_AAAA1111/rotate"`}},
+			`data-url="/.keyway/api-keys/key_AAAA1111/rotate"`, "Old secret works until"}},
 		{"admin/users", "tok-root", []string{"alice", "Enrolment link", `data-url="/.keyway/admin/users/usr_alice/enrol-link"`,
 			`data-url="/.keyway/admin/users/usr_alice/revoke-sessions"`, `data-form="invite"`}},
 		{"admin/sessions", "tok-root", []string{"ses_alice2", `data-url="/.keyway/admin/sessions/ses_alice1"`, "live sessions"}},
-		{"admin/keys", "tok-root", []string{"service:billing", "key_CCCC3333", "key_AAAA1111"}},
+		{"admin/keys", "tok-root", []string{"service:billing", "key_CCCC3333", "key_AAAA1111", "old secret until"}},
 		{"admin/audit", "tok-root", []string{"session.created", "key_AAAA1111", "<dt>note</dt>"}},
 	}
 	for _, c := range cases {
@@ -442,6 +443,9 @@ func TestPagesShowData(t *testing.T) {
 		}
 	}
 	// Another person's key and its data never show on Alice's page.
+	if b := body(t, e.get(t, Prefix+"keys", "tok-alice")); strings.Count(b, "Old secret works until") != 1 {
+		t.Error("a revoked key's old secret is shown as working (or the live one is not)")
+	}
 	if b := body(t, e.get(t, Prefix+"keys", "tok-alice")); strings.Contains(b, "CCCC3333") {
 		t.Error("keys page shows another owner's key")
 	}

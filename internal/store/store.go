@@ -59,7 +59,7 @@ func Open(ctx context.Context, cfg config.Store, create bool) (Store, error) {
 	case "sqlite", "":
 		if !create {
 			if _, err := os.Stat(cfg.Path); err != nil {
-				return nil, fmt.Errorf("%w: no database at %s (run the command where keyway serve runs, or point it there with --config, --data-dir or --store)", ErrNoStore, cfg.Path)
+				return nil, fmt.Errorf("%w: no database at %s; only keyway serve and keyway init create one. Run the command where keyway serve runs, or point it at the server's data with --config FILE, --data-dir DIR or --store DSN", ErrNoStore, cfg.Path)
 			}
 		} else if err := os.MkdirAll(filepath.Dir(cfg.Path), 0o700); err != nil {
 			return nil, fmt.Errorf("create data dir: %w", err)

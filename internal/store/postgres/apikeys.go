@@ -24,7 +24,8 @@ var (
 )
 
 const keyColumns = `id, name, owner, env, scopes, rate_count, rate_period, rate_burst,
-	quota_limit, quota_period, cidrs, created_at, expires_at, revoked_at, revoke_reason, last_used_at, client`
+	quota_limit, quota_period, cidrs, created_at, expires_at, revoked_at, revoke_reason, last_used_at, client,
+	(SELECT MAX(s.not_after) FROM api_key_secrets s WHERE s.key_id = api_keys.id) AS old_secret_until`
 
 // keyChannel is the channel a committed key change is announced on (see Listen).
 const keyChannel = "keyway_key_changes"
@@ -125,15 +126,15 @@ func scanKey(r pgx.Row) (*apikey.Key, error) {
 		env, qp                  string
 		cidrs                    []string
 		ratePeriod, created, exp int64
-		revoked, lastUsed        *int64
+		revoked, lastUsed, old   *int64
 	)
 	if err := r.Scan(&k.ID, &k.Name, &k.Owner, &env, &k.Scopes, &k.Rate.Count, &ratePeriod, &k.Rate.Burst,
-		&k.Quota.Limit, &qp, &cidrs, &created, &exp, &revoked, &k.RevokeReason, &lastUsed, &k.Client); err != nil {
+		&k.Quota.Limit, &qp, &cidrs, &created, &exp, &revoked, &k.RevokeReason, &lastUsed, &k.Client, &old); err != nil {
 		return nil, err
 	}
 	k.Env, k.Quota.Period, k.Rate.Period = apikey.Env(env), apikey.QuotaPeriod(qp), time.Duration(ratePeriod)
 	k.CreatedAt, k.ExpiresAt = time.Unix(0, created).UTC(), time.Unix(0, exp).UTC()
-	k.RevokedAt, k.LastUsedAt = unixTime(revoked), unixTime(lastUsed)
+	k.RevokedAt, k.LastUsedAt, k.OldSecretUntil = unixTime(revoked), unixTime(lastUsed), unixTime(old)
 	if len(k.Scopes) == 0 {
 		k.Scopes = []string{} // as SQLite's "[]" reads
 	}
@@ -228,7 +229,7 @@ func (d *DB) UpdateKey(ctx context.Context, id string, mutate func(*apikey.Key) 
 }
 
 // RotateKey implements apikey.Store.
-func (d *DB) RotateKey(ctx context.Context, id string, hash []byte, notAfter time.Time, ev audit.Event) error {
+func (d *DB) RotateKey(ctx context.Context, id string, hash []byte, notAfter, expiresAt time.Time, ev audit.Event) error {
 	return d.inTx(ctx, func(tx pgx.Tx) error {
 		var one int
 		if err := tx.QueryRow(ctx, `SELECT 1 FROM api_keys WHERE id = $1 FOR UPDATE`, id).Scan(&one); err != nil {
@@ -249,6 +250,11 @@ func (d *DB) RotateKey(ctx context.Context, id string, hash []byte, notAfter tim
 		if _, err := tx.Exec(ctx, `INSERT INTO api_key_secrets (key_id, hash, created_at) VALUES ($1, $2, $3)`,
 			id, hash, ev.At.UnixNano()); err != nil {
 			return fmt.Errorf("insert secret: %w", err)
+		}
+		if !expiresAt.IsZero() {
+			if _, err := tx.Exec(ctx, `UPDATE api_keys SET expires_at = $1 WHERE id = $2`, expiresAt.UnixNano(), id); err != nil {
+				return fmt.Errorf("set expiry: %w", err)
+			}
 		}
 		if err := appendChange(ctx, tx, id, ev.At); err != nil {
 			return err

@@ -22,7 +22,8 @@ var (
 )
 
 const keyColumns = `id, name, owner, env, scopes, rate_count, rate_period, rate_burst,
-	quota_limit, quota_period, cidrs, created_at, expires_at, revoked_at, revoke_reason, last_used_at, client`
+	quota_limit, quota_period, cidrs, created_at, expires_at, revoked_at, revoke_reason, last_used_at, client,
+	(SELECT MAX(s.not_after) FROM api_key_secrets s WHERE s.key_id = api_keys.id) AS old_secret_until`
 
 // inTx runs fn in one transaction and commits it, or rolls it back on error.
 func (d *DB) inTx(ctx context.Context, fn func(*sql.Tx) error) error {
@@ -121,11 +122,14 @@ func scanKey(r rowScanner) (*apikey.Key, error) {
 		k                        apikey.Key
 		env, scopes, cidrs, qp   string
 		ratePeriod, created, exp int64
-		revoked, lastUsed        sql.NullInt64
+		revoked, lastUsed, old   sql.NullInt64
 	)
 	if err := r.Scan(&k.ID, &k.Name, &k.Owner, &env, &scopes, &k.Rate.Count, &ratePeriod, &k.Rate.Burst,
-		&k.Quota.Limit, &qp, &cidrs, &created, &exp, &revoked, &k.RevokeReason, &lastUsed, &k.Client); err != nil {
+		&k.Quota.Limit, &qp, &cidrs, &created, &exp, &revoked, &k.RevokeReason, &lastUsed, &k.Client, &old); err != nil {
 		return nil, err
+	}
+	if old.Valid {
+		k.OldSecretUntil = time.Unix(0, old.Int64).UTC()
 	}
 	k.Env, k.Quota.Period, k.Rate.Period = apikey.Env(env), apikey.QuotaPeriod(qp), time.Duration(ratePeriod)
 	k.CreatedAt, k.ExpiresAt = time.Unix(0, created).UTC(), time.Unix(0, exp).UTC()
@@ -267,7 +271,7 @@ func (d *DB) UpdateKey(ctx context.Context, id string, mutate func(*apikey.Key) 
 }
 
 // RotateKey implements apikey.Store.
-func (d *DB) RotateKey(ctx context.Context, id string, hash []byte, notAfter time.Time, ev audit.Event) error {
+func (d *DB) RotateKey(ctx context.Context, id string, hash []byte, notAfter, expiresAt time.Time, ev audit.Event) error {
 	return d.inTx(ctx, func(tx *sql.Tx) error {
 		var one int
 		if err := tx.QueryRowContext(ctx, `SELECT 1 FROM api_keys WHERE id = ?`, id).Scan(&one); err != nil {
@@ -288,6 +292,11 @@ func (d *DB) RotateKey(ctx context.Context, id string, hash []byte, notAfter tim
 		if _, err := tx.ExecContext(ctx, `INSERT INTO api_key_secrets (key_id, hash, created_at) VALUES (?, ?, ?)`,
 			id, hash, ev.At.UnixNano()); err != nil {
 			return fmt.Errorf("insert secret: %w", err)
+		}
+		if !expiresAt.IsZero() {
+			if _, err := tx.ExecContext(ctx, `UPDATE api_keys SET expires_at = ? WHERE id = ?`, expiresAt.UnixNano(), id); err != nil {
+				return fmt.Errorf("set expiry: %w", err)
+			}
 		}
 		if err := appendChange(ctx, tx, id, ev.At); err != nil {
 			return err

@@ -257,7 +257,7 @@ func Run(t *testing.T, open func(t *testing.T) Store, exec func(ctx context.Cont
 		if err := s.CreateKey(ctx, k, bytes.Repeat([]byte{1}, 32), event(audit.KeyCreated, "key_k1")); err != nil {
 			t.Fatal(err)
 		}
-		if err := s.RotateKey(ctx, "k1", bytes.Repeat([]byte{2}, 32), t0.Add(time.Minute), event(audit.KeyRotated, "key_k1")); err != nil {
+		if err := s.RotateKey(ctx, "k1", bytes.Repeat([]byte{2}, 32), t0.Add(time.Minute), time.Time{}, event(audit.KeyRotated, "key_k1")); err != nil {
 			t.Fatal(err)
 		}
 		refused := errors.New("refused")
@@ -308,6 +308,48 @@ func Run(t *testing.T, open func(t *testing.T) Store, exec func(ctx context.Cont
 		rep, err := audit.VerifyTrail(ctx, s)
 		if err != nil || rep.Broken != nil || rep.Events != 2*parallel {
 			t.Fatalf("trail after concurrent writes: %+v %v, want %d events and no break", rep, err, 2*parallel)
+		}
+	})
+
+	t.Run("api keys: a rotation keeps or sets the expiry, and retires the old secret", func(t *testing.T) {
+		s := open(t)
+		k := &apikey.Key{ID: "k1", Name: "k", Owner: "service:x", Env: apikey.EnvLive, CreatedAt: t0, ExpiresAt: t0.Add(time.Hour)}
+		if err := s.CreateKey(ctx, k, bytes.Repeat([]byte{1}, 32), event(audit.KeyCreated, "key_k1")); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.RotateKey(ctx, "k1", bytes.Repeat([]byte{2}, 32), t0.Add(time.Minute), time.Time{}, event(audit.KeyRotated, "key_k1")); err != nil {
+			t.Fatal(err)
+		}
+		got, secrets, err := s.GetKey(ctx, "k1")
+		if err != nil || !got.ExpiresAt.Equal(t0.Add(time.Hour)) || len(secrets) != 2 {
+			t.Fatalf("a rotation without an expiry: %v %d secrets %v", got.ExpiresAt, len(secrets), err)
+		}
+		retired := 0
+		for _, sec := range secrets {
+			if sec.NotAfter.Equal(t0.Add(time.Minute)) {
+				retired++
+			} else if !sec.NotAfter.IsZero() {
+				t.Fatalf("a secret retired at %v", sec.NotAfter)
+			}
+		}
+		if retired != 1 {
+			t.Fatalf("%d secrets retired at the overlap's end, want 1", retired)
+		}
+		if !got.OldSecretUntil.Equal(t0.Add(time.Minute)) {
+			t.Fatalf("GetKey's OldSecretUntil %v, want the retired secret's end", got.OldSecretUntil)
+		}
+		if list, err := s.ListKeys(ctx, ""); err != nil || len(list) != 1 || !list[0].OldSecretUntil.Equal(t0.Add(time.Minute)) {
+			t.Fatalf("ListKeys' OldSecretUntil: %v", err)
+		}
+		later := t0.Add(30 * 24 * time.Hour)
+		if err := s.RotateKey(ctx, "k1", bytes.Repeat([]byte{3}, 32), t0.Add(time.Minute), later, event(audit.KeyRotated, "key_k1")); err != nil {
+			t.Fatal(err)
+		}
+		if got, _, err := s.GetKey(ctx, "k1"); err != nil || !got.ExpiresAt.Equal(later) {
+			t.Fatalf("a rotation with a new expiry: %v %v", got.ExpiresAt, err)
+		}
+		if err := s.RotateKey(ctx, "nope", bytes.Repeat([]byte{4}, 32), t0, later, event(audit.KeyRotated, "key_nope")); !errors.Is(err, apikey.ErrNotFound) {
+			t.Fatalf("rotating a key that does not exist: %v", err)
 		}
 	})
 
