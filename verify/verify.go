@@ -56,6 +56,9 @@ type Identity struct {
 	SessionID string
 	// Client is the client profile the credential names, if any.
 	Client string
+	// Roles are the person's roles (session routes), for the handler's
+	// own finer checks; keyway already enforced the route's roles.
+	Roles []string
 	// Assertion is keyway's signed assertion, when keyway is configured to
 	// sign one (forward_auth.audience).
 	Assertion string
@@ -214,6 +217,7 @@ func (v *Verifier) Check(r *http.Request) (Identity, *Refusal, error) {
 	id := Identity{Subject: header.Get("X-Keyway-Subject"), KeyID: header.Get("X-Keyway-Key-Id"),
 		Scopes: strings.Fields(header.Get("X-Keyway-Scopes")), Name: header.Get("X-Keyway-Name"),
 		SessionID: header.Get("X-Keyway-Session-Id"), Client: header.Get("X-Keyway-Client"),
+		Roles:     strings.Fields(header.Get("X-Keyway-Roles")),
 		Assertion: header.Get("X-Keyway-Assertion")}
 	return id, nil, nil
 }
@@ -292,7 +296,7 @@ func (v *Verifier) cacheKey(r *http.Request) [32]byte {
 
 // identityHeaders are keyway's: a client's copy never reaches the handler.
 var identityHeaders = []string{"X-Keyway-Subject", "X-Keyway-Key-Id", "X-Keyway-Scopes", "X-Keyway-Name",
-	"X-Keyway-Session-Id", "X-Keyway-Client", "X-Keyway-Assertion"}
+	"X-Keyway-Session-Id", "X-Keyway-Client", "X-Keyway-Roles", "X-Keyway-Assertion"}
 
 // Middleware lets through only the requests keyway allows. The handler
 // finds the caller with IdentityFrom, and in the X-Keyway-* headers
@@ -317,7 +321,9 @@ func (v *Verifier) Middleware(next http.Handler) http.Handler {
 				delete(r.Header, k)
 			}
 		}
-		for i, val := range []string{id.Subject, id.KeyID, strings.Join(id.Scopes, " "), id.Name, id.SessionID, id.Client, id.Assertion} {
+		// In the order of identityHeaders.
+		for i, val := range []string{id.Subject, id.KeyID, strings.Join(id.Scopes, " "), id.Name, id.SessionID, id.Client,
+			strings.Join(id.Roles, " "), id.Assertion} {
 			if val != "" {
 				r.Header[identityHeaders[i]] = []string{val}
 			}

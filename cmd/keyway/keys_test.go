@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"database/sql"
 	"encoding/json"
 	"net/http"
@@ -12,6 +13,9 @@ import (
 
 	"github.com/keywayhq/keyway/internal/apikey"
 	"github.com/keywayhq/keyway/internal/app/apptest"
+	"github.com/keywayhq/keyway/internal/config"
+	"github.com/keywayhq/keyway/internal/passkey"
+	"github.com/keywayhq/keyway/internal/store"
 	_ "modernc.org/sqlite"
 )
 
@@ -308,5 +312,43 @@ func TestKeysRotateCLI(t *testing.T) {
 	code, _, errOut = keysCLI(t, dir, "create", "--name", "mine", "--owner", "user:usr_ann", "--scope", "keyway:admin")
 	if code != 1 || !strings.Contains(errOut, "service account") {
 		t.Fatalf("a person's keyway:admin key: %d %q", code, errOut)
+	}
+}
+
+// TestUsersRolesCLI gives, shows and takes a person's roles from the
+// command line, refusing invalid names.
+func TestUsersRolesCLI(t *testing.T) {
+	dir := initDir(t)
+	ctx := context.Background()
+	db, err := store.Open(ctx, config.Store{Driver: "sqlite", Path: filepath.Join(dir, "keyway.db")}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := &passkey.User{ID: "usr_ada", Handle: []byte("h-ada"), Username: "ada", DisplayName: "Ada", Role: passkey.RoleUser, CreatedAt: time.Now()}
+	c := &passkey.Credential{ID: []byte("c-ada"), UserID: u.ID, Name: "key", PublicKey: []byte{1}, CreatedAt: time.Now()}
+	if err := db.CreateUser(ctx, u, c, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	_ = db.Close()
+	users := func(args ...string) (int, string, string) {
+		return runCLI(t, append(append([]string{"users"}, args...), "--data-dir", dir)...)
+	}
+	if code, out, errOut := users("roles", "ada", "--set", "ops, billing,ops"); code != 0 || strings.TrimSpace(out) != "billing,ops" {
+		t.Fatalf("roles --set: %d %q %s", code, out, errOut)
+	}
+	if code, out, _ := users("roles", "ADA", "-o", "json"); code != 0 || !strings.Contains(out, `"roles": [`) || !strings.Contains(out, `"billing"`) {
+		t.Fatalf("roles (show): %d %q", code, out)
+	}
+	if code, out, _ := users("list"); code != 0 || !strings.Contains(out, "billing,ops") {
+		t.Fatalf("list: %d %q", code, out)
+	}
+	if code, _, errOut := users("roles", "ada", "--set", "Ops"); code != 1 || !strings.Contains(errOut, "a-z") {
+		t.Fatalf("an invalid role: %d %q", code, errOut)
+	}
+	if code, out, _ := users("roles", "ada", "--set", ""); code != 0 || strings.TrimSpace(out) != "" {
+		t.Fatalf("roles --set '': %d %q", code, out)
+	}
+	if code, _, _ := users("roles", "nobody"); code != 1 {
+		t.Fatal("roles of nobody succeeded")
 	}
 }

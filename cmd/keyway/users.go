@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -20,6 +21,8 @@ const usersUsage = `Usage: keyway users COMMAND [flags]
   invite [--role user|admin]    a one-time sign-up link (7 days)
   enrol-link USERNAME           a one-time link that lets USERNAME register a new passkey (24 h)
   revoke-sessions USERNAME      end every session of USERNAME at once
+  roles USERNAME [--set R1,R2]  show USERNAME's roles, or replace them (--set "" removes all);
+                                session routes with roles: let in only people holding one
 
 Every command takes --data-dir DIR (default ./keyway-data), --store DSN or --config FILE,
 and -o text|json. Links are printed, never logged; hand them over in person
@@ -38,7 +41,8 @@ func cmdUsers(args []string, stdout, stderr io.Writer, getenv func(string) strin
 	load := dataDirConfig(fs)
 	out := outputFlag(fs)
 	role := fs.String("role", "user", "role of the invited person: user or admin")
-	want := map[string]int{"list": 0, "invite": 0, "enrol-link": 1, "revoke-sessions": 1}
+	setRoles := fs.String("set", "", "roles: the new roles, comma-separated (\"\" removes all)")
+	want := map[string]int{"list": 0, "invite": 0, "enrol-link": 1, "revoke-sessions": 1, "roles": 1}
 	n, ok := want[sub]
 	if !ok {
 		fmt.Fprintf(stderr, "keyway users: unknown command %q\n\n%s", sub, usersUsage)
@@ -107,15 +111,16 @@ func cmdUsers(args []string, stdout, stderr io.Writer, getenv func(string) strin
 		}
 		type row struct {
 			ID, Username, DisplayName, Role string
+			Roles                           []string
 			CreatedAt                       time.Time
 		}
 		rows := make([]row, 0, len(users))
 		var b strings.Builder
 		tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "ID\tUSERNAME\tNAME\tROLE\tCREATED")
+		fmt.Fprintln(tw, "ID\tUSERNAME\tNAME\tKEYWAY ROLE\tROLES\tCREATED")
 		for _, u := range users {
-			rows = append(rows, row{u.ID, u.Username, u.DisplayName, string(u.Role), u.CreatedAt})
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", u.ID, u.Username, u.DisplayName, u.Role, u.CreatedAt.Format(time.DateOnly))
+			rows = append(rows, row{u.ID, u.Username, u.DisplayName, string(u.Role), nonNilRoles(u.Roles), u.CreatedAt})
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", u.ID, u.Username, u.DisplayName, u.Role, strings.Join(u.Roles, ","), u.CreatedAt.Format(time.DateOnly))
 		}
 		_ = tw.Flush()
 		return show(map[string]any{"users": rows}, strings.TrimRight(b.String(), "\n"))
@@ -137,6 +142,25 @@ func cmdUsers(args []string, stdout, stderr io.Writer, getenv func(string) strin
 		}
 		u := people.PublicURL + "/.keyway/portal/enrol#token=" + tok
 		return show(map[string]string{"url": u, "user": target.Username, "expires_in": "24h"}, u)
+	case "roles":
+		target, err := user(pos[0])
+		if err != nil {
+			return fail(err)
+		}
+		set := false
+		fs.Visit(func(f *flag.Flag) { set = set || f.Name == "set" })
+		if set {
+			roles := []string{}
+			for r := range strings.SplitSeq(*setRoles, ",") {
+				if r = strings.TrimSpace(r); r != "" {
+					roles = append(roles, r)
+				}
+			}
+			if target, err = people.Passkeys.SetRoles(ctx, target.ID, roles, "cli"); err != nil {
+				return fail(err)
+			}
+		}
+		return show(map[string]any{"user": target.Username, "roles": nonNilRoles(target.Roles)}, strings.Join(target.Roles, ","))
 	default: // revoke-sessions
 		target, err := user(pos[0])
 		if err != nil {
@@ -148,4 +172,11 @@ func cmdUsers(args []string, stdout, stderr io.Writer, getenv func(string) strin
 		}
 		return show(map[string]any{"user": target.Username, "revoked": n}, fmt.Sprintf("ended %d session(s) of %s", n, target.Username))
 	}
+}
+
+func nonNilRoles(r []string) []string {
+	if r == nil {
+		return []string{}
+	}
+	return r
 }

@@ -80,6 +80,36 @@ type Secret struct {
 	NotAfter  time.Time
 }
 
+// InvalidKey is ErrInvalid with the reason, for the operator's logs and
+// metrics only: every client gets the same answer whatever Why says.
+type InvalidKey struct {
+	// Why is one of the Why constants.
+	Why string
+	// KeyID is the display ID the key claims ("" when malformed).
+	KeyID string
+}
+
+func (e *InvalidKey) Error() string { return "invalid api key: " + e.Why }
+
+// Unwrap makes an InvalidKey ErrInvalid.
+func (e *InvalidKey) Unwrap() error { return ErrInvalid }
+
+// Why an API key is invalid.
+const (
+	WhyMalformed   = "malformed"
+	WhyUnknown     = "unknown"
+	WhyWrongSecret = "wrong_secret"
+	WhyRotatedOut  = "rotated_out"
+	WhyRevoked     = "revoked"
+	WhyExpired     = "expired"
+	WhyNetwork     = "network"
+)
+
+// Whys are every Why, for metric labels.
+var Whys = []string{WhyMalformed, WhyUnknown, WhyWrongSecret, WhyRotatedOut, WhyRevoked, WhyExpired, WhyNetwork}
+
+var errMalformed = &InvalidKey{Why: WhyMalformed}
+
 // Change is one entry of the store's change feed.
 type Change struct {
 	Seq   int64

@@ -204,7 +204,7 @@ func (s *Service) storedHash(raw string) []byte {
 func (s *Service) Verify(ctx context.Context, raw string, client netip.Addr) (*Verified, error) {
 	p, err := Parse(raw)
 	if err != nil {
-		return nil, ErrInvalid
+		return nil, errMalformed
 	}
 	now := s.cfg.Now()
 	v, err := s.lookup(ctx, p.ID, now)
@@ -212,35 +212,50 @@ func (s *Service) Verify(ctx context.Context, raw string, client netip.Addr) (*V
 		return nil, err
 	}
 	if v == nil {
-		return nil, ErrInvalid
+		return nil, &InvalidKey{Why: WhyUnknown, KeyID: DisplayID(p.ID)}
 	}
-	if !s.matches(v, raw, now) {
-		v.usage.count(OutcomeInvalid)
-		return nil, ErrInvalid
-	}
+	// Every check runs whatever the one before found: the time taken
+	// must not tell them apart.
+	live, dead := s.matches(v, raw, now)
 	k := v.Key
-	if !k.RevokedAt.IsZero() || !now.Before(k.ExpiresAt) || !allowedFrom(k.CIDRs, client) {
+	why := ""
+	switch {
+	case !live && dead:
+		why = WhyRotatedOut
+	case !live:
+		why = WhyWrongSecret
+	case !k.RevokedAt.IsZero():
+		why = WhyRevoked
+	case !now.Before(k.ExpiresAt):
+		why = WhyExpired
+	case !allowedFrom(k.CIDRs, client):
+		why = WhyNetwork
+	}
+	if why != "" {
 		v.usage.count(OutcomeInvalid)
-		return nil, ErrInvalid
+		return nil, &InvalidKey{Why: why, KeyID: v.DisplayID}
 	}
 	return v, nil
 }
 
-// matches compares the key's HMAC with every live secret in constant time.
-func (s *Service) matches(v *Verified, raw string, now time.Time) bool {
+// matches compares the key's HMAC with every secret in constant time and
+// reports whether it matched a live one, or one a rotation retired.
+func (s *Service) matches(v *Verified, raw string, now time.Time) (live, dead bool) {
 	if len(raw) > MaxLen {
-		return false
+		return false, false
 	}
 	hs := s.hashKey(raw)
-	ok := 0
+	okLive, okDead := 0, 0
 	for _, sec := range v.secrets {
-		live := sec.NotAfter.IsZero() || now.Before(sec.NotAfter)
-		if subtle.ConstantTimeCompare(hs.sum[:], sec.Hash) == 1 && live {
-			ok = 1
+		eq := subtle.ConstantTimeCompare(hs.sum[:], sec.Hash)
+		if sec.NotAfter.IsZero() || now.Before(sec.NotAfter) {
+			okLive |= eq
+		} else {
+			okDead |= eq
 		}
 	}
 	s.hashes.Put(hs)
-	return ok == 1
+	return okLive == 1, okDead == 1
 }
 
 func allowedFrom(cidrs []netip.Prefix, client netip.Addr) bool {
@@ -821,7 +836,7 @@ func (s *Service) ReportLeak(ctx context.Context, raw, source string) (bool, err
 		return false, err
 	}
 	// Any secret the key ever had still identifies it, even past its overlap.
-	if !s.matches(&Verified{secrets: clearNotAfter(secrets)}, raw, s.cfg.Now()) {
+	if live, dead := s.matches(&Verified{secrets: secrets}, raw, s.cfg.Now()); !live && !dead {
 		return false, nil
 	}
 	if len(source) > 200 {
@@ -837,12 +852,4 @@ func (s *Service) ReportLeak(ctx context.Context, raw, source string) (bool, err
 		s.invalidate(k.ID)
 	}
 	return true, nil
-}
-
-func clearNotAfter(in []Secret) []Secret {
-	out := slices.Clone(in)
-	for i := range out {
-		out[i].NotAfter = time.Time{}
-	}
-	return out
 }

@@ -218,7 +218,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 	for _, rc := range cfg.Routes {
 		gr := gateway.Route{
 			Name: rc.Name, Prefix: rc.Path, Methods: rc.Methods, Upstream: upstreams[rc.Upstream],
-			Policy: decision.Policy(rc.Policy), Scopes: rc.Scopes, StripPrefix: rc.StripPrefix,
+			Policy: decision.Policy(rc.Policy), Scopes: rc.Scopes, Roles: rc.Roles, StripPrefix: rc.StripPrefix,
 			MaxBody: int64(rc.MaxBody), Timeout: rc.Timeout,
 			WebSocket: rc.WebSocket, TunnelLifetime: rc.WebSocketMaxLifetime, PassHeaders: rc.PassHeaders,
 			AllowUpstreamCookies: rc.AllowUpstreamCookies,

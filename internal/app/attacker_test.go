@@ -34,6 +34,8 @@ var forgedHeaders = []string{
 	"X_Keyway_Subject", "user:usr_admin",
 	"X-Keyway_Scopes", "keyway:admin",
 	"x_keyway_key_id", "key_forged",
+	"X_Keyway_Roles", "keyway:admin",
+	"X-Keyway-Roles", "keyway:admin",
 	"X_Forwarded_For", "6.6.6.6",
 	"X-Forwarded_Host", "evil.example",
 	"X-Forwarded-Port", "1",

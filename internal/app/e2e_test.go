@@ -55,6 +55,7 @@ func body(t *testing.T, res *http.Response) string {
 type problemBody struct {
 	Type     string `json:"type"`
 	Status   int    `json:"status"`
+	Detail   string `json:"detail"`
 	Instance string `json:"instance"`
 }
 

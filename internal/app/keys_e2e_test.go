@@ -123,11 +123,15 @@ func TestAPIKeyEnforcement(t *testing.T) {
 		past := time.Now().Add(-time.Second)
 		_, err := e.cli.Update(ctx, xk.ID, apikey.UpdateParams{ExpiresAt: &past}, "cli")
 		apptest.Must(t, err, "expire")
+		typo := good[:len(good)-1] + "x"
+		if typo == good { // the key ended in x already
+			typo = good[:len(good)-1] + "y"
+		}
 		wrongSecret := apikey.WithChecksum(good[:8+apikey.IDLen] + unknown.Raw[8+apikey.IDLen:len(unknown.Raw)-apikey.CheckLen])
 		time.Sleep(1100 * time.Millisecond) // let the server's change feed catch up
 		var first string
 		for name, key := range map[string]string{
-			"malformed": "kw_live_nonsense", "typo": good[:len(good)-1] + "x", "unknown": unknown.Raw,
+			"malformed": "kw_live_nonsense", "typo": typo, "unknown": unknown.Raw,
 			"wrong secret": wrongSecret, "revoked": revoked, "expired": expired,
 		} {
 			res := e.call(t, "/api/orders", key)
@@ -452,3 +456,66 @@ func TestKeysNeverLeak(t *testing.T) {
 }
 
 func overlapOf(d time.Duration) apikey.RotateParams { return apikey.RotateParams{Overlap: &d} }
+
+// TestRefusedKeysSayWhyToTheOperatorOnly: unknown, wrong, rotated-out,
+// revoked, expired and malformed keys get one answer, byte for byte, while
+// the access log and the metrics tell the operator which it was, with the
+// key's ID, and never the key.
+func TestRefusedKeysSayWhyToTheOperatorOnly(t *testing.T) {
+	e := startKeys(t)
+	ctx := context.Background()
+	good, k := e.create(t, apikey.CreateParams{Scopes: []string{"orders:read"}})
+	// Retired a moment ago (a retired secret is kept until the next
+	// rotation, so it is told from a wrong one).
+	if _, err := e.cli.Rotate(ctx, k.ID, overlapOf(time.Millisecond), "cli"); err != nil {
+		t.Fatal(err)
+	}
+	revoked, rk := e.create(t, apikey.CreateParams{Scopes: []string{"orders:read"}})
+	apptest.Must(t, e.cli.Revoke(ctx, rk.ID, "test", "cli"), "revoke")
+	unknown, uk := e.create(t, apikey.CreateParams{})
+	apptest.Must(t, e.cli.Delete(ctx, uk.ID, "cli"), "delete")
+	// A right ID with a wrong secret: a secret rotated out with no overlap
+	// is forgotten at once.
+	wrong, wk := e.create(t, apikey.CreateParams{Scopes: []string{"orders:read"}})
+	if _, err := e.cli.Rotate(ctx, wk.ID, overlapOf(0), "cli"); err != nil {
+		t.Fatal(err)
+	}
+	cases := map[string]string{"rotated_out": good, "revoked": revoked, "unknown": unknown, "malformed": "kw_live_nope", "wrong_secret": wrong}
+	var first string
+	for why, key := range cases {
+		var res *http.Response
+		for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+			res = e.call(t, "/api/x", key)
+			if res.StatusCode == 401 || time.Now().After(deadline) {
+				break
+			}
+			_ = res.Body.Close()
+		}
+		b := instanceRE.ReplaceAllString(body(t, res), "")
+		if res.StatusCode != 401 || (first != "" && b != first) {
+			t.Fatalf("%s: %d %s, want the one 401 answer %s", why, res.StatusCode, b, first)
+		}
+		first = b
+	}
+	logs := e.in.Logs()
+	for why, key := range cases {
+		if !strings.Contains(logs, `"why":"`+why+`"`) {
+			t.Errorf("the access log does not say %q", why)
+		}
+		if strings.Contains(logs, key) {
+			t.Errorf("the %s key is in the logs", why)
+		}
+	}
+	for _, id := range []string{apikey.DisplayID(k.ID), apikey.DisplayID(rk.ID)} {
+		if !strings.Contains(logs, `"key_id":"`+id+`"`) {
+			t.Errorf("the access log does not name %s", id)
+		}
+	}
+	res := get(t, &http.Client{Timeout: 5 * time.Second}, "http://"+e.in.App.Addr("admin")+"/metrics")
+	m := body(t, res)
+	for _, why := range []string{"rotated_out", "revoked", "unknown", "malformed", "wrong_secret"} {
+		if !strings.Contains(m, `keyway_apikey_invalid_total{why="`+why+`"} `) || strings.Contains(m, `keyway_apikey_invalid_total{why="`+why+`"} 0`) {
+			t.Errorf("metrics do not count why=%s", why)
+		}
+	}
+}

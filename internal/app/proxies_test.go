@@ -224,7 +224,7 @@ func frontChecks(t *testing.T, f *frontEnv) {
 		if e.Header.Get("Authorization") != "" {
 			t.Error("the key reached the upstream")
 		}
-		wantNoForgery(t, e, "X-Keyway-Assertion", "X-Keyway-Name", "X-Keyway-Session-Id", "X-Keyway-Client")
+		wantNoForgery(t, e, "X-Keyway-Assertion", "X-Keyway-Name", "X-Keyway-Session-Id", "X-Keyway-Client", "X-Keyway-Roles")
 		for hk, vs := range e.Header {
 			for _, v := range vs {
 				if strings.Contains(v, "usr_admin") || strings.Contains(v, "keyway:admin") || strings.Contains(v, "key_forged") {

@@ -94,6 +94,8 @@ type Claims struct {
 	// KeyID, Scopes, Session and Client are the API key's display ID, its
 	// scopes, the session ID and the client profile, when there are.
 	KeyID, Scopes, Session, Client string
+	// Roles are the person's roles, space-separated (session routes).
+	Roles string
 }
 
 // claims is the JWT form.
@@ -105,6 +107,7 @@ type claims struct {
 	Scope   string `json:"scope,omitempty"`
 	Session string `json:"sid,omitempty"`
 	Client  string `json:"kw_client,omitempty"`
+	Roles   string `json:"kw_roles,omitempty"`
 }
 
 // Sign returns the signed assertion of c.
@@ -126,7 +129,7 @@ func (s *Signer) Sign(c Claims) (string, error) {
 			ExpiresAt: jwt.NewNumericDate(now.Add(s.cfg.TTL)),
 			ID:        base64.RawURLEncoding.EncodeToString(id[:]),
 		},
-		Method: c.Method, Path: c.Path, KeyID: c.KeyID, Scope: c.Scopes, Session: c.Session, Client: c.Client,
+		Method: c.Method, Path: c.Path, KeyID: c.KeyID, Scope: c.Scopes, Session: c.Session, Client: c.Client, Roles: c.Roles,
 	})
 	t.Header["kid"] = kid(period)
 	return t.SignedString(key)

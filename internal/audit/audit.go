@@ -93,6 +93,7 @@ const (
 // The event types of people, passkeys and sign-in.
 const (
 	UserCreated         = "user.created"
+	UserRolesChanged    = "user.roles_changed"
 	PasskeyAdded        = "passkey.added"
 	PasskeyRenamed      = "passkey.renamed"
 	PasskeyRemoved      = "passkey.removed"

@@ -253,6 +253,9 @@ type Route struct {
 	Policy Policy `yaml:"policy"`
 	// Scopes an API key must hold (policy api_key).
 	Scopes []string `yaml:"scopes"`
+	// Roles a signed-in person must hold one of (policy session); empty:
+	// any signed-in person passes.
+	Roles []string `yaml:"roles"`
 	// StripPrefix removes Path from the proxied path.
 	StripPrefix bool `yaml:"strip_prefix"`
 	// MaxBody caps the request body; above it the answer is 413. Default 1 MiB.

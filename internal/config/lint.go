@@ -66,7 +66,14 @@ func (c *Config) Lint() []Warning {
 			l.warnf("redis.addr", "Redis at %s is reached without TLS: set redis.tls: true", host)
 		}
 	}
+	rolesUsed := slices.ContainsFunc(c.Routes, func(r Route) bool { return len(r.Roles) > 0 })
 	for i, r := range c.Routes {
+		switch {
+		case r.Policy == PolicyAPIKey && len(r.Scopes) == 0:
+			l.warnf(routePath(i), "api_key route %q has no scopes: any valid key passes, even one made for something else; give it scopes and give keys only the scopes they need", r.Name)
+		case r.Policy == PolicySession && rolesUsed && len(r.Roles) == 0:
+			l.warnf(routePath(i), "session route %q has no roles while other routes have some: any signed-in person passes; add roles: [...] if it is not for everyone", r.Name)
+		}
 		if r.Policy != PolicyPublic {
 			continue
 		}

@@ -55,9 +55,21 @@ func TestLint(t *testing.T) {
 		}, []string{`warning: public route "open" has no rate_limit: one client can use all of the upstream's capacity; add rate_limit: {rate: 60/min, per: ip}`}},
 		{"api_key and session routes need no rate_limit", func(c *Config) {
 			c.Routes[1].RateLimit, c.Routes[2].RateLimit, c.Routes[3].RateLimit = nil, nil, nil
-			c.Routes[0].Policy = PolicyAPIKey
+			c.Routes[0].Policy, c.Routes[0].Scopes = PolicyAPIKey, []string{"weather:read"}
 			c.Routes[0].RateLimit = nil
 		}, nil},
+		{"an api_key route without scopes", func(c *Config) {
+			c.Routes[0].Policy, c.Routes[0].RateLimit = PolicyAPIKey, nil
+		}, []string{`warning: api_key route "forecast" has no scopes: any valid key passes, even one made for something else; give it scopes and give keys only the scopes they need`}},
+		{"session routes with and without roles", func(c *Config) {
+			c.Routes = append(c.Routes,
+				Route{Name: "admin-panel", Path: "/admin", Upstream: "weather", Policy: PolicySession, Roles: []string{"ops"}},
+				Route{Name: "team", Path: "/team", Upstream: "weather", Policy: PolicySession})
+		}, []string{
+			`warning: session route "me" has no roles while other routes have some: any signed-in person passes; add roles: [...] if it is not for everyone`,
+			`warning: session route "me-cities" has no roles while other routes have some: any signed-in person passes; add roles: [...] if it is not for everyone`,
+			`warning: session route "team" has no roles while other routes have some: any signed-in person passes; add roles: [...] if it is not for everyone`,
+		}},
 		{"public writes", func(c *Config) {
 			c.Routes[0].Methods = []string{"GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 			c.Routes[2].Methods = []string{"DELETE"} // session: authenticated

@@ -102,6 +102,7 @@ func TestLoadFull(t *testing.T) {
 	wantWarnings := []string{
 		`testdata/full.yaml:80: warning: public route "status" has no rate_limit: one client can use all of the upstream's capacity; add rate_limit: {rate: 60/min, per: ip}`,
 		`testdata/full.yaml:85: warning: public route "/v1" allows POST, DELETE: anyone can write without signing in`,
+		`testdata/full.yaml:101: warning: api_key route "live" has no scopes: any valid key passes, even one made for something else; give it scopes and give keys only the scopes they need`,
 	}
 	if diff := cmp.Diff(wantWarnings, warningStrings(c.Lint())); diff != "" {
 		t.Errorf("Lint() mismatch (-want +got):\n%s", diff)

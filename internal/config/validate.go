@@ -16,6 +16,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/keywayhq/keyway/internal/headername"
+	"github.com/keywayhq/keyway/internal/principal"
 	"github.com/keywayhq/keyway/internal/ratelimit"
 	"github.com/keywayhq/keyway/internal/shape"
 )
@@ -424,6 +425,14 @@ func (v *validator) routes() {
 		for j, s := range r.Scopes {
 			if s == "" || strings.IndexFunc(s, func(r rune) bool { return r <= ' ' || r == 0x7f }) >= 0 {
 				v.errorf(p+".scopes["+strconv.Itoa(j)+"]", `like "weather:history"`, "invalid scope %q", s)
+			}
+		}
+		if len(r.Roles) > 0 && r.Policy != PolicySession {
+			v.errorf(p+".roles", "API keys carry scopes: use scopes on api_key routes", "roles are only used with policy session")
+		}
+		for j, s := range r.Roles {
+			if !principal.ValidRole(s) {
+				v.errorf(p+".roles["+strconv.Itoa(j)+"]", "1 to 64 characters: a-z, 0-9 and . _ : -, starting with a letter or digit", "invalid role %q", s)
 			}
 		}
 		if r.RateLimit != nil {

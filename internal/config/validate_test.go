@@ -196,6 +196,16 @@ func TestValidate(t *testing.T) {
 			[]string{"routes[0].policy: required (use public, api_key or session; there is no default, so that nothing is public by accident)"}},
 		{"unknown policy", func(c *Config) { c.Routes[0].Policy = "apikey" },
 			[]string{`routes[0].policy: unknown policy "apikey" (did you mean "api_key"?)`}},
+		{"roles need session, and valid names", func(c *Config) {
+			c.Routes[1].Roles = []string{"ops"}
+			c.Routes[2].Roles = []string{"ops", "Ops", "", "a b", "billing:read"}
+		},
+			[]string{
+				"routes[1].roles: roles are only used with policy session (API keys carry scopes: use scopes on api_key routes)",
+				`routes[2].roles[1]: invalid role "Ops" (1 to 64 characters: a-z, 0-9 and . _ : -, starting with a letter or digit)`,
+				`routes[2].roles[2]: invalid role "" (1 to 64 characters: a-z, 0-9 and . _ : -, starting with a letter or digit)`,
+				`routes[2].roles[3]: invalid role "a b" (1 to 64 characters: a-z, 0-9 and . _ : -, starting with a letter or digit)`,
+			}},
 		{"scopes need api_key", func(c *Config) { c.Routes[0].Scopes = []string{"x"}; c.Routes[1].Scopes = []string{"", "a b"} },
 			[]string{
 				"routes[0].scopes: scopes are only used with policy api_key",

@@ -200,6 +200,8 @@ type Identity struct {
 	Key *apikey.Verified
 	// Name is a person's display name.
 	Name string
+	// Roles are the person's roles, joined by spaces (session routes).
+	Roles string
 	// Session and User are the session and its person (session routes).
 	Session *session.Session
 	User    *passkey.User
@@ -221,6 +223,10 @@ type Decision struct {
 	Limit     ratelimit.Decision
 	LimitName string
 	LimitRule ratelimit.Limit
+	// Why is, for a BadKey refusal, why the key is invalid (one of
+	// apikey's Why values): for the operator's logs and metrics, never
+	// the client.
+	Why string
 	// route is the route decided for, for the refusal's details.
 	route *Route
 }
@@ -244,6 +250,9 @@ type RouteConfig struct {
 	Policy Policy
 	// Scopes an API key must hold, every one (policy api_key).
 	Scopes []string
+	// Roles a person must hold one of (policy session); empty: anyone
+	// signed in.
+	Roles []string
 	// ServiceOnly refuses keys owned by people (policy api_key): the admin
 	// API takes only service accounts' keys.
 	ServiceOnly bool
@@ -288,6 +297,9 @@ func (c *Core) NewRoute(cfg RouteConfig) (*Route, error) {
 	}
 	if len(cfg.Scopes) > 0 && cfg.Policy != APIKey {
 		return nil, errors.New("decision: route " + cfg.Name + ": scopes need policy api_key")
+	}
+	if len(cfg.Roles) > 0 && cfg.Policy != Session {
+		return nil, errors.New("decision: route " + cfg.Name + ": roles need policy session")
 	}
 	r := &Route{cfg: cfg, scopeList: strings.Join(cfg.Scopes, " ")}
 	if rl := cfg.RateLimit; rl != nil {
@@ -449,6 +461,13 @@ func (c *Core) apiKey(ctx context.Context, d *Decision, rt *Route, f *Facts, rec
 	if errors.Is(err, apikey.ErrInvalid) {
 		c.counts.key("invalid")
 		d.Reason = BadKey
+		// For the operator only (the access log, metrics): every client
+		// gets the same answer.
+		var ik *apikey.InvalidKey
+		if errors.As(err, &ik) {
+			d.Why, d.Identity.KeyID = ik.Why, ik.KeyID
+			c.counts.invalid(ik.Why)
+		}
 		return
 	}
 	if err != nil {
@@ -542,10 +561,12 @@ func (c *Core) sessionSequence(ctx context.Context, d *Decision, rt *Route, f *F
 		return
 	}
 	p := principal.User(u.ID)
-	d.Identity = Identity{Principal: p, Subject: p.String(), Name: u.DisplayName, Session: s, User: u, LimiterKey: u.ID}
+	d.Identity = Identity{Principal: p, Subject: p.String(), Name: u.DisplayName, Roles: strings.Join(u.Roles, " "), Session: s, User: u, LimiterKey: u.ID}
 	switch {
 	case cfg.Admin && u.Role != passkey.RoleAdmin:
 		d.Reason = NotAdmin
+	case len(cfg.Roles) > 0 && !slices.ContainsFunc(cfg.Roles, func(r string) bool { return slices.Contains(u.Roles, r) }):
+		d.Reason = Role
 	case (cfg.Fresh || cfg.Admin) && !c.cfg.Sessions.Fresh(s):
 		d.Reason = StepUp
 	}

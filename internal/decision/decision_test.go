@@ -114,7 +114,7 @@ func newFixture(t *testing.T) *fixture {
 		"tok-gone":       {ID: "ses_gone", UserID: "usr_gone"},
 	}, fresh: map[string]bool{"ses_ann2": true, "ses_root2": true}}
 	users := fakeUsers{
-		"usr_ann":  {ID: "usr_ann", DisplayName: "Ann", Role: passkey.RoleUser},
+		"usr_ann":  {ID: "usr_ann", DisplayName: "Ann", Role: passkey.RoleUser, Roles: []string{"billing", "support"}},
 		"usr_root": {ID: "usr_root", DisplayName: "Root", Role: passkey.RoleAdmin},
 		"usr_dis":  {ID: "usr_dis", Role: passkey.RoleUser, DisabledAt: now},
 	}
@@ -232,6 +232,8 @@ func TestSessionSequence(t *testing.T) {
 	fresh := fx.route(t, RouteConfig{Policy: Session, Fresh: true})
 	admin := fx.route(t, RouteConfig{Policy: Session, Admin: true})
 	optional := fx.route(t, RouteConfig{Policy: Session, Optional: true})
+	billing := fx.route(t, RouteConfig{Policy: Session, Roles: []string{"ops", "billing"}})
+	ops := fx.route(t, RouteConfig{Policy: Session, Roles: []string{"ops"}})
 	csrf := func(f *Facts) { f.CSRFHeader, f.Origin, f.FetchSite = true, origin, "same-origin" }
 	for _, tt := range []struct {
 		name    string
@@ -260,6 +262,9 @@ func TestSessionSequence(t *testing.T) {
 		{"not an admin", admin, "GET", "tok-ann-fresh", nil, NotAdmin, "user:usr_ann"},
 		{"stale admin", admin, "GET", "tok-root", nil, StepUp, "user:usr_root"},
 		{"fresh admin", admin, "GET", "tok-root-fresh", nil, Allowed, "user:usr_root"},
+		{"one of the route's roles", billing, "GET", "tok-ann", nil, Allowed, "user:usr_ann"},
+		{"none of the route's roles", ops, "GET", "tok-ann", nil, Role, "user:usr_ann"},
+		{"keyway's admin role is not a route role", ops, "GET", "tok-root-fresh", nil, Role, "user:usr_root"},
 		{"optional, none", optional, "GET", "", nil, Allowed, ""},
 		{"optional, unknown", optional, "GET", "tok-x", nil, Allowed, ""},
 		{"optional, disabled", optional, "GET", "tok-disabled", nil, Allowed, ""},

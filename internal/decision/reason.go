@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/keywayhq/keyway/internal/apikey"
 	"github.com/keywayhq/keyway/internal/problem"
 	"github.com/keywayhq/keyway/internal/ratelimit"
 	"github.com/prometheus/client_golang/prometheus"
@@ -44,11 +45,13 @@ const (
 	// ClientRoute: the client profile the credential names may not call
 	// this route or method (403).
 	ClientRoute
+	// Role: the person holds none of the roles the route needs (403).
+	Role
 	numReasons
 )
 
 var reasonNames = [numReasons]string{"allowed", "no_key", "bad_key", "no_session", "csrf", "scope", "not_service",
-	"not_admin", "step_up", "rate_limited", "quota_spent", "unavailable", "client_route"}
+	"not_admin", "step_up", "rate_limited", "quota_spent", "unavailable", "client_route", "role"}
 
 // String is the reason's stable name.
 func (r Reason) String() string {
@@ -69,7 +72,7 @@ func (r Reason) Status() int {
 		return http.StatusOK
 	case NoKey, BadKey, NoSession, StepUp:
 		return http.StatusUnauthorized
-	case CSRF, Scope, NotService, NotAdmin, ClientRoute:
+	case CSRF, Scope, NotService, NotAdmin, ClientRoute, Role:
 		return http.StatusForbidden
 	case RateLimited, QuotaSpent:
 		return http.StatusTooManyRequests
@@ -101,6 +104,7 @@ func newProblems(keyHeader string) problems {
 	set(QuotaSpent, problem.QuotaExceeded, "the API key's quota is spent")
 	set(Unavailable, problem.Unavailable, "credentials cannot be checked right now; try again shortly")
 	set(ClientRoute, problem.Forbidden, "this client may not call this route or method")
+	set(Role, problem.Forbidden, "your account lacks a role this route needs; ask an administrator")
 	return p
 }
 
@@ -185,6 +189,7 @@ func ceilSeconds(d time.Duration) int64 { return int64((d + time.Second - 1) / t
 type counters struct {
 	decisions map[Policy]*[numReasons]prometheus.Counter
 	keys      map[string]prometheus.Counter
+	whys      map[string]prometheus.Counter
 }
 
 // The outcomes counted in keyway_apikey_requests_total.
@@ -202,7 +207,15 @@ func (c *counters) register(reg prometheus.Registerer) error {
 		Name: "keyway_apikey_requests_total",
 		Help: "Requests on api_key routes by outcome of the key check.",
 	}, []string{"outcome"})
-	for _, col := range []prometheus.Collector{dec, keys} {
+	whys := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "keyway_apikey_invalid_total",
+		Help: "Refused API keys by why they were invalid (malformed, unknown, wrong_secret, rotated_out, revoked, expired, network); clients see one answer.",
+	}, []string{"why"})
+	c.whys = map[string]prometheus.Counter{}
+	for _, w := range apikey.Whys {
+		c.whys[w] = whys.WithLabelValues(w)
+	}
+	for _, col := range []prometheus.Collector{dec, keys, whys} {
 		if err := reg.Register(col); err != nil {
 			return err
 		}
@@ -225,6 +238,12 @@ func (c *counters) register(reg prometheus.Registerer) error {
 func (c *counters) decision(p Policy, r Reason) {
 	if arr := c.decisions[p]; arr != nil && r < numReasons {
 		arr[r].Inc()
+	}
+}
+
+func (c *counters) invalid(why string) {
+	if k := c.whys[why]; k != nil {
+		k.Inc()
 	}
 }
 

@@ -34,6 +34,10 @@ type accessEntry struct {
 	client    netip.Addr
 	route     string
 	proto     string
+	// outcome is the decision ("allowed", or why not), why a bad key was
+	// bad, subject the principal (pseudonymous: user:<id>, service:<name>)
+	// and keyID the key's display ID: each left out when empty.
+	outcome, why, subject, keyID string
 }
 
 var lineBufs = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
@@ -67,7 +71,7 @@ func (e *accessEntry) appendJSON(b []byte) []byte {
 	b = append(b, `,"bytes":`...)
 	b = strconv.AppendInt(b, e.bytes, 10)
 	b = append(b, `,"duration":`...)
-	b = strconv.AppendInt(b, int64(e.duration), 10)
+	b = appendJSONString(b, e.duration.String()) // as every duration keyway logs: "1.2ms"
 	b = append(b, `,"client":`...)
 	if e.client.IsValid() {
 		b = append(b, '"')
@@ -80,6 +84,12 @@ func (e *accessEntry) appendJSON(b []byte) []byte {
 	b = appendJSONString(b, e.route)
 	b = append(b, `,"proto":`...)
 	b = appendJSONString(b, e.proto)
+	for _, f := range [...]struct{ k, v string }{{`,"outcome":`, e.outcome}, {`,"why":`, e.why}, {`,"subject":`, e.subject}, {`,"key_id":`, e.keyID}} {
+		if f.v != "" {
+			b = append(b, f.k...)
+			b = appendJSONString(b, f.v)
+		}
+	}
 	return append(b, "}\n"...)
 }
 
@@ -109,6 +119,12 @@ func (e *accessEntry) appendText(b []byte) []byte {
 	b = appendTextValue(b, e.route)
 	b = append(b, " proto="...)
 	b = appendTextValue(b, e.proto)
+	for _, f := range [...]struct{ k, v string }{{" outcome=", e.outcome}, {" why=", e.why}, {" subject=", e.subject}, {" key_id=", e.keyID}} {
+		if f.v != "" {
+			b = append(b, f.k...)
+			b = appendTextValue(b, f.v)
+		}
+	}
 	return append(b, '\n')
 }
 

@@ -23,8 +23,14 @@ func slogLine(t *testing.T, e *accessEntry, text bool) string {
 	}
 	r := slog.NewRecord(e.time, slog.LevelInfo, "request", 0)
 	r.AddAttrs(slog.String("request_id", e.requestID), slog.String("method", e.method), slog.String("path", e.path),
-		slog.Int("status", e.status), slog.Int64("bytes", e.bytes), slog.Duration("duration", e.duration),
+		// keyway's logger writes durations as strings (app.NewLogger).
+		slog.Int("status", e.status), slog.Int64("bytes", e.bytes), slog.String("duration", e.duration.String()),
 		slog.String("client", e.client.String()), slog.String("route", e.route), slog.String("proto", e.proto))
+	for _, f := range [][2]string{{"outcome", e.outcome}, {"why", e.why}, {"subject", e.subject}, {"key_id", e.keyID}} {
+		if f[1] != "" {
+			r.AddAttrs(slog.String(f[0], f[1]))
+		}
+	}
 	if err := h.Handle(context.Background(), r); err != nil {
 		t.Fatal(err)
 	}
@@ -58,9 +64,12 @@ func TestAccessLogLinesAreTheLinesSlogWrites(t *testing.T) {
 			t.Errorf("client %v: JSON line differs: %v, want %v", c, g, w)
 		}
 	}
-	for _, p := range paths {
+	for i, p := range paths {
 		e := &accessEntry{time: at, requestID: "27d6347eece0-34lo", method: "GET", path: p, status: 200, bytes: 12345,
 			duration: 11101 * time.Nanosecond, client: netip.MustParseAddr("2001:db8::1"), route: "/key", proto: "HTTP/1.1"}
+		if i%2 == 1 { // a refused key: what the operator sees and the client does not
+			e.status, e.outcome, e.why, e.subject, e.keyID = 401, "bad_key", "revoked", "service:bil\"ling", "key_AbC123"
+		}
 		t.Run(strings.ToValidUTF8(p, "?"), func(t *testing.T) {
 			got := string(e.appendJSON(nil))
 			want := slogLine(t, e, false)

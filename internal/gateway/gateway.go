@@ -152,7 +152,7 @@ func New(cfg Config) (*Gateway, error) {
 		if rl := rc.RateLimit; rl != nil {
 			limit = &decision.RouteLimit{Limit: rl.Limit, PerKey: rl.PerKey}
 		}
-		dr, err := cfg.Decider.NewRoute(decision.RouteConfig{Name: rc.Name, Policy: rc.Policy, Scopes: rc.Scopes, RateLimit: limit,
+		dr, err := cfg.Decider.NewRoute(decision.RouteConfig{Name: rc.Name, Policy: rc.Policy, Scopes: rc.Scopes, Roles: rc.Roles, RateLimit: limit,
 			Clients: true})
 		if err != nil {
 			closeRoutes(routes)
@@ -199,7 +199,11 @@ type state struct {
 	path   string // normalised, decoded
 	host   string // the checked host the client asked for, for X-Forwarded-Host
 	ident  decision.Identity
-	status int // set by the error handler when the proxy fails
+	// outcome and why are the decision's reason and, for a bad key, why:
+	// for the access log (the operator), never the client. outcome is ""
+	// when no route decided.
+	outcome, why string
+	status       int // set by the error handler when the proxy fails
 	// upgraded is set once the upstream switched protocols (a tunnel).
 	upgraded atomic.Bool
 	// assertion is the signed identity assertion for the upstream, if its
@@ -339,7 +343,9 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, st *state) {
 	}
 	facts := g.cfg.Decider.FactsFrom(r, rt.decide, st.client, st.id)
 	d := g.cfg.Decider.Decide(r.Context(), rt.decide, &facts)
+	st.outcome, st.why = d.Reason.String(), d.Why
 	if !d.Allowed() {
+		st.ident.Subject, st.ident.KeyID = d.Identity.Subject, d.Identity.KeyID // for the log only
 		g.cfg.Decider.WriteDenial(w, &d, st.id)
 		return
 	}
@@ -351,7 +357,8 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, st *state) {
 			sid = d.Identity.Session.ID
 		}
 		tok, err := up.signer.Sign(assertion.Claims{Subject: d.Identity.Subject, Audience: up.audience, Method: r.Method,
-			Path: rt.forwardPath(st.path), KeyID: d.Identity.KeyID, Scopes: d.Identity.Scopes, Session: sid, Client: d.Identity.Client})
+			Path: rt.forwardPath(st.path), KeyID: d.Identity.KeyID, Scopes: d.Identity.Scopes, Roles: d.Identity.Roles, Session: sid,
+			Client: d.Identity.Client})
 		if err != nil {
 			// Fail closed: an upstream that expects an assertion gets none
 			// it could mistake for one.
@@ -512,7 +519,8 @@ func validRequestID(v string) bool {
 // accessLog writes the request's line.
 func (g *Gateway) accessLog(r *http.Request, st *state, sw *statusWriter, end time.Time, elapsed time.Duration) {
 	e := accessEntry{time: end, requestID: st.id, method: r.Method, path: st.path, status: sw.status, bytes: sw.bytes,
-		duration: elapsed, client: st.client.Client, proto: r.Proto}
+		duration: elapsed, client: st.client.Client, proto: r.Proto, outcome: st.outcome, why: st.why,
+		subject: st.ident.Subject, keyID: st.ident.KeyID}
 	if st.route != nil {
 		e.route = st.route.Name
 	}
@@ -601,6 +609,9 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest, rt *route, st *state) {
 		}
 		if id.Name != "" {
 			out.Header["X-Keyway-Name"] = []string{id.Name}
+		}
+		if id.Roles != "" {
+			out.Header["X-Keyway-Roles"] = []string{id.Roles}
 		}
 		if id.Session != nil {
 			out.Header["X-Keyway-Session-Id"] = []string{id.Session.ID}

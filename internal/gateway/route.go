@@ -25,6 +25,8 @@ type Route struct {
 	Policy decision.Policy
 	// Scopes an API key must hold (policy api_key).
 	Scopes []string
+	// Roles a person must hold one of (policy session).
+	Roles []string
 	// StripPrefix removes Prefix from the forwarded path.
 	StripPrefix bool
 	// MaxBody caps the request body (413 above it). Required, positive.

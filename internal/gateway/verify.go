@@ -47,7 +47,7 @@ type ForwardAuth struct {
 // whatever the client sent. X-Keyway-Cookie is the request's Cookie without
 // keyway's own cookies: what the proxy should send upstream instead.
 var identityHeaders = []string{"X-Keyway-Subject", "X-Keyway-Key-Id", "X-Keyway-Scopes", "X-Keyway-Name",
-	"X-Keyway-Session-Id", "X-Keyway-Client", "X-Keyway-Cookie"}
+	"X-Keyway-Session-Id", "X-Keyway-Client", "X-Keyway-Roles", "X-Keyway-Cookie"}
 
 // verifyMode is the contract of the proxy that asks.
 type verifyMode uint8
@@ -190,6 +190,8 @@ func (g *Gateway) serveVerify(w http.ResponseWriter, r *http.Request, st *state,
 	facts := g.cfg.Decider.FactsFrom(r, rt.decide, client, st.id)
 	facts.Method = orig.method
 	d := g.cfg.Decider.Decide(r.Context(), rt.decide, &facts)
+	st.outcome, st.why = d.Reason.String(), d.Why
+	st.ident.Subject, st.ident.KeyID = d.Identity.Subject, d.Identity.KeyID // for the log only
 	if !d.Allowed() {
 		deny(d.Reason.Status(), g.cfg.Decider.Problem(&d), &d)
 		return
@@ -207,18 +209,18 @@ func (g *Gateway) serveVerify(w http.ResponseWriter, r *http.Request, st *state,
 		cookie = cookies.Get("Cookie")
 	}
 	// One backing array for the values: an answer is on every request's path.
-	vals := [...]string{id.Subject, id.KeyID, id.Scopes, id.Name, sid, id.Client, cookie, cookie}
+	vals := [...]string{id.Subject, id.KeyID, id.Scopes, id.Name, sid, id.Client, id.Roles, cookie, cookie}
 	for i, name := range identityHeaders {
 		h[name] = vals[i : i+1 : i+1]
 	}
 	if mode != modeNginx {
 		// Traefik and Envoy copy answer headers by name, without renaming:
 		// the cookies without keyway's, under their own name.
-		h["Cookie"] = vals[7:8:8]
+		h["Cookie"] = vals[8:9:9]
 	}
 	if fa.Signer != nil && fa.Audience != "" {
 		tok, err := fa.Signer.Sign(assertion.Claims{Subject: id.Subject, Audience: fa.Audience, Method: orig.method, Path: opath,
-			KeyID: id.KeyID, Scopes: id.Scopes, Session: sid, Client: id.Client})
+			KeyID: id.KeyID, Scopes: id.Scopes, Roles: id.Roles, Session: sid, Client: id.Client})
 		if err != nil {
 			deny(http.StatusInternalServerError, problem.New(problem.Internal, http.StatusInternalServerError, "the decision could not be signed"), nil)
 			return

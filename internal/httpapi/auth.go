@@ -27,6 +27,7 @@ type Accounts interface {
 	FinishStepUp(ctx context.Context, ceremonyID, userID string, body []byte) (*passkey.LoginResult, error)
 	User(ctx context.Context, id string) (*passkey.User, error)
 	Users(ctx context.Context) ([]*passkey.User, error)
+	SetRoles(ctx context.Context, id string, roles []string, actor string) (*passkey.User, error)
 	Credentials(ctx context.Context, userID string) ([]*passkey.Credential, error)
 	Rename(ctx context.Context, userID, ref, name string) error
 	Remove(ctx context.Context, userID, ref, actor string) (int, error)
@@ -165,6 +166,7 @@ func (a *auth) register(mux *http.ServeMux) {
 	h("GET /.keyway/admin/users", a.admin, a.adminUsers)
 	h("POST /.keyway/admin/users/{id}/enrol-link", a.admin, a.adminEnrolLink)
 	h("POST /.keyway/admin/users/{id}/revoke-sessions", a.admin, a.adminRevokeSessions)
+	h("PUT /.keyway/admin/users/{id}/roles", a.admin, a.adminSetRoles)
 	h("POST /.keyway/admin/invites", a.admin, a.adminInvite)
 	h("GET /.keyway/admin/sessions", a.admin, a.adminSessions)
 	h("DELETE /.keyway/admin/sessions/{id}", a.admin, a.adminRevokeSession)
@@ -259,10 +261,17 @@ type UserJSON struct {
 	Username    string `json:"username"`
 	DisplayName string `json:"display_name"`
 	Role        string `json:"role"`
+	// Roles are the roles an administrator gave the person (what session
+	// routes with roles: require); Role is keyway's own.
+	Roles []string `json:"roles"`
 }
 
 func userJSON(u *passkey.User) UserJSON {
-	return UserJSON{ID: u.ID, Username: u.Username, DisplayName: u.DisplayName, Role: string(u.Role)}
+	roles := u.Roles
+	if roles == nil {
+		roles = []string{}
+	}
+	return UserJSON{ID: u.ID, Username: u.Username, DisplayName: u.DisplayName, Role: string(u.Role), Roles: roles}
 }
 
 func (a *auth) registerBegin(w http.ResponseWriter, r *http.Request, id *decision.Identity) error {
@@ -682,6 +691,24 @@ func (a *auth) adminInvite(w http.ResponseWriter, r *http.Request, id *decision.
 	}
 	return writeJSON(w, http.StatusCreated, map[string]string{"url": a.cfg.PublicURL + "/.keyway/portal/signup#invite=" + tok,
 		"expires_in": "168h"})
+}
+
+// adminSetRoles replaces a person's roles: {"roles": ["billing", "ops"]}.
+func (a *auth) adminSetRoles(w http.ResponseWriter, r *http.Request, id *decision.Identity) error {
+	var req struct {
+		Roles *[]string `json:"roles"`
+	}
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	if req.Roles == nil {
+		return badRequest(`roles is required: {"roles": ["billing"]}, or [] for none`)
+	}
+	u, err := a.cfg.Accounts.SetRoles(r.Context(), r.PathValue("id"), *req.Roles, id.Subject)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, userJSON(u))
 }
 
 func (a *auth) adminRevokeSessions(w http.ResponseWriter, r *http.Request, id *decision.Identity) error {

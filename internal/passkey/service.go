@@ -258,17 +258,17 @@ func (s *Service) putCeremony(ctx context.Context, kind, userID string, d *cerem
 // never be used again.
 func (s *Service) takeCeremony(ctx context.Context, id, kind string) (*Challenge, *ceremonyData, error) {
 	if id == "" || len(id) > 64 {
-		return nil, nil, ErrCeremony
+		return nil, nil, fmt.Errorf("%w: no ceremony ID, or one too long", ErrCeremony)
 	}
 	c, err := s.cfg.Store.TakeChallenge(ctx, id)
 	if errors.Is(err, ErrNotFound) {
-		return nil, nil, ErrCeremony
+		return nil, nil, fmt.Errorf("%w: no such ceremony: unknown or already finished", ErrCeremony)
 	}
 	if err != nil {
 		return nil, nil, err
 	}
 	if c.Kind != kind || !s.cfg.Now().Before(c.ExpiresAt) {
-		return nil, nil, ErrCeremony
+		return nil, nil, fmt.Errorf("%w: the ceremony is of another kind, or expired", ErrCeremony)
 	}
 	var d ceremonyData
 	if err := json.Unmarshal(c.Data, &d); err != nil {
@@ -378,6 +378,12 @@ func (s *Service) beginRegistration(ctx context.Context, w *waUser, p *pending, 
 // and stores the passkey (and, for a sign-up, the account). userID must be
 // the signed-in user for an added passkey, and "" for a sign-up.
 func (s *Service) FinishRegistration(ctx context.Context, ceremonyID, userID string, body []byte) (*User, *Credential, error) {
+	u, c, err := s.finishRegistration(ctx, ceremonyID, userID, body)
+	s.logRefusal(ctx, "registration", err)
+	return u, c, err
+}
+
+func (s *Service) finishRegistration(ctx context.Context, ceremonyID, userID string, body []byte) (*User, *Credential, error) {
 	ch, d, err := s.takeCeremony(ctx, ceremonyID, "register")
 	if err != nil {
 		return nil, nil, err
@@ -389,12 +395,12 @@ func (s *Service) FinishRegistration(ctx context.Context, ceremonyID, userID str
 	var w *waUser
 	if d.Pending != nil {
 		if userID != "" {
-			return nil, nil, ErrCeremony
+			return nil, nil, fmt.Errorf("%w: a sign-up ceremony finished by someone signed in", ErrCeremony)
 		}
 		w = &waUser{u: d.Pending.User}
 	} else {
 		if ch.UserID == "" || ch.UserID != userID {
-			return nil, nil, ErrCeremony
+			return nil, nil, fmt.Errorf("%w: the ceremony was begun by another user", ErrCeremony)
 		}
 		u, err := s.cfg.Store.UserByID(ctx, userID)
 		if err != nil {
@@ -492,6 +498,12 @@ type LoginResult struct {
 
 // FinishLogin verifies an assertion and returns who signed in.
 func (s *Service) FinishLogin(ctx context.Context, ceremonyID string, body []byte) (*LoginResult, error) {
+	res, err := s.finishLogin(ctx, ceremonyID, body)
+	s.logRefusal(ctx, "sign-in", err)
+	return res, err
+}
+
+func (s *Service) finishLogin(ctx context.Context, ceremonyID string, body []byte) (*LoginResult, error) {
 	_, d, err := s.takeCeremony(ctx, ceremonyID, "login")
 	if err != nil {
 		return nil, err
@@ -522,12 +534,18 @@ func (s *Service) BeginStepUp(ctx context.Context, userID string) (Options, stri
 
 // FinishStepUp verifies a step-up assertion by userID.
 func (s *Service) FinishStepUp(ctx context.Context, ceremonyID, userID string, body []byte) (*LoginResult, error) {
+	res, err := s.finishStepUp(ctx, ceremonyID, userID, body)
+	s.logRefusal(ctx, "step-up", err)
+	return res, err
+}
+
+func (s *Service) finishStepUp(ctx context.Context, ceremonyID, userID string, body []byte) (*LoginResult, error) {
 	ch, d, err := s.takeCeremony(ctx, ceremonyID, "stepup")
 	if err != nil {
 		return nil, err
 	}
 	if ch.UserID != userID {
-		return nil, ErrCeremony
+		return nil, fmt.Errorf("%w: the step-up was begun by another user", ErrCeremony)
 	}
 	return s.finishAssertion(ctx, d, body, userID)
 }
@@ -544,7 +562,7 @@ func (s *Service) finishAssertion(ctx context.Context, d *ceremonyData, body []b
 	)
 	load := func(u *User) error {
 		if !u.DisabledAt.IsZero() {
-			return ErrCeremony
+			return fmt.Errorf("%w: the account is disabled", ErrCeremony)
 		}
 		var err error
 		w, stored, err = s.loadWAUser(ctx, u)
@@ -579,7 +597,7 @@ func (s *Service) finishAssertion(ctx context.Context, d *ceremonyData, body []b
 	} else {
 		u, uerr := s.cfg.Store.UserByHandle(ctx, d.Session.UserID)
 		if uerr != nil {
-			return nil, ErrCeremony
+			return nil, fmt.Errorf("%w: the ceremony's user is gone", ErrCeremony)
 		}
 		if err := load(u); err != nil {
 			return nil, err
@@ -587,11 +605,14 @@ func (s *Service) finishAssertion(ctx context.Context, d *ceremonyData, body []b
 		cred, err = s.wa.ValidateLogin(w, d.Session, parsed)
 	}
 	if err != nil || user == nil {
-		s.auditFailure(ctx, user, parsed.RawID, err)
-		return nil, fmt.Errorf("%w: %s", ErrCeremony, describe(err))
+		who := "an unknown user"
+		if user != nil {
+			who = "user " + user.ID
+		}
+		return nil, fmt.Errorf("%w: %s (credential %s, %s)", ErrCeremony, describe(err), credRef(parsed.RawID), who)
 	}
 	if (wantUser != "" && user.ID != wantUser) || (d.Username != "" && user.Username != d.Username) {
-		return nil, ErrCeremony
+		return nil, fmt.Errorf("%w: the passkey belongs to another user than the one asked for", ErrCeremony)
 	}
 	if !parsed.Response.AuthenticatorData.Flags.HasUserVerified() {
 		return nil, fmt.Errorf("%w: user verification missing", ErrCeremony)
@@ -603,7 +624,7 @@ func (s *Service) finishAssertion(ctx context.Context, d *ceremonyData, body []b
 		}
 	}
 	if before == nil {
-		return nil, ErrCeremony
+		return nil, fmt.Errorf("%w: the passkey is not registered", ErrCeremony)
 	}
 	now := s.cfg.Now().UTC()
 	after := *before
@@ -639,22 +660,27 @@ func (s *Service) finishAssertion(ctx context.Context, d *ceremonyData, body []b
 	return res, nil
 }
 
-func (s *Service) auditFailure(ctx context.Context, u *User, rawID []byte, err error) {
-	attrs := []any{slog.String("credential", credRef(rawID)), slog.String("reason", describe(err))}
-	if u != nil {
-		attrs = append(attrs, slog.String("user", u.ID))
+// logRefusal tells the operator, at info, why a ceremony was refused (the
+// library's own account of it, never a secret: no challenge, signature or
+// key); the client only ever hears that it failed.
+func (s *Service) logRefusal(ctx context.Context, ceremony string, err error) {
+	if errors.Is(err, ErrCeremony) || errors.Is(err, ErrCloned) {
+		s.cfg.Logger.InfoContext(ctx, "passkey ceremony refused", slog.String("ceremony", ceremony), slog.String("reason", err.Error()))
 	}
-	s.cfg.Logger.InfoContext(ctx, "passkey assertion refused", attrs...)
 }
 
 // describe keeps the library's client-facing explanation of a failure.
 func describe(err error) string {
 	var pe *protocol.Error
 	if errors.As(err, &pe) {
+		msg := pe.Type
 		if pe.Details != "" {
-			return pe.Details
+			msg = pe.Details
 		}
-		return pe.Type
+		if pe.DevInfo != "" {
+			msg += ": " + pe.DevInfo
+		}
+		return msg
 	}
 	if err == nil {
 		return "unknown user"
@@ -685,6 +711,47 @@ func (s *Service) User(ctx context.Context, id string) (*User, error) {
 
 // Users lists every user (admin).
 func (s *Service) Users(ctx context.Context) ([]*User, error) { return s.cfg.Store.ListUsers(ctx) }
+
+// MaxRoles bounds the roles of one person.
+const MaxRoles = 32
+
+// CheckRoles validates role names (1 to 64 characters: a-z, 0-9 and . _ : -,
+// starting with a letter or digit; at most MaxRoles) and returns them
+// sorted, without duplicates. Config and stores use the same rule.
+func CheckRoles(roles []string) ([]string, error) {
+	out := make([]string, 0, len(roles))
+	for _, r := range roles {
+		if !principal.ValidRole(r) {
+			return nil, fmt.Errorf("%w: role %q: a role is 1 to 64 characters, a-z, 0-9 and . _ : -, starting with a letter or digit", ErrInvalidInput, r)
+		}
+		out = append(out, r)
+	}
+	slices.Sort(out)
+	out = slices.Compact(out)
+	if len(out) > MaxRoles {
+		return nil, fmt.Errorf("%w: at most %d roles", ErrInvalidInput, MaxRoles)
+	}
+	return out, nil
+}
+
+// SetRoles replaces the roles of user id (an administrator's act, audited
+// with the old and new sets) and returns the user as stored.
+func (s *Service) SetRoles(ctx context.Context, id string, roles []string, actor string) (*User, error) {
+	roles, err := CheckRoles(roles)
+	if err != nil {
+		return nil, err
+	}
+	u, err := s.cfg.Store.UserByID(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	ev := audit.Event{At: s.cfg.Now().UTC(), Type: audit.UserRolesChanged, Actor: actor, Subject: "user:" + u.ID,
+		Detail: map[string]string{"from": strings.Join(u.Roles, " "), "to": strings.Join(roles, " ")}}
+	if err := s.cfg.Store.SetUserRoles(ctx, u.ID, roles, ev); err != nil {
+		return nil, err
+	}
+	return s.cfg.Store.UserByID(ctx, u.ID)
+}
 
 // Credentials lists a user's passkeys.
 func (s *Service) Credentials(ctx context.Context, userID string) ([]*Credential, error) {

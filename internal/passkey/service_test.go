@@ -3,6 +3,7 @@ package passkey_test
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"io"
@@ -534,3 +535,64 @@ func TestKnownSources(t *testing.T) {
 		t.Fatal("a short source key was accepted")
 	}
 }
+
+// TestRefusedCeremoniesAreLoggedWithTheirReason: the client hears only
+// that a ceremony failed; the operator's log says why (at info), for
+// sign-up and sign-in alike, without the challenge or the credential ID.
+func TestRefusedCeremoniesAreLoggedWithTheirReason(t *testing.T) {
+	var buf bytes.Buffer
+	var mu sync.Mutex
+	e := newEnv(t, func(c *passkey.Config) {
+		c.Logger = slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			return buf.Write(p)
+		}), nil))
+	})
+	logs := func() string { mu.Lock(); defer mu.Unlock(); return buf.String() }
+	// A sign-up answered for another origin (a phishing page).
+	o, id, err := e.svc.BeginSignUp(ctx, "fay", "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ao, _ := virtualwebauthn.ParseAttestationOptions(optionsJSON(t, o))
+	d := newDevice(virtualwebauthn.AuthenticatorOptions{})
+	evil := virtualwebauthn.RelyingParty{Name: "x", ID: "localhost", Origin: "https://evil.example"}
+	_, _, err = e.svc.FinishRegistration(ctx, id, "", []byte(virtualwebauthn.CreateAttestationResponse(evil, d.auth, d.cred, *ao)))
+	if !errors.Is(err, passkey.ErrCeremony) {
+		t.Fatalf("a sign-up from another origin: %v", err)
+	}
+	l := logs()
+	if !strings.Contains(l, "passkey ceremony refused") || !strings.Contains(l, "ceremony=registration") || !strings.Contains(l, "evil.example") {
+		t.Fatalf("the refused sign-up's log line: %q", l)
+	}
+	// The same ceremony again: it was spent.
+	if _, _, err := e.svc.FinishRegistration(ctx, id, "", []byte("{}")); !errors.Is(err, passkey.ErrCeremony) || !strings.Contains(logs(), "no such ceremony") {
+		t.Fatalf("a spent ceremony: %v; log %q", err, logs())
+	}
+	// A sign-in with a broken signature.
+	_, dev := e.signUp("gus", virtualwebauthn.AuthenticatorOptions{})
+	o2, id2, _ := e.svc.BeginLogin(ctx, "")
+	var m map[string]any
+	_ = json.Unmarshal(dev.assert(t, o2), &m)
+	resp := m["response"].(map[string]any)
+	sig := []byte(resp["signature"].(string))
+	sig[10] ^= 1
+	resp["signature"] = string(sig)
+	bad, _ := json.Marshal(m)
+	if _, err := e.svc.FinishLogin(ctx, id2, bad); !errors.Is(err, passkey.ErrCeremony) {
+		t.Fatalf("bogus signature: %v", err)
+	}
+	if l := logs(); !strings.Contains(l, "ceremony=sign-in") {
+		t.Fatalf("the refused sign-in's log line: %q", l)
+	}
+	for _, secret := range []string{id, id2, base64.RawURLEncoding.EncodeToString(dev.cred.ID)} {
+		if strings.Contains(logs(), secret) {
+			t.Fatalf("the log holds a ceremony ID or credential ID: %q", logs())
+		}
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }

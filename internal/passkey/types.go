@@ -47,6 +47,10 @@ type User struct {
 	Role        Role
 	CreatedAt   time.Time
 	DisabledAt  time.Time
+	// Roles are the roles an administrator gave the person, sorted: what
+	// session routes with roles: require, and what upstreams receive in
+	// X-Keyway-Roles. Role (user or admin) is keyway's own and separate.
+	Roles []string
 }
 
 // Credential is a stored passkey.
@@ -146,6 +150,9 @@ type AccountStore interface {
 	UserByUsername(ctx context.Context, username string) (*User, error)
 	ListUsers(ctx context.Context) ([]*User, error)
 	CountAdmins(ctx context.Context) (int, error)
+	// SetUserRoles replaces the roles of userID, with ev, or returns
+	// ErrNotFound.
+	SetUserRoles(ctx context.Context, userID string, roles []string, ev audit.Event) error
 }
 
 // CredentialStore keeps the passkeys of accounts.

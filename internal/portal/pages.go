@@ -234,6 +234,7 @@ type userRow struct {
 	Username    string
 	DisplayName string
 	Role        string
+	Roles       []string
 	CreatedAt   time.Time
 	Disabled    bool
 	Passkeys    int
@@ -260,7 +261,7 @@ func (p *portal) adminUsers(r *http.Request, v *visitor) (*view, error) {
 		if err != nil {
 			return nil, err
 		}
-		d.Users = append(d.Users, userRow{ID: u.ID, Username: u.Username, DisplayName: u.DisplayName, Role: string(u.Role),
+		d.Users = append(d.Users, userRow{ID: u.ID, Username: u.Username, DisplayName: u.DisplayName, Role: string(u.Role), Roles: u.Roles,
 			CreatedAt: u.CreatedAt, Disabled: !u.DisabledAt.IsZero(), Passkeys: len(creds), Sessions: len(list),
 			Self: u.ID == v.User.ID})
 	}

@@ -6,6 +6,7 @@ package principal
 
 import (
 	"errors"
+	"regexp"
 	"strings"
 )
 
@@ -64,3 +65,11 @@ func (p Principal) IsUser() bool { return p.Kind == KindUser && p.ID != "" }
 
 // IsService reports whether p is a service account.
 func (p Principal) IsService() bool { return p.Kind == KindService && p.ID != "" }
+
+// ValidRole reports whether name is a valid role name: 1 to 64
+// characters, a-z, 0-9 and . _ : -, starting with a letter or digit. The
+// config's routes and the roles given to people follow the same rule, so
+// that a route can name every role a person can hold.
+func ValidRole(name string) bool { return roleRE.MatchString(name) }
+
+var roleRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._:-]{0,63}$`)

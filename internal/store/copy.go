@@ -94,7 +94,7 @@ var copyTables = []struct {
 	name string
 	cols []column
 }{
-	{"users", []column{plain("id"), blob("handle"), plain("username"), plain("display_name"), plain("role"), plain("created_at"), plain("disabled_at")}},
+	{"users", []column{plain("id"), blob("handle"), plain("username"), plain("display_name"), plain("role"), plain("created_at"), plain("disabled_at"), jsonList("roles")}},
 	{"credentials", []column{plain("id"), plain("user_id"), plain("name"), blob("public_key"), plain("attestation_type"), plain("attestation_format"),
 		blob("aaguid"), plain("sign_count"), boolean("clone_warning"), smallint("flags"), jsonList("transports"), plain("attachment"), plain("created_at"), plain("last_used_at")}},
 	{"recovery_codes", []column{plain("hash"), plain("user_id"), plain("used_at")}},

@@ -348,6 +348,12 @@
         'Copy it now: it is shown only this once. The old secret stops working when its overlap ends.');
     },
 
+    async roles(form) {
+      const roles = form.elements.roles.value.split(/[\s,]+/).filter((r) => r !== '');
+      await withStepUp(() => api('PUT', form.dataset.url, { roles }));
+      go(null, 'Roles saved. They apply from the person’s next request.');
+    },
+
     async invite(form) {
       const res = await withStepUp(() => api('POST', '/.keyway/admin/invites', { role: form.elements.role.value }));
       showSecret('Invitation link', res.url,

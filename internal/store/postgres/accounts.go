@@ -16,14 +16,14 @@ var (
 	_ passkey.SourceStore = (*DB)(nil)
 )
 
-const userColumns = `id, handle, username, display_name, role, created_at, disabled_at`
+const userColumns = `id, handle, username, display_name, role, created_at, disabled_at, roles`
 
 func scanUser(r pgx.Row) (*passkey.User, error) {
 	var u passkey.User
 	var role string
 	var created int64
 	var disabled *int64
-	if err := r.Scan(&u.ID, &u.Handle, &u.Username, &u.DisplayName, &role, &created, &disabled); err != nil {
+	if err := r.Scan(&u.ID, &u.Handle, &u.Username, &u.DisplayName, &role, &created, &disabled, &u.Roles); err != nil {
 		if errors.Is(err, pgx.ErrNoRows) {
 			return nil, passkey.ErrNotFound
 		}
@@ -113,6 +113,23 @@ func spendInvite(ctx context.Context, tx pgx.Tx, inv *passkey.InviteUse) error {
 		return passkey.ErrSignUpClosed
 	}
 	return nil
+}
+
+// SetUserRoles implements passkey.Store.
+func (d *DB) SetUserRoles(ctx context.Context, userID string, roles []string, ev audit.Event) error {
+	if roles == nil {
+		roles = []string{}
+	}
+	return d.inTx(ctx, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `UPDATE users SET roles = $1 WHERE id = $2`, roles, userID)
+		if err != nil {
+			return fmt.Errorf("set roles: %w", err)
+		}
+		if tag.RowsAffected() == 0 {
+			return passkey.ErrNotFound
+		}
+		return appendAudit(ctx, tx, ev)
+	})
 }
 
 // AddCredential implements passkey.Store.

@@ -17,18 +17,21 @@ var (
 	_ audit.Reader  = (*DB)(nil)
 )
 
-const userColumns = `id, handle, username, display_name, role, created_at, disabled_at`
+const userColumns = `id, handle, username, display_name, role, created_at, disabled_at, roles`
 
 func scanUser(r rowScanner) (*passkey.User, error) {
 	var u passkey.User
-	var role string
+	var role, roles string
 	var created int64
 	var disabled sql.NullInt64
-	if err := r.Scan(&u.ID, &u.Handle, &u.Username, &u.DisplayName, &role, &created, &disabled); err != nil {
+	if err := r.Scan(&u.ID, &u.Handle, &u.Username, &u.DisplayName, &role, &created, &disabled, &roles); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return nil, passkey.ErrNotFound
 		}
 		return nil, err
+	}
+	if err := json.Unmarshal([]byte(roles), &u.Roles); err != nil {
+		return nil, fmt.Errorf("user %s roles: %w", u.ID, err)
 	}
 	u.Role, u.CreatedAt = passkey.Role(role), time.Unix(0, created).UTC()
 	if disabled.Valid {
@@ -125,6 +128,27 @@ func spendInvite(ctx context.Context, tx *sql.Tx, inv *passkey.InviteUse) error 
 		return passkey.ErrSignUpClosed
 	}
 	return err
+}
+
+// SetUserRoles implements passkey.Store.
+func (d *DB) SetUserRoles(ctx context.Context, userID string, roles []string, ev audit.Event) error {
+	if roles == nil {
+		roles = []string{}
+	}
+	b, err := json.Marshal(roles)
+	if err != nil {
+		return err
+	}
+	return d.inTx(ctx, func(tx *sql.Tx) error {
+		err := mustAffect(tx.ExecContext(ctx, `UPDATE users SET roles = ? WHERE id = ?`, string(b), userID))
+		if errors.Is(err, errNoRows) {
+			return passkey.ErrNotFound
+		}
+		if err != nil {
+			return fmt.Errorf("set roles: %w", err)
+		}
+		return appendAudit(ctx, tx, ev)
+	})
 }
 
 // AddCredential implements passkey.Store.

@@ -353,6 +353,41 @@ func Run(t *testing.T, open func(t *testing.T) Store, exec func(ctx context.Cont
 		}
 	})
 
+	t.Run("roles: set with their event, read by every look-up, none by default", func(t *testing.T) {
+		s := open(t)
+		if err := s.CreateUser(ctx, user("u1", "ada"), cred("c1", "u1"), nil, nil); err != nil {
+			t.Fatal(err)
+		}
+		if u, err := s.UserByID(ctx, "u1"); err != nil || len(u.Roles) != 0 {
+			t.Fatalf("a new user's roles: %v %v", u.Roles, err)
+		}
+		if err := s.SetUserRoles(ctx, "u1", []string{"billing", "ops"}, event(audit.UserRolesChanged, "user:u1")); err != nil {
+			t.Fatal(err)
+		}
+		byID, _ := s.UserByID(ctx, "u1")
+		byName, _ := s.UserByUsername(ctx, "ada")
+		byHandle, _ := s.UserByHandle(ctx, []byte("handle-u1"))
+		all, _ := s.ListUsers(ctx)
+		for name, u := range map[string]*passkey.User{"UserByID": byID, "UserByUsername": byName, "UserByHandle": byHandle, "ListUsers": all[0]} {
+			if u == nil || fmt.Sprint(u.Roles) != "[billing ops]" {
+				t.Errorf("%s: roles %v, want [billing ops]", name, u)
+			}
+		}
+		if err := s.SetUserRoles(ctx, "u1", nil, event(audit.UserRolesChanged, "user:u1")); err != nil {
+			t.Fatal(err)
+		}
+		if u, _ := s.UserByID(ctx, "u1"); len(u.Roles) != 0 {
+			t.Fatalf("roles after clearing: %v", u.Roles)
+		}
+		if err := s.SetUserRoles(ctx, "nobody", []string{"x"}, event(audit.UserRolesChanged, "user:nobody")); !errors.Is(err, passkey.ErrNotFound) {
+			t.Fatalf("roles of nobody: %v", err)
+		}
+		rep, err := audit.VerifyTrail(ctx, s)
+		if err != nil || rep.Events != 2 {
+			t.Fatalf("audit after two role changes and a refused one: %+v %v", rep, err)
+		}
+	})
+
 	t.Run("the audit trail is append-only", func(t *testing.T) {
 		s := open(t)
 		if err := s.CreateUser(ctx, user("u1", "ada"), cred("c1", "u1"), nil, []audit.Event{event(audit.UserCreated, "user:u1")}); err != nil {
