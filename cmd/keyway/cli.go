@@ -275,42 +275,61 @@ func cmdCheck(args []string, stdout, stderr io.Writer, getenv func(string) strin
 		fmt.Fprintln(stderr, "keyway check: --config is required")
 		return exitUsage
 	}
-	type result struct {
-		OK       bool     `json:"ok"`
-		Errors   []string `json:"errors"`
-		Warnings []string `json:"warnings"`
+	// finding is one problem or warning, for tools (-o json).
+	type finding struct {
+		File     string `json:"file"`
+		Line     int    `json:"line,omitempty"`
+		Severity string `json:"severity"` // error or warning
+		Code     string `json:"code"`
+		Path     string `json:"path,omitempty"`
+		Message  string `json:"message"`
+		Hint     string `json:"hint,omitempty"`
+		text     string
 	}
-	res := result{Errors: []string{}, Warnings: []string{}}
-	cfg, err := loadConfig(*cfgPath, fs, getenv, nil)
+	warns, err := config.Check(*cfgPath, getenv)
+	var findings []finding
+	errorsN := 0
 	if err != nil {
 		var errs config.Errors
-		if errors.As(err, &errs) {
-			for _, e := range errs {
-				res.Errors = append(res.Errors, e.Error())
+		if !errors.As(err, &errs) {
+			errs = config.Errors{{File: *cfgPath, Msg: err.Error()}}
+		}
+		for _, e := range errs {
+			code := "invalid-setting"
+			if e.Path() == "" {
+				code = "invalid-file"
 			}
-		} else {
-			res.Errors = append(res.Errors, err.Error())
-		}
-	} else {
-		for _, w := range cfg.Lint() {
-			res.Warnings = append(res.Warnings, w.String())
+			findings = append(findings, finding{File: e.File, Line: e.Line, Severity: "error", Code: code, Path: e.Path(),
+				Message: e.Msg, Hint: e.Hint, text: "error: " + e.Error()})
+			errorsN++
 		}
 	}
-	res.OK = len(res.Errors) == 0 && (!*strict || len(res.Warnings) == 0)
+	// Warnings always, errors or not: a security smell is worth knowing
+	// while the errors are being fixed.
+	for _, w := range warns {
+		findings = append(findings, finding{File: w.File, Line: w.Line, Severity: "warning", Code: w.Code, Path: w.Path,
+			Message: w.Msg, text: w.String()})
+	}
+	ok := errorsN == 0 && (!*strict || len(warns) == 0)
 	if *out == "json" {
-		_ = json.NewEncoder(stdout).Encode(res)
+		if findings == nil {
+			findings = []finding{}
+		}
+		_ = json.NewEncoder(stdout).Encode(map[string]any{"ok": ok, "errors": errorsN, "warnings": len(warns), "findings": findings})
 	} else {
-		for _, e := range res.Errors {
-			fmt.Fprintf(stdout, "error: %s\n", e)
+		for _, f := range findings {
+			fmt.Fprintln(stdout, f.text)
 		}
-		for _, w := range res.Warnings {
-			fmt.Fprintln(stdout, w) // already "file:line: warning: …"
-		}
-		if res.OK {
-			fmt.Fprintf(stdout, "%s: ok (%d warnings)\n", *cfgPath, len(res.Warnings))
+		switch {
+		case ok:
+			fmt.Fprintf(stdout, "%s: ok (%d warnings)\n", *cfgPath, len(warns))
+		case errorsN > 0:
+			fmt.Fprintf(stdout, "%s: %d errors, %d warnings\n", *cfgPath, errorsN, len(warns))
+		default:
+			fmt.Fprintf(stdout, "%s: %d warnings, refused by --strict\n", *cfgPath, len(warns))
 		}
 	}
-	if !res.OK {
+	if !ok {
 		return exitError
 	}
 	return exitOK

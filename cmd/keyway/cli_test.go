@@ -83,13 +83,36 @@ routes:
 		}
 	}
 
-	code, out, _ = runCLI(t, "check", "--config", f, "-o", "json")
-	var res struct {
-		OK     bool
-		Errors []string
+	// The public route without a rate limit is a warning, printed although
+	// the file has errors.
+	if !regexp.MustCompile(`bad\.yaml:7: warning: public route "/v1" has no rate_limit`).MatchString(out) {
+		t.Errorf("the warnings are hidden by the errors:\n%s", out)
 	}
-	if err := json.Unmarshal([]byte(out), &res); err != nil || res.OK || code != exitError || len(res.Errors) < 5 {
+
+	code, out, _ = runCLI(t, "check", "--config", f, "-o", "json")
+	type finding struct {
+		File, Severity, Code, Path, Message, Hint string
+		Line                                      int
+	}
+	var res struct {
+		OK               bool
+		Errors, Warnings int
+		Findings         []finding
+	}
+	if err := json.Unmarshal([]byte(out), &res); err != nil || res.OK || code != exitError || res.Errors < 5 || res.Warnings < 1 {
 		t.Fatalf("json check: code %d, %+v, %v", code, res, err)
+	}
+	var sawTypo, sawWarning bool
+	for _, f := range res.Findings {
+		if f.Severity == "error" && f.Line == 2 && strings.Contains(f.Message, "lisen") && strings.Contains(f.Hint, `"listen"`) {
+			sawTypo = true
+		}
+		if f.Severity == "warning" && f.Code == "public-route-no-rate-limit" && f.Path == "routes[0]" && f.Line == 7 {
+			sawWarning = true
+		}
+	}
+	if !sawTypo || !sawWarning {
+		t.Fatalf("structured findings lack the typo (%v) or the warning (%v): %s", sawTypo, sawWarning, out)
 	}
 }
 

@@ -27,6 +27,9 @@ type Error struct {
 	path string // field path the problem is about, for de-duplication
 }
 
+// Path is the setting e is about ("routes[2].upstream"), "" for the file.
+func (e *Error) Path() string { return e.path }
+
 // Error formats e as "file:line: msg (hint)", leaving out what is unknown.
 func (e *Error) Error() string {
 	var b strings.Builder
@@ -84,6 +87,10 @@ type Warning struct {
 	// File and Line locate the setting, as in Error.
 	File string
 	Line int
+	// Code names the kind of smell, stable for tools ("api-key-route-no-scopes").
+	Code string
+	// Path is the setting the warning is about ("routes[2]").
+	Path string
 	// Msg says what is risky and what to do instead.
 	Msg string
 }

@@ -35,6 +35,15 @@ const (
 // validation, is reported at once as Errors located at their file:line.
 // An empty file yields the defaults.
 func Load(path string) (*Config, error) {
+	data, err := readFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return load(path, data, os.Getenv)
+}
+
+// readFile reads a config file of at most maxFileSize bytes.
+func readFile(path string) ([]byte, error) {
 	f, err := os.Open(path) //nolint:gosec // the operator names the config file on purpose
 	if err != nil {
 		return nil, fmt.Errorf("load config: %w", err)
@@ -47,11 +56,22 @@ func Load(path string) (*Config, error) {
 	if len(data) > maxFileSize {
 		return nil, Errors{{File: path, Msg: "file is larger than 4 MiB; is it really a keyway config?"}}
 	}
-	return load(path, data, os.Getenv)
+	return data, nil
 }
 
 // load is Load without the file system, for tests and fuzzing.
 func load(file string, data []byte, getenv func(string) string) (*Config, error) {
+	c, errs := loadAll(file, data, getenv)
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	return c, nil
+}
+
+// loadAll decodes and validates data, and returns the config with every
+// problem found: the config is nil only when the document itself could not
+// be decoded. A config with problems is only for Lint (Check): never run it.
+func loadAll(file string, data []byte, getenv func(string) string) (*Config, Errors) {
 	c := defaults()
 	d := &decoder{file: file, lines: map[string]int{}, failed: map[string]bool{}, active: map[*yaml.Node]bool{}}
 	if !d.document(data, reflect.ValueOf(c).Elem()) {
@@ -72,9 +92,28 @@ func load(file string, data []byte, getenv func(string) string) (*Config, error)
 		}
 	}
 	if len(errs) > 0 {
-		return nil, errs.sorted()
+		return c, errs.sorted()
 	}
 	return c, nil
+}
+
+// Check is what `keyway check` reports of the file at path: every problem
+// (as Errors) and every security warning, the warnings even when there are
+// problems, as far as the file could be read.
+func Check(path string, getenv func(string) string) ([]Warning, error) {
+	data, err := readFile(path)
+	if err != nil {
+		return nil, err
+	}
+	c, errs := loadAll(path, data, getenv)
+	var warns []Warning
+	if c != nil {
+		warns = c.Lint()
+	}
+	if len(errs) > 0 {
+		return warns, errs
+	}
+	return warns, nil
 }
 
 // decoder overlays a yaml.Node tree on a Go value, guided by the yaml
