@@ -26,7 +26,7 @@ Usage:
   keyway init    [--config FILE] [--data-dir DIR] [--store DSN]   make the data directory, store and pepper
   keyway check   --config FILE [--strict] [-o text|json]
   keyway keys    create|list|show|update|rotate|revoke|delete|usage …  (keyway keys help)
-  keyway scan    [-o text|json] [PATH…]
+  keyway scan    [--check|--revoke] [-o text|json] [PATH…]
   keyway users   list|invite|enrol-link|revoke-sessions …  (keyway users help)
   keyway audit   verify [--data-dir DIR] [--store DSN] [-o text|json]
   keyway migrate [--config FILE] [--store DSN]            bring a store's schema up to date
@@ -64,7 +64,7 @@ func run(args []string, stdout, stderr io.Writer, getenv func(string) string) in
 	case "keys":
 		return cmdKeys(args[1:], stdout, stderr, getenv)
 	case "scan":
-		return cmdScan(args[1:], stdout, stderr)
+		return cmdScan(args[1:], stdout, stderr, getenv)
 	case "audit":
 		return cmdAudit(args[1:], stdout, stderr, getenv)
 	case "users":

@@ -28,7 +28,7 @@ func scanKey(t *testing.T, env apikey.Env) apikey.Parsed {
 func runScan(t *testing.T, stdin string, keys []apikey.Parsed, args ...string) (int, string, string) {
 	t.Helper()
 	var out, errb bytes.Buffer
-	code := scan(args, strings.NewReader(stdin), &out, &errb)
+	code := scan(args, strings.NewReader(stdin), &out, &errb, func(string) string { return "" })
 	for _, k := range keys {
 		secret := k.Raw[len(k.Raw)-apikey.CheckLen-apikey.SecretLen : len(k.Raw)-apikey.CheckLen]
 		for name, s := range map[string]string{"stdout": out.String(), "stderr": errb.String()} {
@@ -171,7 +171,7 @@ func TestScanCannotRead(t *testing.T) {
 func TestScanUsage(t *testing.T) {
 	for _, args := range [][]string{{"-o", "yaml"}, {"--frobnicate"}, {"-h"}} {
 		var out, errb bytes.Buffer
-		if code := cmdScan(args, &out, &errb); code != exitUsage {
+		if code := cmdScan(args, &out, &errb, func(string) string { return "" }); code != exitUsage {
 			t.Fatalf("%q: exit %d, want %d", args, code, exitUsage)
 		}
 		if out.Len() != 0 || errb.Len() == 0 {
@@ -190,5 +190,78 @@ func TestScanQuotesHostileNames(t *testing.T) {
 	code, out, _ := runScan(t, "", []apikey.Parsed{k}, root)
 	if code != exitError || strings.Count(out, "\n") != 1 || strings.ContainsRune(out, '\x1b') {
 		t.Fatalf("exit %d, stdout %q", code, out)
+	}
+}
+
+// TestScanCheckAndRevoke: scan --check says what each key found is to the
+// store, never printing a key; --revoke kills the ones still working,
+// through the leak path (audited with where they were found); then the
+// same file scans clean.
+func TestScanCheckAndRevoke(t *testing.T) {
+	dir := initDir(t)
+	create := func(name string) (id, key string) {
+		t.Helper()
+		code, out, errOut := keysCLI(t, dir, "create", "--name", name, "-o", "json")
+		var k struct{ ID, Key string }
+		if code != 0 || json.Unmarshal([]byte(out), &k) != nil {
+			t.Fatalf("create: %d %s", code, errOut)
+		}
+		return k.ID, k.Key
+	}
+	liveID, live := create("live")
+	deadID, dead := create("dead")
+	goneID, gone := create("gone")
+	oldID, old := create("old")
+	for _, args := range [][]string{{"revoke", deadID}, {"delete", goneID}, {"rotate", oldID, "--overlap", "0"}} {
+		if code, _, errOut := keysCLI(t, dir, args...); code != 0 {
+			t.Fatalf("%v: %s", args, errOut)
+		}
+	}
+	src := filepath.Join(t.TempDir(), "leak.env")
+	if err := os.WriteFile(src, []byte("A="+live+"\nB="+dead+"\nC="+gone+"\nD="+old+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	scanCLI := func(args ...string) (int, string, string) {
+		return runCLI(t, append(append([]string{"scan"}, args...), "--data-dir", dir, src)...)
+	}
+	code, out, errOut := scanCLI("--check", "-o", "json")
+	var res struct {
+		Findings []struct {
+			ID, State string
+			Line      int
+			Revoked   bool
+		}
+	}
+	if code != 1 || json.Unmarshal([]byte(out), &res) != nil || len(res.Findings) != 4 {
+		t.Fatalf("scan --check: %d %s %s", code, out, errOut)
+	}
+	// A secret rotated out with no overlap is gone from the store: to it,
+	// that key is not one of its own any more.
+	want := map[string]string{liveID: "live", deadID: "revoked", goneID: "unknown", oldID: "unknown"}
+	for _, f := range res.Findings {
+		if want[f.ID] != f.State || f.Revoked {
+			t.Errorf("%s (line %d): %s, want %s", f.ID, f.Line, f.State, want[f.ID])
+		}
+	}
+	for _, k := range []string{live, dead, gone, old} {
+		if strings.Contains(out+errOut, k) {
+			t.Fatal("scan printed a key")
+		}
+	}
+	code, out, errOut = scanCLI("--revoke")
+	if code != 1 || !strings.Contains(out, liveID) || !strings.Contains(out, "live, revoked now") || strings.Count(out, "revoked now") != 1 {
+		t.Fatalf("scan --revoke: %d %q %q", code, out, errOut)
+	}
+	if code, out, _ := keysCLI(t, dir, "show", liveID, "-o", "json"); code != 0 || !strings.Contains(out, `"status": "revoked"`) ||
+		!strings.Contains(out, "leaked: keyway scan: "+src+":1") {
+		t.Fatalf("the live key after scan --revoke: %s", out)
+	}
+	// Nothing found works any more: the hook passes.
+	if code, out, errOut := scanCLI("--check"); code != 0 {
+		t.Fatalf("scan --check after the revocation: %d %q %q", code, out, errOut)
+	}
+	// Without a store, --check refuses and says where it looked.
+	if code, _, errOut := runCLI(t, "scan", "--check", "--data-dir", filepath.Join(t.TempDir(), "nowhere"), src); code != 1 || !strings.Contains(errOut, "nowhere") {
+		t.Fatalf("scan --check without a store: %d %q", code, errOut)
 	}
 }

@@ -28,6 +28,9 @@ type Finding struct {
 	Env Env
 	// Masked is Mask of the key: prefix, environment, ID and an ellipsis.
 	Masked string
+	// Raw is the key itself, for asking whether it is live or revoking
+	// it (Inspect, ReportLeak). Never print or log it.
+	Raw string `json:"-"`
 }
 
 // Scanner limits.
@@ -144,6 +147,7 @@ func (s *lineScanner) search(buf []byte, from, to int) {
 			ID:     DisplayID(p.ID),
 			Env:    p.Env,
 			Masked: Mask(p),
+			Raw:    p.Raw,
 		})
 	}
 }

@@ -853,3 +853,42 @@ func (s *Service) ReportLeak(ctx context.Context, raw, source string) (bool, err
 	}
 	return true, nil
 }
+
+// The states Inspect reports.
+const (
+	StateLive    = "live"    // it works now
+	StateRevoked = "revoked" // revoked
+	StateExpired = "expired" // past its expiry
+	StateRetired = "retired" // a secret a rotation retired, no longer working
+	StateUnknown = "unknown" // not one of this store's keys (no such ID, or another secret)
+)
+
+// Inspect says what raw is to this store, for someone who found it (keyway
+// scan --check): live, revoked, expired, retired or unknown. Unlike Verify
+// it counts no use and caches nothing.
+func (s *Service) Inspect(ctx context.Context, raw string) (string, error) {
+	p, err := Parse(raw)
+	if err != nil {
+		return StateUnknown, nil
+	}
+	k, secrets, err := s.cfg.Store.GetKey(ctx, p.ID)
+	if errors.Is(err, ErrNotFound) {
+		return StateUnknown, nil
+	}
+	if err != nil {
+		return "", err
+	}
+	now := s.cfg.Now()
+	live, dead := s.matches(&Verified{secrets: secrets}, raw, now)
+	switch {
+	case !live && !dead:
+		return StateUnknown, nil
+	case !k.RevokedAt.IsZero():
+		return StateRevoked, nil
+	case !now.Before(k.ExpiresAt):
+		return StateExpired, nil
+	case !live:
+		return StateRetired, nil
+	}
+	return StateLive, nil
+}
