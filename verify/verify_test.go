@@ -54,7 +54,8 @@ func service(v *verify.Verifier) http.Handler {
 	return v.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id, _ := verify.IdentityFrom(r.Context())
 		_ = json.NewEncoder(w).Encode(map[string]any{"subject": id.Subject, "key": id.KeyID, "scopes": id.Scopes,
-			"header": r.Header.Get("X-Keyway-Subject"), "forged": r.Header.Get("X_Keyway_Subject")})
+			"header": r.Header.Get("X-Keyway-Subject"), "forged": r.Header.Get("X_Keyway_Subject"),
+			"roles": id.Roles, "roles_header": r.Header.Get("X-Keyway-Roles") + r.Header.Get("X_Keyway_Roles")})
 	}))
 }
 
@@ -77,9 +78,10 @@ func checkVerifier(t *testing.T, e *env, v *verify.Verifier, cacheTTL time.Durat
 	raw, k, err := e.keys.Create(context.Background(), apikey.CreateParams{Name: "k", Owner: "service:shop", Scopes: []string{"orders:read"}}, "test")
 	apptest.Must(t, err, "key")
 	res, b := call(t, h, "GET", "/v1/orders/7", "Authorization", "Bearer "+raw, "X-Keyway-Subject", "user:usr_admin",
-		"X_Keyway_Subject", "user:usr_admin")
+		"X_Keyway_Subject", "user:usr_admin", "X-Keyway-Roles", "admin", "X_Keyway_Roles", "admin")
 	if res.StatusCode != 200 || !strings.Contains(b, `"subject":"service:shop"`) || !strings.Contains(b, `"key":"key_`+k.ID) ||
-		!strings.Contains(b, `"header":"service:shop"`) || !strings.Contains(b, `"forged":""`) {
+		!strings.Contains(b, `"header":"service:shop"`) || !strings.Contains(b, `"forged":""`) ||
+		!strings.Contains(b, `"roles":[]`) || !strings.Contains(b, `"roles_header":""`) {
 		t.Fatalf("a good key: %d %s", res.StatusCode, b)
 	}
 	res, b = call(t, h, "GET", "/v1/orders/7")
