@@ -216,13 +216,18 @@ func (c *procCluster) call(i int, key string) int {
 	return res.StatusCode
 }
 
-// load sends requests with key to every node from workers per node until
-// stop is closed, and counts the answers by status.
-func (c *procCluster) load(key string, workers int, stop <-chan struct{}) func() map[int]int {
+// load sends requests with key to the nodes (default: every one) from
+// workers per node until stop is closed, and counts the answers by status.
+func (c *procCluster) load(key string, workers int, stop <-chan struct{}, nodes ...int) func() map[int]int {
 	var mu sync.Mutex
 	got := map[int]int{}
 	var wg sync.WaitGroup
-	for i := range c.nodes {
+	if nodes == nil {
+		for i := range c.nodes {
+			nodes = append(nodes, i)
+		}
+	}
+	for _, i := range nodes {
 		for range workers {
 			wg.Go(func() {
 				for {
@@ -555,29 +560,12 @@ func TestClusterOfProcesses(t *testing.T) {
 		_, key := c.newKey("--name", "steady")
 		waitUntil(t, 5*time.Second, "a new key on the live nodes", func() bool { return c.call(1, key) == 200 && c.call(2, key) == 200 })
 		stop := make(chan struct{})
-		var mu sync.Mutex
-		got := map[int]int{}
-		var wg sync.WaitGroup
-		for _, i := range []int{1, 2} {
-			wg.Go(func() {
-				for {
-					select {
-					case <-stop:
-						return
-					default:
-					}
-					s := c.call(i, key)
-					mu.Lock()
-					got[s]++
-					mu.Unlock()
-				}
-			})
-		}
+		wait := c.load(key, 1, stop, 1, 2)
 		time.Sleep(200 * time.Millisecond)
 		c.nodes[1].kill()
 		time.Sleep(300 * time.Millisecond)
 		close(stop)
-		wg.Wait()
+		got := wait()
 		if got[200] == 0 {
 			t.Fatalf("nothing served while a node was killed: %v", got)
 		}

@@ -107,7 +107,7 @@ func scan(args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(
 		}
 		sf := scanFinding{File: f.File, Line: f.Line, Column: f.Column, ID: f.ID, Env: string(f.Env), Masked: f.Masked}
 		if keys != nil {
-			state, err := keys.Inspect(ctx, f.Raw)
+			state, err := keys.Inspect(ctx, f.Raw.Reveal())
 			if err != nil {
 				errs = append(errs, fmt.Sprintf("%s: %v", f.ID, err))
 				fmt.Fprintf(stderr, "keyway scan: %s: %v\n", f.ID, err)
@@ -119,7 +119,7 @@ func scan(args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(
 			}
 			if *revoke && state != apikey.StateUnknown && state != apikey.StateRevoked && err == nil {
 				where := fmt.Sprintf("keyway scan: %s:%d", printable(f.File), f.Line)
-				if ok, err := keys.ReportLeak(ctx, f.Raw, where); err != nil {
+				if ok, err := keys.ReportLeak(ctx, f.Raw.Reveal(), where); err != nil {
 					errs = append(errs, fmt.Sprintf("%s: revoke: %v", f.ID, err))
 					fmt.Fprintf(stderr, "keyway scan: %s: revoke: %v\n", f.ID, err)
 				} else if ok {

@@ -29,9 +29,19 @@ type Finding struct {
 	// Masked is Mask of the key: prefix, environment, ID and an ellipsis.
 	Masked string
 	// Raw is the key itself, for asking whether it is live or revoking
-	// it (Inspect, ReportLeak). Never print or log it.
-	Raw string `json:"-"`
+	// it (Inspect, ReportLeak). It prints as [redacted].
+	Raw RawKey `json:"-"`
 }
+
+// RawKey is a key a scan found. Printed (%v, %+v, %#v) it is [redacted],
+// so that a finding logged whole never leaks it; Reveal gives the key.
+type RawKey struct{ key string }
+
+func (RawKey) String() string   { return "[redacted]" }
+func (RawKey) GoString() string { return "[redacted]" }
+
+// Reveal returns the key.
+func (r RawKey) Reveal() string { return r.key }
 
 // Scanner limits.
 const (
@@ -147,7 +157,7 @@ func (s *lineScanner) search(buf []byte, from, to int) {
 			ID:     DisplayID(p.ID),
 			Env:    p.Env,
 			Masked: Mask(p),
-			Raw:    p.Raw,
+			Raw:    RawKey{p.Raw},
 		})
 	}
 }

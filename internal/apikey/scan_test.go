@@ -105,11 +105,14 @@ func TestScanReaderPlaces(t *testing.T) {
 func TestScanReaderFinding(t *testing.T) {
 	k := newKey(t, EnvTest)
 	got := scanString(t, "x\n  "+k.Raw+"\n", scanChunk)
-	want := []Finding{{File: "f", Line: 2, Column: 3, ID: DisplayID(k.ID), Env: EnvTest, Masked: Mask(k)}}
+	want := []Finding{{File: "f", Line: 2, Column: 3, ID: DisplayID(k.ID), Env: EnvTest, Masked: Mask(k), Raw: RawKey{k.Raw}}}
 	if !slices.Equal(got, want) {
 		t.Fatalf("got %+v, want %+v", got, want)
 	}
-	if s := fmt.Sprintf("%+v", got); strings.Contains(s, k.Raw[len(k.Raw)-CheckLen-SecretLen:]) {
+	if got[0].Raw.Reveal() != k.Raw {
+		t.Fatal("the finding does not give the key to Inspect and ReportLeak")
+	}
+	if s := fmt.Sprintf("%+v %#v %v", got, got, got[0].Raw); strings.Contains(s, k.Raw[len(k.Raw)-CheckLen-SecretLen:]) {
 		t.Fatalf("a finding holds the secret: %s", s)
 	}
 }

@@ -127,8 +127,10 @@ func TestRevokeIsSeenByAnotherProcessWithinASecond(t *testing.T) {
 	c := newClock()
 	server := newService(t, db, c)
 	runCtx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	go server.Run(runCtx)
+	ran := make(chan struct{})
+	go func() { server.Run(runCtx); close(ran) }()
+	// Run writes on its way out: it must be done before the directory goes.
+	defer func() { cancel(); <-ran }()
 
 	raw, k := create(t, server, apikey.CreateParams{})
 	if _, err := server.Verify(ctx, raw, client("10.0.0.1")); err != nil {

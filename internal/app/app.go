@@ -357,6 +357,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 		Decider:  core,
 		ClientIP: clientIP,
 		JWKS:     a.signer,
+		People:   a.passkeys,
 		Logger:   a.logger,
 	})
 	if err != nil {

@@ -1,16 +1,30 @@
 package app_test
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"io"
+	"log/slog"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/keywayhq/keyway/internal/apikey"
+	"github.com/keywayhq/keyway/internal/app"
 	"github.com/keywayhq/keyway/internal/app/apptest"
 )
+
+func bodyOf(t *testing.T, res *http.Response) []byte {
+	t.Helper()
+	defer func() { _ = res.Body.Close() }()
+	b, err := io.ReadAll(res.Body)
+	apptest.Must(t, err, "read")
+	return b
+}
 
 const rolesYAML = `
 data_dir: {{data}}
@@ -140,9 +154,44 @@ func TestRolesOnSessionRoutes(t *testing.T) {
 	if res := verify(ann, "/fa-ops"); res.StatusCode != 403 {
 		t.Fatalf("forward auth after the roles were removed: %d", res.StatusCode)
 	}
+	// The admin listener's API does the same for a service account's
+	// admin key (automation: an identity provider's groups, say).
+	keys, err := app.OpenKeys(context.Background(), cfg, slog.New(slog.DiscardHandler), os.Getenv)
+	apptest.Must(t, err, "open keys")
+	t.Cleanup(func() { _ = keys.Close() })
+	adminKey, _, err := keys.Create(context.Background(), apikey.CreateParams{Name: "sync", Owner: "service:idp-sync",
+		Scopes: []string{apikey.AdminScope}}, "test")
+	apptest.Must(t, err, "admin key")
+	adminCall := func(method, path, body string) (int, string) {
+		req, _ := http.NewRequest(method, "http://"+in.App.Addr("admin")+path, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+adminKey)
+		res, err := http.DefaultClient.Do(req)
+		apptest.Must(t, err, "%s %s", method, path)
+		return res.StatusCode, string(bodyOf(t, res))
+	}
+	if code, b := adminCall("PUT", "/v1/users/"+annID+"/roles", `{"roles":["ops"]}`); code != 200 || !strings.Contains(b, `"roles":["ops"]`) {
+		t.Fatalf("admin API roles: %d %s", code, b)
+	}
+	if code, b := adminCall("GET", "/v1/users", ""); code != 200 || !strings.Contains(b, `"username":"ann"`) {
+		t.Fatalf("admin API users: %d %s", code, b)
+	}
+	if code, _ := adminCall("PUT", "/v1/users/"+annID+"/roles", `{"roles":["NOT OK"]}`); code != 400 {
+		t.Fatalf("admin API, a bad role: %d", code)
+	}
+	if res, _ := get(ann, "/ops"); res.StatusCode != 200 {
+		t.Fatalf("after the admin API gave ops: %d", res.StatusCode)
+	}
+	adminCall("PUT", "/v1/users/"+annID+"/roles", `{"roles":[]}`)
+
 	// Every change is in the audit trail.
 	res, b := root.do("GET", "/.keyway/portal/admin/audit", nil)
-	if res.StatusCode != 200 || strings.Count(string(b), "user.roles_changed") != 3 {
-		t.Fatalf("the audit page: %d, %d role changes listed, want 3", res.StatusCode, strings.Count(string(b), "user.roles_changed"))
+	if res.StatusCode != 200 || strings.Count(string(b), "user.roles_changed") != 5 {
+		t.Fatalf("the audit page: %d, %d role changes listed, want 5", res.StatusCode, strings.Count(string(b), "user.roles_changed"))
+	}
+	// The admin page shows each person's roles in a form to change them.
+	root.want(200, "PUT", "/.keyway/admin/users/"+annID+"/roles", map[string]any{"roles": []string{"oncall", "ops"}})
+	if _, page := root.do("GET", "/.keyway/portal/admin/users", nil); !strings.Contains(string(page), `data-url="/.keyway/admin/users/`+annID+`/roles"`) ||
+		!strings.Contains(string(page), `value="oncall ops"`) {
+		t.Fatalf("the admin users page does not offer ann's roles: %.2000s", page)
 	}
 }

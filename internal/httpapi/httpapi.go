@@ -9,6 +9,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -293,15 +294,24 @@ type AdminConfig struct {
 	// JWKS, when set, is served at /.well-known/jwks.json: the public keys
 	// of the identity assertions keyway signs.
 	JWKS http.Handler
+	// People, when set, serves /v1/users: people and their roles.
+	People PeopleAdmin
 	// Logger receives errors. Required.
 	Logger *slog.Logger
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
 }
 
+// PeopleAdmin is what the admin API needs of the passkey service.
+type PeopleAdmin interface {
+	Users(ctx context.Context) ([]*passkey.User, error)
+	SetRoles(ctx context.Context, id string, roles []string, actor string) (*passkey.User, error)
+}
+
 type adminServer struct {
 	*server
 	keys     KeyAdmin
+	people   PeopleAdmin
 	now      func() time.Time
 	route    *decision.Route
 	clientIP *clientip.Resolver
@@ -325,7 +335,7 @@ func NewAdmin(cfg AdminConfig) (*Admin, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &adminServer{server: &server{logger: cfg.Logger, decider: cfg.Decider}, keys: cfg.Keys, now: cfg.Now,
+	s := &adminServer{server: &server{logger: cfg.Logger, decider: cfg.Decider}, keys: cfg.Keys, people: cfg.People, now: cfg.Now,
 		route: route, clientIP: cfg.ClientIP}
 	api := http.NewServeMux()
 	api.Handle("GET /v1/keys", s.handle(s.listKeys))
@@ -336,6 +346,10 @@ func NewAdmin(cfg AdminConfig) (*Admin, error) {
 	api.Handle("POST /v1/keys/{id}/rotate", s.handle(s.rotateKey))
 	api.Handle("POST /v1/keys/{id}/revoke", s.handle(s.revokeKey))
 	api.Handle("GET /v1/keys/{id}/usage", s.handle(s.keyUsage))
+	if s.people != nil {
+		api.Handle("GET /v1/users", s.handle(s.listUsers))
+		api.Handle("PUT /v1/users/{id}/roles", s.handle(s.setRoles))
+	}
 
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", cfg.Metrics)
@@ -407,4 +421,34 @@ func validRedirectHost(h string) bool {
 		}
 	}
 	return true
+}
+
+func (s *adminServer) listUsers(w http.ResponseWriter, r *http.Request) error {
+	users, err := s.people.Users(r.Context())
+	if err != nil {
+		return err
+	}
+	out := make([]UserJSON, 0, len(users))
+	for _, u := range users {
+		out = append(out, userJSON(u))
+	}
+	return writeJSON(w, http.StatusOK, map[string]any{"users": out})
+}
+
+// setRoles replaces a person's roles: {"roles": ["billing", "ops"]}.
+func (s *adminServer) setRoles(w http.ResponseWriter, r *http.Request) error {
+	var req struct {
+		Roles *[]string `json:"roles"`
+	}
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	if req.Roles == nil {
+		return fmt.Errorf("%w: roles is required: {\"roles\": [\"billing\"]}, or [] for none", apikey.ErrBadRequest)
+	}
+	u, err := s.people.SetRoles(r.Context(), r.PathValue("id"), *req.Roles, s.actor(r))
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, userJSON(u))
 }
