@@ -34,13 +34,13 @@ func (c *clock) Now() time.Time      { return time.Unix(0, c.ns.Load()).UTC() }
 func (c *clock) Add(d time.Duration) { c.ns.Add(int64(d)) }
 
 type env struct {
-	t   *testing.T
+	t   testing.TB
 	db  *sqlite.DB
 	svc *passkey.Service
 	clk *clock
 }
 
-func newEnv(t *testing.T, mutate ...func(*passkey.Config)) *env {
+func newEnv(t testing.TB, mutate ...func(*passkey.Config)) *env {
 	t.Helper()
 	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "keyway.db"))
 	if err != nil {
@@ -61,7 +61,7 @@ func newEnv(t *testing.T, mutate ...func(*passkey.Config)) *env {
 	return &env{t: t, db: db, svc: svc, clk: clk}
 }
 
-func optionsJSON(t *testing.T, opts any) string {
+func optionsJSON(t testing.TB, opts any) string {
 	t.Helper()
 	b, err := json.Marshal(opts)
 	if err != nil {
@@ -80,7 +80,7 @@ func newDevice(opts virtualwebauthn.AuthenticatorOptions) *device {
 	return &device{auth: virtualwebauthn.NewAuthenticatorWithOptions(opts), cred: testenv.NewCredential()}
 }
 
-func (d *device) attest(t *testing.T, opts any) []byte {
+func (d *device) attest(t testing.TB, opts any) []byte {
 	t.Helper()
 	ao, err := virtualwebauthn.ParseAttestationOptions(optionsJSON(t, opts))
 	if err != nil {
@@ -89,7 +89,7 @@ func (d *device) attest(t *testing.T, opts any) []byte {
 	return []byte(virtualwebauthn.CreateAttestationResponse(rp, d.auth, d.cred, *ao))
 }
 
-func (d *device) assert(t *testing.T, opts any) []byte {
+func (d *device) assert(t testing.TB, opts any) []byte {
 	t.Helper()
 	ao, err := virtualwebauthn.ParseAssertionOptions(optionsJSON(t, opts))
 	if err != nil {
@@ -596,3 +596,35 @@ func TestRefusedCeremoniesAreLoggedWithTheirReason(t *testing.T) {
 type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+// FuzzFinishCeremonies: whatever a browser (or anyone) sends to finish a
+// sign-up or a sign-in, keyway never panics, never lets it through, and
+// answers with ErrCeremony (a 400), never an error that would be a 500.
+func FuzzFinishCeremonies(f *testing.F) {
+	e := newEnv(f)
+	_, d := e.signUp("fuzz", virtualwebauthn.AuthenticatorOptions{})
+	o, _, _ := e.svc.BeginLogin(ctx, "")
+	f.Add(string(d.assert(f, o)))
+	o2, _, _ := e.svc.BeginSignUp(ctx, "fuzz2", "", "")
+	f.Add(string(newDevice(virtualwebauthn.AuthenticatorOptions{}).attest(f, o2)))
+	for _, s := range []string{"", "{}", "null", `{"id":"AAAA","rawId":"AAAA","type":"public-key","response":{}}`,
+		`{"type":"public-key","response":{"clientDataJSON":"e30","attestationObject":"oA"}}`, strings.Repeat("[", 500)} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, body string) {
+		_, id, err := e.svc.BeginSignUp(ctx, "fuzzer", "", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := e.svc.FinishRegistration(ctx, id, "", []byte(body)); !errors.Is(err, passkey.ErrCeremony) {
+			t.Fatalf("a sign-up finished with %q: %v", body, err)
+		}
+		_, id, err = e.svc.BeginLogin(ctx, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.svc.FinishLogin(ctx, id, []byte(body)); !errors.Is(err, passkey.ErrCeremony) {
+			t.Fatalf("a sign-in finished with %q: %v", body, err)
+		}
+	})
+}
