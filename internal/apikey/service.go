@@ -93,6 +93,10 @@ type Service struct {
 	feedReadAt atomic.Int64
 	// wake asks Run to read the change feed now (see Wake).
 	wake chan struct{}
+	// decoy is checked in place of a key whose ID does not exist, so that
+	// refusing it costs what refusing a wrong secret does: the time taken
+	// must not tell which IDs exist.
+	decoy *Verified
 }
 
 // Verified is a key that passed verification. It is shared and read-only.
@@ -158,6 +162,11 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		cfg.Rand = rand.Reader
 	}
 	s := &Service{cfg: cfg, cache: make(map[string]*entry), usage: make(map[string]*keyUsage), wake: make(chan struct{}, 1)}
+	decoyHash := make([]byte, sha256.Size)
+	if _, err := io.ReadFull(rand.Reader, decoyHash); err != nil {
+		return nil, err
+	}
+	s.decoy = &Verified{secrets: []Secret{{Hash: decoyHash}}}
 	pepper := slices.Clone(cfg.Pepper)
 	s.hashes.New = func() any { return &hasher{h: hmac.New(sha256.New, pepper)} }
 	seq, err := cfg.Changes.LatestChange(ctx)
@@ -212,6 +221,7 @@ func (s *Service) Verify(ctx context.Context, raw string, client netip.Addr) (*V
 		return nil, err
 	}
 	if v == nil {
+		s.matches(s.decoy, raw, now) // as long as a wrong secret takes
 		return nil, &InvalidKey{Why: WhyUnknown, KeyID: DisplayID(p.ID)}
 	}
 	// Every check runs whatever the one before found: the time taken
