@@ -1,0 +1,198 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/keywayhq/keyway/internal/app/apptest"
+)
+
+// rssKiB reads a process's resident memory from /proc.
+func rssKiB(pid int) int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return -1
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
+			n, _ := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), " kB"))
+			return n
+		}
+	}
+	return -1
+}
+
+// TestIdleConnectionsAndSlowloris holds 10 000 idle keep-alive TLS
+// connections and 300 slowloris clients (headers dribbled a byte at a
+// time) against one keyway process: other clients are still served
+// promptly, memory stays bounded (reported), and the slowloris clients
+// are cut off at server.read_header_timeout.
+func TestIdleConnectionsAndSlowloris(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary and opens 10 000 connections")
+	}
+	bin := filepath.Join(t.TempDir(), "keyway")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	data := filepath.Join(t.TempDir(), "data")
+	cfg := writeFile(t, "k.yaml", fmt.Sprintf(`data_dir: %s
+listen: 127.0.0.1:0
+http_listen: "off"
+admin_listen: 127.0.0.1:0
+demo: true
+log: {access: false}
+server: {read_header_timeout: 2s, idle_timeout: 5m}
+upstreams: {weather: {url: "demo:"}}
+routes: [{path: /v1/forecast, upstream: weather, policy: public, rate_limit: {rate: 100000/s}}]
+`, data))
+	n := startNode(t, bin, nil, "--config", cfg)
+	pem, err := os.ReadFile(filepath.Join(data, "ca.pem"))
+	apptest.Must(t, err, "ca")
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	tlsCfg := &tls.Config{RootCAs: pool, ServerName: "localhost", MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"}}
+	dial := func() (*tls.Conn, error) {
+		d := &net.Dialer{Timeout: 10 * time.Second}
+		return tls.DialWithDialer(d, "tcp", n.https, tlsCfg)
+	}
+	rssBefore := rssKiB(n.cmd.Process.Pid)
+
+	// 10 000 keep-alive connections, each after one request, then idle.
+	const idle = 10000
+	conns := make([]net.Conn, idle)
+	var failed atomic.Int64
+	// 32 dialers (the race detector allows some 8 000 goroutines at once).
+	var wg sync.WaitGroup
+	var next atomic.Int64
+	for range 32 {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= idle {
+					return
+				}
+				c, err := dial()
+				if err != nil {
+					failed.Add(1)
+					continue
+				}
+				_, _ = io.WriteString(c, "GET /v1/forecast?city=Paris HTTP/1.1\r\nHost: localhost\r\n\r\n")
+				res, err := http.ReadResponse(bufio.NewReader(c), nil)
+				if err != nil || res.StatusCode != 200 {
+					failed.Add(1)
+					_ = c.Close()
+					continue
+				}
+				_, _ = io.Copy(io.Discard, res.Body)
+				_ = res.Body.Close()
+				conns[i] = c
+			}
+		})
+	}
+	wg.Wait()
+	t.Cleanup(func() {
+		for _, c := range conns {
+			if c != nil {
+				_ = c.Close()
+			}
+		}
+	})
+	if f := failed.Load(); f > 0 {
+		t.Fatalf("%d of %d keep-alive connections failed", f, idle)
+	}
+	rssIdle := rssKiB(n.cmd.Process.Pid)
+
+	// 300 slowloris clients: a request line and a header, a byte a second.
+	const loris = 300
+	slow := make([]net.Conn, 0, loris)
+	for range loris {
+		c, err := dial()
+		if err != nil {
+			t.Fatalf("slowloris dial: %v", err)
+		}
+		_, _ = io.WriteString(c, "GET /v1/forecast HTTP/1.1\r\nHost: localhost\r\nX-Slow: ")
+		slow = append(slow, c)
+	}
+	t.Cleanup(func() {
+		for _, c := range slow {
+			_ = c.Close()
+		}
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		for ctx.Err() == nil {
+			for _, c := range slow {
+				_, _ = c.Write([]byte("a"))
+			}
+			time.Sleep(time.Second)
+		}
+	}()
+
+	// Meanwhile a new client is served, and promptly.
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: tlsCfg,
+		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, network, n.https)
+		}}}
+	var slowest time.Duration
+	for range 20 {
+		start := time.Now()
+		res, err := client.Get("https://localhost/v1/forecast?city=Oslo")
+		if err != nil {
+			t.Fatalf("a client among 10 000 idle and 300 slowloris connections: %v", err)
+		}
+		_, _ = io.Copy(io.Discard, res.Body)
+		_ = res.Body.Close()
+		if res.StatusCode != 200 {
+			t.Fatalf("a client among them: %d", res.StatusCode)
+		}
+		slowest = max(slowest, time.Since(start))
+	}
+	if slowest > time.Second {
+		t.Fatalf("the slowest of 20 requests took %v beside the idle and slowloris connections", slowest)
+	}
+
+	// The slowloris clients are cut off by read_header_timeout (2 s),
+	// however faithfully they dribble.
+	deadline := time.Now().Add(10 * time.Second)
+	cut := 0
+	for _, c := range slow {
+		_ = c.SetReadDeadline(deadline)
+		if _, err := c.Read(make([]byte, 512)); err != nil && !isTimeout(err) {
+			cut++
+		} else if err == nil {
+			cut++ // the server answered (408 or 400) and will close
+		}
+	}
+	cancel()
+	t.Logf("keyway RSS: %d MiB at start, %d MiB with %d idle keep-alive connections; slowest request beside them and %d slowloris: %v; %d of %d slowloris cut off",
+		rssBefore/1024, rssIdle/1024, idle, loris, slowest.Round(time.Millisecond), cut, loris)
+	if cut != loris {
+		t.Fatalf("%d of %d slowloris connections were still open 10 s after a 2 s read_header_timeout", loris-cut, loris)
+	}
+	if rssIdle > 1<<20 { // 1 GiB
+		t.Fatalf("%d MiB resident for %d idle connections", rssIdle/1024, idle)
+	}
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
