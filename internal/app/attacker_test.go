@@ -584,3 +584,26 @@ routes:
 		}
 	})
 }
+
+// TestAttackerKeyInQueryStringNeverLogged: a key in the URL (a mistake
+// clients make; URLs end up in logs, histories and Referer headers) is
+// refused outright, even beside a valid key header and percent-encoded,
+// is never forwarded, and neither the key nor the query reaches keyway's
+// logs.
+func TestAttackerKeyInQueryStringNeverLogged(t *testing.T) {
+	e := startKeys(t)
+	raw, _ := e.create(t, apikey.CreateParams{Scopes: []string{"orders:read"}})
+	encoded := strings.Replace(raw, "kw_live_", "kw%5Flive%5F", 1)
+	for _, q := range []string{"?api_key=" + raw, "?key=" + raw + "&x=1", "?access_token=" + encoded, "?" + raw} {
+		for _, hdr := range [][]string{nil, {"Authorization", "Bearer " + raw}} {
+			res := get(t, e.c, e.in.URL("/api/orders"+q), hdr...)
+			_ = body(t, res)
+			if res.StatusCode != 400 {
+				t.Fatalf("a key in the query string %q (header: %v): %d, want 400", strings.Replace(q, raw, "KEY", 1), hdr != nil, res.StatusCode)
+			}
+		}
+	}
+	if logs := e.in.Logs(); strings.Contains(logs, raw) || strings.Contains(logs, raw[8:20]) {
+		t.Fatal("a key from a query string reached the logs")
+	}
+}
