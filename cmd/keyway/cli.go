@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -224,12 +225,43 @@ func cmdServe(args []string, stdout, stderr io.Writer, getenv func(string) strin
 		// On stdout, never in the log: the link signs up the first admin.
 		fmt.Fprintf(stdout, "\n  No administrator yet. Open this one-time link within %v to register one with a passkey:\n\n    %s\n\n", app.SetupLinkTTL, u)
 	}
+	go reloadOnHangUp(ctx, a, logger, func() (*config.Config, error) {
+		if *cfgPath == "" {
+			return nil, errors.New("the demo has no config file to read again (run with --config)")
+		}
+		return loadConfig(*cfgPath, fs, getenv, over)
+	})
 	if err := a.Run(ctx); err != nil {
 		_ = logs.Flush()
 		fmt.Fprintf(stderr, "keyway: %v\n", err)
 		return exitError
 	}
 	return exitOK
+}
+
+// reloadOnHangUp reads the config again at each SIGHUP (as the command
+// line gave it: the same file and flags) and applies its routes and
+// upstreams. A file that does not load, or that changes what needs a
+// restart, is refused with the reason, and the running config goes on.
+func reloadOnHangUp(ctx context.Context, a *app.App, logger *slog.Logger, load func() (*config.Config, error)) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			next, err := load()
+			if err == nil {
+				err = a.Reload(next)
+			}
+			if err != nil {
+				// One line per problem, as keyway check prints them.
+				logger.Error("config reload refused; the running config goes on", slog.String("error", err.Error()))
+			}
+		}
+	}
 }
 
 func printDemoBanner(w io.Writer, a *app.App) {

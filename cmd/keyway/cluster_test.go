@@ -35,6 +35,8 @@ type node struct {
 	cmd   *exec.Cmd
 	https string // its HTTPS listener
 	admin string // its admin listener
+	// logs returns what it has written to stderr so far.
+	logs func() string
 }
 
 // startNode runs `keyway serve` as its own process and reads its
@@ -53,7 +55,11 @@ func startNode(t *testing.T, bin string, env []string, args ...string) *node {
 	gone := make(chan struct{})
 	go func() {
 		defer close(gone)
-		n := &node{cmd: cmd}
+		n := &node{cmd: cmd, logs: func() string {
+			mu.Lock()
+			defer mu.Unlock()
+			return strings.Join(logs, "\n")
+		}}
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
 			mu.Lock()

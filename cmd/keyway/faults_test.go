@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -195,4 +196,109 @@ routes: [{path: /v1/forecast, upstream: weather, policy: public, rate_limit: {ra
 func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// TestSIGHUPReloadsRoutes: SIGHUP applies a changed file's routes and
+// upstreams without failing one request of a steady load; a broken file,
+// or one that changes what needs a restart, is refused with the reason
+// (as keyway check refuses it) and the running config goes on.
+func TestSIGHUPReloadsRoutes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	bin := filepath.Join(t.TempDir(), "keyway")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	data := filepath.Join(t.TempDir(), "data")
+	base := fmt.Sprintf(`data_dir: %s
+listen: 127.0.0.1:0
+http_listen: "off"
+admin_listen: 127.0.0.1:0
+demo: true
+upstreams: {weather: {url: "demo:"}}
+routes:
+  - {path: /v1/forecast, upstream: weather, policy: public, rate_limit: {rate: 100000/s}}
+`, data)
+	cfgFile := writeFile(t, "k.yaml", base)
+	write := func(body string) {
+		t.Helper()
+		apptest.Must(t, os.WriteFile(cfgFile, []byte(body), 0o600), "write config")
+	}
+	n := startNode(t, bin, nil, "--config", cfgFile)
+	pem, err := os.ReadFile(filepath.Join(data, "ca.pem"))
+	apptest.Must(t, err, "ca")
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "localhost", MinVersion: tls.VersionTLS12},
+		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, network, n.https)
+		}}}
+	get := func(path string) int {
+		res, err := client.Get("https://localhost" + path)
+		if err != nil {
+			return 0
+		}
+		_, _ = io.Copy(io.Discard, res.Body)
+		_ = res.Body.Close()
+		return res.StatusCode
+	}
+	// A steady load on the route every version keeps.
+	var served, failed atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if get("/v1/forecast?city=Paris") == 200 {
+					served.Add(1)
+				} else {
+					failed.Add(1)
+				}
+			}
+		})
+	}
+	hup := func() { apptest.Must(t, n.cmd.Process.Signal(syscall.SIGHUP), "SIGHUP") }
+
+	if got := get("/v1/history?city=Paris"); got != 404 {
+		t.Fatalf("a route not configured yet: %d", got)
+	}
+	// A new route and a new rate limit.
+	write(base + "  - {path: /v1/history, upstream: weather, policy: public, rate_limit: {rate: 2/min, burst: 2}}\n")
+	hup()
+	waitUntil(t, 5*time.Second, "the new route after SIGHUP", func() bool { return get("/v1/history?city=Paris") == 200 })
+	if got := get("/v1/history?city=Oslo"); got != 200 { // the burst of 2
+		t.Fatalf("the new route's second request: %d", got)
+	}
+	if got := get("/v1/history?city=Rome"); got != 429 {
+		t.Fatalf("the new route's limit of 2: %d, want 429", got)
+	}
+	// A broken file: refused, with the reason; the running config goes on.
+	write(base + "rotes: []\n")
+	if code, out, _ := runCLI(t, "check", "--config", cfgFile); code != exitError || !strings.Contains(out, "rotes") {
+		t.Fatalf("keyway check on the broken file: %d %s", code, out)
+	}
+	hup()
+	waitUntil(t, 5*time.Second, "the refusal in the log", func() bool {
+		return strings.Contains(n.logs(), "config reload refused") && strings.Contains(n.logs(), "rotes")
+	})
+	if got := get("/v1/history?city=Paris"); got != 429 {
+		t.Fatalf("after a refused reload the route is gone or reset: %d", got)
+	}
+	// What needs a restart is refused too, and named.
+	write(strings.Replace(base, "http_listen: \"off\"", "http_listen: 127.0.0.1:0", 1))
+	hup()
+	waitUntil(t, 5*time.Second, "the restart refusal in the log", func() bool { return strings.Contains(n.logs(), "need a restart: http_listen") })
+	close(stop)
+	wg.Wait()
+	t.Logf("%d requests served during three reloads, %d failed", served.Load(), failed.Load())
+	if failed.Load() != 0 || served.Load() < 100 {
+		t.Fatalf("%d requests failed (of %d) across reloads", failed.Load(), served.Load()+failed.Load())
+	}
 }

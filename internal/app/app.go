@@ -23,6 +23,8 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/keywayhq/keyway/internal/apikey"
 	"github.com/keywayhq/keyway/internal/assertion"
@@ -84,10 +86,14 @@ type App struct {
 	sourceKey []byte
 	signer    *assertion.Signer
 	clientCA  *tlsconf.LocalCA
-	gw        *gateway.Gateway
-	caFile    string
-	caPool    *x509.CertPool
-	servers   []*server
+	// gw is the gateway serving now; a reload swaps it (gwCfg is what a
+	// new one is built from, but its routes).
+	gw       atomic.Pointer[gateway.Gateway]
+	gwCfg    gateway.Config
+	reloadMu sync.Mutex
+	caFile   string
+	caPool   *x509.CertPool
+	servers  []*server
 }
 
 type server struct {
@@ -179,60 +185,9 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 	if a.signer, err = assertion.New(assertion.Config{Secret: assertKey, Issuer: a.publicURL}); err != nil {
 		return nil, err
 	}
-	upstreams := make(map[string]*gateway.Upstream, len(cfg.Upstreams))
-	for name, uc := range cfg.Upstreams {
-		if opts.Embedded {
-			break // decided in process, never proxied
-		}
-		rawURL := uc.URL
-		if rawURL == config.DemoUpstreamURL {
-			if rawURL, err = a.startDemo(); err != nil {
-				return nil, err
-			}
-		}
-		var roots *x509.CertPool
-		if uc.CAFile != "" {
-			if roots, err = loadPool(uc.CAFile); err != nil {
-				return nil, fmt.Errorf("upstream %s: %w", name, err)
-			}
-		}
-		ucfg := gateway.UpstreamConfig{
-			Name: name, URL: rawURL, MaxIdleConns: uc.MaxIdleConns, DialTimeout: uc.DialTimeout, RootCAs: roots,
-			Audience: uc.Audience,
-		}
-		if uc.Assertion {
-			ucfg.Signer = a.signer
-		}
-		if uc.MTLS {
-			if ucfg.ClientCertificate, err = a.clientCertificate(uc); err != nil {
-				return nil, fmt.Errorf("upstream %s: %w", name, err)
-			}
-		}
-		up, err := gateway.NewUpstream(ucfg)
-		if err != nil {
-			return nil, err
-		}
-		upstreams[name] = up
-	}
-	routes := make([]gateway.Route, 0, len(cfg.Routes))
-	for _, rc := range cfg.Routes {
-		gr := gateway.Route{
-			Name: rc.Name, Prefix: rc.Path, Methods: rc.Methods, Upstream: upstreams[rc.Upstream],
-			Policy: decision.Policy(rc.Policy), Scopes: rc.Scopes, Roles: rc.Roles, StripPrefix: rc.StripPrefix,
-			MaxBody: int64(rc.MaxBody), Timeout: rc.Timeout,
-			WebSocket: rc.WebSocket, TunnelLifetime: rc.WebSocketMaxLifetime, PassHeaders: rc.PassHeaders,
-			AllowUpstreamCookies: rc.AllowUpstreamCookies,
-		}
-		if rl := rc.RateLimit; rl != nil {
-			l, err := ratelimit.ParseLimit(rl.Rate)
-			if err != nil {
-				return nil, fmt.Errorf("route %s: %w", rc.Name, err)
-			}
-			l.Burst = rl.Burst
-			perKey := rl.Per == "key" || (rl.Per == "" && rc.Policy == config.PolicyAPIKey)
-			gr.RateLimit = &gateway.RouteLimit{Limit: l, PerKey: perKey}
-		}
-		routes = append(routes, gr)
+	routes, err := a.gatewayRoutes(cfg, opts.Embedded)
+	if err != nil {
+		return nil, err
 	}
 	leak, err := a.leakConfig()
 	if err != nil {
@@ -241,7 +196,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 	// The HTTPS listener (bound above: passkey origins carry its port)
 	// serves nothing until Run.
 	if !opts.Embedded {
-		a.serve("https", httpsLn, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { a.gw.ServeHTTP(w, r) }),
+		a.serve("https", httpsLn, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { a.gw.Load().ServeHTTP(w, r) }),
 			tlsconf.Policy(src, cfg.TLS.MinVersion == "1.3"))
 	}
 	var origins []string
@@ -317,9 +272,8 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 		fa = &gateway.ForwardAuth{Proxies: clientip.New(cfg.ForwardAuth.TrustedProxies, cfg.Server.IPv6Prefix),
 			Signer: a.signer, Audience: cfg.ForwardAuth.Audience}
 	}
-	a.gw, err = gateway.New(gateway.Config{
+	a.gwCfg = gateway.Config{
 		ForwardAuth:          fa,
-		Routes:               routes,
 		Own:                  a.own,
 		ClientIP:             clientIP,
 		CaseInsensitivePaths: cfg.Server.CaseInsensitivePaths,
@@ -330,10 +284,14 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 		Logger:               a.logger,
 		AccessLog:            accessLog(cfg, opts, a.logger),
 		Metrics:              reg,
-	})
+	}
+	gwc := a.gwCfg
+	gwc.Routes = routes
+	gw, err := gateway.New(gwc)
 	if err != nil {
 		return nil, err
 	}
+	a.gw.Store(gw)
 
 	if opts.Embedded {
 		return a, nil
@@ -367,6 +325,99 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 		return nil, err
 	}
 	return a, nil
+}
+
+// Reload applies next's routes and upstreams (config.Reloadable) to the
+// running keyway: a new gateway is built beside the serving one and swapped
+// in at once, so every request is served by one or the other, whole; the
+// old one's route limiters stop once requests in flight are done. A config
+// that differs in anything else is refused, with the settings that need a
+// restart, and the running one goes on unchanged.
+func (a *App) Reload(next *config.Config) error {
+	a.reloadMu.Lock()
+	defer a.reloadMu.Unlock()
+	if diff := a.cfg.NeedsRestart(next); len(diff) > 0 {
+		return fmt.Errorf("these settings changed and need a restart: %s (a reload applies only %s)",
+			strings.Join(diff, ", "), strings.Join(config.Reloadable, " and "))
+	}
+	routes, err := a.gatewayRoutes(next, false)
+	if err != nil {
+		return err
+	}
+	gwc := a.gwCfg
+	gwc.Routes = routes
+	gw, err := gateway.New(gwc)
+	if err != nil {
+		return err
+	}
+	old := a.gw.Swap(gw)
+	// Requests in flight finish on the old gateway; its limiters stop after
+	// the longest any of them may take.
+	time.AfterFunc(a.cfg.Server.WriteTimeout+time.Second, old.Close)
+	a.logger.Info("config reloaded", slog.Int("routes", len(next.Routes)), slog.Int("upstreams", len(next.Upstreams)))
+	return nil
+}
+
+// gatewayRoutes builds the upstreams and routes of cfg: at start, and again
+// at each reload.
+func (a *App) gatewayRoutes(cfg *config.Config, embedded bool) ([]gateway.Route, error) {
+	var err error
+	upstreams := make(map[string]*gateway.Upstream, len(cfg.Upstreams))
+	for name, uc := range cfg.Upstreams {
+		if embedded {
+			break // decided in process, never proxied
+		}
+		rawURL := uc.URL
+		if rawURL == config.DemoUpstreamURL {
+			if rawURL, err = a.startDemo(); err != nil {
+				return nil, err
+			}
+		}
+		var roots *x509.CertPool
+		if uc.CAFile != "" {
+			if roots, err = loadPool(uc.CAFile); err != nil {
+				return nil, fmt.Errorf("upstream %s: %w", name, err)
+			}
+		}
+		ucfg := gateway.UpstreamConfig{
+			Name: name, URL: rawURL, MaxIdleConns: uc.MaxIdleConns, DialTimeout: uc.DialTimeout, RootCAs: roots,
+			Audience: uc.Audience,
+		}
+		if uc.Assertion {
+			ucfg.Signer = a.signer
+		}
+		if uc.MTLS {
+			if ucfg.ClientCertificate, err = a.clientCertificate(uc); err != nil {
+				return nil, fmt.Errorf("upstream %s: %w", name, err)
+			}
+		}
+		up, err := gateway.NewUpstream(ucfg)
+		if err != nil {
+			return nil, err
+		}
+		upstreams[name] = up
+	}
+	routes := make([]gateway.Route, 0, len(cfg.Routes))
+	for _, rc := range cfg.Routes {
+		gr := gateway.Route{
+			Name: rc.Name, Prefix: rc.Path, Methods: rc.Methods, Upstream: upstreams[rc.Upstream],
+			Policy: decision.Policy(rc.Policy), Scopes: rc.Scopes, Roles: rc.Roles, StripPrefix: rc.StripPrefix,
+			MaxBody: int64(rc.MaxBody), Timeout: rc.Timeout,
+			WebSocket: rc.WebSocket, TunnelLifetime: rc.WebSocketMaxLifetime, PassHeaders: rc.PassHeaders,
+			AllowUpstreamCookies: rc.AllowUpstreamCookies,
+		}
+		if rl := rc.RateLimit; rl != nil {
+			l, err := ratelimit.ParseLimit(rl.Rate)
+			if err != nil {
+				return nil, fmt.Errorf("route %s: %w", rc.Name, err)
+			}
+			l.Burst = rl.Burst
+			perKey := rl.Per == "key" || (rl.Per == "" && rc.Policy == config.PolicyAPIKey)
+			gr.RateLimit = &gateway.RouteLimit{Limit: l, PerKey: perKey}
+		}
+		routes = append(routes, gr)
+	}
+	return routes, nil
 }
 
 // clientProfiles turns the config's client profiles into what the decision
@@ -531,7 +582,9 @@ func (a *App) Addr(name string) string {
 
 // Handler is keyway's HTTPS handler: what the HTTPS listener serves, and
 // what an embedded keyway answers forward auth with.
-func (a *App) Handler() http.Handler { return a.gw }
+func (a *App) Handler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { a.gw.Load().ServeHTTP(w, r) })
+}
 
 // CAFile is the local CA's certificate file ("" unless TLS mode is local).
 func (a *App) CAFile() string { return a.caFile }
@@ -621,8 +674,8 @@ func (a *App) closeAll() {
 	for _, s := range a.servers {
 		_ = s.ln.Close()
 	}
-	if a.gw != nil {
-		a.gw.Close()
+	if gw := a.gw.Load(); gw != nil {
+		gw.Close()
 	}
 	if a.own != nil {
 		a.own.Close()

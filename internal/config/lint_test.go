@@ -128,3 +128,16 @@ routes:
 		t.Errorf("Lint() mismatch (-want +got):\n%s", diff)
 	}
 }
+
+func TestNeedsRestart(t *testing.T) {
+	a, b := Demo(), Demo()
+	b.Routes = append(b.Routes, Route{Name: "new", Path: "/new", Upstream: "weather", Policy: PolicyPublic})
+	b.Upstreams["other"] = Upstream{URL: "http://127.0.0.1:1"}
+	if got := a.NeedsRestart(b); len(got) != 0 {
+		t.Fatalf("routes and upstreams changed: %v need a restart", got)
+	}
+	b.Listen, b.Sessions.IdleTimeout = "127.0.0.1:9443", time.Minute
+	if got := a.NeedsRestart(b); len(got) != 2 || got[0] != "listen" || got[1] != "sessions" {
+		t.Fatalf("listen and sessions changed: %v", got)
+	}
+}
