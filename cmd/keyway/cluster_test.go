@@ -595,6 +595,9 @@ type browser struct {
 	jar   *cookiejar.Jar
 	auth  virtualwebauthn.Authenticator
 	creds []virtualwebauthn.Credential
+	// from, when set, is the client address a trusted proxy vouches for
+	// (X-Forwarded-For), so that many people can come from one test.
+	from string
 }
 
 var rp = virtualwebauthn.RelyingParty{Name: "keyway", ID: "localhost", Origin: "https://localhost:8443"}

@@ -5,11 +5,14 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/http/cookiejar"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,7 +24,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/descope/virtualwebauthn"
 	"github.com/keywayhq/keyway/internal/app/apptest"
+	"github.com/keywayhq/keyway/internal/testenv"
 )
 
 // rssKiB reads a process's resident memory from /proc.
@@ -301,4 +306,186 @@ routes:
 	if failed.Load() != 0 || served.Load() < 100 {
 		t.Fatalf("%d requests failed (of %d) across reloads", failed.Load(), served.Load()+failed.Load())
 	}
+}
+
+// try is want without the verdict: the status, the body, or the error of
+// a request that found no server.
+func (b *browser) try(node int, method, path, body string) (int, []byte, error) {
+	cl := *b.c.clients[node]
+	cl.Jar = b.jar
+	req, _ := http.NewRequest(method, "https://localhost"+path, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-Keyway-CSRF", "1")
+	req.Header.Set("Origin", rp.Origin)
+	req.Header.Set("Sec-Fetch-Site", "same-origin")
+	if b.from != "" {
+		req.Header.Set("X-Forwarded-For", b.from)
+	}
+	res, err := cl.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer func() { _ = res.Body.Close() }()
+	out, err := io.ReadAll(res.Body)
+	return res.StatusCode, out, err
+}
+
+// TestSIGKILLDuringSignUpsAndRevocations kills a keyway process with
+// SIGKILL while people sign up and keys are revoked through the admin
+// API: after a restart every acknowledged sign-up is an account with its
+// passkey, no account is without one, every acknowledged revocation holds,
+// and the audit trail verifies.
+func TestSIGKILLDuringSignUpsAndRevocations(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	bin := filepath.Join(t.TempDir(), "keyway")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	data := filepath.Join(t.TempDir(), "data")
+	cfgFile := writeFile(t, "k.yaml", fmt.Sprintf(`data_dir: %s
+listen: 127.0.0.1:0
+http_listen: "off"
+admin_listen: 127.0.0.1:0
+demo: true
+passkeys: {sign_up: open, rp_id: localhost, origins: ["https://localhost:8443"]}
+trusted_proxies: [127.0.0.1/32]
+upstreams: {weather: {url: "demo:"}}
+routes: [{path: /v1/forecast, upstream: weather, policy: api_key}]
+`, data))
+	n := startNode(t, bin, nil, "--config", cfgFile)
+	pem, err := os.ReadFile(filepath.Join(data, "ca.pem"))
+	apptest.Must(t, err, "ca")
+	pc := &procCluster{pool: x509.NewCertPool()}
+	pc.pool.AppendCertsFromPEM(pem)
+	pc.clients = []*http.Client{pc.client(n.https)}
+
+	// Keys to revoke, and an admin key to revoke them with.
+	cli := func(args ...string) (int, string, string) {
+		return runCLI(t, append(args, "--config", cfgFile)...)
+	}
+	code, out, errOut := cli("keys", "create", "--name", "ops", "--owner", "service:ops", "--scope", "keyway:admin", "-o", "json")
+	if code != 0 {
+		t.Fatalf("admin key: %s", errOut)
+	}
+	adminKey := out[strings.Index(out, `"key": "`)+8:]
+	adminKey = adminKey[:strings.Index(adminKey, `"`)]
+	var ids []string
+	for i := range 150 {
+		code, out, errOut := cli("keys", "create", "--name", fmt.Sprintf("k%d", i), "-o", "json")
+		if code != 0 {
+			t.Fatalf("key: %s", errOut)
+		}
+		id := out[strings.Index(out, `"id": "`)+7:]
+		ids = append(ids, id[:strings.Index(id, `"`)])
+	}
+
+	var mu sync.Mutex
+	var signedUp, revoked []string
+	var wg sync.WaitGroup
+	var next atomic.Int64
+	for w := range 4 { // sign-ups
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				jar, _ := cookiejar.New(nil)
+				// Each person from an address of their own: the sign-up
+				// budget is per source.
+				b := &browser{t: t, c: pc, jar: jar, auth: virtualwebauthn.NewAuthenticator(), from: fmt.Sprintf("198.51.%d.%d", w, i%250+1)}
+				name := fmt.Sprintf("p%d-%d", w, i)
+				code, opts, err := b.try(0, "POST", "/.keyway/auth/passkey/register/begin", `{"username":"`+name+`"}`)
+				if err != nil || code != 200 {
+					return
+				}
+				ao, err := virtualwebauthn.ParseAttestationOptions(string(opts))
+				if err != nil {
+					return
+				}
+				var o struct {
+					PublicKey struct{ User struct{ ID string } }
+				}
+				_ = json.Unmarshal(opts, &o)
+				b.auth.Options.UserHandle, _ = base64.RawURLEncoding.DecodeString(strings.TrimRight(o.PublicKey.User.ID, "="))
+				resp := virtualwebauthn.CreateAttestationResponse(rp, b.auth, testenv.NewCredential(), *ao)
+				if code, _, err := b.try(0, "POST", "/.keyway/auth/passkey/register/finish", resp); err != nil || code != 201 {
+					return
+				}
+				mu.Lock()
+				signedUp = append(signedUp, name)
+				mu.Unlock()
+			}
+		})
+	}
+	ac := &http.Client{Timeout: 5 * time.Second}
+	for range 2 { // revocations
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= len(ids) {
+					return
+				}
+				req, _ := http.NewRequest("POST", "http://"+n.admin+"/v1/keys/"+ids[i]+"/revoke", nil)
+				req.Header.Set("Authorization", "Bearer "+adminKey)
+				res, err := ac.Do(req)
+				if err != nil {
+					return
+				}
+				_ = res.Body.Close()
+				if res.StatusCode == 200 {
+					mu.Lock()
+					revoked = append(revoked, ids[i])
+					mu.Unlock()
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		})
+	}
+	time.Sleep(300 * time.Millisecond)
+	n.kill()
+	wg.Wait()
+	if len(signedUp) == 0 || len(revoked) == 0 || len(revoked) == len(ids) {
+		t.Fatalf("the kill came at the wrong time: %d sign-ups and %d of %d revocations acknowledged", len(signedUp), len(revoked), len(ids))
+	}
+	startNode(t, bin, nil, "--config", cfgFile) // recovers the store on start
+
+	code, out, errOut = cli("users", "list", "-o", "json")
+	var users struct {
+		Users []struct {
+			Username string
+			Passkeys int
+		}
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &users) != nil {
+		t.Fatalf("users list: %d %s", code, errOut)
+	}
+	stored := map[string]bool{}
+	for _, u := range users.Users {
+		if u.Passkeys < 1 {
+			t.Errorf("account %s has no passkey: half-made", u.Username)
+		}
+		stored[u.Username] = true
+	}
+	for _, name := range signedUp {
+		if !stored[name] {
+			t.Errorf("sign-up %s was acknowledged but is not in the store", name)
+		}
+	}
+	code, out, errOut = cli("keys", "list", "-o", "json")
+	var keys struct{ Keys []struct{ ID, Status string } }
+	if code != 0 || json.Unmarshal([]byte(out), &keys) != nil {
+		t.Fatalf("keys list: %d %s", code, errOut)
+	}
+	status := map[string]string{}
+	for _, k := range keys.Keys {
+		status[k.ID] = k.Status
+	}
+	for _, id := range revoked {
+		if status[id] != "revoked" {
+			t.Errorf("revocation of %s was acknowledged but the key is %q", id, status[id])
+		}
+	}
+	if code, out, _ := cli("audit", "verify", "-o", "json"); code != 0 || !strings.Contains(out, `"ok":true`) {
+		t.Fatalf("audit after the kill: %d %s", code, out)
+	}
+	t.Logf("killed with %d sign-ups and %d of %d revocations acknowledged; %d accounts stored, all with a passkey", len(signedUp), len(revoked), len(ids), len(users.Users))
 }

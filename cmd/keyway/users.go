@@ -112,15 +112,21 @@ func cmdUsers(args []string, stdout, stderr io.Writer, getenv func(string) strin
 		type row struct {
 			ID, Username, DisplayName, Role string
 			Roles                           []string
+			Passkeys                        int
 			CreatedAt                       time.Time
 		}
 		rows := make([]row, 0, len(users))
 		var b strings.Builder
 		tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "ID\tUSERNAME\tNAME\tKEYWAY ROLE\tROLES\tCREATED")
+		fmt.Fprintln(tw, "ID\tUSERNAME\tNAME\tKEYWAY ROLE\tROLES\tPASSKEYS\tCREATED")
 		for _, u := range users {
-			rows = append(rows, row{u.ID, u.Username, u.DisplayName, string(u.Role), nonNilRoles(u.Roles), u.CreatedAt})
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", u.ID, u.Username, u.DisplayName, u.Role, strings.Join(u.Roles, ","), u.CreatedAt.Format(time.DateOnly))
+			creds, err := people.Passkeys.Credentials(ctx, u.ID)
+			if err != nil {
+				return fail(err)
+			}
+			rows = append(rows, row{u.ID, u.Username, u.DisplayName, string(u.Role), nonNilRoles(u.Roles), len(creds), u.CreatedAt})
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", u.ID, u.Username, u.DisplayName, u.Role, strings.Join(u.Roles, ","),
+				len(creds), u.CreatedAt.Format(time.DateOnly))
 		}
 		_ = tw.Flush()
 		return show(map[string]any{"users": rows}, strings.TrimRight(b.String(), "\n"))
