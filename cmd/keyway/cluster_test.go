@@ -535,7 +535,8 @@ func TestClusterOfProcesses(t *testing.T) {
 				}
 			})
 		}
-		time.Sleep(400 * time.Millisecond)
+		// Kill once the admin API is writing, however slow the machine.
+		waitUntil(t, 20*time.Second, "admin API writes under way", func() bool { return apiAcked.Load() >= 5 })
 		c.nodes[0].kill()
 		wg.Wait()
 

@@ -440,7 +440,12 @@ routes: [{path: /v1/forecast, upstream: weather, policy: api_key}]
 			}
 		})
 	}
-	time.Sleep(300 * time.Millisecond)
+	// Kill once both kinds of write are under way, however slow the machine.
+	waitUntil(t, 20*time.Second, "sign-ups and revocations under way", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(signedUp) >= 3 && len(revoked) >= 3
+	})
 	n.kill()
 	wg.Wait()
 	if len(signedUp) == 0 || len(revoked) == 0 || len(revoked) == len(ids) {
