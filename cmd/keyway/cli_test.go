@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -170,14 +169,7 @@ routes:
 // config, and sends SIGTERM while a request waits on a slow upstream: the
 // request must complete and the process exit 0.
 func TestServeBinarySIGTERM(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the binary")
-	}
-	bin := filepath.Join(t.TempDir(), "keyway")
-	build := exec.Command("go", "build", "-o", bin, ".")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := keywayBinary(t)
 
 	slow := make(chan struct{})
 	up := &http.Server{ReadHeaderTimeout: time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -228,12 +220,7 @@ routes: [{path: /slow, upstream: up, policy: public}]
 		t.Fatal("keyway did not start listening")
 	}
 
-	pem, err := os.ReadFile(filepath.Join(dir, "data", "ca.pem"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(pem)
+	pool := localCA(t, filepath.Join(dir, "data"))
 	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
 		TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "localhost", MinVersion: tls.VersionTLS12},
 	}}

@@ -3,15 +3,12 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"context"
-	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"os"
@@ -138,15 +135,10 @@ routes:
 
 func newProcCluster(t *testing.T, n int) *procCluster {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("builds the binary and runs PostgreSQL and Redis of its own")
-	}
+	bin := keywayBinary(t)
 	pg, dsn := testenv.PrivatePostgres(t)
 	rd := testenv.PrivateRedis(t)
-	c := &procCluster{t: t, dsn: dsn, pg: pg, redis: rd, bin: filepath.Join(t.TempDir(), "keyway")}
-	if out, err := exec.Command("go", "build", "-o", c.bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	c := &procCluster{t: t, dsn: dsn, pg: pg, redis: rd, bin: bin}
 	c.data = filepath.Join(t.TempDir(), "data")
 	pepper := make([]byte, 32)
 	for i := range pepper {
@@ -158,10 +150,7 @@ func newProcCluster(t *testing.T, n int) *procCluster {
 	for range n {
 		c.nodes = append(c.nodes, startNode(t, c.bin, c.env, "--config", c.cfg))
 	}
-	pem, err := os.ReadFile(filepath.Join(c.data, "ca.pem"))
-	apptest.Must(t, err, "ca")
-	c.pool = x509.NewCertPool()
-	c.pool.AppendCertsFromPEM(pem)
+	c.pool = localCA(t, c.data)
 	for _, nd := range c.nodes {
 		c.clients = append(c.clients, c.client(nd.https))
 	}
@@ -169,15 +158,7 @@ func newProcCluster(t *testing.T, n int) *procCluster {
 }
 
 // client talks to addr as https://localhost, as through a load balancer.
-func (c *procCluster) client(addr string) *http.Client {
-	return &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
-		TLSClientConfig:     &tls.Config{RootCAs: c.pool, ServerName: "localhost", MinVersion: tls.VersionTLS12},
-		MaxIdleConnsPerHost: 16,
-		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
-			return (&net.Dialer{}).DialContext(ctx, network, addr)
-		},
-	}}
-}
+func (c *procCluster) client(addr string) *http.Client { return clientTo(c.pool, addr) }
 
 // cli runs a keyway command as its own process beside the nodes.
 func (c *procCluster) cli(args ...string) (int, string, string) {

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -14,7 +13,6 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -50,13 +48,7 @@ func rssKiB(pid int) int {
 // promptly, memory stays bounded (reported), and the slowloris clients
 // are cut off at server.read_header_timeout.
 func TestIdleConnectionsAndSlowloris(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the binary and opens 10 000 connections")
-	}
-	bin := filepath.Join(t.TempDir(), "keyway")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := keywayBinary(t)
 	data := filepath.Join(t.TempDir(), "data")
 	cfg := writeFile(t, "k.yaml", fmt.Sprintf(`data_dir: %s
 listen: 127.0.0.1:0
@@ -69,10 +61,7 @@ upstreams: {weather: {url: "demo:"}}
 routes: [{path: /v1/forecast, upstream: weather, policy: public, rate_limit: {rate: 100000/s}}]
 `, data))
 	n := startNode(t, bin, nil, "--config", cfg)
-	pem, err := os.ReadFile(filepath.Join(data, "ca.pem"))
-	apptest.Must(t, err, "ca")
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(pem)
+	pool := localCA(t, data)
 	tlsCfg := &tls.Config{RootCAs: pool, ServerName: "localhost", MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"}}
 	dial := func() (*tls.Conn, error) {
 		d := &net.Dialer{Timeout: 10 * time.Second}
@@ -153,10 +142,7 @@ routes: [{path: /v1/forecast, upstream: weather, policy: public, rate_limit: {ra
 	}()
 
 	// Meanwhile a new client is served, and promptly.
-	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: tlsCfg,
-		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
-			return (&net.Dialer{}).DialContext(ctx, network, n.https)
-		}}}
+	client := clientTo(pool, n.https)
 	var slowest time.Duration
 	for range 20 {
 		start := time.Now()
@@ -208,13 +194,7 @@ func isTimeout(err error) bool {
 // or one that changes what needs a restart, is refused with the reason
 // (as keyway check refuses it) and the running config goes on.
 func TestSIGHUPReloadsRoutes(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the binary")
-	}
-	bin := filepath.Join(t.TempDir(), "keyway")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := keywayBinary(t)
 	data := filepath.Join(t.TempDir(), "data")
 	base := fmt.Sprintf(`data_dir: %s
 listen: 127.0.0.1:0
@@ -231,15 +211,7 @@ routes:
 		apptest.Must(t, os.WriteFile(cfgFile, []byte(body), 0o600), "write config")
 	}
 	n := startNode(t, bin, nil, "--config", cfgFile)
-	pem, err := os.ReadFile(filepath.Join(data, "ca.pem"))
-	apptest.Must(t, err, "ca")
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(pem)
-	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
-		TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "localhost", MinVersion: tls.VersionTLS12},
-		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
-			return (&net.Dialer{}).DialContext(ctx, network, n.https)
-		}}}
+	client := clientTo(localCA(t, data), n.https)
 	get := func(path string) int {
 		res, err := client.Get("https://localhost" + path)
 		if err != nil {
@@ -336,13 +308,7 @@ func (b *browser) try(node int, method, path, body string) (int, []byte, error) 
 // passkey, no account is without one, every acknowledged revocation holds,
 // and the audit trail verifies.
 func TestSIGKILLDuringSignUpsAndRevocations(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the binary")
-	}
-	bin := filepath.Join(t.TempDir(), "keyway")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := keywayBinary(t)
 	data := filepath.Join(t.TempDir(), "data")
 	cfgFile := writeFile(t, "k.yaml", fmt.Sprintf(`data_dir: %s
 listen: 127.0.0.1:0
@@ -355,10 +321,7 @@ upstreams: {weather: {url: "demo:"}}
 routes: [{path: /v1/forecast, upstream: weather, policy: api_key}]
 `, data))
 	n := startNode(t, bin, nil, "--config", cfgFile)
-	pem, err := os.ReadFile(filepath.Join(data, "ca.pem"))
-	apptest.Must(t, err, "ca")
-	pc := &procCluster{pool: x509.NewCertPool()}
-	pc.pool.AppendCertsFromPEM(pem)
+	pc := &procCluster{pool: localCA(t, data)}
 	pc.clients = []*http.Client{pc.client(n.https)}
 
 	// Keys to revoke, and an admin key to revoke them with.
