@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/keywayhq/keyway/internal/duration"
 )
 
 // ErrInvalidLimit is wrapped by every error from ParseLimit and
@@ -126,8 +128,8 @@ var unitNames = map[string]time.Duration{
 //	<count>/<period>[ burst=<n>]
 //
 // where count is a positive decimal integer and period is a unit name (s,
-// sec, second; m, min, minute; h, hour; d, day) or a Go duration
-// (time.ParseDuration) such as 5m or 1h30m. Examples: "100/min", "5/s",
+// sec, second; m, min, minute; h, hour; d, day) or a duration
+// (duration.Parse) such as 5m, 1h30m or 7d. Examples: "100/min", "5/s",
 // "10/sec", "1000/hour", "20000/day", "100/5m", "100/min burst=20".
 //
 // Without burst=, Burst is 0 (meaning Count). The result is validated as by
@@ -155,9 +157,9 @@ func ParseLimit(s string) (Limit, error) {
 	if d, ok := unitNames[periodStr]; ok {
 		l.Period = d
 	} else {
-		d, err := time.ParseDuration(periodStr)
+		d, err := duration.Parse(periodStr)
 		if err != nil || d <= 0 {
-			return fail(fmt.Sprintf("period %q is neither a unit (s, min, hour, day) nor a positive Go duration such as 5m", periodStr))
+			return fail(fmt.Sprintf("period %q is neither a unit (s, min, hour, day) nor a positive duration such as 5m or 7d", periodStr))
 		}
 		l.Period = d
 	}

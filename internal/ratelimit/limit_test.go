@@ -25,6 +25,7 @@ func TestParseLimit(t *testing.T) {
 		{"20000/day", Limit{Count: 20000, Period: 24 * time.Hour}, "20000/day"},
 		{"20000/d", Limit{Count: 20000, Period: 24 * time.Hour}, "20000/day"},
 		{"100/5m", Limit{Count: 100, Period: 5 * time.Minute}, "100/5m"},
+		{"100/7d", Limit{Count: 100, Period: 7 * 24 * time.Hour}, "100/168h"},
 		{"100/2h", Limit{Count: 100, Period: 2 * time.Hour}, "100/2h"},
 		{"100/1h30m", Limit{Count: 100, Period: 90 * time.Minute}, "100/1h30m"},
 		{"3/1.5s", Limit{Count: 3, Period: 1500 * time.Millisecond}, "3/1.5s"},
