@@ -159,7 +159,7 @@ func ParseLimit(s string) (Limit, error) {
 	} else {
 		d, err := duration.Parse(periodStr)
 		if err != nil || d <= 0 {
-			return fail(fmt.Sprintf("period %q is neither a unit (s, min, hour, day) nor a positive duration such as 5m or 7d", periodStr))
+			return fail(fmt.Sprintf("period %q is neither a unit (s, min, hour, day) nor a positive Go duration such as 5m", periodStr))
 		}
 		l.Period = d
 	}
