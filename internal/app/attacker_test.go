@@ -7,6 +7,7 @@ package app_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -18,6 +19,8 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -26,6 +29,8 @@ import (
 	"github.com/keywayhq/keyway/internal/apikey"
 	"github.com/keywayhq/keyway/internal/app"
 	"github.com/keywayhq/keyway/internal/app/apptest"
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
 )
 
 // forgedHeaders are identity, forwarding and override headers in the
@@ -606,4 +611,293 @@ func TestAttackerKeyInQueryStringNeverLogged(t *testing.T) {
 	if logs := e.in.Logs(); strings.Contains(logs, raw) || strings.Contains(logs, raw[8:20]) {
 		t.Fatal("a key from a query string reached the logs")
 	}
+}
+
+// recordingUpstream remembers every request it is sent: its path and body,
+// and the raw bytes of every connection, so a test can tell what a
+// smuggling attempt delivered past keyway.
+type recordingUpstream struct {
+	mu     sync.Mutex
+	paths  []string
+	bodies []string
+	raw    strings.Builder
+}
+
+func (u *recordingUpstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	b, _ := io.ReadAll(r.Body)
+	u.mu.Lock()
+	u.paths = append(u.paths, r.Method+" "+r.URL.Path)
+	u.bodies = append(u.bodies, string(b))
+	u.mu.Unlock()
+	_, _ = io.WriteString(w, "ok")
+}
+
+// start serves u on loopback, teeing each connection's bytes into u.raw.
+func (u *recordingUpstream) start(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	apptest.Must(t, err, "listen")
+	srv := &http.Server{Handler: u, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(teeListener{ln, u}) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	return "http://" + ln.Addr().String()
+}
+
+type teeListener struct {
+	net.Listener
+	u *recordingUpstream
+}
+
+func (l teeListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return teeConn{c, l.u}, nil
+}
+
+type teeConn struct {
+	net.Conn
+	u *recordingUpstream
+}
+
+func (c teeConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.u.mu.Lock()
+	c.u.raw.Write(p[:n])
+	c.u.mu.Unlock()
+	return n, err
+}
+
+// wantNothingSmuggled fails if the upstream was sent a request for the
+// protected prefix, a header block with both framings, or a forged
+// identity or host header.
+func (u *recordingUpstream) wantNothingSmuggled(t *testing.T) {
+	t.Helper()
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	for _, p := range u.paths {
+		if strings.Contains(p, "/secret") {
+			t.Errorf("the upstream was sent %s", p)
+		}
+	}
+	for _, block := range strings.Split(u.raw.String(), "\r\n\r\n") {
+		lb := strings.ToLower(block)
+		if strings.Contains(lb, "\ncontent-length:") && strings.Contains(lb, "\ntransfer-encoding:") {
+			t.Errorf("the upstream got both framings: %q", block)
+		}
+		for _, line := range strings.Split(lb, "\r\n") {
+			if (strings.HasPrefix(line, "x-keyway-") || strings.HasPrefix(line, "host:") || strings.HasPrefix(line, "x-forwarded-host:")) &&
+				(strings.Contains(line, "usr_admin") || strings.Contains(line, "evil")) {
+				t.Errorf("the upstream got a forged header: %q", line)
+			}
+		}
+	}
+}
+
+// startSmuggling serves a public prefix and an API-key prefix that no
+// request of the smuggling tests has a key for.
+func startSmuggling(t *testing.T) (*apptest.Instance, *recordingUpstream) {
+	t.Helper()
+	up := &recordingUpstream{}
+	cfg := apptest.Config(t, fmt.Sprintf(`
+data_dir: {{data}}
+upstreams: {rec: {url: %s}}
+routes:
+  - {name: pub, path: /pub, upstream: rec, policy: public, methods: [GET, POST], rate_limit: {rate: 1000/s}}
+  - {name: secret, path: /secret, upstream: rec, policy: api_key}
+`, up.start(t)))
+	return apptest.Start(t, cfg), up
+}
+
+// rawExchange writes raw bytes on one TLS connection (HTTP/1.1) and reads
+// every response keyway sends before it closes the connection or goes
+// quiet.
+func rawExchange(t *testing.T, in *apptest.Instance, raw string) []int {
+	t.Helper()
+	conn, err := tls.Dial("tcp", in.App.Addr("https"), &tls.Config{RootCAs: in.App.CAPool(), ServerName: "localhost",
+		NextProtos: []string{"http/1.1"}, MinVersion: tls.VersionTLS12})
+	apptest.Must(t, err, "dial")
+	defer func() { _ = conn.Close() }()
+	_, err = io.WriteString(conn, raw)
+	apptest.Must(t, err, "write")
+	br := bufio.NewReader(conn)
+	var statuses []int
+	for {
+		_ = conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+		res, err := http.ReadResponse(br, nil)
+		if err != nil {
+			return statuses
+		}
+		_, _ = io.Copy(io.Discard, res.Body)
+		_ = res.Body.Close()
+		statuses = append(statuses, res.StatusCode)
+		if res.Close {
+			return statuses
+		}
+	}
+}
+
+// Request smuggling over HTTP/1.1: conflicting or disguised framing, folded
+// and malformed headers. Each is refused, or answered once with the
+// connection closed after it (a chunked body, HTTP/1.0), so bytes that a
+// proxy in front framed differently are never read as a second request;
+// the request keyway forwards has one framing, and a folded line is one
+// header. Pipelined requests are each decided (the API key route answers
+// 401).
+func TestAttackerRequestSmugglingHTTP1(t *testing.T) {
+	in, up := startSmuggling(t)
+	const hidden = "GET /secret/x HTTP/1.1\r\nHost: localhost\r\n\r\n"
+	chunkedHidden := "0\r\n\r\n" + hidden
+	for _, tc := range []struct {
+		name, raw string
+		want      []int // the statuses, in order; nil: only "no 2xx beyond the first"
+	}{
+		{"CL.TE", "POST /pub/a HTTP/1.1\r\nHost: localhost\r\nContent-Length: " + fmt.Sprint(len(chunkedHidden)) +
+			"\r\nTransfer-Encoding: chunked\r\n\r\n" + chunkedHidden, []int{200}},
+		{"TE.CL", "POST /pub/a HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n" +
+			fmt.Sprintf("%x\r\n%s\r\n0\r\n\r\n", len(hidden), hidden) + hidden, []int{200}},
+		{"two Transfer-Encodings", "POST /pub/a HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: identity\r\n\r\n" + chunkedHidden, []int{501}},
+		{"a disguised Transfer-Encoding", "POST /pub/a HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: xchunked\r\nContent-Length: 5\r\n\r\n" + chunkedHidden, []int{501}},
+		{"a list of codings", "POST /pub/a HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked, identity\r\n\r\n" + chunkedHidden, []int{501}},
+		{"space before the colon", "POST /pub/a HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding : chunked\r\nContent-Length: 5\r\n\r\n" + chunkedHidden, []int{400}},
+		{"vertical tab", "POST /pub/a HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: \x0bchunked\r\n\r\n" + chunkedHidden, nil},
+		{"underscore spelling", "POST /pub/a HTTP/1.1\r\nHost: localhost\r\nTransfer_Encoding: chunked\r\nContent-Length: 5\r\n\r\n" + chunkedHidden, []int{200, 401}},
+		{"two Content-Lengths", "POST /pub/a HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\nContent-Length: 44\r\n\r\n" + hidden, []int{400}},
+		{"signed Content-Length", "POST /pub/a HTTP/1.1\r\nHost: localhost\r\nContent-Length: +44\r\n\r\n" + hidden, []int{400}},
+		{"hex Content-Length", "POST /pub/a HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0x2c\r\n\r\n" + hidden, []int{400}},
+		{"folded Transfer-Encoding", "POST /pub/a HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\nTransfer-Encoding:\r\n chunked\r\n\r\n" + chunkedHidden, []int{200}},
+		{"folded header", "GET /pub/a HTTP/1.1\r\nHost: localhost\r\nX-A: a\r\n X-Keyway-Subject: user:usr_admin\r\n\r\n", []int{200}},
+		{"header starting with a space", "GET /pub/a HTTP/1.1\r\n Host: evil.example\r\nHost: localhost\r\n\r\n", []int{400}},
+		{"NUL in a value", "GET /pub/a HTTP/1.1\r\nHost: localhost\r\nX-A: a\x00b\r\n\r\n", []int{400}},
+		{"CR in a value", "GET /pub/a HTTP/1.1\r\nHost: localhost\r\nX-A: a\rX-Keyway-Subject: user:usr_admin\r\n\r\n", []int{400}},
+		{"chunk size overflow", "POST /pub/a HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\nfffffffffffffffff1\r\nx\r\n0\r\n\r\n", nil},
+		{"bare LF line ends", "GET /pub/a HTTP/1.1\nHost: localhost\n\n" + hidden, []int{200, 401}},
+		{"pipelined", "GET /pub/a HTTP/1.1\r\nHost: localhost\r\n\r\n" + hidden, []int{200, 401}},
+		{"absolute form naming another host", "GET http://evil.example/pub/a HTTP/1.1\r\nHost: localhost\r\n\r\n", []int{421}},
+		{"HTTP/1.0 with chunked", "POST /pub/a HTTP/1.0\r\nHost: localhost\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n" + chunkedHidden, []int{200}},
+		{"HTTP/1.0 keep-alive", "GET /pub/a HTTP/1.0\r\nHost: localhost\r\nConnection: keep-alive\r\n\r\n" + hidden, []int{200}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := rawExchange(t, in, tc.raw)
+			if tc.want != nil && !slices.Equal(got, tc.want) {
+				t.Errorf("statuses %v, want %v", got, tc.want)
+			}
+			for i, s := range got {
+				if i > 0 && s < 300 {
+					t.Errorf("response %d of one request's bytes was %d", i+1, s)
+				}
+			}
+		})
+	}
+	up.wantNothingSmuggled(t)
+}
+
+// h2Exchange sends one request on a new HTTP/2 connection, frame by frame,
+// so that it can hold what a conforming client never sends, and returns
+// the status keyway answered, or 0 if it reset the stream or the
+// connection.
+func h2Exchange(t *testing.T, in *apptest.Instance, fields [][2]string, data string) int {
+	t.Helper()
+	conn, err := tls.Dial("tcp", in.App.Addr("https"), &tls.Config{RootCAs: in.App.CAPool(), ServerName: "localhost",
+		NextProtos: []string{"h2"}, MinVersion: tls.VersionTLS12})
+	apptest.Must(t, err, "dial")
+	defer func() { _ = conn.Close() }()
+	if p := conn.ConnectionState().NegotiatedProtocol; p != "h2" {
+		t.Fatalf("negotiated %q, want h2", p)
+	}
+	_, err = io.WriteString(conn, http2.ClientPreface)
+	apptest.Must(t, err, "preface")
+	fr := http2.NewFramer(conn, conn)
+	fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
+	apptest.Must(t, fr.WriteSettings(), "settings")
+	var block bytes.Buffer
+	enc := hpack.NewEncoder(&block)
+	for _, f := range fields {
+		apptest.Must(t, enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]}), "encode")
+	}
+	apptest.Must(t, fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: block.Bytes(),
+		EndHeaders: true, EndStream: data == ""}), "headers")
+	if data != "" {
+		apptest.Must(t, fr.WriteData(1, true, []byte(data)), "data")
+	}
+	for {
+		_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		f, err := fr.ReadFrame()
+		if err != nil {
+			return 0 // the connection ended
+		}
+		switch f := f.(type) {
+		case *http2.SettingsFrame:
+			if !f.IsAck() {
+				_ = fr.WriteSettingsAck()
+			}
+		case *http2.MetaHeadersFrame:
+			if f.StreamID == 1 {
+				n, _ := strconv.Atoi(f.PseudoValue("status"))
+				return n
+			}
+		case *http2.RSTStreamFrame:
+			if f.StreamID == 1 {
+				return 0
+			}
+		case *http2.GoAwayFrame:
+			return 0
+		}
+	}
+}
+
+// HTTP/2 to HTTP/1.1 downgrade: what HTTP/2 may carry but HTTP/1.1 framing
+// would read differently (a body longer than its content-length, a
+// transfer-encoding, CR or LF in a field, connection-specific headers, a
+// request line in a pseudo-header). Each is refused or reset, and nothing
+// of it reaches the upstream.
+func TestAttackerHTTP2Downgrade(t *testing.T) {
+	in, up := startSmuggling(t)
+	const hidden = "GET /secret/x HTTP/1.1\r\nHost: localhost\r\n\r\n"
+	req := func(method, path string, extra ...string) [][2]string {
+		f := [][2]string{{":method", method}, {":scheme", "https"}, {":authority", "localhost"}, {":path", path}}
+		for i := 0; i+1 < len(extra); i += 2 {
+			f = append(f, [2]string{extra[i], extra[i+1]})
+		}
+		return f
+	}
+	for _, tc := range []struct {
+		name   string
+		fields [][2]string
+		data   string
+	}{
+		{"body beyond content-length", req("POST", "/pub/a", "content-length", "0"), hidden},
+		{"transfer-encoding", req("POST", "/pub/a", "transfer-encoding", "chunked"), "0\r\n\r\n" + hidden},
+		{"CRLF in a value", req("GET", "/pub/a", "x-a", "a\r\nX-Keyway-Subject: user:usr_admin"), ""},
+		{"LF in a value", req("GET", "/pub/a", "x-a", "a\nHost: evil.example"), ""},
+		{"CRLF in a name", req("GET", "/pub/a", "x-a\r\nx-keyway-subject", "user:usr_admin"), ""},
+		{"upper-case name", req("GET", "/pub/a", "X-Keyway-Subject", "user:usr_admin"), ""},
+		{"connection", req("GET", "/pub/a", "connection", "keep-alive"), ""},
+		{"upgrade", req("GET", "/pub/a", "upgrade", "h2c"), ""},
+		{"keep-alive", req("GET", "/pub/a", "keep-alive", "timeout=5"), ""},
+		{"proxy-connection", req("GET", "/pub/a", "proxy-connection", "keep-alive"), ""},
+		{"te other than trailers", req("GET", "/pub/a", "te", "chunked"), ""},
+		{"request line in :path", req("GET", "/pub/a HTTP/1.1\r\nHost: localhost\r\n\r\n"+strings.TrimSuffix(hidden, "\r\n\r\n")), ""},
+		{"space in :path", req("GET", "/pub/a /secret/x"), ""},
+		{"request line in :method", req("GET /secret/x HTTP/1.1\r\n", "/pub/a"), ""},
+		{"pseudo-header after a field", append(req("GET", "/pub/a", "x-a", "1"), [2]string{":path", "/secret/x"}), ""},
+		{"two :path", append(req("GET", "/pub/a"), [2]string{":path", "/secret/x"}), ""},
+		{"foreign :authority", [][2]string{{":method", "GET"}, {":scheme", "https"}, {":authority", "evil.example"}, {":path", "/pub/a"}}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if s := h2Exchange(t, in, tc.fields, tc.data); s != 0 && (s < 400 || s > 499) {
+				t.Fatalf("status %d, want a 4xx or a reset", s)
+			}
+		})
+	}
+	// The same connection code answers a well-formed request, so the cases
+	// above were refused for what they held.
+	if s := h2Exchange(t, in, req("POST", "/pub/a", "content-length", "2"), "ok"); s != 200 {
+		t.Fatalf("a well-formed HTTP/2 request: %d", s)
+	}
+	// A host field beside :authority may be answered, but the name the
+	// upstream is told is the one keyway checked.
+	_ = h2Exchange(t, in, req("GET", "/pub/a", "host", "evil.example"), "")
+	up.wantNothingSmuggled(t)
 }

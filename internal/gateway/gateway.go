@@ -235,6 +235,14 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	st := &state{client: g.cfg.ClientIP.Resolve(r)}
 	st.id = g.requestID(r, st.client.PeerTrusted)
 	w.Header().Set("X-Request-Id", st.id)
+	if r.ProtoMajor == 1 && (r.ProtoMinor == 0 || r.TransferEncoding != nil) {
+		// A chunked HTTP/1.1 body may have come with a Content-Length that
+		// net/http dropped (golang/go#80942), and an HTTP/1.0 request's
+		// Transfer-Encoding is ignored: a proxy in front that framed the
+		// bytes the other way would read what follows as another request.
+		// RFC 9112 §6.1: close the connection after answering.
+		w.Header().Set("Connection", "close")
+	}
 	sw := &statusWriter{ResponseWriter: w}
 
 	g.serve(sw, r, st)
@@ -266,6 +274,11 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, st *state) {
 	path, err := NormalizePath(r.URL.EscapedPath(), g.cfg.CaseInsensitivePaths)
+	if err == nil && !printableTarget(r.RequestURI) {
+		// HTTP/1.1 cannot carry these in a request line; HTTP/2's :path
+		// can, and a request keyway accepts must read the same either way.
+		err = errors.New("the request target holds a space or a control character")
+	}
 	verify := err == nil && g.cfg.ForwardAuth != nil && (path == VerifyPath || strings.HasPrefix(path, VerifyPath+"/"))
 	if !verify {
 		// A forward-auth answer goes to a proxy: HSTS for the host the
@@ -786,4 +799,15 @@ type slogWriter struct{ l *slog.Logger }
 func (s slogWriter) Write(p []byte) (int, error) {
 	s.l.Error("proxy", slog.String("error", strings.TrimSpace(string(p))))
 	return len(p), nil
+}
+
+// printableTarget reports whether a request target holds no space, control
+// character or DEL.
+func printableTarget(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] <= ' ' || s[i] == 0x7f {
+			return false
+		}
+	}
+	return true
 }
