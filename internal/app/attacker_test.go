@@ -18,6 +18,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"os"
 	"slices"
 	"strconv"
@@ -900,4 +901,181 @@ func TestAttackerHTTP2Downgrade(t *testing.T) {
 	// upstream is told is the one keyway checked.
 	_ = h2Exchange(t, in, req("GET", "/pub/a", "host", "evil.example"), "")
 	up.wantNothingSmuggled(t)
+}
+
+// plainExchange writes raw bytes to the plain-HTTP redirect listener and
+// returns its first answer.
+func plainExchange(t *testing.T, in *apptest.Instance, raw string) (int, string) {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", in.App.Addr("http"), 5*time.Second)
+	apptest.Must(t, err, "dial")
+	defer func() { _ = conn.Close() }()
+	_, err = io.WriteString(conn, raw)
+	apptest.Must(t, err, "write")
+	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	res, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	apptest.Must(t, err, "read")
+	_ = res.Body.Close()
+	return res.StatusCode, res.Header.Get("Location")
+}
+
+// Open redirects: the plain-HTTP listener's 308 and the portal's next=
+// only ever send a browser to keyway's own HTTPS origin, whatever the
+// path, Host or request form says.
+func TestAttackerOpenRedirects(t *testing.T) {
+	in := apptest.Start(t, apptest.Demo(t))
+	origin := strings.TrimSuffix(in.URL("/"), "/")
+	// A Location that starts with the origin and a slash has keyway's
+	// authority, however a browser reads the rest.
+	own := func(t *testing.T, loc string) {
+		t.Helper()
+		u, err := url.Parse(loc)
+		if err != nil || !strings.HasPrefix(loc, origin+"/") || u.Host != strings.TrimPrefix(origin, "https://") {
+			t.Errorf("Location %q leaves %s", loc, origin)
+		}
+	}
+	t.Run("redirect listener", func(t *testing.T) {
+		for _, tc := range []struct {
+			name, raw string
+			status    int
+		}{
+			{"double slash", "GET //evil.example/x HTTP/1.1\r\nHost: localhost\r\n\r\n", 308},
+			{"backslash", "GET /\\evil.example/x HTTP/1.1\r\nHost: localhost\r\n\r\n", 308},
+			{"encoded slashes", "GET /%2F%2Fevil.example HTTP/1.1\r\nHost: localhost\r\n\r\n", 308},
+			{"encoded backslash", "GET /%5Cevil.example HTTP/1.1\r\nHost: localhost\r\n\r\n", 308},
+			{"asterisk form", "OPTIONS * HTTP/1.1\r\nHost: localhost\r\n\r\n", 200},
+			{"absolute form, no path", "GET http://localhost HTTP/1.1\r\nHost: localhost\r\n\r\n", 308},
+			{"absolute form, other host", "GET http://evil.example/x HTTP/1.1\r\nHost: localhost\r\n\r\n", 421},
+			{"absolute form, userinfo", "GET http://localhost@evil.example/x HTTP/1.1\r\nHost: localhost\r\n\r\n", 421},
+			{"Host with userinfo", "GET /x HTTP/1.1\r\nHost: localhost:80@evil.example\r\n\r\n", 400},
+			{"Host with a path", "GET /x HTTP/1.1\r\nHost: localhost/evil.example\r\n\r\n", 400},
+			{"Host with a backslash", "GET /x HTTP/1.1\r\nHost: localhost\\evil.example\r\n\r\n", 400},
+			{"foreign Host", "GET /x HTTP/1.1\r\nHost: evil.example\r\n\r\n", 421},
+			{"two Hosts", "GET /x HTTP/1.1\r\nHost: localhost\r\nHost: evil.example\r\n\r\n", 400},
+			{"X-Forwarded-Host", "GET /x HTTP/1.1\r\nHost: localhost\r\nX-Forwarded-Host: evil.example\r\n\r\n", 308},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				status, loc := plainExchange(t, in, tc.raw)
+				if status != tc.status {
+					t.Fatalf("status %d, want %d (Location %q)", status, tc.status, loc)
+				}
+				if status == 308 {
+					own(t, loc)
+				} else if loc != "" {
+					t.Fatalf("a %d with Location %q", status, loc)
+				}
+			})
+		}
+	})
+	t.Run("portal next", func(t *testing.T) {
+		nexts := []string{"//evil.example", "https://evil.example/", "/\\evil.example", "/%2F%2Fevil.example",
+			"%2F%2Fevil.example", "/.keyway/portal/..%2F..%2F%2Fevil.example", "javascript:alert(1)",
+			"\t//evil.example", "/.keyway/portal/keys#@evil.example"}
+		// Signed out, next= is rendered into the sign-in page only when it
+		// names a portal page.
+		anon := in.Client()
+		for _, n := range nexts {
+			res := get(t, anon, in.URL("/.keyway/portal/signin?next="+url.QueryEscape(n)))
+			if b := body(t, res); res.StatusCode != 200 || strings.Contains(b, "evil.example") || strings.Contains(b, "javascript:") {
+				t.Errorf("sign-in page with next=%q: %d, reflected: %v", n, res.StatusCode, strings.Contains(b, "evil"))
+			}
+		}
+		// Signed in, the page redirects at once: to the account page for any
+		// next= that is not a portal page.
+		p := newPerson(t, in)
+		p.register(map[string]string{"username": "redirected"})
+		for _, n := range nexts {
+			res := get(t, p.c, in.URL("/.keyway/portal/signin?next="+url.QueryEscape(n)))
+			_ = body(t, res)
+			loc := res.Header.Get("Location")
+			if res.StatusCode != 303 || loc != "/.keyway/portal/account" {
+				t.Errorf("signed in, next=%q: %d to %q", n, res.StatusCode, loc)
+			}
+		}
+		res := get(t, p.c, in.URL("/.keyway/portal/signin?next="+url.QueryEscape("/.keyway/portal/keys")))
+		if _ = body(t, res); res.Header.Get("Location") != "/.keyway/portal/keys" {
+			t.Fatalf("a portal page as next: %q", res.Header.Get("Location"))
+		}
+	})
+}
+
+// Session fixation: a session token planted in a browser (someone else's,
+// made up, under another spelling of the cookie's name, or beside the
+// browser's own) never becomes the person's session; a sign-in and a
+// step-up each issue a new token and end the one before.
+func TestAttackerSessionFixation(t *testing.T) {
+	in := apptest.Start(t, apptest.Demo(t))
+	alice, mallory := newPerson(t, in), newPerson(t, in)
+	alice.register(map[string]string{"username": "alice"})
+	mallory.register(map[string]string{"username": "mallory"})
+	u, _ := url.Parse(in.URL("/"))
+	plant := func(tok string) {
+		alice.c.Jar.SetCookies(u, []*http.Cookie{{Name: "__Host-keyway_session", Value: tok, Path: "/", Secure: true}})
+	}
+	whoIs := func(cookie string) (int, string) {
+		t.Helper()
+		res := get(t, in.Client(), in.URL("/.keyway/auth/session"), "Cookie", cookie)
+		var s struct{ User struct{ Username string } }
+		_ = json.Unmarshal([]byte(body(t, res)), &s)
+		return res.StatusCode, s.User.Username
+	}
+	const name = "__Host-keyway_session="
+
+	t.Run("someone else's session", func(t *testing.T) {
+		mallory.login(0)
+		planted := mallory.cookie().Value
+		plant(planted)
+		alice.login(0)
+		if got := alice.cookie().Value; got == planted {
+			t.Fatal("the sign-in kept the planted token")
+		}
+		if status, user := whoIs(name + alice.cookie().Value); status != 200 || user != "alice" {
+			t.Fatalf("alice's new token: %d %q", status, user)
+		}
+		if status, user := whoIs(name + planted); status != 401 {
+			t.Fatalf("the planted token after alice's sign-in: %d %q", status, user)
+		}
+	})
+	t.Run("a made-up token", func(t *testing.T) {
+		madeUp := "kws_" + strings.Repeat("A", 43)
+		plant(madeUp)
+		alice.login(0)
+		if alice.cookie().Value == madeUp {
+			t.Fatal("the sign-in adopted a made-up token")
+		}
+		if status, _ := whoIs(name + madeUp); status != 401 {
+			t.Fatalf("the made-up token: %d", status)
+		}
+	})
+	t.Run("a step-up", func(t *testing.T) {
+		before := alice.cookie().Value
+		alice.stepUp(0)
+		after := alice.cookie().Value
+		if after == before {
+			t.Fatal("a step-up kept the token")
+		}
+		if status, _ := whoIs(name + before); status != 401 {
+			t.Fatalf("the token before the step-up: %d", status)
+		}
+	})
+	t.Run("other spellings and a second cookie", func(t *testing.T) {
+		mallory.login(0)
+		m, a := mallory.cookie().Value, alice.cookie().Value
+		for _, cookie := range []string{
+			"__host-keyway_session=" + a,
+			"__HOST-keyway_session=" + a,
+			"keyway_session=" + a,
+			"__Secure-keyway_session=" + a,
+			name + m + "; " + name + a,
+			name + a + "; " + name + m,
+			name + "; " + name + a,
+		} {
+			if status, user := whoIs(cookie); status != 401 {
+				t.Errorf("Cookie %q: %d as %q", strings.NewReplacer(a, "ALICE", m, "MALLORY").Replace(cookie), status, user)
+			}
+		}
+		if status, user := whoIs(name + a); status != 200 || user != "alice" {
+			t.Fatalf("alice's own cookie alone: %d %q", status, user)
+		}
+	})
 }

@@ -71,15 +71,19 @@ func (c *Core) FactsFrom(r *http.Request, rt *Route, client clientip.Info, reque
 	return f
 }
 
-// sessionToken is the session cookie's value, "" if none.
+// sessionToken is the session cookie's value, "" if none, or if there are
+// two: a browser holds one __Host- cookie of a name, so a second was
+// planted (by a client that ignores the prefix, or through a sibling
+// host), and taking either could sign the person in as someone else.
 func sessionToken(r *http.Request) string {
 	if len(r.Header["Cookie"]) == 0 {
 		return ""
 	}
-	if ck, err := r.Cookie(SessionCookie); err == nil {
-		return ck.Value
+	cks := r.CookiesNamed(SessionCookie)
+	if len(cks) != 1 {
+		return ""
 	}
-	return ""
+	return cks[0].Value
 }
 
 // presentedKey extracts the key from the configured header: the bearer

@@ -400,7 +400,11 @@ func Redirect(httpsPort string, hosts gateway.Hosts) http.Handler {
 		if httpsPort != "" && httpsPort != "443" {
 			host += ":" + httpsPort
 		}
-		target := "https://" + host + r.URL.EscapedPath()
+		path := r.URL.EscapedPath()
+		if !strings.HasPrefix(path, "/") {
+			path = "/" // "*" (OPTIONS) or an absolute form without a path
+		}
+		target := "https://" + host + path
 		if r.URL.RawQuery != "" {
 			target += "?" + r.URL.RawQuery
 		}
