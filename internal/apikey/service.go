@@ -97,6 +97,17 @@ type Service struct {
 	// refusing it costs what refusing a wrong secret does: the time taken
 	// must not tell which IDs exist.
 	decoy *Verified
+	// clients are the profile names keys may be made for (cfg.Clients at
+	// first; SetClients after a config reload).
+	clients atomic.Pointer[[]string]
+}
+
+// SetClients replaces the client profiles that new keys may name (a config
+// reload). Keys made before keep theirs; one naming a profile that is gone
+// calls nothing until it comes back.
+func (s *Service) SetClients(names []string) {
+	names = slices.Clone(names)
+	s.clients.Store(&names)
 }
 
 // Verified is a key that passed verification. It is shared and read-only.
@@ -162,6 +173,8 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		cfg.Rand = rand.Reader
 	}
 	s := &Service{cfg: cfg, cache: make(map[string]*entry), usage: make(map[string]*keyUsage), wake: make(chan struct{}, 1)}
+	s.SetClients(cfg.Clients)
+	s.cfg.Clients = nil // in s.clients, which a reload replaces
 	decoyHash := make([]byte, sha256.Size)
 	if _, err := io.ReadFull(rand.Reader, decoyHash); err != nil {
 		return nil, err
@@ -578,11 +591,11 @@ func (s *Service) Create(ctx context.Context, p CreateParams, actor string) (str
 	if err != nil {
 		return "", nil, err
 	}
-	if p.Client != "" && !slices.Contains(s.cfg.Clients, p.Client) {
-		if len(s.cfg.Clients) == 0 {
+	if clients := *s.clients.Load(); p.Client != "" && !slices.Contains(clients, p.Client) {
+		if len(clients) == 0 {
 			return "", nil, badf("client %q: no client profiles are configured", p.Client)
 		}
-		return "", nil, badf("client must be one of the configured client profiles: %s", strings.Join(s.cfg.Clients, ", "))
+		return "", nil, badf("client must be one of the configured client profiles: %s", strings.Join(clients, ", "))
 	}
 	ttl := p.TTL
 	if ttl == 0 {

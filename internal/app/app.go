@@ -90,6 +90,7 @@ type App struct {
 	// new one is built from, but its routes).
 	gw       atomic.Pointer[gateway.Gateway]
 	gwCfg    gateway.Config
+	core     *decision.Core
 	reloadMu sync.Mutex
 	caFile   string
 	caPool   *x509.CertPool
@@ -240,6 +241,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 	if err != nil {
 		return nil, err
 	}
+	a.core = core
 	a.portal, err = portal.New(portal.Config{Accounts: a.passkeys, Sessions: a.sessions, Decider: core, Keys: a.keys,
 		Audit: auditLog{a.db}, Origin: a.publicURL, OpenSignUp: passkey.SignUpMode(cfg.Passkeys.SignUp) == passkey.SignUpOpen, Logger: a.logger})
 	if err != nil {
@@ -327,8 +329,8 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 	return a, nil
 }
 
-// Reload applies next's routes and upstreams (config.Reloadable) to the
-// running keyway: a new gateway is built beside the serving one and swapped
+// Reload applies next's routes, upstreams and client profiles
+// (config.Reloadable) to the running keyway: a new gateway is built beside the serving one and swapped
 // in at once, so every request is served by one or the other, whole; the
 // old one's route limiters stop once requests in flight are done. A config
 // that differs in anything else is refused, with the settings that need a
@@ -338,23 +340,37 @@ func (a *App) Reload(next *config.Config) error {
 	defer a.reloadMu.Unlock()
 	if diff := a.cfg.NeedsRestart(next); len(diff) > 0 {
 		return fmt.Errorf("these settings changed and need a restart: %s (a reload applies only %s)",
-			strings.Join(diff, ", "), strings.Join(config.Reloadable, " and "))
+			strings.Join(diff, ", "), strings.Join(config.Reloadable, ", "))
 	}
 	routes, err := a.gatewayRoutes(next, false)
 	if err != nil {
 		return err
 	}
+	coreClients, gwClients, err := clientProfiles(next)
+	if err != nil {
+		return err
+	}
 	gwc := a.gwCfg
-	gwc.Routes = routes
+	gwc.Routes, gwc.Clients = routes, gwClients
 	gw, err := gateway.New(gwc)
 	if err != nil {
 		return err
 	}
+	// The core's profiles (which routes a client may call) change first:
+	// a request between the two swaps is checked against the new ones and
+	// shaped by the old gateway, never let through by a profile that is
+	// gone.
+	if err := a.core.SetClients(coreClients); err != nil {
+		return err
+	}
+	a.keys.SetClients(slices.Sorted(maps.Keys(next.Clients)))
+	a.gwCfg.Clients = gwClients
 	old := a.gw.Swap(gw)
 	// Requests in flight finish on the old gateway; its limiters stop after
 	// the longest any of them may take.
 	time.AfterFunc(a.cfg.Server.WriteTimeout+time.Second, old.Close)
-	a.logger.Info("config reloaded", slog.Int("routes", len(next.Routes)), slog.Int("upstreams", len(next.Upstreams)))
+	a.logger.Info("config reloaded", slog.Int("routes", len(next.Routes)), slog.Int("upstreams", len(next.Upstreams)),
+		slog.Int("clients", len(next.Clients)))
 	return nil
 }
 

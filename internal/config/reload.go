@@ -7,9 +7,11 @@ import (
 
 // Reloadable are the top-level settings a running keyway takes from a
 // reloaded file (SIGHUP): the routes and the upstreams (with each route's
-// limits and timeouts). Everything else is bound at start (listeners,
-// stores, keys, sessions, passkeys, TLS mode) and needs a restart.
-var Reloadable = []string{"routes", "upstreams"}
+// limits and timeouts) and the client profiles. Everything else is bound
+// at start (listeners, stores, keys, sessions, passkeys, TLS mode) and
+// needs a restart; certificate files (tls.mode: files) are picked up when
+// they change, without a signal.
+var Reloadable = []string{"routes", "upstreams", "clients"}
 
 // NeedsRestart lists the top-level settings (by their YAML names) in which
 // next differs from c, other than the Reloadable ones: what a reload

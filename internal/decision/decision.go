@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"sync/atomic"
 
 	"github.com/keywayhq/keyway/internal/apikey"
 	"github.com/keywayhq/keyway/internal/passkey"
@@ -140,8 +141,41 @@ type Core struct {
 	bearer   bool
 	problems problems
 	counts   counters
-	clients  map[string]*Client
-	browser  *Client // the session client, if any
+	profiles atomic.Pointer[profiles]
+}
+
+// profiles are the client profiles in force; SetClients replaces them
+// whole.
+type profiles struct {
+	byName  map[string]*Client
+	browser *Client // the session client, if any
+}
+
+func newProfiles(clients []Client) (*profiles, error) {
+	p := &profiles{byName: make(map[string]*Client, len(clients))}
+	for i := range clients {
+		cl := &clients[i]
+		if cl.Credential == Session {
+			if p.browser != nil {
+				return nil, errors.New("decision: only one client may use sessions")
+			}
+			p.browser = cl
+		}
+		p.byName[cl.Name] = cl
+	}
+	return p, nil
+}
+
+// SetClients replaces the client profiles (a config reload); decisions
+// begun before go on with the ones they started with. On error nothing
+// changes.
+func (c *Core) SetClients(clients []Client) error {
+	p, err := newProfiles(slices.Clone(clients))
+	if err != nil {
+		return err
+	}
+	c.profiles.Store(p)
+	return nil
 }
 
 // New validates cfg and returns a Core.
@@ -162,17 +196,11 @@ func New(cfg Config) (*Core, error) {
 		cfg.Limiters = memoryLimiters{}
 	}
 	cfg.KeyHeader = canonicalHeader(cfg.KeyHeader)
-	c := &Core{cfg: cfg, bearer: cfg.KeyHeader == "Authorization", clients: map[string]*Client{}}
-	for i := range cfg.Clients {
-		cl := &cfg.Clients[i]
-		if cl.Credential == Session {
-			if c.browser != nil {
-				return nil, errors.New("decision: only one client may use sessions")
-			}
-			c.browser = cl
-		}
-		c.clients[cl.Name] = cl
+	c := &Core{cfg: cfg, bearer: cfg.KeyHeader == "Authorization"}
+	if err := c.SetClients(cfg.Clients); err != nil {
+		return nil, err
 	}
+	c.cfg.Clients = nil // in c.profiles, which a reload replaces
 	c.problems = newProblems(cfg.KeyHeader)
 	if err := c.counts.register(cfg.Metrics); err != nil {
 		return nil, err
@@ -409,11 +437,12 @@ func (c *Core) decide(ctx context.Context, rt *Route, f *Facts, recheck bool) De
 // profile that does not exist calls nothing.
 func (c *Core) client(d *Decision, rt *Route, f *Facts) {
 	var cl *Client
+	p := c.profiles.Load()
 	switch {
 	case d.Identity.Session != nil:
-		cl = c.browser
+		cl = p.browser
 	case d.Identity.Key != nil && d.Identity.Key.Key.Client != "":
-		if cl = c.clients[d.Identity.Key.Key.Client]; cl == nil || cl.Credential != APIKey {
+		if cl = p.byName[d.Identity.Key.Key.Client]; cl == nil || cl.Credential != APIKey {
 			d.Reason = ClientRoute
 			return
 		}

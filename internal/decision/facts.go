@@ -134,7 +134,7 @@ func (c *Core) csrfOK(f *Facts) bool {
 	if !f.CSRFHeader {
 		return false
 	}
-	if c.browser != nil && f.Origin != "" && slices.Contains(c.browser.CORSOrigins, f.Origin) {
+	if b := c.profiles.Load().browser; b != nil && f.Origin != "" && slices.Contains(b.CORSOrigins, f.Origin) {
 		return f.FetchSite == "" || f.FetchSite == "same-origin" || f.FetchSite == "same-site"
 	}
 	switch f.FetchSite {
