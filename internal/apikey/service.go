@@ -85,6 +85,9 @@ type Service struct {
 
 	usageMu sync.Mutex
 	usage   map[string]*keyUsage
+	// retired are counters flush just dropped from usage: the next flush
+	// collects what was counted into them meanwhile (see forgetIdleAfter).
+	retired []*keyUsage
 	flushMu sync.Mutex // held for a whole flush
 
 	lastSeq atomic.Int64

@@ -724,3 +724,61 @@ func TestAdminKeysBelongToServices(t *testing.T) {
 		t.Fatalf("an admin key owned by a service: %v", err)
 	}
 }
+
+// TestIdleUsageCountersForgotten: the counters of a key nobody uses leave
+// memory (so memory follows the keys in use, not every key ever used)
+// without losing a count, even one made late through counters already
+// dropped, and a quota is read back from the store when the key returns.
+func TestIdleUsageCountersForgotten(t *testing.T) {
+	db, _ := openDB(t)
+	c := newClock()
+	s := newService(t, db, c)
+	raw, k := create(t, s, apikey.CreateParams{Quota: apikey.Quota{Limit: 5, Period: apikey.QuotaDay}})
+	v, err := s.Verify(ctx, raw, client("10.0.0.1"))
+	mustNot(t, err)
+	for range 2 {
+		if ok, _ := s.ConsumeQuota(ctx, v); !ok {
+			t.Fatal("quota refused early")
+		}
+		s.Record(v, apikey.OutcomeOK)
+	}
+	s.Flush(ctx)
+	if n := s.UsageEntries(); n != 1 {
+		t.Fatalf("%d counters in memory, want 1", n)
+	}
+	c.Add(30 * time.Second) // still within StaleAfter + a minute
+	s.Flush(ctx)
+	if n := s.UsageEntries(); n != 1 {
+		t.Fatalf("counters dropped too soon: %d", n)
+	}
+	c.Add(61 * time.Second)
+	s.Flush(ctx)
+	if n := s.UsageEntries(); n != 0 {
+		t.Fatalf("%d counters of an idle key still in memory", n)
+	}
+	// A request that checked the key before and counts only now.
+	if ok, _ := s.ConsumeQuota(ctx, v); !ok {
+		t.Fatal("quota refused early")
+	}
+	s.Record(v, apikey.OutcomeOK)
+	s.Flush(ctx)
+	rows, err := s.UsageSince(ctx, k.ID, time.Time{})
+	mustNot(t, err)
+	var ok int64
+	for _, r := range rows {
+		if r.Outcome == apikey.OutcomeOK {
+			ok += r.Count
+		}
+	}
+	if ok != 3 {
+		t.Fatalf("%d OK requests stored, want 3", ok)
+	}
+	// The key returns: new counters, its quota read from the store.
+	v2, err := s.Verify(ctx, raw, client("10.0.0.1"))
+	mustNot(t, err)
+	for i, want := range []bool{true, true, false} {
+		if got, _ := s.ConsumeQuota(ctx, v2); got != want {
+			t.Fatalf("request %d after the counters came back: admitted=%v, want %v", i+4, got, want)
+		}
+	}
+}

@@ -20,6 +20,12 @@ type keyUsage struct {
 	// read on the hot path.
 	okSeen atomic.Bool
 
+	// looked is set when a load hands the counters out again (a cached
+	// Verified holds them); activeAt is when flush last saw them used or
+	// looked up (guarded by Service.usageMu).
+	looked   atomic.Bool
+	activeAt time.Time
+
 	mu          sync.Mutex
 	quotaLoaded bool
 	quota       Quota
@@ -122,10 +128,11 @@ func (s *Service) usageFor(ctx context.Context, k *Key) (*keyUsage, error) {
 	s.usageMu.Lock()
 	u := s.usage[k.ID]
 	if u == nil {
-		u = &keyUsage{id: k.ID}
+		u = &keyUsage{id: k.ID, activeAt: s.cfg.Now()}
 		s.usage[k.ID] = u
 	}
 	s.usageMu.Unlock()
+	u.looked.Store(true)
 
 	u.mu.Lock()
 	defer u.mu.Unlock()
@@ -148,6 +155,16 @@ func (s *Service) usageFor(ctx context.Context, k *Key) (*keyUsage, error) {
 	return u, nil
 }
 
+// forgetIdleAfter is how long a key's counters stay in memory, past
+// StaleAfter, once nothing uses or looks them up: then flush drops them,
+// so memory follows the keys in use, not every key ever used (a quota's
+// count is read again from the store, where all of it is by then). A
+// cached Verified older than StaleAfter is loaded again before use, which
+// hands out new counters; only a request that took longer than this from
+// its key check to its count could count into dropped ones, and the next
+// flush still collects those.
+const forgetIdleAfter = time.Minute
+
 // flush writes the pending counters to the store. A failed write puts the
 // counts back, so usage is delayed, never lost, while the process lives.
 // Flushes run one at a time: a reader that flushes before it reads (List,
@@ -166,16 +183,32 @@ func (s *Service) flush(ctx context.Context) {
 		n int64
 	}
 	var took []taken
-	s.usageMu.Lock()
-	for id, u := range s.usage {
+	collect := func(u *keyUsage) (active bool) {
 		for i := range outcomes {
 			if n := u.pending[i].Swap(0); n > 0 {
-				deltas = append(deltas, UsageDelta{KeyID: id, Hour: hour, Outcome: outcomes[i], Count: n})
+				deltas = append(deltas, UsageDelta{KeyID: u.id, Hour: hour, Outcome: outcomes[i], Count: n})
 				took = append(took, taken{u, i, n})
+				active = true
 			}
 		}
 		if u.okSeen.Swap(false) {
-			last[id] = now
+			last[u.id] = now
+			active = true
+		}
+		return active
+	}
+	s.usageMu.Lock()
+	for _, u := range s.retired {
+		collect(u)
+	}
+	s.retired = s.retired[:0]
+	for id, u := range s.usage {
+		used, looked := collect(u), u.looked.Swap(false)
+		if used || looked {
+			u.activeAt = now
+		} else if now.Sub(u.activeAt) > s.cfg.StaleAfter+forgetIdleAfter {
+			delete(s.usage, id)
+			s.retired = append(s.retired, u)
 		}
 	}
 	s.usageMu.Unlock()

@@ -11,7 +11,11 @@ import (
 // Defaults for MemoryConfig.
 const (
 	DefaultMaxKeys   = 1 << 20
-	DefaultIdleAfter = 10 * time.Minute
+	// DefaultIdleAfter is a minute: forgetting a full bucket loses
+	// nothing, and a longer wait only holds the buckets of keys and
+	// addresses that came once (a soak with keys made and revoked all the
+	// time grew by their buckets for ten minutes).
+	DefaultIdleAfter = time.Minute
 )
 
 const (
@@ -48,7 +52,7 @@ type MemoryConfig struct {
 	MaxKeys int
 	// IdleAfter is how long a key's bucket must have been full (so the key
 	// made no request for at least that long) before the background sweeper
-	// removes it. Optional, default DefaultIdleAfter (10m). A negative value
+	// removes it. Optional, default DefaultIdleAfter (1m). A negative value
 	// disables the sweeper: keys then leave only by eviction at capacity.
 	// The sweeper runs every IdleAfter/2 (at least every millisecond).
 	IdleAfter time.Duration
