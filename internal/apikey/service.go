@@ -381,8 +381,10 @@ func (s *Service) invalidate(id string) {
 func (s *Service) Run(ctx context.Context) {
 	poll := time.NewTicker(s.cfg.PollInterval)
 	flush := time.NewTicker(s.cfg.FlushInterval)
+	sweep := time.NewTicker(s.cfg.StaleAfter)
 	defer poll.Stop()
 	defer flush.Stop()
+	defer sweep.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -394,6 +396,22 @@ func (s *Service) Run(ctx context.Context) {
 			s.pollOrWarn(ctx)
 		case <-flush.C:
 			s.flush(ctx)
+		case <-sweep.C:
+			s.sweepCache()
+		}
+	}
+}
+
+// sweepCache drops the cached keys older than StaleAfter: a look-up loads
+// such a key again anyway, so keeping it would only hold memory for every
+// key (and every unknown ID) seen since the start, up to CacheSize.
+func (s *Service) sweepCache() {
+	cutoff := s.cfg.Now().Add(-s.cfg.StaleAfter)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for id, e := range s.cache {
+		if e.loadedAt.Before(cutoff) {
+			delete(s.cache, id)
 		}
 	}
 }

@@ -782,3 +782,35 @@ func TestIdleUsageCountersForgotten(t *testing.T) {
 		}
 	}
 }
+
+// TestCacheSweptOfStaleKeys: the verification cache holds the keys (and
+// unknown IDs) seen within StaleAfter, not every one since the start; a
+// swept key still verifies.
+func TestCacheSweptOfStaleKeys(t *testing.T) {
+	db, _ := openDB(t)
+	c := newClock()
+	s := newService(t, db, c)
+	raw, _ := create(t, s, apikey.CreateParams{})
+	unknown, _ := apikey.Generate(nil, apikey.EnvLive)
+	_, err := s.Verify(ctx, raw, client("10.0.0.1"))
+	mustNot(t, err)
+	if _, err := s.Verify(ctx, unknown.Raw, client("10.0.0.1")); !errors.Is(err, apikey.ErrInvalid) {
+		t.Fatalf("an unknown key: %v", err)
+	}
+	if n := s.CacheEntries(); n != 2 {
+		t.Fatalf("%d cache entries, want the key and the unknown ID", n)
+	}
+	c.Add(10 * time.Second)
+	s.SweepCache()
+	if n := s.CacheEntries(); n != 2 {
+		t.Fatalf("fresh entries swept: %d left", n)
+	}
+	c.Add(21 * time.Second) // past StaleAfter (30s)
+	s.SweepCache()
+	if n := s.CacheEntries(); n != 0 {
+		t.Fatalf("%d stale entries kept", n)
+	}
+	if _, err := s.Verify(ctx, raw, client("10.0.0.1")); err != nil {
+		t.Fatalf("a swept key: %v", err)
+	}
+}

@@ -330,11 +330,12 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 }
 
 // Reload applies next's routes, upstreams and client profiles
-// (config.Reloadable) to the running keyway: a new gateway is built beside the serving one and swapped
-// in at once, so every request is served by one or the other, whole; the
-// old one's route limiters stop once requests in flight are done. A config
-// that differs in anything else is refused, with the settings that need a
-// restart, and the running one goes on unchanged.
+// (config.Reloadable) to the running keyway: a new gateway is built beside
+// the serving one and swapped in at once, so every request is served by
+// one or the other, whole; the old one's route limiters stop once requests
+// in flight are done. A config that differs in anything else is refused,
+// with the settings that need a restart, and the running one goes on
+// unchanged.
 func (a *App) Reload(next *config.Config) error {
 	a.reloadMu.Lock()
 	defer a.reloadMu.Unlock()
@@ -361,6 +362,7 @@ func (a *App) Reload(next *config.Config) error {
 	// shaped by the old gateway, never let through by a profile that is
 	// gone.
 	if err := a.core.SetClients(coreClients); err != nil {
+		gw.Close()
 		return err
 	}
 	a.keys.SetClients(slices.Sorted(maps.Keys(next.Clients)))

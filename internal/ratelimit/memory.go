@@ -10,7 +10,7 @@ import (
 
 // Defaults for MemoryConfig.
 const (
-	DefaultMaxKeys   = 1 << 20
+	DefaultMaxKeys = 1 << 20
 	// DefaultIdleAfter is a minute: forgetting a full bucket loses
 	// nothing, and a longer wait only holds the buckets of keys and
 	// addresses that came once (a soak with keys made and revoked all the
