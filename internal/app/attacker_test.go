@@ -30,6 +30,7 @@ import (
 	"github.com/keywayhq/keyway/internal/apikey"
 	"github.com/keywayhq/keyway/internal/app"
 	"github.com/keywayhq/keyway/internal/app/apptest"
+	"github.com/keywayhq/keyway/internal/decision"
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
 )
@@ -1078,4 +1079,78 @@ func TestAttackerSessionFixation(t *testing.T) {
 			t.Fatalf("alice's own cookie alone: %d %q", status, user)
 		}
 	})
+}
+
+// Key guessing: every key that is no key (malformed, unknown ID, wrong
+// secret) gets one answer, and a source that presents GuessLimit of them
+// has every key refused with 429 (the right one too) until its budget
+// refills; other sources, and a client stuck with a revoked key, are not
+// held back.
+func TestAttackerKeyGuessing(t *testing.T) {
+	cfg := apptest.Config(t, fmt.Sprintf(`
+data_dir: {{data}}
+trusted_proxies: [127.0.0.1/32]
+upstreams: {echo: {url: %s}}
+routes:
+  - {name: api, path: /api, upstream: echo, policy: api_key}
+`, apptest.Echo(t, time.Second)))
+	in := apptest.Start(t, cfg)
+	keys, err := app.OpenKeys(context.Background(), cfg, slog.New(slog.DiscardHandler), os.Getenv)
+	apptest.Must(t, err, "open keys")
+	defer func() { _ = keys.Close() }()
+	good, _, err := keys.Create(context.Background(), apikey.CreateParams{Name: "good", Owner: "service:good"}, "test")
+	apptest.Must(t, err, "create")
+	revoked, rk, err := keys.Create(context.Background(), apikey.CreateParams{Name: "old", Owner: "service:old"}, "test")
+	apptest.Must(t, err, "create")
+	apptest.Must(t, keys.Revoke(context.Background(), rk.ID, "test", "test"), "revoke")
+	c := in.Client()
+	call := func(from, key string) (int, string, http.Header) {
+		t.Helper()
+		res := get(t, c, in.URL("/api/x"), "X-Forwarded-For", from, "Authorization", "Bearer "+key)
+		b := body(t, res)
+		var p problemBody
+		_ = json.Unmarshal([]byte(b), &p)
+		return res.StatusCode, p.Type + " " + p.Detail, res.Header
+	}
+	unknown, _ := apikey.Generate(nil, apikey.EnvLive)
+	wrongSecret := good[:len(good)-6] + strings.Repeat("A", 6)
+	guesses := []string{unknown.Raw, wrongSecret, "kw_live_nope", good + "x"}
+
+	// One answer for every kind of failure, a revoked key's included.
+	_, want, _ := call("192.0.2.1", revoked)
+	for _, g := range guesses {
+		if status, got, hdr := call("192.0.2.1", g); status != 401 || got != want || hdr.Get("Www-Authenticate") == "" {
+			t.Fatalf("a guess was answered %d %q, a revoked key %q", status, got, want)
+		}
+	}
+
+	// A guesser spends the budget; then its right key is refused too.
+	for i := len(guesses); i <= int(decision.GuessLimit.Burst); i++ {
+		g, _ := apikey.Generate(nil, apikey.EnvLive)
+		if status, _, _ := call("192.0.2.1", g.Raw); status != 401 {
+			t.Fatalf("guess %d: %d", i+1, status)
+		}
+	}
+	status, _, hdr := call("192.0.2.1", good)
+	if status != 429 || hdr.Get("Retry-After") == "" {
+		t.Fatalf("the right key after %d guesses: %d (Retry-After %q)", decision.GuessLimit.Burst+1, status, hdr.Get("Retry-After"))
+	}
+	// Others are served; a client stuck with a revoked key is never held.
+	if status, _, _ := call("198.51.100.7", good); status != 200 {
+		t.Fatalf("another source: %d", status)
+	}
+	for range 2 * decision.GuessLimit.Burst {
+		if status, _, _ := call("198.51.100.8", revoked); status != 401 {
+			t.Fatalf("a revoked key: %d", status)
+		}
+	}
+	if status, _, _ := call("198.51.100.8", good); status != 200 {
+		t.Fatalf("after many revoked-key refusals: %d", status)
+	}
+	// The block ends when the budget refills.
+	wait, _ := strconv.Atoi(hdr.Get("Retry-After"))
+	time.Sleep(time.Duration(wait)*time.Second + 100*time.Millisecond)
+	if status, _, _ := call("192.0.2.1", good); status != 200 {
+		t.Fatalf("the right key after Retry-After: %d", status)
+	}
 }

@@ -142,6 +142,7 @@ type Core struct {
 	problems problems
 	counts   counters
 	profiles atomic.Pointer[profiles]
+	guess    *guesses
 }
 
 // profiles are the client profiles in force; SetClients replaces them
@@ -201,6 +202,7 @@ func New(cfg Config) (*Core, error) {
 		return nil, err
 	}
 	c.cfg.Clients = nil // in c.profiles, which a reload replaces
+	c.guess = newGuesses(cfg.Limiters.ByAddr("guesses"))
 	c.problems = newProblems(cfg.KeyHeader)
 	if err := c.counts.register(cfg.Metrics); err != nil {
 		return nil, err
@@ -486,6 +488,15 @@ func (c *Core) apiKey(ctx context.Context, d *Decision, rt *Route, f *Facts, rec
 		d.Reason = NoKey
 		return
 	}
+	if w := c.guess.wait(f.Source); w > 0 && !recheck {
+		// The source presented too many keys that never were: no key of
+		// its is checked, the right one neither, until the budget refills.
+		c.counts.key("guessing")
+		d.Reason, d.Why = RateLimited, "guessing"
+		d.Limit = ratelimit.Decision{Limit: GuessLimit.Burst, RetryAfter: w}
+		d.LimitName, d.LimitRule = "guesses", GuessLimit
+		return
+	}
 	v, err := c.cfg.Keys.Verify(ctx, f.Key, f.Client)
 	if errors.Is(err, apikey.ErrInvalid) {
 		c.counts.key("invalid")
@@ -496,6 +507,9 @@ func (c *Core) apiKey(ctx context.Context, d *Decision, rt *Route, f *Facts, rec
 		if errors.As(err, &ik) {
 			d.Why, d.Identity.KeyID = ik.Why, ik.KeyID
 			c.counts.invalid(ik.Why)
+			if guessLike(ik.Why) && f.Source.IsValid() && !recheck {
+				c.guess.failed(f.Source)
+			}
 		}
 		return
 	}
