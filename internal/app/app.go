@@ -707,6 +707,9 @@ func (a *App) closeAll() {
 	if a.keyLimit != nil {
 		a.keyLimit.Close()
 	}
+	if a.core != nil {
+		a.core.Close()
+	}
 	if a.redis != nil {
 		_ = a.redis.Close()
 		a.redis = nil

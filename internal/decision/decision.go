@@ -210,6 +210,10 @@ func New(cfg Config) (*Core, error) {
 	return c, nil
 }
 
+// Close stops the core's own limiter (the guessing budget). Routes are
+// closed by whoever made them.
+func (c *Core) Close() { c.guess.limiter.Close() }
+
 // KeyHeader is the canonical name of the header that carries API keys.
 func (c *Core) KeyHeader() string { return c.cfg.KeyHeader }
 
