@@ -103,8 +103,8 @@ func run(duration, every time.Duration, workers int, maxGrowth float64, svgPath 
 
 	bin := filepath.Join(dir, "keyway")
 	fmt.Println("soak: building keyway")
-	if out, err := exec.Command("go", "build", "-o", bin, "./cmd/keyway").CombinedOutput(); err != nil {
-		return fmt.Errorf("go build: %v\n%s", err, out)
+	if out, err := exec.CommandContext(context.Background(), "go", "build", "-o", bin, "./cmd/keyway").CombinedOutput(); err != nil { //nolint:gosec // G204: our own temporary path
+		return fmt.Errorf("go build: %w\n%s", err, out)
 	}
 
 	up, err := startUpstream()
@@ -145,12 +145,12 @@ routes:
 		return err
 	}
 
-	logFile, err := os.Create(filepath.Join(dir, "keyway.log"))
+	logFile, err := os.Create(filepath.Join(dir, "keyway.log")) //nolint:gosec // G304: in the soak's own temporary directory
 	if err != nil {
 		return err
 	}
 	defer func() { _ = logFile.Close() }()
-	cmd := exec.Command(bin, "serve", "--config", cfgFile)
+	cmd := exec.CommandContext(context.Background(), bin, "serve", "--config", cfgFile) //nolint:gosec // G204: the binary just built
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {
 		return err
@@ -221,7 +221,7 @@ sampling:
 	}
 	wg.Wait()
 	if err := stop(); err != nil {
-		return fmt.Errorf("keyway did not stop cleanly: %v (log: %s)", err, tail(logFile.Name()))
+		return fmt.Errorf("keyway did not stop cleanly: %w (log: %s)", err, tail(logFile.Name()))
 	}
 
 	warm := *warmup
@@ -309,21 +309,21 @@ func makeKeys(cfg *config.Config) (admin, hot string, err error) {
 }
 
 func startUpstream() (net.Listener, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := (&net.ListenConfig{}).Listen(context.Background(), "tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
 	}
 	srv := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
 		w.Header().Set("Content-Type", "application/json")
-		_, _ = io.WriteString(w, `{"ok":true,"path":"`+r.URL.Path+`"}`)
+		_, _ = io.WriteString(w, `{"ok":true}`)
 	})}
 	go func() { _ = srv.Serve(ln) }()
 	return ln, nil
 }
 
 func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := (&net.ListenConfig{}).Listen(context.Background(), "tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, err
 	}
@@ -395,9 +395,9 @@ func (l *load) connect(data string, port int) error {
 func (l *load) waitReady(limit time.Duration) error {
 	deadline := time.Now().Add(limit)
 	for time.Now().Before(deadline) {
-		if res, err := l.c.Get(l.base + "/.keyway/readyz"); err == nil {
+		if res, err := l.do(context.Background(), l.c, "GET", l.base+"/.keyway/readyz", ""); err == nil {
 			_ = res.Body.Close()
-			if res.StatusCode == 200 {
+			if res.StatusCode == http.StatusOK {
 				return nil
 			}
 		}
@@ -435,8 +435,10 @@ func (l *load) work(ctx context.Context, w int) {
 	}
 }
 
-// expect records an answer: an error unless it has the wanted status.
-func (l *load) expect(ctx context.Context, kind string, res *http.Response, err error, want int) []byte {
+// call sends a request and records its answer: an error unless it has the
+// wanted status. It returns the body of a wanted answer, else nil.
+func (l *load) call(ctx context.Context, kind string, want int, c *http.Client, method, url, body string, hdr ...string) []byte {
+	res, err := l.do(ctx, c, method, url, body, hdr...)
 	if err != nil {
 		if ctx.Err() == nil {
 			l.fail(kind, err.Error())
@@ -505,14 +507,12 @@ func (l *load) do(ctx context.Context, c *http.Client, method, url, body string,
 }
 
 func (l *load) proxied(ctx context.Context) {
-	res, err := l.do(ctx, l.c, "GET", l.base+"/api/orders", "", "Authorization", "Bearer "+l.hotKey)
-	l.expect(ctx, "proxied", res, err, 200)
+	l.call(ctx, "proxied", 200, l.c, "GET", l.base+"/api/orders", "", "Authorization", "Bearer "+l.hotKey)
 	l.done("proxied")
 }
 
 func (l *load) public(ctx context.Context) {
-	res, err := l.do(ctx, l.c, "GET", l.base+"/pub/status", "")
-	l.expect(ctx, "public", res, err, 200)
+	l.call(ctx, "public", 200, l.c, "GET", l.base+"/pub/status", "")
 	l.done("public")
 }
 
@@ -525,16 +525,14 @@ func (l *load) refusedKey(ctx context.Context) {
 	// presents 60 wrong keys a minute is taken for a guesser and held.
 	n := l.wrongs.Add(1)
 	from := fmt.Sprintf("172.16.%d.%d", (n/256)%4, n%256)
-	res, err := l.do(ctx, l.c, "GET", l.base+"/api/orders", "", "Authorization", "Bearer "+wrong, "X-Forwarded-For", from)
-	l.expect(ctx, "refused", res, err, 401)
+	l.call(ctx, "refused", 401, l.c, "GET", l.base+"/api/orders", "", "Authorization", "Bearer "+wrong, "X-Forwarded-For", from)
 	l.done("refused")
 }
 
 // newKey makes a key through the admin API.
 func (l *load) newKey(ctx context.Context, kind string) (id, raw string, ok bool) {
-	res, err := l.do(ctx, l.adminC, "POST", l.admin+"/v1/keys", `{"name":"soak","owner":"service:soak"}`,
+	b := l.call(ctx, kind+" create", 201, l.adminC, "POST", l.admin+"/v1/keys", `{"name":"soak","owner":"service:soak"}`,
 		"Authorization", "Bearer "+l.adminKey, "Content-Type", "application/json")
-	b := l.expect(ctx, kind+" create", res, err, 201)
 	var k struct{ ID, Key string }
 	if b == nil || json.Unmarshal(b, &k) != nil || k.Key == "" {
 		return "", "", false
@@ -547,13 +545,10 @@ func (l *load) keyLifecycle(ctx context.Context) {
 	if !ok {
 		return
 	}
-	res, err := l.do(ctx, l.c, "GET", l.base+"/api/new", "", "Authorization", "Bearer "+raw)
-	l.expect(ctx, "key use", res, err, 200)
-	res, err = l.do(ctx, l.adminC, "POST", l.admin+"/v1/keys/"+id+"/revoke", `{"reason":"soak"}`,
+	l.call(ctx, "key use", 200, l.c, "GET", l.base+"/api/new", "", "Authorization", "Bearer "+raw)
+	l.call(ctx, "key revoke", 200, l.adminC, "POST", l.admin+"/v1/keys/"+id+"/revoke", `{"reason":"soak"}`,
 		"Authorization", "Bearer "+l.adminKey, "Content-Type", "application/json")
-	l.expect(ctx, "key revoke", res, err, 200)
-	res, err = l.do(ctx, l.c, "GET", l.base+"/api/new", "", "Authorization", "Bearer "+raw)
-	l.expect(ctx, "key after revoke", res, err, 401)
+	l.call(ctx, "key after revoke", 401, l.c, "GET", l.base+"/api/new", "", "Authorization", "Bearer "+raw)
 	l.done("key lifecycle")
 }
 
@@ -564,10 +559,8 @@ func (l *load) leakReport(ctx context.Context) {
 	}
 	report, _ := json.Marshal([]map[string]string{{"token": raw, "type": "keyway_api_key",
 		"url": "https://example.test/soak", "source": "content"}})
-	res, err := l.do(ctx, l.c, "POST", l.base+"/.keyway/keys/report-leak", string(report), "Content-Type", "application/json")
-	l.expect(ctx, "leak report", res, err, 200)
-	res, err = l.do(ctx, l.c, "GET", l.base+"/api/leaked", "", "Authorization", "Bearer "+raw)
-	l.expect(ctx, "leaked key", res, err, 401)
+	l.call(ctx, "leak report", 200, l.c, "POST", l.base+"/.keyway/keys/report-leak", string(report), "Content-Type", "application/json")
+	l.call(ctx, "leaked key", 401, l.c, "GET", l.base+"/api/leaked", "", "Authorization", "Bearer "+raw)
 	l.done("leak report")
 }
 
@@ -622,8 +615,7 @@ func (l *load) person(ctx context.Context) {
 	}
 	defer p.mu.Unlock()
 	c, hdr := l.browser(p.from) // a fresh browser: the visit signs in
-	res, err := l.do(ctx, c, "POST", l.base+"/.keyway/auth/passkey/login/begin", "{}", hdr...)
-	opts := l.expect(ctx, "sign-in begin", res, err, 200)
+	opts := l.call(ctx, "sign-in begin", 200, c, "POST", l.base+"/.keyway/auth/passkey/login/begin", "{}", hdr...)
 	if opts == nil {
 		return
 	}
@@ -633,19 +625,15 @@ func (l *load) person(ctx context.Context) {
 		return
 	}
 	p.cred.Counter++
-	res, err = l.do(ctx, c, "POST", l.base+"/.keyway/auth/passkey/login/finish",
-		virtualwebauthn.CreateAssertionResponse(rp, p.auth, p.cred, *ao), hdr...)
-	if l.expect(ctx, "sign-in finish", res, err, 200) == nil {
+	if l.call(ctx, "sign-in finish", 200, c, "POST", l.base+"/.keyway/auth/passkey/login/finish",
+		virtualwebauthn.CreateAssertionResponse(rp, p.auth, p.cred, *ao), hdr...) == nil {
 		return
 	}
 	for range 3 {
-		res, err = l.do(ctx, c, "GET", l.base+"/app/me", "", hdr...)
-		l.expect(ctx, "session use", res, err, 200)
+		l.call(ctx, "session use", 200, c, "GET", l.base+"/app/me", "", hdr...)
 	}
-	res, err = l.do(ctx, c, "POST", l.base+"/.keyway/auth/logout", "", hdr...)
-	l.expect(ctx, "sign-out", res, err, 204)
-	res, err = l.do(ctx, c, "GET", l.base+"/app/me", "", hdr...)
-	l.expect(ctx, "after sign-out", res, err, 401)
+	l.call(ctx, "sign-out", 204, c, "POST", l.base+"/.keyway/auth/logout", "", hdr...)
+	l.call(ctx, "after sign-out", 401, c, "GET", l.base+"/app/me", "", hdr...)
 	l.done("visit")
 }
 
@@ -662,9 +650,8 @@ func (l *load) signUp(ctx context.Context) *person {
 		}
 	}()
 	c, hdr := l.browser(p.from)
-	res, err := l.do(ctx, c, "POST", l.base+"/.keyway/auth/passkey/register/begin",
+	opts := l.call(ctx, "sign-up begin", 200, c, "POST", l.base+"/.keyway/auth/passkey/register/begin",
 		fmt.Sprintf(`{"username":"soak-%d","display_name":"Soak %d"}`, n, n), hdr...)
-	opts := l.expect(ctx, "sign-up begin", res, err, 200)
 	if opts == nil {
 		return nil
 	}
@@ -680,12 +667,10 @@ func (l *load) signUp(ctx context.Context) *person {
 	p.auth.Options.UserHandle, _ = base64.RawURLEncoding.DecodeString(strings.TrimRight(o.PublicKey.User.ID, "="))
 	p.cred = testenv.NewCredential()
 	att := virtualwebauthn.CreateAttestationResponse(rp, p.auth, p.cred, *ao)
-	res, err = l.do(ctx, c, "POST", l.base+"/.keyway/auth/passkey/register/finish", att, hdr...)
-	if l.expect(ctx, "sign-up finish", res, err, 201) == nil {
+	if l.call(ctx, "sign-up finish", 201, c, "POST", l.base+"/.keyway/auth/passkey/register/finish", att, hdr...) == nil {
 		return nil
 	}
-	res, err = l.do(ctx, c, "GET", l.base+"/app/me", "", hdr...)
-	l.expect(ctx, "session after sign-up", res, err, 200)
+	l.call(ctx, "session after sign-up", 200, c, "GET", l.base+"/app/me", "", hdr...)
 	l.done("sign-up")
 	l.poolMu.Lock()
 	if len(l.pool) < poolSize {
@@ -715,7 +700,7 @@ func (l *load) sample(pid int) (sample, error) {
 		return s, err
 	}
 	s.fds = float64(len(fds))
-	res, err := l.adminC.Get(l.admin + "/metrics")
+	res, err := l.do(context.Background(), l.adminC, "GET", l.admin+"/metrics", "")
 	if err != nil {
 		return s, err
 	}
