@@ -3,22 +3,16 @@ package app
 import (
 	"context"
 	"crypto/hkdf"
-	"crypto/rand"
 	"crypto/sha256"
-	"encoding/base64"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"maps"
-	"os"
-	"os/exec"
 	"slices"
-	"strings"
-	"time"
 
 	"github.com/keywayhq/keyway/internal/apikey"
 	"github.com/keywayhq/keyway/internal/config"
+	"github.com/keywayhq/keyway/internal/secret"
 	"github.com/keywayhq/keyway/internal/store"
 )
 
@@ -52,68 +46,20 @@ func PepperFor(ctx context.Context, cfg *config.Config, getenv func(string) stri
 	return LoadPepper(cfg, getenv)
 }
 
+// pepperSource is where cfg keeps the pepper.
+func pepperSource(cfg *config.Config) secret.Source {
+	return secret.Source{Name: "pepper", Env: PepperEnv, Command: cfg.APIKeys.PepperCommand, File: cfg.APIKeys.PepperFile}
+}
+
 // loadPepper is LoadPepper; without create, a missing pepper file is an
 // error that says where it looked (a command run in the wrong place must
 // not mint a pepper no server knows).
 func loadPepper(cfg *config.Config, getenv func(string) string, create bool) ([]byte, error) {
-	if v := strings.TrimSpace(getenv(PepperEnv)); v != "" {
-		p, err := base64.StdEncoding.DecodeString(v)
-		if err != nil || len(p) < 32 {
-			return nil, fmt.Errorf("%s must be at least 32 bytes in base64", PepperEnv)
-		}
-		return p, nil
-	}
-	if cmd := cfg.APIKeys.PepperCommand; len(cmd) > 0 {
-		return pepperFromCommand(cmd)
-	}
-	file := cfg.APIKeys.PepperFile
-	p, err := readPepper(file)
-	if errors.Is(err, fs.ErrNotExist) && !create {
-		return nil, fmt.Errorf("%w: no pepper file at %s (the API keys' hashing key, made by keyway serve): run the command where keyway serve runs, point it at the server's config with --config or its data with --data-dir, or set %s", store.ErrNoStore, file, PepperEnv)
-	}
-	if errors.Is(err, fs.ErrNotExist) {
-		p = make([]byte, 32)
-		if _, err := rand.Read(p); err != nil {
-			return nil, err
-		}
-		enc := base64.StdEncoding.EncodeToString(p) + "\n"
-		f, err := os.OpenFile(file, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600) //nolint:gosec // G304: path from the operator's config
-		if errors.Is(err, fs.ErrExist) {
-			return readPepper(file) // another process made it first
-		}
-		if err != nil {
-			return nil, fmt.Errorf("create pepper file: %w", err)
-		}
-		if _, err := f.WriteString(enc); err != nil {
-			_ = f.Close()
-			return nil, fmt.Errorf("write pepper file: %w", err)
-		}
-		if err := f.Sync(); err != nil {
-			_ = f.Close()
-			return nil, err
-		}
-		return p, f.Close()
+	p, err := pepperSource(cfg).Load(getenv, create)
+	if errors.Is(err, secret.ErrMissing) {
+		return nil, fmt.Errorf("%w: no pepper file at %s (the API keys' hashing key, made by keyway serve): run the command where keyway serve runs, point it at the server's config with --config or its data with --data-dir, or set %s", store.ErrNoStore, cfg.APIKeys.PepperFile, PepperEnv)
 	}
 	return p, err
-}
-
-func readPepper(file string) ([]byte, error) {
-	st, err := os.Stat(file)
-	if err != nil {
-		return nil, err
-	}
-	if st.Mode().Perm()&0o077 != 0 {
-		return nil, fmt.Errorf("pepper file %s has mode %v: others must not read it (chmod 600)", file, st.Mode().Perm())
-	}
-	b, err := os.ReadFile(file) //nolint:gosec // G304: path from the operator's config
-	if err != nil {
-		return nil, err
-	}
-	p, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(b)))
-	if err != nil || len(p) < 32 {
-		return nil, fmt.Errorf("pepper file %s must hold at least 32 bytes in base64", file)
-	}
-	return p, nil
 }
 
 // derivedKey derives a key for one purpose from the pepper (HKDF-SHA-256),
@@ -165,30 +111,4 @@ func OpenKeys(ctx context.Context, cfg *config.Config, logger *slog.Logger, gete
 func (k *Keys) Close() error {
 	k.Flush(context.Background())
 	return k.db.Close()
-}
-
-// pepperFromCommand runs the configured command (no shell) with a time
-// limit and decodes its standard output. Its standard error is not shown:
-// it might echo the secret.
-func pepperFromCommand(argv []string) ([]byte, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, argv[0], argv[1:]...).Output() //nolint:gosec // G204: the operator's own configured command
-	if err != nil {
-		return nil, fmt.Errorf("pepper command %q failed: %w", argv[0], exitOnly(err))
-	}
-	p, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(out)))
-	if err != nil || len(p) < 32 {
-		return nil, fmt.Errorf("pepper command %q must print at least 32 bytes in base64", argv[0])
-	}
-	return p, nil
-}
-
-// exitOnly keeps an exec error's exit status and drops captured output.
-func exitOnly(err error) error {
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		return errors.New(ee.String())
-	}
-	return err
 }

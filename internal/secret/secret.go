@@ -1,0 +1,142 @@
+// Package secret loads the secrets keyway keeps outside its database: the
+// pepper that keys stored hashes, the key-encryption key, the audit signing
+// key. Each comes from, in order of precedence, an environment variable, a
+// command (a secret manager's CLI, run without a shell), or a file that is
+// made on first use with 32 random bytes and mode 0600.
+//
+// Every secret is at least 32 bytes, written in standard base64. A file
+// that others may read is refused: with the database, it is what a thief
+// needs. Errors never carry a secret's value, nor a command's output.
+package secret
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"strings"
+	"time"
+)
+
+// MinSize is the least number of bytes a secret holds.
+const MinSize = 32
+
+// ErrMissing means Load was told not to create the file and found none.
+var ErrMissing = errors.New("secret file missing")
+
+// Source says where one secret lives.
+type Source struct {
+	// Name names the secret in messages: "pepper", "audit signing key".
+	Name string
+	// Env is the environment variable that may hold it; it wins when set.
+	Env string
+	// Command, when set, is run (no shell, 30 s limit) and its standard
+	// output is the secret. It wins over File.
+	Command []string
+	// File holds the secret, and is created on first use.
+	File string
+}
+
+// Origin says where Load would take the secret from: "env", "command" or
+// "file".
+func (s Source) Origin(getenv func(string) string) string {
+	switch {
+	case s.Env != "" && strings.TrimSpace(getenv(s.Env)) != "":
+		return "env"
+	case len(s.Command) > 0:
+		return "command"
+	default:
+		return "file"
+	}
+}
+
+// Load returns the secret. With create, a missing file is made; without, it
+// is an error wrapping ErrMissing that says where Load looked, so that a
+// command run in the wrong folder never mints a secret no server knows.
+func (s Source) Load(getenv func(string) string, create bool) ([]byte, error) {
+	switch s.Origin(getenv) {
+	case "env":
+		return decode(getenv(s.Env), s.Env+" must hold at least 32 bytes in base64")
+	case "command":
+		return s.fromCommand()
+	}
+	p, err := s.read()
+	if !errors.Is(err, fs.ErrNotExist) {
+		return p, err
+	}
+	if !create {
+		return nil, fmt.Errorf("%w: no %s file at %s", ErrMissing, s.Name, s.File)
+	}
+	return s.create()
+}
+
+func (s Source) create() ([]byte, error) {
+	p := make([]byte, MinSize)
+	if _, err := rand.Read(p); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(s.File, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600) //nolint:gosec // G304: path from the operator's config
+	if errors.Is(err, fs.ErrExist) {
+		return s.read() // another process made it first
+	}
+	if err != nil {
+		return nil, fmt.Errorf("create %s file: %w", s.Name, err)
+	}
+	if _, err := f.WriteString(base64.StdEncoding.EncodeToString(p) + "\n"); err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("write %s file: %w", s.Name, err)
+	}
+	if err := f.Sync(); err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("write %s file: %w", s.Name, err)
+	}
+	return p, f.Close()
+}
+
+func (s Source) read() ([]byte, error) {
+	st, err := os.Stat(s.File)
+	if err != nil {
+		return nil, err
+	}
+	if st.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("%s file %s has mode %v: others must not read it (chmod 600)", s.Name, s.File, st.Mode().Perm())
+	}
+	b, err := os.ReadFile(s.File) //nolint:gosec // G304: path from the operator's config
+	if err != nil {
+		return nil, err
+	}
+	return decode(string(b), fmt.Sprintf("%s file %s must hold at least 32 bytes in base64", s.Name, s.File))
+}
+
+// fromCommand runs the command and decodes its standard output. Its
+// standard error is not shown: it might echo the secret.
+func (s Source) fromCommand() ([]byte, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, s.Command[0], s.Command[1:]...).Output() //nolint:gosec // G204: the operator's own configured command
+	if err != nil {
+		return nil, fmt.Errorf("%s command %q failed: %w", s.Name, s.Command[0], exitOnly(err))
+	}
+	return decode(string(out), fmt.Sprintf("%s command %q must print at least 32 bytes in base64", s.Name, s.Command[0]))
+}
+
+func decode(v, msg string) ([]byte, error) {
+	p, err := base64.StdEncoding.DecodeString(strings.TrimSpace(v))
+	if err != nil || len(p) < MinSize {
+		return nil, errors.New(msg)
+	}
+	return p, nil
+}
+
+// exitOnly keeps an exec error's exit status and drops captured output.
+func exitOnly(err error) error {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return errors.New(ee.String())
+	}
+	return err
+}
