@@ -32,7 +32,7 @@ var (
 	subCommands = map[string][]string{
 		"keys":  {"create", "list", "show", "update", "rotate", "revoke", "delete", "usage", "help"},
 		"users": {"list", "invite", "enrol-link", "revoke-sessions", "roles", "help"},
-		"audit": {"verify"},
+		"audit": {"verify", "public-key", "tail", "export", "help"},
 	}
 )
 

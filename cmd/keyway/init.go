@@ -12,9 +12,10 @@ import (
 	"github.com/keywayhq/keyway/internal/store"
 )
 
-// cmdInit runs `keyway init`: it makes the data directory, the store and
-// the pepper that keyway serve would make at its first start, so that keys
-// and invitations can be made before the server first runs. With serve, it
+// cmdInit runs `keyway init`: it makes the data directory, the store, the
+// pepper and the audit signing key that keyway serve would make at its
+// first start (and signs the empty trail), so that keys and invitations
+// can be made before the server first runs. With serve, it
 // is the only command that creates anything; the others refuse a store
 // that is not there.
 func cmdInit(args []string, stdout, stderr io.Writer, getenv func(string) string) int {
@@ -52,6 +53,10 @@ func cmdInit(args []string, stdout, stderr io.Writer, getenv func(string) string
 	}
 	defer func() { _ = db.Close() }()
 	if _, err := app.PepperFor(ctx, cfg, getenv, db); err != nil {
+		fmt.Fprintf(stderr, "keyway: %v\n", err)
+		return exitError
+	}
+	if err := app.InitAudit(ctx, cfg, getenv, db); err != nil {
 		fmt.Fprintf(stderr, "keyway: %v\n", err)
 		return exitError
 	}

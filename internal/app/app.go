@@ -28,6 +28,7 @@ import (
 
 	"github.com/keywayhq/keyway/internal/apikey"
 	"github.com/keywayhq/keyway/internal/assertion"
+	"github.com/keywayhq/keyway/internal/audit"
 	"github.com/keywayhq/keyway/internal/clientip"
 	"github.com/keywayhq/keyway/internal/config"
 	"github.com/keywayhq/keyway/internal/decision"
@@ -85,7 +86,9 @@ type App struct {
 	// sourceKey keys the remembered sign-in sources (see passkey.SourceStore).
 	sourceKey []byte
 	signer    *assertion.Signer
-	clientCA  *tlsconf.LocalCA
+	// checkpoints signs the audit trail's head; nil when they are off.
+	checkpoints *audit.Checkpointer
+	clientCA    *tlsconf.LocalCA
 	// gw is the gateway serving now; a reload swaps it (gwCfg is what a
 	// new one is built from, but its routes).
 	gw       atomic.Pointer[gateway.Gateway]
@@ -133,6 +136,13 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 	pepper, err := PepperFor(ctx, cfg, opts.Getenv, a.db)
 	if err != nil {
 		return nil, err
+	}
+	if cfg.Audit.CheckpointEvery > 0 {
+		auditSigner, err := AuditSigner(cfg, opts.Getenv, true)
+		if err != nil {
+			return nil, err
+		}
+		a.checkpoints = &audit.Checkpointer{Store: a.db, Signer: auditSigner}
 	}
 	if a.redis, err = openRedis(ctx, cfg, opts.Getenv, a.logger); err != nil {
 		return nil, err
@@ -634,6 +644,7 @@ func (a *App) Run(ctx context.Context) error {
 			listening.Go(func() { a.redis.Run(svcCtx) })
 		}
 		go a.sweepSessions(svcCtx)
+		listening.Go(func() { a.signCheckpoints(svcCtx) })
 		a.keys.Run(svcCtx)
 		listening.Wait()
 	}()
@@ -682,6 +693,11 @@ func (a *App) Run(ctx context.Context) error {
 	wg.Wait()
 	stopSvc()
 	<-svcDone
+	// Every writer has stopped: sign the head the trail ends on, so that a
+	// tail cut off while keyway is down is caught.
+	cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	a.signCheckpoint(cctx)
+	ccancel()
 	a.closeAll()
 	a.logger.Info("stopped")
 	return runErr

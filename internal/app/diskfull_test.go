@@ -130,7 +130,7 @@ routes: [{name: api, path: /api, upstream: echo, policy: api_key}]
 	if after != 201 {
 		t.Fatalf("a write after space returned: %d", after)
 	}
-	rep, err := app.VerifyAudit(context.Background(), cfg)
+	rep, err := app.VerifyAudit(context.Background(), cfg, os.Getenv, nil)
 	if err != nil || rep.Broken != nil {
 		t.Fatalf("the audit trail after the disk filled: %+v %v", rep, err)
 	}

@@ -13,9 +13,12 @@ package audit
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"strconv"
 	"time"
 )
@@ -173,19 +176,65 @@ type Report struct {
 	// Head is the hash of the last verified record: keep it elsewhere to
 	// detect a rewritten or truncated tail later.
 	Head []byte
-	// Broken, when not nil, is where the chain stops verifying.
+	// Checkpoints is how many signed checkpoints matched the chain.
+	Checkpoints int64
+	// LastCheckpoint is the newest of them; nil if none.
+	LastCheckpoint *Checkpoint
+	// Unsigned is how many events came after LastCheckpoint: events no
+	// signature vouches for yet (the next checkpoint will).
+	Unsigned int64
+	// Broken, when not nil, is where the trail stops verifying.
 	Broken *ChainError
+}
+
+// VerifyOptions says how far VerifyTrail trusts the trail.
+type VerifyOptions struct {
+	// Checkpoints, when set, are checked against the chain: each must be
+	// signed by PublicKey and match the hash of the event it names, and
+	// none may name an event past the end of the trail.
+	Checkpoints CheckpointStore
+	// PublicKey verifies checkpoints. Required with Checkpoints.
+	PublicKey []byte
+	// RequireCheckpoint makes a trail with events but no checkpoint a
+	// broken one: with checkpoints on, keyway signs one when it starts, so
+	// none at all means they were deleted.
+	RequireCheckpoint bool
 }
 
 // verifyPage is how many records VerifyTrail reads at a time.
 const verifyPage = 1000
 
 // VerifyTrail walks a whole stored trail, page by page, and checks its
-// hash chain. An error is a failure to read; a broken chain is a Report
-// with Broken set.
-func VerifyTrail(ctx context.Context, r Reader) (*Report, error) {
+// hash chain and, with opts.Checkpoints, its signed checkpoints. An error
+// is a failure to read; a broken trail is a Report with Broken set, naming
+// the first event that does not verify.
+func VerifyTrail(ctx context.Context, r Reader, opts VerifyOptions) (*Report, error) {
+	if opts.Checkpoints != nil && len(opts.PublicKey) != ed25519.PublicKeySize {
+		return nil, errors.New("verify audit trail: checkpoints need the audit public key")
+	}
 	var v Verifier
 	rep := &Report{}
+	cps := &cpCursor{store: opts.Checkpoints, after: -1} // -1: from the checkpoint of event 0
+	lastSigned := int64(0)
+	finish := func(broken *ChainError) (*Report, error) {
+		rep.Events, rep.Head, rep.Broken = v.Count(), v.Head(), broken
+		rep.Unsigned = v.lastSeq - lastSigned
+		return rep, nil
+	}
+	// The checkpoint of event 0 says the trail was empty when first signed.
+	if cp, err := cps.peek(ctx); err != nil {
+		return nil, err
+	} else if cp != nil && cp.Seq <= 0 {
+		if broken := checkCheckpoint(cp, opts.PublicKey); broken != nil {
+			return finish(broken)
+		}
+		if cp.Seq < 0 || len(cp.Head) != 0 {
+			return finish(&ChainError{Seq: cp.Seq, Reason: "a checkpoint names no event"})
+		}
+		rep.Checkpoints++
+		rep.LastCheckpoint = cp
+		cps.pop()
+	}
 	for after := int64(0); ; {
 		recs, err := r.AuditEvents(ctx, after, verifyPage)
 		if err != nil {
@@ -193,16 +242,90 @@ func VerifyTrail(ctx context.Context, r Reader) (*Report, error) {
 		}
 		for _, rec := range recs {
 			if err := v.Add(rec); err != nil {
-				rep.Broken = err.(*ChainError) //nolint:errorlint // Add returns only *ChainError
-				rep.Events, rep.Head = v.Count(), v.Head()
-				return rep, nil
+				return finish(err.(*ChainError)) //nolint:errorlint,forcetypeassert // Add returns only *ChainError
 			}
 			after = rec.Seq
+			for {
+				cp, err := cps.peek(ctx)
+				if err != nil {
+					return nil, err
+				}
+				if cp == nil || cp.Seq > rec.Seq {
+					break
+				}
+				if broken := checkCheckpoint(cp, opts.PublicKey); broken != nil {
+					return finish(broken)
+				}
+				if cp.Seq < rec.Seq || !bytes.Equal(cp.Head, rec.Hash) {
+					return finish(&ChainError{Seq: lastSigned + 1, Reason: fmt.Sprintf(
+						"events %d to %d were rewritten: the hash of event %d is not the head signed at %s",
+						lastSigned+1, cp.Seq, cp.Seq, cp.At.Format(time.RFC3339))})
+				}
+				lastSigned = cp.Seq
+				rep.Checkpoints++
+				rep.LastCheckpoint = cp
+				cps.pop()
+			}
 		}
 		if len(recs) < verifyPage {
 			break
 		}
 	}
-	rep.Events, rep.Head = v.Count(), v.Head()
-	return rep, nil
+	cp, err := cps.peek(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if cp != nil {
+		if broken := checkCheckpoint(cp, opts.PublicKey); broken != nil {
+			return finish(broken)
+		}
+		return finish(&ChainError{Seq: v.lastSeq + 1, Reason: fmt.Sprintf(
+			"the trail ends at event %d but a checkpoint signed at %s covers event %d: events %d to %d were deleted",
+			v.lastSeq, cp.At.Format(time.RFC3339), cp.Seq, v.lastSeq+1, cp.Seq)})
+	}
+	if opts.RequireCheckpoint && v.Count() > 0 && rep.Checkpoints == 0 {
+		return finish(&ChainError{Seq: 1, Reason: "no signed checkpoint covers the trail: they were deleted, or the trail was written with checkpoints off"})
+	}
+	return finish(nil)
 }
+
+// checkCheckpoint checks a checkpoint's signature.
+func checkCheckpoint(cp *Checkpoint, pub ed25519.PublicKey) *ChainError {
+	if cp.Verify(pub) {
+		return nil
+	}
+	if cp.KeyID != KeyID(pub) {
+		return &ChainError{Seq: cp.Seq, Reason: fmt.Sprintf("the checkpoint of this event is signed by key %s, not by the audit key %s (forged, or the key changed)", cp.KeyID, KeyID(pub))}
+	}
+	return &ChainError{Seq: cp.Seq, Reason: "the checkpoint of this event has a signature that does not verify (forged or edited)"}
+}
+
+// cpCursor reads checkpoints a page at a time.
+type cpCursor struct {
+	store CheckpointStore
+	buf   []Checkpoint
+	after int64
+	done  bool
+}
+
+func (c *cpCursor) peek(ctx context.Context) (*Checkpoint, error) {
+	if c.store == nil {
+		return nil, nil
+	}
+	if len(c.buf) == 0 && !c.done {
+		page, err := c.store.AuditCheckpoints(ctx, c.after, verifyPage)
+		if err != nil {
+			return nil, fmt.Errorf("read audit checkpoints: %w", err)
+		}
+		c.buf, c.done = page, len(page) < verifyPage
+		if len(page) > 0 {
+			c.after = page[len(page)-1].Seq
+		}
+	}
+	if len(c.buf) == 0 {
+		return nil, nil
+	}
+	return &c.buf[0], nil
+}
+
+func (c *cpCursor) pop() { c.buf = c.buf[1:] }

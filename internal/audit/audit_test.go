@@ -83,7 +83,7 @@ func (s *sliceTrail) RecentAuditEvents(_ context.Context, n int) ([]Record, erro
 func TestVerifyTrailAcrossPages(t *testing.T) {
 	recs := chain(2*verifyPage + 5)
 	tr := &sliceTrail{recs: recs}
-	rep, err := VerifyTrail(context.Background(), tr)
+	rep, err := VerifyTrail(context.Background(), tr, VerifyOptions{})
 	if err != nil || rep.Broken != nil || rep.Events != int64(len(recs)) || !bytes.Equal(rep.Head, recs[len(recs)-1].Hash) {
 		t.Fatalf("intact trail: %+v %v", rep, err)
 	}
@@ -91,7 +91,7 @@ func TestVerifyTrailAcrossPages(t *testing.T) {
 		t.Fatalf("%d reads for %d records, want 3 pages", tr.calls, len(recs))
 	}
 	recs[verifyPage+10].Event.Actor = "attacker"
-	rep, err = VerifyTrail(context.Background(), &sliceTrail{recs: recs})
+	rep, err = VerifyTrail(context.Background(), &sliceTrail{recs: recs}, VerifyOptions{})
 	if err != nil || rep.Broken == nil || rep.Broken.Seq != int64(verifyPage+11) || rep.Events != int64(verifyPage+10) ||
 		!bytes.Equal(rep.Head, recs[verifyPage+9].Hash) {
 		t.Fatalf("edited in the second page: %+v %v", rep, err)

@@ -77,6 +77,8 @@ type Config struct {
 	// client may call, its CORS origins, and the fields of each answer it
 	// receives (the Backend-for-Frontend).
 	Clients map[string]Client `yaml:"clients"`
+	// Audit configures the signed checkpoints of the audit trail.
+	Audit Audit `yaml:"audit"`
 
 	// src records where Load found each setting, so that Validate and Lint
 	// can point at the line to fix.
@@ -418,6 +420,28 @@ type Sessions struct {
 	// StepUpMaxAge is how recent a user-verified assertion must be for
 	// sensitive actions. Default 5m.
 	StepUpMaxAge time.Duration `yaml:"step_up_max_age"`
+}
+
+// Audit configures the signed checkpoints of the audit trail. The trail's
+// hash chain catches an edited, deleted, inserted or reordered event; a
+// checkpoint, the chain's head signed with Ed25519, also catches a tail cut
+// off and a chain rewritten with fresh hashes (keyway audit verify).
+type Audit struct {
+	// CheckpointEvery is how often each node signs the head of the trail
+	// when it has moved; every node also signs when it starts and when it
+	// stops. Default 1m; "0s" turns checkpoints off, which keyway check
+	// --production warns about.
+	CheckpointEvery time.Duration `yaml:"checkpoint_every"`
+	// SigningKeyFile holds the secret the signing key is derived from (32+
+	// random bytes, base64), created with mode 0600 on first start.
+	// Default "<data_dir>/audit.key". KEYWAY_AUDIT_KEY (base64) takes
+	// precedence: keep the key away from the database, so that who can
+	// write the one cannot re-sign the other.
+	SigningKeyFile string `yaml:"signing_key_file"`
+	// SigningKeyCommand, when set, is run at start (without a shell) and
+	// its standard output is the secret in base64. It takes precedence
+	// over SigningKeyFile; KEYWAY_AUDIT_KEY over both.
+	SigningKeyCommand []string `yaml:"signing_key_command"`
 }
 
 // LeakReport configures the leak-report endpoint.

@@ -45,6 +45,8 @@ func TestDefault(t *testing.T) {
 		// Sign-up is by invitation unless the operator opens it.
 		Passkeys: Passkeys{RPName: "keyway", SignUp: "invite", CounterPolicy: "deny", ChallengeTTL: 5 * time.Minute},
 		Sessions: Sessions{IdleTimeout: 30 * time.Minute, AbsoluteTimeout: 12 * time.Hour, StepUpMaxAge: 5 * time.Minute},
+		// The audit trail's head is signed every minute.
+		Audit: Audit{CheckpointEvery: time.Minute, SigningKeyFile: "keyway-data/audit.key"},
 		Server: Server{
 			ReadHeaderTimeout: 10 * time.Second,
 			ReadTimeout:       60 * time.Second,
@@ -201,6 +203,7 @@ func TestApplyEnv(t *testing.T) {
 		want := Demo()
 		want.DataDir, want.Store.Path, want.TLS.ACME.CacheDir = "/srv/keyway", "/srv/keyway/keyway.db", "/srv/keyway/acme"
 		want.APIKeys.PepperFile = "/srv/keyway/pepper.key"
+		want.Audit.SigningKeyFile = "/srv/keyway/audit.key"
 		want.Listen, want.HTTPListen, want.AdminListen = ":8443", "off", "127.0.0.1:0"
 		want.Log.Format, want.Log.Level = "text", "debug"
 		if diff := cmp.Diff(want, c, cmpConfig...); diff != "" {

@@ -69,6 +69,7 @@ func defaults() *Config {
 		},
 		Passkeys: Passkeys{RPName: "keyway", SignUp: "invite", CounterPolicy: "deny", ChallengeTTL: 5 * time.Minute},
 		Sessions: Sessions{IdleTimeout: 30 * time.Minute, AbsoluteTimeout: 12 * time.Hour, StepUpMaxAge: 5 * time.Minute},
+		Audit:    Audit{CheckpointEvery: time.Minute},
 		Server: Server{
 			ReadHeaderTimeout: 10 * time.Second,
 			ReadTimeout:       60 * time.Second,
@@ -123,6 +124,9 @@ func (c *Config) fillDerived() {
 	}
 	if c.APIKeys.PepperFile == "" {
 		c.APIKeys.PepperFile = filepath.Join(c.DataDir, "pepper.key")
+	}
+	if c.Audit.SigningKeyFile == "" {
+		c.Audit.SigningKeyFile = filepath.Join(c.DataDir, "audit.key")
 	}
 	if c.APIKeys.LeakReport.Enabled == nil {
 		on := true
@@ -226,6 +230,9 @@ func (c *Config) SetDataDir(dir string) {
 	}
 	if c.APIKeys.PepperFile == filepath.Join(c.DataDir, "pepper.key") {
 		c.APIKeys.PepperFile = ""
+	}
+	if c.Audit.SigningKeyFile == filepath.Join(c.DataDir, "audit.key") {
+		c.Audit.SigningKeyFile = ""
 	}
 	c.DataDir = dir
 	c.fillDerived()

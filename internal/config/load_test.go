@@ -79,6 +79,8 @@ func TestLoadFull(t *testing.T) {
 			ChallengeTTL:  2 * time.Minute,
 		},
 		Sessions: Sessions{IdleTimeout: 15 * time.Minute, AbsoluteTimeout: 8 * time.Hour, StepUpMaxAge: 2 * time.Minute},
+		Audit: Audit{CheckpointEvery: 30 * time.Second, SigningKeyFile: "/var/lib/keyway/audit.key",
+			SigningKeyCommand: []string{"vault", "kv", "get", "-field=audit_key", "secret/keyway"}},
 		Upstreams: map[string]Upstream{
 			"api":   {URL: "https://api.internal:8443/base", MaxIdleConns: 64, DialTimeout: 2 * time.Second, CAFile: "/etc/keyway/internal-ca.pem"},
 			"local": {URL: "http://127.0.0.1:3000", MaxIdleConns: 256, DialTimeout: 5 * time.Second},
@@ -406,6 +408,15 @@ func TestLoadRateLimitAndAPIKeyErrors(t *testing.T) {
 		}},
 		{"negative default_ttl", "api_keys:\n  default_ttl: -1h\n", []string{
 			`keyway.yaml:2: api_keys.default_ttl: must be positive, got -1h0m0s`,
+		}},
+		{"audit checkpoints too often", "audit:\n  checkpoint_every: 10ms\n", []string{
+			`keyway.yaml:2: audit.checkpoint_every: must be 0s or between 1s and 24h, got 10ms (like "1m"; "0s" turns checkpoints off)`,
+		}},
+		{"negative audit checkpoints", "audit:\n  checkpoint_every: -1m\n", []string{
+			`keyway.yaml:2: audit.checkpoint_every: must be 0s or between 1s and 24h, got -1m0s (like "1m"; "0s" turns checkpoints off)`,
+		}},
+		{"empty audit signing key command", "audit:\n  signing_key_command: [\"\"]\n", []string{
+			`keyway.yaml:2: audit.signing_key_command: the first element must name a program (like ["vault", "kv", "get", "-field=audit_key", "secret/keyway"])`,
 		}},
 		{"bad leak_report rate_limit", "api_keys:\n  leak_report:\n    rate_limit: 30/fortnight\n", []string{
 			`keyway.yaml:3: api_keys.leak_report.rate_limit: invalid rate limit "30/fortnight": period "fortnight" is neither a unit (s, min, hour, day) nor a positive Go duration such as 5m (like "300/min")`,

@@ -60,10 +60,22 @@ func (c *Config) Validate() error {
 	}
 	v.apiKeys()
 	v.passkeys()
+	v.audit()
 	if len(v.errs) == 0 {
 		return nil
 	}
 	return v.errs.sorted()
+}
+
+func (v *validator) audit() {
+	a := v.c.Audit
+	switch d := a.CheckpointEvery; {
+	case d < 0, d > 0 && d < time.Second, d > 24*time.Hour:
+		v.errorf("audit.checkpoint_every", `like "1m"; "0s" turns checkpoints off`, "must be 0s or between 1s and 24h, got %s", d)
+	}
+	if len(a.SigningKeyCommand) > 0 && strings.TrimSpace(a.SigningKeyCommand[0]) == "" {
+		v.errorf("audit.signing_key_command", `like ["vault", "kv", "get", "-field=audit_key", "secret/keyway"]`, "the first element must name a program")
+	}
 }
 
 // validator collects the problems of one Config.

@@ -79,7 +79,7 @@ func (s Source) create() ([]byte, error) {
 	if _, err := rand.Read(p); err != nil {
 		return nil, err
 	}
-	f, err := os.OpenFile(s.File, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600) //nolint:gosec // G304: path from the operator's config
+	f, err := os.OpenFile(s.File, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if errors.Is(err, fs.ErrExist) {
 		return s.read() // another process made it first
 	}
@@ -105,7 +105,7 @@ func (s Source) read() ([]byte, error) {
 	if st.Mode().Perm()&0o077 != 0 {
 		return nil, fmt.Errorf("%s file %s has mode %v: others must not read it (chmod 600)", s.Name, s.File, st.Mode().Perm())
 	}
-	b, err := os.ReadFile(s.File) //nolint:gosec // G304: path from the operator's config
+	b, err := os.ReadFile(s.File)
 	if err != nil {
 		return nil, err
 	}

@@ -109,6 +109,7 @@ var copyTables = []struct {
 	{"api_key_changes", []column{plain("seq"), plain("key_id"), plain("at")}},
 	{"api_key_usage", []column{plain("key_id"), plain("hour"), plain("outcome"), plain("count")}},
 	{"audit_events", []column{plain("seq"), plain("at"), plain("type"), plain("actor"), plain("subject"), plain("detail"), blob("prev_hash"), blob("hash")}},
+	{"audit_checkpoints", []column{plain("seq"), plain("at"), blob("head"), plain("key_id"), blob("signature")}},
 }
 
 // Copy moves everything a SQLite store holds into an empty PostgreSQL
@@ -159,7 +160,7 @@ func Copy(ctx context.Context, from *sqlite.DB, to *postgres.DB) (*CopyReport, e
 	if err != nil {
 		return nil, err
 	}
-	trail, err := audit.VerifyTrail(ctx, to)
+	trail, err := audit.VerifyTrail(ctx, to, audit.VerifyOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("verify the copied audit trail: %w", err)
 	}

@@ -31,6 +31,7 @@ type Store interface {
 	apikey.ChangeFeed
 	apikey.UsageStore
 	audit.Reader
+	audit.CheckpointStore
 	// PruneChanges drops key change-feed entries older than before.
 	PruneChanges(ctx context.Context, before time.Time) (int64, error)
 	// SchemaVersion is the highest migration applied.

@@ -29,6 +29,7 @@ type Store interface {
 	apikey.Store
 	apikey.ChangeFeed
 	audit.Reader
+	audit.CheckpointStore
 }
 
 func admin(id string) *passkey.User {
@@ -305,7 +306,7 @@ func Run(t *testing.T, open func(t *testing.T) Store, exec func(ctx context.Cont
 		if got.ok != parallel {
 			t.Fatalf("concurrent sign-ups: %d of %d; errors: %v", got.ok, parallel, got.errs)
 		}
-		rep, err := audit.VerifyTrail(ctx, s)
+		rep, err := audit.VerifyTrail(ctx, s, audit.VerifyOptions{})
 		if err != nil || rep.Broken != nil || rep.Events != 2*parallel {
 			t.Fatalf("trail after concurrent writes: %+v %v, want %d events and no break", rep, err, 2*parallel)
 		}
@@ -382,7 +383,7 @@ func Run(t *testing.T, open func(t *testing.T) Store, exec func(ctx context.Cont
 		if err := s.SetUserRoles(ctx, "nobody", []string{"x"}, event(audit.UserRolesChanged, "user:nobody")); !errors.Is(err, passkey.ErrNotFound) {
 			t.Fatalf("roles of nobody: %v", err)
 		}
-		rep, err := audit.VerifyTrail(ctx, s)
+		rep, err := audit.VerifyTrail(ctx, s, audit.VerifyOptions{})
 		if err != nil || rep.Events != 2 {
 			t.Fatalf("audit after two role changes and a refused one: %+v %v", rep, err)
 		}
@@ -402,9 +403,51 @@ func Run(t *testing.T, open func(t *testing.T) Store, exec func(ctx context.Cont
 				t.Errorf("%q succeeded on the audit trail", stmt)
 			}
 		}
-		rep, err := audit.VerifyTrail(ctx, s)
+		rep, err := audit.VerifyTrail(ctx, s, audit.VerifyOptions{})
 		if err != nil || rep.Broken != nil || rep.Events != 1 {
 			t.Fatalf("trail after edits were refused: %+v %v", rep, err)
+		}
+	})
+
+	t.Run("audit checkpoints: signed heads are kept once, append-only, and verify the trail", func(t *testing.T) {
+		s := open(t)
+		signer, err := audit.NewSigner(bytes.Repeat([]byte{7}, 32))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if seq, head, err := s.AuditHead(ctx); err != nil || seq != 0 || head != nil {
+			t.Fatalf("head of an empty trail: %d %x %v", seq, head, err)
+		}
+		cp := &audit.Checkpointer{Store: s, Signer: signer}
+		for i := range 3 {
+			id := fmt.Sprintf("u%d", i)
+			if err := s.CreateUser(ctx, user(id, id), cred("c"+id, id), nil, []audit.Event{event(audit.UserCreated, "user:"+id)}); err != nil {
+				t.Fatal(err)
+			}
+			if c, err := cp.Sign(ctx); err != nil || c == nil || c.Seq != int64(i+1) {
+				t.Fatalf("checkpoint %d: %+v %v", i, c, err)
+			}
+		}
+		// A second node signing the same head is not an error and adds nothing.
+		other := &audit.Checkpointer{Store: s, Signer: signer}
+		if _, err := other.Sign(ctx); err != nil {
+			t.Fatalf("a second signer of the same head: %v", err)
+		}
+		if c, err := cp.Sign(ctx); err != nil || c != nil {
+			t.Fatalf("an unmoved head was signed again: %+v %v", c, err)
+		}
+		got, err := s.AuditCheckpoints(ctx, 1, 10)
+		if err != nil || len(got) != 2 || got[0].Seq != 2 || got[1].Seq != 3 || !got[1].Verify(signer.PublicKey()) {
+			t.Fatalf("checkpoints after 1: %+v %v", got, err)
+		}
+		for _, stmt := range []string{"DELETE FROM audit_checkpoints", "UPDATE audit_checkpoints SET seq = seq + 10"} {
+			if err := exec(ctx, s, stmt); err == nil {
+				t.Errorf("%q succeeded on the checkpoints", stmt)
+			}
+		}
+		rep, err := audit.VerifyTrail(ctx, s, audit.VerifyOptions{Checkpoints: s, PublicKey: signer.PublicKey(), RequireCheckpoint: true})
+		if err != nil || rep.Broken != nil || rep.Events != 3 || rep.Checkpoints != 3 || rep.Unsigned != 0 {
+			t.Fatalf("trail with checkpoints: %+v %v", rep, err)
 		}
 	})
 
