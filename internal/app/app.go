@@ -21,6 +21,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -350,6 +351,11 @@ func (a *App) Reload(next *config.Config) error {
 	a.reloadMu.Lock()
 	defer a.reloadMu.Unlock()
 	if diff := a.cfg.NeedsRestart(next); len(diff) > 0 {
+		ev := audit.Event{At: time.Now(), Type: audit.ConfigReloadRefused, Actor: "system", Subject: "config",
+			Detail: map[string]string{"needs_restart": strings.Join(diff, ",")}}
+		if err := a.db.AppendAudit(context.Background(), ev); err != nil {
+			a.logger.Warn("audit a refused reload", slog.String("error", err.Error()))
+		}
 		return fmt.Errorf("these settings changed and need a restart: %s (a reload applies only %s)",
 			strings.Join(diff, ", "), strings.Join(config.Reloadable, ", "))
 	}
@@ -366,6 +372,13 @@ func (a *App) Reload(next *config.Config) error {
 	gw, err := gateway.New(gwc)
 	if err != nil {
 		return err
+	}
+	// A reload that cannot be audited does not happen.
+	ev := audit.Event{At: time.Now(), Type: audit.ConfigReloaded, Actor: "system", Subject: "config", Detail: map[string]string{
+		"routes": strconv.Itoa(len(next.Routes)), "upstreams": strconv.Itoa(len(next.Upstreams)), "clients": strconv.Itoa(len(next.Clients))}}
+	if err := a.db.AppendAudit(context.Background(), ev); err != nil {
+		gw.Close()
+		return fmt.Errorf("audit the reload: %w", err)
 	}
 	// The core's profiles (which routes a client may call) change first:
 	// a request between the two swaps is checked against the new ones and

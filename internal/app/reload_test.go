@@ -2,6 +2,7 @@ package app_test
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"io"
 	"log/slog"
@@ -14,6 +15,9 @@ import (
 	"github.com/keywayhq/keyway/internal/apikey"
 	"github.com/keywayhq/keyway/internal/app"
 	"github.com/keywayhq/keyway/internal/app/apptest"
+	"github.com/keywayhq/keyway/internal/audit"
+	"github.com/keywayhq/keyway/internal/config"
+	"github.com/keywayhq/keyway/internal/store"
 )
 
 // TestReloadClientProfiles: a reload replaces the client profiles as a
@@ -106,4 +110,72 @@ clients:
 	if status, b := createFor("partner"); status != 400 || !strings.Contains(b, "mobile") {
 		t.Fatalf("a key for a removed profile: %d %s", status, b)
 	}
+}
+
+// TestReloadIsAudited: an applied reload and a refused one are both in the
+// trail; a reload whose event cannot be written is not applied.
+func TestReloadIsAudited(t *testing.T) {
+	yaml := "data_dir: {{data}}\nupstreams: {up: {url: %s}}\nroutes:\n%s"
+	up := bffUpstream(t)
+	cfg := apptest.Config(t, fmt.Sprintf(yaml, up, "  - {name: a, path: /a, upstream: up, policy: public}\n"))
+	in := apptest.Start(t, cfg)
+	next := func(routes string) *config.Config {
+		n := apptest.Config(t, strings.ReplaceAll(fmt.Sprintf(yaml, up, routes), "{{data}}", cfg.DataDir))
+		n.Listen, n.HTTPListen, n.AdminListen = cfg.Listen, cfg.HTTPListen, cfg.AdminListen
+		return n
+	}
+	two := "  - {name: a, path: /a, upstream: up, policy: public}\n  - {name: b, path: /b, upstream: up, policy: public}\n"
+	apptest.Must(t, in.App.Reload(next(two)), "reload")
+	refused := next(two)
+	refused.Sessions.IdleTimeout = time.Hour
+	if err := in.App.Reload(refused); err == nil {
+		t.Fatal("a reload of sessions was applied")
+	}
+	recs := recentEvents(t, cfg, 2)
+	if recs[1].Event.Type != audit.ConfigReloaded || recs[1].Event.Detail["routes"] != "2" ||
+		recs[0].Event.Type != audit.ConfigReloadRefused || !strings.Contains(recs[0].Event.Detail["needs_restart"], "sessions") {
+		t.Fatalf("the trail after two reloads: %+v", recs)
+	}
+
+	// While the store takes no write, a reload fails and its route never answers.
+	three := two + "  - {name: c, path: /c, upstream: up, policy: public}\n"
+	lockStore(t, cfg, func() {
+		if err := in.App.Reload(next(three)); err == nil || !strings.Contains(err.Error(), "audit") {
+			t.Fatalf("a reload that could not be audited: %v", err)
+		}
+	})
+	res := get(t, in.Client(), in.URL("/c"))
+	if _ = body(t, res); res.StatusCode != 404 {
+		t.Fatalf("the unaudited reload's route answers %d", res.StatusCode)
+	}
+}
+
+// recentEvents returns the newest n events of cfg's trail, newest first.
+func recentEvents(t *testing.T, cfg *config.Config, n int) []audit.Record {
+	t.Helper()
+	db, err := store.Open(context.Background(), cfg.Store, false)
+	apptest.Must(t, err, "open store")
+	defer func() { _ = db.Close() }()
+	recs, err := db.RecentAuditEvents(context.Background(), n)
+	apptest.Must(t, err, "read the trail")
+	if len(recs) != n {
+		t.Fatalf("%d events, want %d", len(recs), n)
+	}
+	return recs
+}
+
+// lockStore holds SQLite's write lock on cfg's store while fn runs: every
+// write elsewhere waits out its busy timeout and fails.
+func lockStore(t *testing.T, cfg *config.Config, fn func()) {
+	t.Helper()
+	db, err := sql.Open("sqlite", "file:"+cfg.Store.Path)
+	apptest.Must(t, err, "open")
+	defer func() { _ = db.Close() }()
+	conn, err := db.Conn(context.Background())
+	apptest.Must(t, err, "conn")
+	defer func() { _ = conn.Close() }()
+	_, err = conn.ExecContext(context.Background(), "BEGIN EXCLUSIVE")
+	apptest.Must(t, err, "lock")
+	defer func() { _, _ = conn.ExecContext(context.Background(), "ROLLBACK") }()
+	fn()
 }

@@ -93,6 +93,12 @@ const (
 	SessionStepUp  = "session.step_up"
 )
 
+// The event types of the running server.
+const (
+	ConfigReloaded      = "config.reloaded"
+	ConfigReloadRefused = "config.reload_refused"
+)
+
 // The event types of people, passkeys and sign-in.
 const (
 	UserCreated         = "user.created"

@@ -88,6 +88,12 @@ func (s *Signer) Sign(seq int64, head []byte, at time.Time) Checkpoint {
 		Signature: ed25519.Sign(s.priv, checkpointMessage(seq, head, at))}
 }
 
+// Appender writes an event that goes with no stored change of its own: a
+// config reload, say. Every store implements it.
+type Appender interface {
+	AppendAudit(ctx context.Context, ev Event) error
+}
+
 // CheckpointStore keeps checkpoints. Every store implements it.
 type CheckpointStore interface {
 	// AuditHead returns the newest event's sequence number and hash; 0 and

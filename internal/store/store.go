@@ -32,6 +32,7 @@ type Store interface {
 	apikey.UsageStore
 	audit.Reader
 	audit.CheckpointStore
+	audit.Appender
 	// PruneChanges drops key change-feed entries older than before.
 	PruneChanges(ctx context.Context, before time.Time) (int64, error)
 	// SchemaVersion is the highest migration applied.

@@ -12,6 +12,11 @@ import (
 
 var _ audit.CheckpointStore = (*DB)(nil)
 
+// AppendAudit implements audit.Appender.
+func (d *DB) AppendAudit(ctx context.Context, ev audit.Event) error {
+	return d.inTx(ctx, func(tx *sql.Tx) error { return appendAudit(ctx, tx, ev) })
+}
+
 // AuditHead implements audit.CheckpointStore.
 func (d *DB) AuditHead(ctx context.Context) (int64, []byte, error) {
 	var seq int64
