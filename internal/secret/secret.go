@@ -58,9 +58,23 @@ func (s Source) Origin(getenv func(string) string) string {
 // is an error wrapping ErrMissing that says where Load looked, so that a
 // command run in the wrong folder never mints a secret no server knows.
 func (s Source) Load(getenv func(string) string, create bool) ([]byte, error) {
+	ring, err := s.LoadRing(getenv, create)
+	if err != nil {
+		return nil, err
+	}
+	if len(ring) != 1 {
+		return nil, fmt.Errorf("%s: want one key, found %d", s.Name, len(ring))
+	}
+	return ring[0], nil
+}
+
+// LoadRing is Load for a secret that may hold several keys, separated by
+// white space (one per line in a file): the current one first, then older
+// ones that must still open what they sealed.
+func (s Source) LoadRing(getenv func(string) string, create bool) ([][]byte, error) {
 	switch s.Origin(getenv) {
 	case "env":
-		return decode(getenv(s.Env), s.Env+" must hold at least 32 bytes in base64")
+		return decode(getenv(s.Env), s.Env+" must hold keys of at least 32 bytes in base64")
 	case "command":
 		return s.fromCommand()
 	}
@@ -74,30 +88,72 @@ func (s Source) Load(getenv func(string) string, create bool) ([]byte, error) {
 	return s.create()
 }
 
-func (s Source) create() ([]byte, error) {
+// Prepend makes a new random key the current one of a file source, keeping
+// the older ones after it, and returns the new ring. The file is replaced
+// whole (a new file, synced, renamed over it), so a reader sees the old
+// ring or the new one. Only a file source can be changed by keyway.
+func (s Source) Prepend(getenv func(string) string) ([][]byte, error) {
+	if o := s.Origin(getenv); o != "file" {
+		return nil, fmt.Errorf("the %s comes from the %s: put the new key first there, then rotate", s.Name, o)
+	}
+	ring, err := s.read()
+	if err != nil {
+		return nil, err
+	}
 	p := make([]byte, MinSize)
 	if _, err := rand.Read(p); err != nil {
 		return nil, err
 	}
-	f, err := os.OpenFile(s.File, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	ring = append([][]byte{p}, ring...)
+	var text strings.Builder
+	for _, k := range ring {
+		text.WriteString(base64.StdEncoding.EncodeToString(k) + "\n")
+	}
+	tmp := s.File + ".new"
+	if err := writeNew(tmp, text.String()); err != nil {
+		_ = os.Remove(tmp)
+		return nil, fmt.Errorf("write %s file: %w", s.Name, err)
+	}
+	if err := os.Rename(tmp, s.File); err != nil {
+		_ = os.Remove(tmp)
+		return nil, fmt.Errorf("replace %s file: %w", s.Name, err)
+	}
+	return ring, nil
+}
+
+// writeNew writes a new file, mode 0600, and syncs it.
+func writeNew(name, text string) error {
+	f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.WriteString(text); err != nil {
+		_ = f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		_ = f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+func (s Source) create() ([][]byte, error) {
+	p := make([]byte, MinSize)
+	if _, err := rand.Read(p); err != nil {
+		return nil, err
+	}
+	err := writeNew(s.File, base64.StdEncoding.EncodeToString(p)+"\n")
 	if errors.Is(err, fs.ErrExist) {
 		return s.read() // another process made it first
 	}
 	if err != nil {
 		return nil, fmt.Errorf("create %s file: %w", s.Name, err)
 	}
-	if _, err := f.WriteString(base64.StdEncoding.EncodeToString(p) + "\n"); err != nil {
-		_ = f.Close()
-		return nil, fmt.Errorf("write %s file: %w", s.Name, err)
-	}
-	if err := f.Sync(); err != nil {
-		_ = f.Close()
-		return nil, fmt.Errorf("write %s file: %w", s.Name, err)
-	}
-	return p, f.Close()
+	return [][]byte{p}, nil
 }
 
-func (s Source) read() ([]byte, error) {
+func (s Source) read() ([][]byte, error) {
 	st, err := os.Stat(s.File)
 	if err != nil {
 		return nil, err
@@ -109,27 +165,35 @@ func (s Source) read() ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return decode(string(b), fmt.Sprintf("%s file %s must hold at least 32 bytes in base64", s.Name, s.File))
+	return decode(string(b), fmt.Sprintf("%s file %s must hold keys of at least 32 bytes in base64", s.Name, s.File))
 }
 
 // fromCommand runs the command and decodes its standard output. Its
 // standard error is not shown: it might echo the secret.
-func (s Source) fromCommand() ([]byte, error) {
+func (s Source) fromCommand() ([][]byte, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	out, err := exec.CommandContext(ctx, s.Command[0], s.Command[1:]...).Output() //nolint:gosec // G204: the operator's own configured command
 	if err != nil {
 		return nil, fmt.Errorf("%s command %q failed: %w", s.Name, s.Command[0], exitOnly(err))
 	}
-	return decode(string(out), fmt.Sprintf("%s command %q must print at least 32 bytes in base64", s.Name, s.Command[0]))
+	return decode(string(out), fmt.Sprintf("%s command %q must print keys of at least 32 bytes in base64", s.Name, s.Command[0]))
 }
 
-func decode(v, msg string) ([]byte, error) {
-	p, err := base64.StdEncoding.DecodeString(strings.TrimSpace(v))
-	if err != nil || len(p) < MinSize {
+// decode reads keys in base64 separated by white space.
+func decode(v, msg string) ([][]byte, error) {
+	var ring [][]byte
+	for _, f := range strings.Fields(v) {
+		p, err := base64.StdEncoding.DecodeString(f)
+		if err != nil || len(p) < MinSize {
+			return nil, errors.New(msg)
+		}
+		ring = append(ring, p)
+	}
+	if len(ring) == 0 {
 		return nil, errors.New(msg)
 	}
-	return p, nil
+	return ring, nil
 }
 
 // exitOnly keeps an exec error's exit status and drops captured output.

@@ -91,3 +91,37 @@ func TestEnvAndCommandWin(t *testing.T) {
 		t.Fatalf("a bad variable: %v", err)
 	}
 }
+
+func TestRingAndPrepend(t *testing.T) {
+	src := secret.Source{Name: "KEK", Env: "KEYWAY_TEST_KEK", File: filepath.Join(t.TempDir(), "kek.key")}
+	first, err := src.LoadRing(noEnv, true)
+	if err != nil || len(first) != 1 {
+		t.Fatalf("first ring: %d %v", len(first), err)
+	}
+	ring, err := src.Prepend(noEnv)
+	if err != nil || len(ring) != 2 || !bytes.Equal(ring[1], first[0]) || bytes.Equal(ring[0], first[0]) {
+		t.Fatalf("after prepend: %d %v", len(ring), err)
+	}
+	again, err := src.LoadRing(noEnv, false)
+	if err != nil || len(again) != 2 || !bytes.Equal(again[0], ring[0]) || !bytes.Equal(again[1], ring[1]) {
+		t.Fatalf("the file after prepend: %v", err)
+	}
+	if st, err := os.Stat(src.File); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("mode after prepend: %v %v", st, err)
+	}
+	if _, err := src.Load(noEnv, false); err == nil || !strings.Contains(err.Error(), "want one key") {
+		t.Fatalf("Load of a ring of two: %v", err)
+	}
+	env := func(k string) string {
+		if k == src.Env {
+			return base64.StdEncoding.EncodeToString(bytes.Repeat([]byte("a"), 32)) + "\n " + base64.StdEncoding.EncodeToString(bytes.Repeat([]byte("b"), 32))
+		}
+		return ""
+	}
+	if r, err := src.LoadRing(env, false); err != nil || len(r) != 2 || r[1][0] != 'b' {
+		t.Fatalf("a ring in the environment: %v", err)
+	}
+	if _, err := src.Prepend(env); err == nil || !strings.Contains(err.Error(), "env") {
+		t.Fatalf("prepend to an environment variable: %v", err)
+	}
+}
