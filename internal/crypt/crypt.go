@@ -203,10 +203,11 @@ func (k KEK) unwrap(w WrappedKey) ([]byte, error) {
 }
 
 func seal(aead cipher.AEAD, plain, ad []byte) []byte {
-	out := make([]byte, 1+aead.NonceSize(), 1+aead.NonceSize()+len(plain)+aead.Overhead())
-	out[0] = version
-	_, _ = rand.Read(out[1:]) // crypto/rand never fails (Go 1.24+)
-	return aead.Seal(out, out[1:1+aead.NonceSize()], plain, ad)
+	nonce := make([]byte, aead.NonceSize())
+	_, _ = rand.Read(nonce) // crypto/rand never fails (Go 1.24+)
+	out := make([]byte, 0, 1+len(nonce)+len(plain)+aead.Overhead())
+	out = append(append(out, version), nonce...)
+	return aead.Seal(out, nonce, plain, ad)
 }
 
 func open(aead cipher.AEAD, ct, ad []byte) ([]byte, error) {

@@ -187,7 +187,9 @@ func TestRotate(t *testing.T) {
 	src := &ringOf{secrets: [][]byte{key(1)}}
 	node1, node2 := newSealer(t, src, keys), newSealer(t, src, keys)
 	sealed := map[string][]byte{}
-	field := func(u string) crypt.Field { return crypt.Field{Table: "users", Column: "display_name", Row: u, UserID: u} }
+	field := func(u string) crypt.Field {
+		return crypt.Field{Table: "users", Column: "display_name", Row: u, UserID: u}
+	}
 	for _, u := range []string{"a", "b", "c"} {
 		if err := node1.NewUserKey(ctx, u); err != nil {
 			t.Fatal(err)
