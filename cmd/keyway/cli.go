@@ -299,6 +299,7 @@ func cmdCheck(args []string, stdout, stderr io.Writer, getenv func(string) strin
 	fs := newFlags("check", stderr)
 	cfgPath := fs.String("config", "", "config file to check (required)")
 	strict := fs.Bool("strict", false, "treat warnings as errors")
+	production := fs.Bool("production", false, "also warn about what makes a stolen disk worse: secrets beside the database, an open data directory, open sign-up, audit checkpoints off")
 	out := outputFlag(fs)
 	if err := fs.Parse(args); err != nil || !validOutput(*out, stderr) {
 		return exitUsage
@@ -319,6 +320,14 @@ func cmdCheck(args []string, stdout, stderr io.Writer, getenv func(string) strin
 		text     string
 	}
 	warns, err := config.Check(*cfgPath, getenv)
+	if err == nil && *production {
+		cfg, lerr := config.LoadEnv(*cfgPath, getenv)
+		if lerr != nil {
+			err = lerr
+		} else {
+			warns = append(warns, app.ProductionWarnings(cfg, getenv)...)
+		}
+	}
 	var findings []finding
 	errorsN := 0
 	if err != nil {

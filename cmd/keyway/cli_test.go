@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -130,6 +131,49 @@ routes:
 	}
 	if code, _, _ := runCLI(t, "check"); code != exitUsage {
 		t.Fatalf("check without --config: %d", code)
+	}
+}
+
+// TestCheckProduction: --production warns about what makes a stolen disk
+// worse, and says nothing once the secrets are elsewhere.
+func TestCheckProduction(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "data")
+	if err := os.Mkdir(data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	codes := func(env map[string]string, yaml string) map[string]bool {
+		t.Helper()
+		f := writeFile(t, "prod.yaml", "data_dir: "+data+"\n"+yaml)
+		var out, errb bytes.Buffer
+		run([]string{"check", "--config", f, "--production", "-o", "json"}, &out, &errb, func(k string) string { return env[k] })
+		var res struct {
+			Findings []struct{ Code, Severity string }
+		}
+		if err := json.Unmarshal(out.Bytes(), &res); err != nil {
+			t.Fatalf("check: %q %q", out.String(), errb.String())
+		}
+		got := map[string]bool{}
+		for _, f := range res.Findings {
+			got[f.Code] = true
+		}
+		return got
+	}
+	got := codes(nil, "passkeys: {sign_up: open}\naudit: {checkpoint_every: 0s}\n")
+	for _, want := range []string{"secret-beside-database", "key-store-beside-database", "data-dir-readable", "open-sign-up", "audit-checkpoints-off"} {
+		if !got[want] {
+			t.Errorf("--production did not warn %s: %v", want, got)
+		}
+	}
+	if err := os.Chmod(data, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	secret := base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{1}, 32))
+	env := map[string]string{"KEYWAY_PEPPER": secret, "KEYWAY_KEK": secret, "KEYWAY_AUDIT_KEY": secret}
+	got = codes(env, "data_protection: {key_store: \"sqlite:"+filepath.Join(t.TempDir(), "keys.db")+"\"}\n")
+	for _, quiet := range []string{"secret-beside-database", "key-store-beside-database", "data-dir-readable", "open-sign-up", "audit-checkpoints-off", "key-store-in-database"} {
+		if got[quiet] {
+			t.Errorf("--production warned %s with the secrets elsewhere: %v", quiet, got)
+		}
 	}
 }
 

@@ -13,7 +13,8 @@ import (
 )
 
 // cmdInit runs `keyway init`: it makes the data directory, the store, the
-// pepper and the audit signing key that keyway serve would make at its
+// pepper, the KEK and key store, and the audit signing key that keyway
+// serve would make at its
 // first start (and signs the empty trail), so that keys and invitations
 // can be made before the server first runs. With serve, it
 // is the only command that creates anything; the others refuse a store
@@ -52,7 +53,12 @@ func cmdInit(args []string, stdout, stderr io.Writer, getenv func(string) string
 		return exitError
 	}
 	defer func() { _ = db.Close() }()
-	if _, err := app.PepperFor(ctx, cfg, getenv, db); err != nil {
+	pepper, err := app.PepperFor(ctx, cfg, getenv, db)
+	if err != nil {
+		fmt.Fprintf(stderr, "keyway: %v\n", err)
+		return exitError
+	}
+	if err := app.InitDataProtection(ctx, cfg, getenv, db, pepper); err != nil {
 		fmt.Fprintf(stderr, "keyway: %v\n", err)
 		return exitError
 	}

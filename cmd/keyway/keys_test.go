@@ -11,10 +11,10 @@ import (
 	"time"
 
 	"github.com/keywayhq/keyway/internal/apikey"
+	"github.com/keywayhq/keyway/internal/app"
 	"github.com/keywayhq/keyway/internal/app/apptest"
 	"github.com/keywayhq/keyway/internal/config"
 	"github.com/keywayhq/keyway/internal/passkey"
-	"github.com/keywayhq/keyway/internal/store"
 	_ "modernc.org/sqlite"
 )
 
@@ -285,7 +285,9 @@ func TestKeysRotateCLI(t *testing.T) {
 func TestUsersRolesCLI(t *testing.T) {
 	dir := initDir(t)
 	ctx := context.Background()
-	db, err := store.Open(ctx, config.Store{Driver: "sqlite", Path: filepath.Join(dir, "keyway.db")}, false)
+	cfg := config.Demo()
+	cfg.SetDataDir(dir)
+	db, err := app.OpenStore(ctx, cfg, func(string) string { return "" })
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"maps"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 
@@ -93,7 +94,15 @@ func migrateCopy(ctx context.Context, from, to, out string, stdout, stderr io.Wr
 		return exitError
 	}
 	defer func() { _ = p.Close() }()
-	rep, err := store.Copy(ctx, s, p)
+	var keys *sqlite.Keys
+	if kp := filepath.Join(filepath.Dir(src.Store.Path), "keys.db"); fileExists(kp) {
+		if keys, err = sqlite.OpenKeys(ctx, kp); err != nil {
+			fmt.Fprintf(stderr, "keyway: %v\n", err)
+			return exitError
+		}
+		defer func() { _ = keys.Close() }()
+	}
+	rep, err := store.Copy(ctx, s, keys, p)
 	if err != nil {
 		fmt.Fprintf(stderr, "keyway: %v (nothing was copied)\n", err)
 		return exitError
@@ -108,4 +117,9 @@ func migrateCopy(ctx context.Context, from, to, out string, stdout, stderr io.Wr
 	}
 	fmt.Fprintf(stdout, "copied: %s\naudit trail verified on PostgreSQL: %d events\n", strings.Join(parts, ", "), rep.AuditEvents)
 	return exitOK
+}
+
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
 }

@@ -63,7 +63,7 @@ func cmdUsers(args []string, stdout, stderr io.Writer, getenv func(string) strin
 	}
 	ctx := context.Background()
 	logger := app.NewLogger(stderr, "text", "warn")
-	people, err := app.OpenPeople(ctx, cfg, logger)
+	people, err := app.OpenPeople(ctx, cfg, logger, getenv)
 	if err != nil {
 		fmt.Fprintf(stderr, "keyway: %v\n", err)
 		return exitError

@@ -73,6 +73,7 @@ type App struct {
 	logger *slog.Logger
 
 	db       store.Store
+	keyStore io.Closer // the data keys' store, when it is not db
 	keys     *apikey.Service
 	passkeys *passkey.Service
 	sessions *session.Manager
@@ -136,6 +137,9 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 	}
 	pepper, err := PepperFor(ctx, cfg, opts.Getenv, a.db)
 	if err != nil {
+		return nil, err
+	}
+	if a.keyStore, err = sealStore(ctx, cfg, opts.Getenv, a.db, pepper, true); err != nil {
 		return nil, err
 	}
 	if cfg.Audit.CheckpointEvery > 0 {
@@ -285,6 +289,10 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 		fa = &gateway.ForwardAuth{Proxies: clientip.New(cfg.ForwardAuth.TrustedProxies, cfg.Server.IPv6Prefix),
 			Signer: a.signer, Audience: cfg.ForwardAuth.Audience}
 	}
+	access, err := accessLog(cfg, opts, a.logger, pepper)
+	if err != nil {
+		return nil, err
+	}
 	a.gwCfg = gateway.Config{
 		ForwardAuth:          fa,
 		Own:                  a.own,
@@ -295,7 +303,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 		Decider:              core,
 		Clients:              gwClients,
 		Logger:               a.logger,
-		AccessLog:            accessLog(cfg, opts, a.logger),
+		AccessLog:            access,
 		Metrics:              reg,
 	}
 	gwc := a.gwCfg
@@ -749,6 +757,12 @@ func (a *App) closeAll() {
 		}
 		a.db = nil
 	}
+	if a.keyStore != nil {
+		if err := a.keyStore.Close(); err != nil {
+			a.logger.Error("close key store", slog.String("error", err.Error()))
+		}
+		a.keyStore = nil
+	}
 }
 
 func loadPool(file string) (*x509.CertPool, error) {
@@ -772,11 +786,18 @@ func (d debugWriter) Write(p []byte) (int, error) {
 
 // accessLog is the gateway's access log: on when log.access says so (the
 // default), the logger writes info lines and there is a LogWriter.
-func accessLog(cfg *config.Config, opts Options, logger *slog.Logger) *gateway.AccessLog {
+func accessLog(cfg *config.Config, opts Options, logger *slog.Logger, pepper []byte) (*gateway.AccessLog, error) {
 	if cfg.Log.Access != nil && !*cfg.Log.Access || opts.LogWriter == nil || !logger.Enabled(context.Background(), slog.LevelInfo) {
-		return nil
+		return nil, nil
 	}
-	return &gateway.AccessLog{W: opts.LogWriter, Text: cfg.Log.Format == "text"}
+	l := &gateway.AccessLog{W: opts.LogWriter, Text: cfg.Log.Format == "text"}
+	if cfg.Log.ClientAddress != "full" {
+		var err error
+		if l.ClientKey, err = derivedKey(pepper, "access log clients v1"); err != nil {
+			return nil, err
+		}
+	}
+	return l, nil
 }
 
 // NewLogger builds the process logger. ReplaceAttr is a second line of

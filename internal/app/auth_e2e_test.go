@@ -12,6 +12,7 @@ import (
 	"net/http/cookiejar"
 	"net/netip"
 	"net/url"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -481,7 +482,7 @@ func TestOperatorRecoversAnAdmin(t *testing.T) {
 	hana := newPerson(t, in)
 	hana.register(map[string]string{"username": "hana"})
 
-	people, err := app.OpenPeople(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	people, err := app.OpenPeople(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), os.Getenv)
 	apptest.Must(t, err, "open people")
 	defer func() { _ = people.Close() }()
 	users, err := people.Passkeys.Users(context.Background())

@@ -12,7 +12,6 @@ import (
 	"github.com/keywayhq/keyway/internal/config"
 	"github.com/keywayhq/keyway/internal/passkey"
 	"github.com/keywayhq/keyway/internal/session"
-	"github.com/keywayhq/keyway/internal/store"
 )
 
 // SetupLinkTTL is how long the first-admin setup link lives.
@@ -162,18 +161,18 @@ type People struct {
 	Passkeys  *passkey.Service
 	Sessions  *session.Manager
 	PublicURL string
-	db        store.Store
+	db        *Store
 }
 
 // OpenPeople opens the store of cfg and its account services. Links it makes
 // point at the HTTPS listener's configured address.
 // Like OpenKeys, it never creates a store.
-func OpenPeople(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*People, error) {
-	db, err := store.Open(ctx, cfg.Store, false)
+func OpenPeople(ctx context.Context, cfg *config.Config, logger *slog.Logger, getenv func(string) string) (*People, error) {
+	db, err := OpenStore(ctx, cfg, getenv)
 	if err != nil {
 		return nil, err
 	}
-	a := &App{cfg: cfg, logger: logger, db: db}
+	a := &App{cfg: cfg, logger: logger, db: db.Store}
 	addr := cfg.Listen
 	if _, port, err := net.SplitHostPort(addr); err == nil && port == "0" {
 		addr = "localhost:443"
@@ -186,5 +185,5 @@ func OpenPeople(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*
 	return &People{Passkeys: pk, Sessions: sm, PublicURL: a.publicURL, db: db}, nil
 }
 
-// Close closes the store.
+// Close closes the store and its key store.
 func (p *People) Close() error { return p.db.Close() }

@@ -79,6 +79,8 @@ type Config struct {
 	Clients map[string]Client `yaml:"clients"`
 	// Audit configures the signed checkpoints of the audit trail.
 	Audit Audit `yaml:"audit"`
+	// DataProtection configures the sealing of personal data.
+	DataProtection DataProtection `yaml:"data_protection"`
 
 	// src records where Load found each setting, so that Validate and Lint
 	// can point at the line to fix.
@@ -93,6 +95,10 @@ type Log struct {
 	Level string `yaml:"level"`
 	// Access writes one line per request. Default true.
 	Access *bool `yaml:"access"`
+	// ClientAddress is how a line names the client: "pseudonym" (the
+	// default: a keyed hash, one per address, so the log holds no address)
+	// or "full" (the address itself).
+	ClientAddress string `yaml:"client_address"`
 }
 
 // TLS configures certificates and the protocol policy.
@@ -420,6 +426,28 @@ type Sessions struct {
 	// StepUpMaxAge is how recent a user-verified assertion must be for
 	// sensitive actions. Default 5m.
 	StepUpMaxAge time.Duration `yaml:"step_up_max_age"`
+}
+
+// DataProtection configures how personal data is sealed (envelope
+// encryption, package crypt): each person's fields under a data key of
+// their own, each data key wrapped under the key-encryption key (KEK).
+type DataProtection struct {
+	// KEKFile holds the KEK ring: one or more keys (32+ random bytes,
+	// base64), one per line, the current one first; created with mode
+	// 0600 on first start. Default "<data_dir>/kek.key". KEYWAY_KEK (keys
+	// separated by white space) takes precedence: in production keep the
+	// KEK off the database's disk.
+	KEKFile string `yaml:"kek_file"`
+	// KEKCommand, when set, is run at start (without a shell) and its
+	// standard output is the ring, for a KMS or secret manager. It takes
+	// precedence over KEKFile; KEYWAY_KEK over both.
+	KEKCommand []string `yaml:"kek_command"`
+	// KeyStore is where the wrapped data keys live, apart from the data
+	// they open, so that erasing a person reaches the database's backups:
+	// "sqlite:PATH", or a postgres:// DSN. Default: "<data_dir>/keys.db"
+	// with the SQLite store; with PostgreSQL, the store's own database
+	// (keyway check --production warns: its backups hold the keys too).
+	KeyStore string `yaml:"key_store"`
 }
 
 // Audit configures the signed checkpoints of the audit trail. The trail's

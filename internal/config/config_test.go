@@ -26,7 +26,7 @@ func TestDefault(t *testing.T) {
 		Listen:      "127.0.0.1:8443",
 		HTTPListen:  "127.0.0.1:8080",
 		AdminListen: "127.0.0.1:9090",
-		Log:         Log{Format: "json", Level: "info", Access: ptr(true)},
+		Log:         Log{Format: "json", Level: "info", Access: ptr(true), ClientAddress: "pseudonym"},
 		TLS: TLS{
 			Mode:       TLSLocal,
 			MinVersion: "1.2",
@@ -47,6 +47,8 @@ func TestDefault(t *testing.T) {
 		Sessions: Sessions{IdleTimeout: 30 * time.Minute, AbsoluteTimeout: 12 * time.Hour, StepUpMaxAge: 5 * time.Minute},
 		// The audit trail's head is signed every minute.
 		Audit: Audit{CheckpointEvery: time.Minute, SigningKeyFile: "keyway-data/audit.key"},
+		// Personal data is sealed under a KEK made beside the database.
+		DataProtection: DataProtection{KEKFile: "keyway-data/kek.key"},
 		Server: Server{
 			ReadHeaderTimeout: 10 * time.Second,
 			ReadTimeout:       60 * time.Second,
@@ -204,6 +206,7 @@ func TestApplyEnv(t *testing.T) {
 		want.DataDir, want.Store.Path, want.TLS.ACME.CacheDir = "/srv/keyway", "/srv/keyway/keyway.db", "/srv/keyway/acme"
 		want.APIKeys.PepperFile = "/srv/keyway/pepper.key"
 		want.Audit.SigningKeyFile = "/srv/keyway/audit.key"
+		want.DataProtection.KEKFile = "/srv/keyway/kek.key"
 		want.Listen, want.HTTPListen, want.AdminListen = ":8443", "off", "127.0.0.1:0"
 		want.Log.Format, want.Log.Level = "text", "debug"
 		if diff := cmp.Diff(want, c, cmpConfig...); diff != "" {

@@ -52,7 +52,7 @@ func defaults() *Config {
 		Listen:      "127.0.0.1:8443",
 		HTTPListen:  "127.0.0.1:8080",
 		AdminListen: "127.0.0.1:9090",
-		Log:         Log{Format: "json", Level: "info", Access: &access},
+		Log:         Log{Format: "json", Level: "info", Access: &access, ClientAddress: "pseudonym"},
 		TLS: TLS{
 			Mode:       TLSLocal,
 			MinVersion: "1.2",
@@ -127,6 +127,9 @@ func (c *Config) fillDerived() {
 	}
 	if c.Audit.SigningKeyFile == "" {
 		c.Audit.SigningKeyFile = filepath.Join(c.DataDir, "audit.key")
+	}
+	if c.DataProtection.KEKFile == "" {
+		c.DataProtection.KEKFile = filepath.Join(c.DataDir, "kek.key")
 	}
 	if c.APIKeys.LeakReport.Enabled == nil {
 		on := true
@@ -233,6 +236,9 @@ func (c *Config) SetDataDir(dir string) {
 	}
 	if c.Audit.SigningKeyFile == filepath.Join(c.DataDir, "audit.key") {
 		c.Audit.SigningKeyFile = ""
+	}
+	if c.DataProtection.KEKFile == filepath.Join(c.DataDir, "kek.key") {
+		c.DataProtection.KEKFile = ""
 	}
 	c.DataDir = dir
 	c.fillDerived()

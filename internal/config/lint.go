@@ -97,6 +97,14 @@ func (c *Config) Lint() []Warning {
 	return l.warns
 }
 
+// Warn makes a warning about the setting at path, located in the file
+// (or environment variable) that set it, for checks made outside this
+// package (those that look at files: keyway check --production).
+func (c *Config) Warn(code, path, msg string) Warning {
+	file, line, _ := c.src.locate(path)
+	return Warning{File: file, Line: line, Code: code, Path: path, Msg: msg}
+}
+
 // linter collects the warnings of one Config.
 type linter struct {
 	c     *Config

@@ -34,12 +34,15 @@ const (
 // ignored, to hold YAML anchors. Every problem found, in decoding and in
 // validation, is reported at once as Errors located at their file:line.
 // An empty file yields the defaults.
-func Load(path string) (*Config, error) {
+func Load(path string) (*Config, error) { return LoadEnv(path, os.Getenv) }
+
+// LoadEnv is Load with the environment read through getenv.
+func LoadEnv(path string, getenv func(string) string) (*Config, error) {
 	data, err := readFile(path)
 	if err != nil {
 		return nil, err
 	}
-	return load(path, data, os.Getenv)
+	return load(path, data, getenv)
 }
 
 // readFile reads a config file of at most maxFileSize bytes.

@@ -33,7 +33,7 @@ func TestLoadFull(t *testing.T) {
 		Listen:      "0.0.0.0:443",
 		HTTPListen:  ListenOff,
 		AdminListen: "127.0.0.1:9100",
-		Log:         Log{Format: "text", Level: "warn", Access: ptr(false)},
+		Log:         Log{Format: "text", Level: "warn", Access: ptr(false), ClientAddress: "full"},
 		TLS: TLS{
 			Mode:       TLSFiles,
 			MinVersion: "1.3",
@@ -81,6 +81,7 @@ func TestLoadFull(t *testing.T) {
 		Sessions: Sessions{IdleTimeout: 15 * time.Minute, AbsoluteTimeout: 8 * time.Hour, StepUpMaxAge: 2 * time.Minute},
 		Audit: Audit{CheckpointEvery: 30 * time.Second, SigningKeyFile: "/var/lib/keyway/audit.key",
 			SigningKeyCommand: []string{"vault", "kv", "get", "-field=audit_key", "secret/keyway"}},
+		DataProtection: DataProtection{KEKFile: "/etc/keyway/kek.key", KeyStore: "sqlite:/var/lib/keyway-keys/keys.db"},
 		Upstreams: map[string]Upstream{
 			"api":   {URL: "https://api.internal:8443/base", MaxIdleConns: 64, DialTimeout: 2 * time.Second, CAFile: "/etc/keyway/internal-ca.pem"},
 			"local": {URL: "http://127.0.0.1:3000", MaxIdleConns: 256, DialTimeout: 5 * time.Second},
@@ -102,9 +103,9 @@ func TestLoadFull(t *testing.T) {
 	// Listening on 0.0.0.0 is fine here: TLS mode is files, not local.
 	// Only "status" lacks a rate limit; "keys" is not public.
 	wantWarnings := []string{
-		`testdata/full.yaml:80: warning: public route "status" has no rate_limit: one client can use all of the upstream's capacity; add rate_limit: {rate: 60/min, per: ip}`,
-		`testdata/full.yaml:85: warning: public route "/v1" allows POST, DELETE: anyone can write without signing in`,
-		`testdata/full.yaml:101: warning: api_key route "live" has no scopes: any valid key passes, even one made for something else; give it scopes and give keys only the scopes they need`,
+		`testdata/full.yaml:81: warning: public route "status" has no rate_limit: one client can use all of the upstream's capacity; add rate_limit: {rate: 60/min, per: ip}`,
+		`testdata/full.yaml:86: warning: public route "/v1" allows POST, DELETE: anyone can write without signing in`,
+		`testdata/full.yaml:102: warning: api_key route "live" has no scopes: any valid key passes, even one made for something else; give it scopes and give keys only the scopes they need`,
 	}
 	if diff := cmp.Diff(wantWarnings, warningStrings(c.Lint())); diff != "" {
 		t.Errorf("Lint() mismatch (-want +got):\n%s", diff)
@@ -411,6 +412,9 @@ func TestLoadRateLimitAndAPIKeyErrors(t *testing.T) {
 		}},
 		{"audit checkpoints too often", "audit:\n  checkpoint_every: 10ms\n", []string{
 			`keyway.yaml:2: audit.checkpoint_every: must be 0s or between 1s and 24h, got 10ms (like "1m"; "0s" turns checkpoints off)`,
+		}},
+		{"bad key store", "data_protection:\n  key_store: /var/keys.db\n", []string{
+			`keyway.yaml:2: data_protection.key_store: want sqlite:PATH or a postgres:// DSN (like "sqlite:/var/lib/keyway-keys/keys.db" or "postgres://keyway@db/keyway_keys")`,
 		}},
 		{"negative audit checkpoints", "audit:\n  checkpoint_every: -1m\n", []string{
 			`keyway.yaml:2: audit.checkpoint_every: must be 0s or between 1s and 24h, got -1m0s (like "1m"; "0s" turns checkpoints off)`,

@@ -38,6 +38,7 @@ func (c *Config) Validate() error {
 	v.listeners()
 	v.oneOf("log.format", "log format", c.Log.Format, "json", "text")
 	v.oneOf("log.level", "log level", c.Log.Level, "debug", "info", "warn", "error")
+	v.oneOf("log.client_address", "client address form", c.Log.ClientAddress, "pseudonym", "full")
 	v.tls()
 	v.store()
 	v.redis()
@@ -61,6 +62,7 @@ func (c *Config) Validate() error {
 	v.apiKeys()
 	v.passkeys()
 	v.audit()
+	v.dataProtection()
 	if len(v.errs) == 0 {
 		return nil
 	}
@@ -75,6 +77,20 @@ func (v *validator) audit() {
 	}
 	if len(a.SigningKeyCommand) > 0 && strings.TrimSpace(a.SigningKeyCommand[0]) == "" {
 		v.errorf("audit.signing_key_command", `like ["vault", "kv", "get", "-field=audit_key", "secret/keyway"]`, "the first element must name a program")
+	}
+}
+
+func (v *validator) dataProtection() {
+	dp := v.c.DataProtection
+	if len(dp.KEKCommand) > 0 && strings.TrimSpace(dp.KEKCommand[0]) == "" {
+		v.errorf("data_protection.kek_command", `like ["vault", "kv", "get", "-field=kek", "secret/keyway"]`, "the first element must name a program")
+	}
+	switch ks := dp.KeyStore; {
+	case ks == "":
+	case strings.HasPrefix(ks, "sqlite:") && len(ks) > len("sqlite:"):
+	case strings.HasPrefix(ks, "postgres://"), strings.HasPrefix(ks, "postgresql://"):
+	default:
+		v.errorf("data_protection.key_store", `like "sqlite:/var/lib/keyway-keys/keys.db" or "postgres://keyway@db/keyway_keys"`, "want sqlite:PATH or a postgres:// DSN")
 	}
 }
 

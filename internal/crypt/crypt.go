@@ -57,6 +57,8 @@ type KEK struct {
 	// reveals nothing of the key.
 	ID   string
 	aead cipher.AEAD
+	// transient seals what belongs to no one yet (SealTransient).
+	transient cipher.AEAD
 }
 
 func newKEK(secret []byte) (KEK, error) {
@@ -72,7 +74,15 @@ func newKEK(secret []byte) (KEK, error) {
 	if err != nil {
 		return KEK{}, err
 	}
-	return KEK{ID: hex.EncodeToString(idKey), aead: aead}, nil
+	tk, err := hkdf.Key(sha256.New, secret, nil, "keyway transient v1", 32)
+	if err != nil {
+		return KEK{}, err
+	}
+	transient, err := newGCM(tk)
+	if err != nil {
+		return KEK{}, err
+	}
+	return KEK{ID: hex.EncodeToString(idKey), aead: aead, transient: transient}, nil
 }
 
 func newGCM(key []byte) (cipher.AEAD, error) {
@@ -257,6 +267,15 @@ type Sealer struct {
 
 	mu    sync.Mutex
 	cache map[string]cachedKey
+	// opened keeps what Open opened lately, by field and ciphertext, so
+	// that a value read on every request (the display name a session
+	// route forwards) is decrypted once a while, not per request.
+	opened map[string]cachedValue
+}
+
+type cachedValue struct {
+	plain string
+	at    time.Time
 }
 
 type cachedKey struct {
@@ -265,7 +284,8 @@ type cachedKey struct {
 }
 
 // Cache bounds: a data key opened recently is kept in memory, unwrapped,
-// for a while, so that a page listing sessions unwraps once.
+// for a while, so that a page listing sessions unwraps once; so is a value
+// opened recently.
 const (
 	cacheTTL = 5 * time.Minute
 	cacheMax = 10000
@@ -277,7 +297,7 @@ func NewSealer(ring *Ring, keys KeyStore, indexKey []byte) (*Sealer, error) {
 	if len(indexKey) < 32 {
 		return nil, errors.New("crypt: the index key must be at least 32 bytes")
 	}
-	return &Sealer{ring: ring, keys: keys, index: bytes.Clone(indexKey), cache: map[string]cachedKey{}}, nil
+	return &Sealer{ring: ring, keys: keys, index: bytes.Clone(indexKey), cache: map[string]cachedKey{}, opened: map[string]cachedValue{}}, nil
 }
 
 // Ring is the sealer's KEK ring.
@@ -304,6 +324,32 @@ func (s *Sealer) NewUserKey(ctx context.Context, userID string) error {
 		return fmt.Errorf("store data key: %w", err)
 	}
 	return nil
+}
+
+// Check unwraps one stored data key, to find a wrong or missing KEK at
+// start rather than at a person's first request. It reports whether the
+// key store holds any data key.
+func (s *Sealer) Check(ctx context.Context) (bool, error) {
+	page, err := s.keys.DataKeys(ctx, "", 1)
+	if err != nil || len(page) == 0 {
+		return false, err
+	}
+	kek, err := s.ring.byID(page[0].KEKID)
+	if err != nil {
+		return true, err
+	}
+	_, err = kek.unwrap(page[0])
+	return true, err
+}
+
+// EnsureUserKey makes the person's data key if they have none: a person
+// stored before data keys existed.
+func (s *Sealer) EnsureUserKey(ctx context.Context, userID string) error {
+	_, err := s.keys.DataKey(ctx, userID)
+	if errors.Is(err, ErrNoKey) {
+		return s.NewUserKey(ctx, userID)
+	}
+	return err
 }
 
 func (s *Sealer) dataKey(ctx context.Context, userID string) (cipher.AEAD, error) {
@@ -350,6 +396,15 @@ func (s *Sealer) Seal(ctx context.Context, f Field, plain string) ([]byte, error
 // Open opens what Seal sealed for f. A person whose data key is gone
 // (erased) has ErrNoKey.
 func (s *Sealer) Open(ctx context.Context, f Field, ct []byte) (string, error) {
+	// The associated data is part of the cache key: a ciphertext moved to
+	// another field misses, and is opened (and refused) for real.
+	ck := string(f.ad()) + "\x00" + string(ct)
+	s.mu.Lock()
+	v, ok := s.opened[ck]
+	s.mu.Unlock()
+	if ok && time.Since(v.at) < cacheTTL {
+		return v.plain, nil
+	}
 	aead, err := s.dataKey(ctx, f.UserID)
 	if err != nil {
 		return "", fmt.Errorf("open %s.%s of %s: %w", f.Table, f.Column, f.Row, err)
@@ -358,6 +413,12 @@ func (s *Sealer) Open(ctx context.Context, f Field, ct []byte) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("open %s.%s of %s: %w", f.Table, f.Column, f.Row, err)
 	}
+	s.mu.Lock()
+	if len(s.opened) >= cacheMax {
+		clear(s.opened)
+	}
+	s.opened[ck] = cachedValue{plain: string(p), at: time.Now()}
+	s.mu.Unlock()
 	return string(p), nil
 }
 
@@ -366,8 +427,30 @@ func (s *Sealer) Open(ctx context.Context, f Field, ct []byte) (string, error) {
 func (s *Sealer) Forget(ctx context.Context, userID string) error {
 	s.mu.Lock()
 	delete(s.cache, userID)
+	clear(s.opened) // erasures are rare: forget every opened value
 	s.mu.Unlock()
 	return s.keys.DeleteDataKey(ctx, userID)
+}
+
+// SealTransient seals a short-lived value that belongs to no one yet, such
+// as a sign-up in progress (its username and display name), under a key
+// derived from the current KEK, bound to f like any field.
+func (s *Sealer) SealTransient(f Field, plain []byte) []byte {
+	k := s.ring.Current()
+	id, _ := hex.DecodeString(k.ID) // made by hex.EncodeToString
+	return append(id, seal(k.transient, plain, f.ad())...)
+}
+
+// OpenTransient opens what SealTransient sealed for f.
+func (s *Sealer) OpenTransient(f Field, ct []byte) ([]byte, error) {
+	if len(ct) < 8 {
+		return nil, ErrOpen
+	}
+	k, err := s.ring.byID(hex.EncodeToString(ct[:8]))
+	if err != nil {
+		return nil, err
+	}
+	return open(k.transient, ct[8:], f.ad())
 }
 
 // RotateReport says what Rotate did.

@@ -231,3 +231,29 @@ func TestRotate(t *testing.T) {
 		t.Fatalf("a key under an unknown KEK: %v", err)
 	}
 }
+
+// TestTransient: what belongs to no one yet opens only in its field, and
+// still opens while the KEK it was sealed under is in the ring.
+func TestTransient(t *testing.T) {
+	src := &ringOf{secrets: [][]byte{key(1)}}
+	s := newSealer(t, src, newMemKeys())
+	f := crypt.Field{Table: "webauthn_challenges", Column: "data", Row: "ch1"}
+	ct := s.SealTransient(f, []byte(`{"username":"ada"}`))
+	if bytes.Contains(ct, []byte("ada")) {
+		t.Fatal("clear text in a transient ciphertext")
+	}
+	if p, err := s.OpenTransient(f, ct); err != nil || string(p) != `{"username":"ada"}` {
+		t.Fatalf("open: %q %v", p, err)
+	}
+	if _, err := s.OpenTransient(crypt.Field{Table: "webauthn_challenges", Column: "data", Row: "ch2"}, ct); !errors.Is(err, crypt.ErrOpen) {
+		t.Fatalf("moved to another row: %v", err)
+	}
+	src.set(key(2), key(1))
+	rotated := newSealer(t, src, newMemKeys())
+	if p, err := rotated.OpenTransient(f, ct); err != nil || len(p) == 0 {
+		t.Fatalf("after a rotation, with the old KEK in the ring: %v", err)
+	}
+	if _, err := rotated.OpenTransient(f, ct[:5]); !errors.Is(err, crypt.ErrOpen) {
+		t.Fatalf("a short ciphertext: %v", err)
+	}
+}

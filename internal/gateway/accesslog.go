@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"crypto/sha256"
 	"io"
 	"net/netip"
 	"strconv"
@@ -20,6 +21,27 @@ type AccessLog struct {
 	W io.Writer
 	// Text selects slog's text format (key=value); JSON otherwise.
 	Text bool
+	// ClientKey, when set, keys the pseudonym that stands for the client's
+	// address in each line ("c_" and 16 hex digits): one address, one
+	// pseudonym, so that lines still tell one client from another, while
+	// the log holds no address. Unset, the address is written.
+	ClientKey []byte
+}
+
+// pseudonym appends the pseudonym of addr: the first 8 bytes of
+// SHA-256(key ‖ address), in hex. The key is secret and of fixed length,
+// so without it a pseudonym cannot be tied to an address by trying them.
+func (l *AccessLog) pseudonym(b []byte, addr netip.Addr) []byte {
+	var in [64 + 16]byte
+	n := copy(in[:], l.ClientKey)
+	a16 := addr.As16()
+	n += copy(in[n:], a16[:])
+	sum := sha256.Sum256(in[:n])
+	b = append(b, "c_"...)
+	for _, c := range sum[:8] {
+		b = append(b, hexDigits[c>>4], hexDigits[c&0xf])
+	}
+	return b
 }
 
 // accessEntry is what one line says.
@@ -46,9 +68,9 @@ func (l *AccessLog) write(e *accessEntry) {
 	bp := lineBufs.Get().(*[]byte)
 	b := (*bp)[:0]
 	if l.Text {
-		b = e.appendText(b)
+		b = e.appendText(l, b)
 	} else {
-		b = e.appendJSON(b)
+		b = e.appendJSON(l, b)
 	}
 	_, _ = l.W.Write(b) // a log that cannot be written must not fail the request
 	if cap(b) <= 4<<10 {
@@ -57,7 +79,14 @@ func (l *AccessLog) write(e *accessEntry) {
 	}
 }
 
-func (e *accessEntry) appendJSON(b []byte) []byte {
+func (l *AccessLog) appendClient(b []byte, addr netip.Addr) []byte {
+	if len(l.ClientKey) > 0 {
+		return l.pseudonym(b, addr)
+	}
+	return addr.AppendTo(b)
+}
+
+func (e *accessEntry) appendJSON(l *AccessLog, b []byte) []byte {
 	b = append(b, `{"time":"`...)
 	b = e.time.AppendFormat(b, time.RFC3339Nano)
 	b = append(b, `","level":"INFO","msg":"request","request_id":`...)
@@ -75,7 +104,7 @@ func (e *accessEntry) appendJSON(b []byte) []byte {
 	b = append(b, `,"client":`...)
 	if e.client.IsValid() {
 		b = append(b, '"')
-		b = e.client.AppendTo(b)
+		b = l.appendClient(b, e.client)
 		b = append(b, '"')
 	} else {
 		b = appendJSONString(b, e.client.String())
@@ -93,7 +122,7 @@ func (e *accessEntry) appendJSON(b []byte) []byte {
 	return append(b, "}\n"...)
 }
 
-func (e *accessEntry) appendText(b []byte) []byte {
+func (e *accessEntry) appendText(l *AccessLog, b []byte) []byte {
 	b = append(b, "time="...)
 	// slog's text handler: RFC 3339 with milliseconds.
 	b = e.time.AppendFormat(b, "2006-01-02T15:04:05.000Z07:00")
@@ -111,7 +140,7 @@ func (e *accessEntry) appendText(b []byte) []byte {
 	b = appendTextValue(b, e.duration.String())
 	b = append(b, " client="...)
 	if e.client.IsValid() {
-		b = e.client.AppendTo(b)
+		b = l.appendClient(b, e.client)
 	} else {
 		b = appendTextValue(b, e.client.String())
 	}

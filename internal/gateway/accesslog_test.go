@@ -54,11 +54,11 @@ func TestAccessLogLinesAreTheLinesSlogWrites(t *testing.T) {
 	}
 	for _, c := range []netip.Addr{{}, netip.MustParseAddr("::ffff:10.1.2.3"), netip.MustParseAddr("fe80::1%eth0")} {
 		e := &accessEntry{time: at, client: c, path: "/"}
-		if got, want := string(e.appendText(nil)), slogLine(t, e, true); got != want {
+		if got, want := string(e.appendText(&AccessLog{}, nil)), slogLine(t, e, true); got != want {
 			t.Errorf("client %v: text line differs:\n got %q\nwant %q", c, got, want)
 		}
 		var g, w map[string]any
-		_ = json.Unmarshal(e.appendJSON(nil), &g)
+		_ = json.Unmarshal(e.appendJSON(&AccessLog{}, nil), &g)
 		_ = json.Unmarshal([]byte(slogLine(t, e, false)), &w)
 		if !reflect.DeepEqual(g, w) {
 			t.Errorf("client %v: JSON line differs: %v, want %v", c, g, w)
@@ -71,7 +71,7 @@ func TestAccessLogLinesAreTheLinesSlogWrites(t *testing.T) {
 			e.status, e.outcome, e.why, e.subject, e.keyID = 401, "bad_key", "revoked", "service:bil\"ling", "key_AbC123"
 		}
 		t.Run(strings.ToValidUTF8(p, "?"), func(t *testing.T) {
-			got := string(e.appendJSON(nil))
+			got := string(e.appendJSON(&AccessLog{}, nil))
 			want := slogLine(t, e, false)
 			if strings.Count(got, "\n") != 1 || !strings.HasSuffix(got, "\n") {
 				t.Fatalf("JSON line is not one line: %q", got)
@@ -86,7 +86,7 @@ func TestAccessLogLinesAreTheLinesSlogWrites(t *testing.T) {
 			if !reflect.DeepEqual(g, w) {
 				t.Fatalf("JSON line differs from slog's:\n got %s\nwant %s", got, want)
 			}
-			if got, want := string(e.appendText(nil)), slogLine(t, e, true); got != want {
+			if got, want := string(e.appendText(&AccessLog{}, nil)), slogLine(t, e, true); got != want {
 				t.Fatalf("text line differs from slog's:\n got %q\nwant %q", got, want)
 			}
 		})
@@ -101,5 +101,41 @@ func TestAccessLogWritesOneLinePerWrite(t *testing.T) {
 	l.write(e)
 	if n := strings.Count(buf.String(), "\n"); n != 2 {
 		t.Fatalf("%d lines, want 2: %q", n, buf.String())
+	}
+}
+
+// TestAccessLogPseudonymisesClients: with a key, a line names the client
+// by a keyed pseudonym, one per address (IPv4 and its IPv4-in-IPv6 form
+// alike), never by the address.
+func TestAccessLogPseudonymisesClients(t *testing.T) {
+	line := func(key []byte, addr string, text bool) string {
+		var buf bytes.Buffer
+		l := &AccessLog{W: &buf, ClientKey: key, Text: text}
+		l.write(&accessEntry{time: time.Now(), requestID: "x", method: "GET", path: "/a", status: 200, client: netip.MustParseAddr(addr), proto: "HTTP/2.0"})
+		return buf.String()
+	}
+	client := func(s string) string {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(s), &m); err != nil {
+			t.Fatal(err)
+		}
+		return m["client"].(string)
+	}
+	key, other := bytes.Repeat([]byte{1}, 32), bytes.Repeat([]byte{2}, 32)
+	a := client(line(key, "203.0.113.77", false))
+	if !strings.HasPrefix(a, "c_") || len(a) != 18 || strings.Contains(line(key, "203.0.113.77", true), "203.0.113") {
+		t.Fatalf("pseudonym %q", a)
+	}
+	if client(line(key, "203.0.113.77", false)) != a || client(line(key, "::ffff:203.0.113.77", false)) != a {
+		t.Fatal("one address, two pseudonyms")
+	}
+	if client(line(key, "203.0.113.78", false)) == a || client(line(other, "203.0.113.77", false)) == a {
+		t.Fatal("another address or another key, the same pseudonym")
+	}
+	if !strings.Contains(line(key, "2001:db8::1", true), " client=c_") {
+		t.Fatal("the text line has no pseudonym")
+	}
+	if client(line(nil, "203.0.113.77", false)) != "203.0.113.77" {
+		t.Fatal("without a key, the address is written")
 	}
 }

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,6 +17,7 @@ import (
 	"github.com/descope/virtualwebauthn"
 	"github.com/keywayhq/keyway/internal/passkey"
 	"github.com/keywayhq/keyway/internal/store/sqlite"
+	"github.com/keywayhq/keyway/internal/store/sqlite/sqlitetest"
 	"github.com/keywayhq/keyway/internal/testenv"
 )
 
@@ -42,11 +42,7 @@ type env struct {
 
 func newEnv(t testing.TB, mutate ...func(*passkey.Config)) *env {
 	t.Helper()
-	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "keyway.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
+	db := sqlitetest.Open(t)
 	clk := &clock{}
 	clk.ns.Store(time.Now().UnixNano())
 	cfg := passkey.Config{Store: db, RPID: "localhost", Origins: []string{origin}, Now: clk.Now,

@@ -46,7 +46,9 @@ type Store interface {
 	// CreateSession inserts s with the hash of its token.
 	CreateSession(ctx context.Context, s *Session, tokenHash []byte, ev audit.Event) error
 	// SessionByToken returns the session whose token hashes to tokenHash,
-	// expired or not, or ErrNotFound.
+	// expired or not, or ErrNotFound. It opens nothing sealed: IP and
+	// UserAgent are empty (ListSessions has them), so that checking a
+	// session decrypts nothing.
 	SessionByToken(ctx context.Context, tokenHash []byte) (*Session, error)
 	// TouchSession records activity at lastSeen; last_seen never moves back.
 	// It returns ErrNotFound if the session is gone.

@@ -94,13 +94,15 @@ var copyTables = []struct {
 	name string
 	cols []column
 }{
-	{"users", []column{plain("id"), blob("handle"), plain("username"), plain("display_name"), plain("role"), plain("created_at"), plain("disabled_at"), jsonList("roles")}},
+	{"users", []column{plain("id"), blob("handle"), plain("username"), plain("display_name"), plain("role"), plain("created_at"), plain("disabled_at"), jsonList("roles"),
+		plain("username_sealed"), plain("display_name_sealed")}},
 	{"credentials", []column{plain("id"), plain("user_id"), plain("name"), blob("public_key"), plain("attestation_type"), plain("attestation_format"),
-		blob("aaguid"), plain("sign_count"), boolean("clone_warning"), smallint("flags"), jsonList("transports"), plain("attachment"), plain("created_at"), plain("last_used_at")}},
+		blob("aaguid"), plain("sign_count"), boolean("clone_warning"), smallint("flags"), jsonList("transports"), plain("attachment"), plain("created_at"), plain("last_used_at"),
+		plain("name_sealed")}},
 	{"recovery_codes", []column{plain("hash"), plain("user_id"), plain("used_at")}},
 	{"invites", []column{plain("hash"), plain("kind"), plain("user_id"), plain("role"), plain("created_by"), plain("created_at"), plain("expires_at"), plain("used_at")}},
 	{"sessions", []column{plain("id"), plain("token_hash"), plain("user_id"), plain("credential_id"), boolean("restricted"), plain("created_at"),
-		plain("last_seen_at"), plain("expires_at"), plain("step_up_at"), plain("ip"), plain("user_agent")}},
+		plain("last_seen_at"), plain("expires_at"), plain("step_up_at"), plain("ip"), plain("user_agent"), plain("device_sealed")}},
 	{"user_sources", []column{plain("user_id"), plain("source_hash"), plain("last_seen_at")}},
 	{"api_keys", []column{plain("id"), plain("name"), plain("owner"), plain("env"), jsonList("scopes"), plain("rate_count"), plain("rate_period"),
 		plain("rate_burst"), plain("quota_limit"), plain("quota_period"), jsonList("cidrs"), plain("created_at"), plain("expires_at"),
@@ -112,12 +114,15 @@ var copyTables = []struct {
 	{"audit_checkpoints", []column{plain("seq"), plain("at"), blob("head"), plain("key_id"), blob("signature")}},
 }
 
-// Copy moves everything a SQLite store holds into an empty PostgreSQL
-// store, in one PostgreSQL transaction: the target ends with all of it or
-// none of it. The audit trail keeps its sequence numbers and hashes, and
-// is verified on the target before Copy returns. Stop the server that uses
-// the SQLite file first: what it writes during the copy is not moved.
-func Copy(ctx context.Context, from *sqlite.DB, to *postgres.DB) (*CopyReport, error) {
+// Copy moves everything a SQLite store holds, and the data keys of its key
+// store (keys, when not nil), into an empty PostgreSQL store, in one
+// PostgreSQL transaction: the target ends with all of it or none of it.
+// Sealed fields move as they are: they stay bound to their table, column
+// and row, which keep their names. The audit trail keeps its sequence
+// numbers and hashes, and is verified on the target before Copy returns.
+// Stop the server that uses the SQLite file first: what it writes during
+// the copy is not moved.
+func Copy(ctx context.Context, from *sqlite.DB, keys *sqlite.Keys, to *postgres.DB) (*CopyReport, error) {
 	rep := &CopyReport{Rows: map[string]int64{}}
 	src, err := from.SQL().BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {
@@ -140,6 +145,18 @@ func Copy(ctx context.Context, from *sqlite.DB, to *postgres.DB) (*CopyReport, e
 				return fmt.Errorf("copy %s: %w", t.name, err)
 			}
 			rep.Rows[t.name] = n
+		}
+		if keys != nil {
+			ksrc, err := keys.SQL().BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+			if err != nil {
+				return fmt.Errorf("read the key store: %w", err)
+			}
+			defer func() { _ = ksrc.Rollback() }()
+			n, err := copyTable(ctx, ksrc, tx, "data_keys", []column{plain("user_id"), plain("kek_id"), blob("wrapped"), plain("created_at")})
+			if err != nil {
+				return fmt.Errorf("copy data_keys: %w", err)
+			}
+			rep.Rows["data_keys"] = n
 		}
 		rows, err := src.QueryContext(ctx, `SELECT key, value FROM meta WHERE key <> 'created_at'`)
 		if err != nil {

@@ -16,6 +16,7 @@ import (
 	"github.com/keywayhq/keyway/internal/apikey"
 	"github.com/keywayhq/keyway/internal/audit"
 	"github.com/keywayhq/keyway/internal/config"
+	"github.com/keywayhq/keyway/internal/crypt"
 	"github.com/keywayhq/keyway/internal/passkey"
 	"github.com/keywayhq/keyway/internal/session"
 	"github.com/keywayhq/keyway/internal/store/postgres"
@@ -33,6 +34,9 @@ type Store interface {
 	audit.Reader
 	audit.CheckpointStore
 	audit.Appender
+	// UseSealer gives the store the sealer of personal fields; until then
+	// reading or writing one is an error.
+	UseSealer(ctx context.Context, s *crypt.Sealer) error
 	// PruneChanges drops key change-feed entries older than before.
 	PruneChanges(ctx context.Context, before time.Time) (int64, error)
 	// SchemaVersion is the highest migration applied.

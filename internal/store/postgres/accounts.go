@@ -8,7 +8,9 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/keywayhq/keyway/internal/audit"
+	"github.com/keywayhq/keyway/internal/crypt"
 	"github.com/keywayhq/keyway/internal/passkey"
+	"github.com/keywayhq/keyway/internal/store/sealed"
 )
 
 var (
@@ -16,17 +18,21 @@ var (
 	_ passkey.SourceStore = (*DB)(nil)
 )
 
-const userColumns = `id, handle, username, display_name, role, created_at, disabled_at, roles`
+const userColumns = `id, handle, username_sealed, display_name_sealed, role, created_at, disabled_at, roles`
 
-func scanUser(r pgx.Row) (*passkey.User, error) {
+func (d *DB) scanUser(ctx context.Context, r pgx.Row) (*passkey.User, error) {
 	var u passkey.User
 	var role string
 	var created int64
 	var disabled *int64
-	if err := r.Scan(&u.ID, &u.Handle, &u.Username, &u.DisplayName, &role, &created, &disabled, &u.Roles); err != nil {
+	var username, displayName []byte
+	if err := r.Scan(&u.ID, &u.Handle, &username, &displayName, &role, &created, &disabled, &u.Roles); err != nil {
 		if errors.Is(err, pgx.ErrNoRows) {
 			return nil, passkey.ErrNotFound
 		}
+		return nil, err
+	}
+	if err := sealed.OpenUser(ctx, d.sealer, &u, username, displayName); err != nil {
 		return nil, err
 	}
 	u.Role, u.CreatedAt, u.DisabledAt = passkey.Role(role), time.Unix(0, created).UTC(), unixTime(disabled)
@@ -40,10 +46,14 @@ func nonNil(b []byte) []byte {
 	return b
 }
 
-func insertCredential(ctx context.Context, tx pgx.Tx, c *passkey.Credential) error {
-	_, err := tx.Exec(ctx, `INSERT INTO credentials (id, user_id, name, public_key, attestation_type, attestation_format,
-		aaguid, sign_count, clone_warning, flags, transports, attachment, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
-		c.ID, c.UserID, c.Name, c.PublicKey, c.AttestationType, c.AttestationFormat, nonNil(c.AAGUID), int64(c.SignCount),
+func (d *DB) insertCredential(ctx context.Context, tx pgx.Tx, c *passkey.Credential) error {
+	name, err := sealed.SealCredentialName(ctx, d.sealer, c)
+	if err != nil {
+		return err
+	}
+	_, err = tx.Exec(ctx, `INSERT INTO credentials (id, user_id, name, name_sealed, public_key, attestation_type, attestation_format,
+		aaguid, sign_count, clone_warning, flags, transports, attachment, created_at) VALUES ($1, $2, '', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
+		c.ID, c.UserID, name, c.PublicKey, c.AttestationType, c.AttestationFormat, nonNil(c.AAGUID), int64(c.SignCount),
 		c.CloneWarning, int16(c.Flags), nonNilStrings(c.Transports), c.Attachment, c.CreatedAt.UnixNano())
 	if isUnique(err) {
 		// A credential ID registered twice (to anyone) is refused (WebAuthn L3 §7.1 step 26).
@@ -52,22 +62,42 @@ func insertCredential(ctx context.Context, tx pgx.Tx, c *passkey.Credential) err
 	return err
 }
 
-// CreateUser implements passkey.Store.
+// CreateUser implements passkey.Store. The person's data key is made
+// first, in the key store; if the account is not made, it is deleted again.
 func (d *DB) CreateUser(ctx context.Context, u *passkey.User, c *passkey.Credential, inv *passkey.InviteUse, evs []audit.Event) error {
+	if d.sealer == nil {
+		return sealed.ErrNoSealer
+	}
+	if err := d.sealer.NewUserKey(ctx, u.ID); err != nil {
+		return err
+	}
+	err := d.createUser(ctx, u, c, inv, evs)
+	if err != nil {
+		_ = d.sealer.Forget(context.WithoutCancel(ctx), u.ID)
+	}
+	return err
+}
+
+func (d *DB) createUser(ctx context.Context, u *passkey.User, c *passkey.Credential, inv *passkey.InviteUse, evs []audit.Event) error {
+	su, err := sealed.SealUser(ctx, d.sealer, u)
+	if err != nil {
+		return err
+	}
 	return d.inTx(ctx, func(tx pgx.Tx) error {
 		if inv != nil {
 			if err := spendInvite(ctx, tx, inv); err != nil {
 				return err
 			}
 		}
-		if _, err := tx.Exec(ctx, `INSERT INTO users (id, handle, username, display_name, role, created_at) VALUES ($1, $2, $3, $4, $5, $6)`,
-			u.ID, u.Handle, u.Username, u.DisplayName, string(u.Role), u.CreatedAt.UnixNano()); err != nil {
+		if _, err := tx.Exec(ctx, `INSERT INTO users (id, handle, username, display_name, username_sealed, display_name_sealed, role, created_at)
+			VALUES ($1, $2, $3, '', $4, $5, $6, $7)`,
+			u.ID, u.Handle, su.UsernameKey, su.Username, su.DisplayName, string(u.Role), u.CreatedAt.UnixNano()); err != nil {
 			if isUnique(err) {
 				return passkey.ErrUsernameTaken
 			}
 			return fmt.Errorf("insert user: %w", err)
 		}
-		if err := insertCredential(ctx, tx, c); err != nil {
+		if err := d.insertCredential(ctx, tx, c); err != nil {
 			return err
 		}
 		for _, ev := range evs {
@@ -135,7 +165,7 @@ func (d *DB) SetUserRoles(ctx context.Context, userID string, roles []string, ev
 // AddCredential implements passkey.Store.
 func (d *DB) AddCredential(ctx context.Context, c *passkey.Credential, ev audit.Event) error {
 	return d.inTx(ctx, func(tx pgx.Tx) error {
-		if err := insertCredential(ctx, tx, c); err != nil {
+		if err := d.insertCredential(ctx, tx, c); err != nil {
 			return err
 		}
 		return appendAudit(ctx, tx, ev)
@@ -144,17 +174,21 @@ func (d *DB) AddCredential(ctx context.Context, c *passkey.Credential, ev audit.
 
 // UserByID implements passkey.Store.
 func (d *DB) UserByID(ctx context.Context, id string) (*passkey.User, error) {
-	return scanUser(d.pool.QueryRow(ctx, `SELECT `+userColumns+` FROM users WHERE id = $1`, id))
+	return d.scanUser(ctx, d.pool.QueryRow(ctx, `SELECT `+userColumns+` FROM users WHERE id = $1`, id))
 }
 
 // UserByHandle implements passkey.Store.
 func (d *DB) UserByHandle(ctx context.Context, handle []byte) (*passkey.User, error) {
-	return scanUser(d.pool.QueryRow(ctx, `SELECT `+userColumns+` FROM users WHERE handle = $1`, handle))
+	return d.scanUser(ctx, d.pool.QueryRow(ctx, `SELECT `+userColumns+` FROM users WHERE handle = $1`, handle))
 }
 
 // UserByUsername implements passkey.Store.
 func (d *DB) UserByUsername(ctx context.Context, username string) (*passkey.User, error) {
-	return scanUser(d.pool.QueryRow(ctx, `SELECT `+userColumns+` FROM users WHERE username = $1`, username))
+	key, err := sealed.UsernameKey(d.sealer, username)
+	if err != nil {
+		return nil, err
+	}
+	return d.scanUser(ctx, d.pool.QueryRow(ctx, `SELECT `+userColumns+` FROM users WHERE username = $1`, key))
 }
 
 // ListUsers implements passkey.Store.
@@ -166,7 +200,7 @@ func (d *DB) ListUsers(ctx context.Context) ([]*passkey.User, error) {
 	defer rows.Close()
 	var out []*passkey.User
 	for rows.Next() {
-		u, err := scanUser(rows)
+		u, err := d.scanUser(ctx, rows)
 		if err != nil {
 			return nil, err
 		}
@@ -184,7 +218,7 @@ func (d *DB) CountAdmins(ctx context.Context) (int, error) {
 
 // Credentials implements passkey.Store.
 func (d *DB) Credentials(ctx context.Context, userID string) ([]*passkey.Credential, error) {
-	rows, err := d.pool.Query(ctx, `SELECT id, user_id, name, public_key, attestation_type, attestation_format, aaguid,
+	rows, err := d.pool.Query(ctx, `SELECT id, user_id, name_sealed, public_key, attestation_type, attestation_format, aaguid,
 		sign_count, clone_warning, flags, transports, attachment, created_at, last_used_at FROM credentials WHERE user_id = $1 ORDER BY created_at`, userID)
 	if err != nil {
 		return nil, err
@@ -196,12 +230,16 @@ func (d *DB) Credentials(ctx context.Context, userID string) ([]*passkey.Credent
 		var count, created int64
 		var flags int16
 		var lastUsed *int64
-		if err := rows.Scan(&c.ID, &c.UserID, &c.Name, &c.PublicKey, &c.AttestationType, &c.AttestationFormat, &c.AAGUID,
+		var name []byte
+		if err := rows.Scan(&c.ID, &c.UserID, &name, &c.PublicKey, &c.AttestationType, &c.AttestationFormat, &c.AAGUID,
 			&count, &c.CloneWarning, &flags, &c.Transports, &c.Attachment, &created, &lastUsed); err != nil {
 			return nil, err
 		}
 		c.SignCount, c.Flags = uint32(count), byte(flags) //nolint:gosec // G115: stored from uint32 and byte
 		c.CreatedAt, c.LastUsedAt = time.Unix(0, created).UTC(), unixTime(lastUsed)
+		if err := sealed.OpenCredentialName(ctx, d.sealer, &c, name); err != nil {
+			return nil, err
+		}
 		out = append(out, &c)
 	}
 	return out, rows.Err()
@@ -234,8 +272,15 @@ func (d *DB) CredentialUsed(ctx context.Context, c *passkey.Credential, evs []au
 
 // RenameCredential implements passkey.Store.
 func (d *DB) RenameCredential(ctx context.Context, userID string, id []byte, name string, ev audit.Event) error {
+	sealedName, err := sealed.SealCredentialName(ctx, d.sealer, &passkey.Credential{ID: id, UserID: userID, Name: name})
+	if errors.Is(err, crypt.ErrNoKey) {
+		return passkey.ErrNotFound // no such person
+	}
+	if err != nil {
+		return err
+	}
 	return d.inTx(ctx, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, `UPDATE credentials SET name = $1 WHERE id = $2 AND user_id = $3`, name, id, userID)
+		tag, err := tx.Exec(ctx, `UPDATE credentials SET name_sealed = $1 WHERE id = $2 AND user_id = $3`, sealedName, id, userID)
 		if err != nil {
 			return err
 		}
@@ -299,12 +344,16 @@ func (d *DB) RemoveCredential(ctx context.Context, userID string, id []byte, all
 
 // PutChallenge implements passkey.Store. Expired challenges are swept on the way.
 func (d *DB) PutChallenge(ctx context.Context, c *passkey.Challenge) error {
+	data, err := sealed.SealChallenge(d.sealer, c)
+	if err != nil {
+		return err
+	}
 	return d.inTx(ctx, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `DELETE FROM webauthn_challenges WHERE expires_at < $1`, time.Now().UnixNano()); err != nil {
 			return err
 		}
 		_, err := tx.Exec(ctx, `INSERT INTO webauthn_challenges (id, kind, user_id, data, expires_at) VALUES ($1, $2, $3, $4, $5)`,
-			c.ID, c.Kind, c.UserID, c.Data, c.ExpiresAt.UnixNano())
+			c.ID, c.Kind, c.UserID, data, c.ExpiresAt.UnixNano())
 		return err
 	})
 }
@@ -314,8 +363,9 @@ func (d *DB) PutChallenge(ctx context.Context, c *passkey.Challenge) error {
 func (d *DB) TakeChallenge(ctx context.Context, id string) (*passkey.Challenge, error) {
 	var c passkey.Challenge
 	var exp int64
+	var data []byte
 	err := d.pool.QueryRow(ctx, `DELETE FROM webauthn_challenges WHERE id = $1 RETURNING id, kind, user_id, data, expires_at`, id).
-		Scan(&c.ID, &c.Kind, &c.UserID, &c.Data, &exp)
+		Scan(&c.ID, &c.Kind, &c.UserID, &data, &exp)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, passkey.ErrNotFound
 	}
@@ -323,6 +373,9 @@ func (d *DB) TakeChallenge(ctx context.Context, id string) (*passkey.Challenge, 
 		return nil, err
 	}
 	c.ExpiresAt = time.Unix(0, exp).UTC()
+	if err := sealed.OpenChallenge(d.sealer, &c, data); err != nil {
+		return nil, err
+	}
 	return &c, nil
 }
 

@@ -16,6 +16,7 @@ func open(t *testing.T) *postgres.DB {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = db.Close() })
+	storetest.Seal(t, db, db)
 	return db
 }
 

@@ -20,6 +20,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/keywayhq/keyway/internal/crypt"
 	"github.com/keywayhq/keyway/internal/store/schema"
 )
 
@@ -42,6 +43,8 @@ var ErrSchemaTooNew = errors.New("database schema is newer than this keyway")
 type DB struct {
 	pool *pgxpool.Pool
 	dsn  string
+	// sealer seals personal fields; nil until UseSealer.
+	sealer *crypt.Sealer
 }
 
 // Open connects to the database of dsn (a postgres:// URL or key=value

@@ -9,11 +9,14 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/keywayhq/keyway/internal/audit"
 	"github.com/keywayhq/keyway/internal/session"
+	"github.com/keywayhq/keyway/internal/store/sealed"
 )
 
 var _ session.Store = (*DB)(nil)
 
-const sessionColumns = `id, user_id, credential_id, restricted, created_at, last_seen_at, expires_at, step_up_at, ip, user_agent`
+// sessionColumns are what a session check reads: nothing sealed, so that
+// checking a session decrypts nothing. Lists add device_sealed.
+const sessionColumns = `id, user_id, credential_id, restricted, created_at, last_seen_at, expires_at, step_up_at`
 
 // sessionNanos stores t as Unix nanoseconds, the zero time as 0.
 func sessionNanos(t time.Time) int64 {
@@ -30,11 +33,10 @@ func sessionTime(ns int64) time.Time {
 	return time.Unix(0, ns).UTC()
 }
 
-func scanSession(r pgx.Row) (*session.Session, error) {
+func scanSession(r pgx.Row, more ...any) (*session.Session, error) {
 	var s session.Session
 	var created, lastSeen, expires, stepUp int64
-	if err := r.Scan(&s.ID, &s.UserID, &s.CredentialID, &s.Restricted, &created, &lastSeen, &expires, &stepUp,
-		&s.IP, &s.UserAgent); err != nil {
+	if err := r.Scan(append([]any{&s.ID, &s.UserID, &s.CredentialID, &s.Restricted, &created, &lastSeen, &expires, &stepUp}, more...)...); err != nil {
 		return nil, err
 	}
 	s.CreatedAt, s.LastSeenAt = sessionTime(created), sessionTime(lastSeen)
@@ -48,11 +50,15 @@ func (d *DB) CreateSession(ctx context.Context, s *session.Session, tokenHash []
 	if len(s.CredentialID) > 0 {
 		cred = s.CredentialID
 	}
+	device, err := sealed.SealDevice(ctx, d.sealer, s)
+	if err != nil {
+		return err
+	}
 	return d.inTx(ctx, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `INSERT INTO sessions (id, token_hash, user_id, credential_id, restricted,
-			created_at, last_seen_at, expires_at, step_up_at, ip, user_agent) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
+			created_at, last_seen_at, expires_at, step_up_at, device_sealed) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
 			s.ID, tokenHash, s.UserID, cred, s.Restricted, sessionNanos(s.CreatedAt), sessionNanos(s.LastSeenAt),
-			sessionNanos(s.ExpiresAt), sessionNanos(s.StepUpAt), s.IP, s.UserAgent); err != nil {
+			sessionNanos(s.ExpiresAt), sessionNanos(s.StepUpAt), device); err != nil {
 			return fmt.Errorf("insert session: %w", err)
 		}
 		return appendAudit(ctx, tx, ev)
@@ -101,7 +107,7 @@ func (d *DB) ReplaceSessionToken(ctx context.Context, id string, newHash []byte,
 
 // ListSessions implements session.Store.
 func (d *DB) ListSessions(ctx context.Context, userID string) ([]*session.Session, error) {
-	rows, err := d.pool.Query(ctx, `SELECT `+sessionColumns+` FROM sessions WHERE user_id = $1
+	rows, err := d.pool.Query(ctx, `SELECT `+sessionColumns+`, device_sealed FROM sessions WHERE user_id = $1
 		ORDER BY created_at DESC, id`, userID)
 	if err != nil {
 		return nil, fmt.Errorf("list sessions: %w", err)
@@ -109,9 +115,13 @@ func (d *DB) ListSessions(ctx context.Context, userID string) ([]*session.Sessio
 	defer rows.Close()
 	var out []*session.Session
 	for rows.Next() {
-		s, err := scanSession(rows)
+		var device []byte
+		s, err := scanSession(rows, &device)
 		if err != nil {
 			return nil, fmt.Errorf("list sessions: %w", err)
+		}
+		if err := sealed.OpenDevice(ctx, d.sealer, s, device); err != nil {
+			return nil, err
 		}
 		out = append(out, s)
 	}

@@ -9,7 +9,9 @@ import (
 	"time"
 
 	"github.com/keywayhq/keyway/internal/audit"
+	"github.com/keywayhq/keyway/internal/crypt"
 	"github.com/keywayhq/keyway/internal/passkey"
+	"github.com/keywayhq/keyway/internal/store/sealed"
 )
 
 var (
@@ -17,17 +19,21 @@ var (
 	_ audit.Reader  = (*DB)(nil)
 )
 
-const userColumns = `id, handle, username, display_name, role, created_at, disabled_at, roles`
+const userColumns = `id, handle, username_sealed, display_name_sealed, role, created_at, disabled_at, roles`
 
-func scanUser(r rowScanner) (*passkey.User, error) {
+func (d *DB) scanUser(ctx context.Context, r rowScanner) (*passkey.User, error) {
 	var u passkey.User
 	var role, roles string
 	var created int64
 	var disabled sql.NullInt64
-	if err := r.Scan(&u.ID, &u.Handle, &u.Username, &u.DisplayName, &role, &created, &disabled, &roles); err != nil {
+	var username, displayName []byte
+	if err := r.Scan(&u.ID, &u.Handle, &username, &displayName, &role, &created, &disabled, &roles); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return nil, passkey.ErrNotFound
 		}
+		return nil, err
+	}
+	if err := sealed.OpenUser(ctx, d.sealer, &u, username, displayName); err != nil {
 		return nil, err
 	}
 	if err := json.Unmarshal([]byte(roles), &u.Roles); err != nil {
@@ -40,7 +46,7 @@ func scanUser(r rowScanner) (*passkey.User, error) {
 	return &u, nil
 }
 
-func insertCredential(ctx context.Context, tx *sql.Tx, c *passkey.Credential) error {
+func (d *DB) insertCredential(ctx context.Context, tx *sql.Tx, c *passkey.Credential) error {
 	tr, err := json.Marshal(c.Transports)
 	if err != nil {
 		return err
@@ -48,9 +54,13 @@ func insertCredential(ctx context.Context, tx *sql.Tx, c *passkey.Credential) er
 	if c.Transports == nil {
 		tr = []byte("[]")
 	}
-	_, err = tx.ExecContext(ctx, `INSERT INTO credentials (id, user_id, name, public_key, attestation_type, attestation_format,
-		aaguid, sign_count, clone_warning, flags, transports, attachment, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		c.ID, c.UserID, c.Name, c.PublicKey, c.AttestationType, c.AttestationFormat, nonNil(c.AAGUID), int64(c.SignCount),
+	name, err := sealed.SealCredentialName(ctx, d.sealer, c)
+	if err != nil {
+		return err
+	}
+	_, err = tx.ExecContext(ctx, `INSERT INTO credentials (id, user_id, name, name_sealed, public_key, attestation_type, attestation_format,
+		aaguid, sign_count, clone_warning, flags, transports, attachment, created_at) VALUES (?, ?, '', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		c.ID, c.UserID, name, c.PublicKey, c.AttestationType, c.AttestationFormat, nonNil(c.AAGUID), int64(c.SignCount),
 		boolInt(c.CloneWarning), int64(c.Flags), string(tr), c.Attachment, c.CreatedAt.UnixNano())
 	if isUnique(err) {
 		// A credential ID registered twice (to anyone) is refused (WebAuthn L3 §7.1 step 26).
@@ -73,23 +83,43 @@ func boolInt(b bool) int {
 	return 0
 }
 
-// CreateUser implements passkey.Store.
+// CreateUser implements passkey.Store. The person's data key is made
+// first, in the key store; if the account is not made, it is deleted again.
 func (d *DB) CreateUser(ctx context.Context, u *passkey.User, c *passkey.Credential, inv *passkey.InviteUse, evs []audit.Event) error {
+	if d.sealer == nil {
+		return sealed.ErrNoSealer
+	}
+	if err := d.sealer.NewUserKey(ctx, u.ID); err != nil {
+		return err
+	}
+	err := d.createUser(ctx, u, c, inv, evs)
+	if err != nil {
+		_ = d.sealer.Forget(context.WithoutCancel(ctx), u.ID)
+	}
+	return err
+}
+
+func (d *DB) createUser(ctx context.Context, u *passkey.User, c *passkey.Credential, inv *passkey.InviteUse, evs []audit.Event) error {
+	su, err := sealed.SealUser(ctx, d.sealer, u)
+	if err != nil {
+		return err
+	}
 	return d.inTx(ctx, func(tx *sql.Tx) error {
 		if inv != nil {
 			if err := spendInvite(ctx, tx, inv); err != nil {
 				return err
 			}
 		}
-		_, err := tx.ExecContext(ctx, `INSERT INTO users (id, handle, username, display_name, role, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
-			u.ID, u.Handle, u.Username, u.DisplayName, string(u.Role), u.CreatedAt.UnixNano())
+		_, err := tx.ExecContext(ctx, `INSERT INTO users (id, handle, username, display_name, username_sealed, display_name_sealed, role, created_at)
+			VALUES (?, ?, ?, '', ?, ?, ?, ?)`,
+			u.ID, u.Handle, su.UsernameKey, su.Username, su.DisplayName, string(u.Role), u.CreatedAt.UnixNano())
 		if err != nil {
 			if isUnique(err) {
 				return passkey.ErrUsernameTaken
 			}
 			return fmt.Errorf("insert user: %w", err)
 		}
-		if err := insertCredential(ctx, tx, c); err != nil {
+		if err := d.insertCredential(ctx, tx, c); err != nil {
 			return err
 		}
 		for _, ev := range evs {
@@ -154,7 +184,7 @@ func (d *DB) SetUserRoles(ctx context.Context, userID string, roles []string, ev
 // AddCredential implements passkey.Store.
 func (d *DB) AddCredential(ctx context.Context, c *passkey.Credential, ev audit.Event) error {
 	return d.inTx(ctx, func(tx *sql.Tx) error {
-		if err := insertCredential(ctx, tx, c); err != nil {
+		if err := d.insertCredential(ctx, tx, c); err != nil {
 			return err
 		}
 		return appendAudit(ctx, tx, ev)
@@ -163,17 +193,21 @@ func (d *DB) AddCredential(ctx context.Context, c *passkey.Credential, ev audit.
 
 // UserByID implements passkey.Store.
 func (d *DB) UserByID(ctx context.Context, id string) (*passkey.User, error) {
-	return scanUser(d.sql.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE id = ?`, id))
+	return d.scanUser(ctx, d.sql.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE id = ?`, id))
 }
 
 // UserByHandle implements passkey.Store.
 func (d *DB) UserByHandle(ctx context.Context, handle []byte) (*passkey.User, error) {
-	return scanUser(d.sql.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE handle = ?`, handle))
+	return d.scanUser(ctx, d.sql.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE handle = ?`, handle))
 }
 
 // UserByUsername implements passkey.Store.
 func (d *DB) UserByUsername(ctx context.Context, username string) (*passkey.User, error) {
-	return scanUser(d.sql.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE username = ?`, username))
+	key, err := sealed.UsernameKey(d.sealer, username)
+	if err != nil {
+		return nil, err
+	}
+	return d.scanUser(ctx, d.sql.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE username = ?`, key))
 }
 
 // ListUsers implements passkey.Store.
@@ -185,7 +219,7 @@ func (d *DB) ListUsers(ctx context.Context) ([]*passkey.User, error) {
 	defer func() { _ = rows.Close() }()
 	var out []*passkey.User
 	for rows.Next() {
-		u, err := scanUser(rows)
+		u, err := d.scanUser(ctx, rows)
 		if err != nil {
 			return nil, err
 		}
@@ -203,7 +237,7 @@ func (d *DB) CountAdmins(ctx context.Context) (int, error) {
 
 // Credentials implements passkey.Store.
 func (d *DB) Credentials(ctx context.Context, userID string) ([]*passkey.Credential, error) {
-	rows, err := d.sql.QueryContext(ctx, `SELECT id, user_id, name, public_key, attestation_type, attestation_format, aaguid,
+	rows, err := d.sql.QueryContext(ctx, `SELECT id, user_id, name_sealed, public_key, attestation_type, attestation_format, aaguid,
 		sign_count, clone_warning, flags, transports, attachment, created_at, last_used_at FROM credentials WHERE user_id = ? ORDER BY created_at`, userID)
 	if err != nil {
 		return nil, err
@@ -216,7 +250,8 @@ func (d *DB) Credentials(ctx context.Context, userID string) ([]*passkey.Credent
 		var clone int
 		var tr string
 		var lastUsed sql.NullInt64
-		if err := rows.Scan(&c.ID, &c.UserID, &c.Name, &c.PublicKey, &c.AttestationType, &c.AttestationFormat, &c.AAGUID,
+		var name []byte
+		if err := rows.Scan(&c.ID, &c.UserID, &name, &c.PublicKey, &c.AttestationType, &c.AttestationFormat, &c.AAGUID,
 			&count, &clone, &flags, &tr, &c.Attachment, &created, &lastUsed); err != nil {
 			return nil, err
 		}
@@ -226,6 +261,9 @@ func (d *DB) Credentials(ctx context.Context, userID string) ([]*passkey.Credent
 			c.LastUsedAt = time.Unix(0, lastUsed.Int64).UTC()
 		}
 		if err := json.Unmarshal([]byte(tr), &c.Transports); err != nil {
+			return nil, err
+		}
+		if err := sealed.OpenCredentialName(ctx, d.sealer, &c, name); err != nil {
 			return nil, err
 		}
 		out = append(out, &c)
@@ -259,8 +297,15 @@ func (d *DB) CredentialUsed(ctx context.Context, c *passkey.Credential, evs []au
 
 // RenameCredential implements passkey.Store.
 func (d *DB) RenameCredential(ctx context.Context, userID string, id []byte, name string, ev audit.Event) error {
+	sealedName, err := sealed.SealCredentialName(ctx, d.sealer, &passkey.Credential{ID: id, UserID: userID, Name: name})
+	if errors.Is(err, crypt.ErrNoKey) {
+		return passkey.ErrNotFound // no such person
+	}
+	if err != nil {
+		return err
+	}
 	return d.inTx(ctx, func(tx *sql.Tx) error {
-		err := mustAffect(tx.ExecContext(ctx, `UPDATE credentials SET name = ? WHERE id = ? AND user_id = ?`, name, id, userID))
+		err := mustAffect(tx.ExecContext(ctx, `UPDATE credentials SET name_sealed = ? WHERE id = ? AND user_id = ?`, sealedName, id, userID))
 		if errors.Is(err, errNoRows) {
 			return passkey.ErrNotFound
 		}
@@ -314,12 +359,16 @@ func (d *DB) RemoveCredential(ctx context.Context, userID string, id []byte, all
 
 // PutChallenge implements passkey.Store. Expired challenges are swept on the way.
 func (d *DB) PutChallenge(ctx context.Context, c *passkey.Challenge) error {
+	data, err := sealed.SealChallenge(d.sealer, c)
+	if err != nil {
+		return err
+	}
 	return d.inTx(ctx, func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, `DELETE FROM webauthn_challenges WHERE expires_at < ?`, time.Now().UnixNano()); err != nil {
 			return err
 		}
 		_, err := tx.ExecContext(ctx, `INSERT INTO webauthn_challenges (id, kind, user_id, data, expires_at) VALUES (?, ?, ?, ?, ?)`,
-			c.ID, c.Kind, c.UserID, c.Data, c.ExpiresAt.UnixNano())
+			c.ID, c.Kind, c.UserID, data, c.ExpiresAt.UnixNano())
 		return err
 	})
 }
@@ -329,8 +378,9 @@ func (d *DB) PutChallenge(ctx context.Context, c *passkey.Challenge) error {
 func (d *DB) TakeChallenge(ctx context.Context, id string) (*passkey.Challenge, error) {
 	var c passkey.Challenge
 	var exp int64
+	var data []byte
 	err := d.sql.QueryRowContext(ctx, `DELETE FROM webauthn_challenges WHERE id = ? RETURNING id, kind, user_id, data, expires_at`, id).
-		Scan(&c.ID, &c.Kind, &c.UserID, &c.Data, &exp)
+		Scan(&c.ID, &c.Kind, &c.UserID, &data, &exp)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, passkey.ErrNotFound
 	}
@@ -338,6 +388,9 @@ func (d *DB) TakeChallenge(ctx context.Context, id string) (*passkey.Challenge, 
 		return nil, err
 	}
 	c.ExpiresAt = time.Unix(0, exp).UTC()
+	if err := sealed.OpenChallenge(d.sealer, &c, data); err != nil {
+		return nil, err
+	}
 	return &c, nil
 }
 

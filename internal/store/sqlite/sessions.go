@@ -9,11 +9,14 @@ import (
 
 	"github.com/keywayhq/keyway/internal/audit"
 	"github.com/keywayhq/keyway/internal/session"
+	"github.com/keywayhq/keyway/internal/store/sealed"
 )
 
 var _ session.Store = (*DB)(nil)
 
-const sessionColumns = `id, user_id, credential_id, restricted, created_at, last_seen_at, expires_at, step_up_at, ip, user_agent`
+// sessionColumns are what a session check reads: nothing sealed, so that
+// checking a session decrypts nothing. Lists add device_sealed.
+const sessionColumns = `id, user_id, credential_id, restricted, created_at, last_seen_at, expires_at, step_up_at`
 
 // sessionNanos stores t as Unix nanoseconds, the zero time as 0 (its
 // UnixNano is out of range).
@@ -32,14 +35,13 @@ func sessionTime(ns int64) time.Time {
 	return time.Unix(0, ns).UTC()
 }
 
-func scanSession(r rowScanner) (*session.Session, error) {
+func scanSession(r rowScanner, more ...any) (*session.Session, error) {
 	var (
 		s                                  session.Session
 		restricted                         int64
 		created, lastSeen, expires, stepUp int64
 	)
-	if err := r.Scan(&s.ID, &s.UserID, &s.CredentialID, &restricted, &created, &lastSeen, &expires, &stepUp,
-		&s.IP, &s.UserAgent); err != nil {
+	if err := r.Scan(append([]any{&s.ID, &s.UserID, &s.CredentialID, &restricted, &created, &lastSeen, &expires, &stepUp}, more...)...); err != nil {
 		return nil, err
 	}
 	s.Restricted = restricted != 0
@@ -70,11 +72,15 @@ func (d *DB) CreateSession(ctx context.Context, s *session.Session, tokenHash []
 	if s.Restricted {
 		restricted = 1
 	}
+	device, err := sealed.SealDevice(ctx, d.sealer, s)
+	if err != nil {
+		return err
+	}
 	return d.inTx(ctx, func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO sessions (id, token_hash, user_id, credential_id, restricted,
-			created_at, last_seen_at, expires_at, step_up_at, ip, user_agent) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			created_at, last_seen_at, expires_at, step_up_at, device_sealed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			s.ID, tokenHash, s.UserID, cred, restricted, sessionNanos(s.CreatedAt), sessionNanos(s.LastSeenAt),
-			sessionNanos(s.ExpiresAt), sessionNanos(s.StepUpAt), s.IP, s.UserAgent); err != nil {
+			sessionNanos(s.ExpiresAt), sessionNanos(s.StepUpAt), device); err != nil {
 			return fmt.Errorf("insert session: %w", err)
 		}
 		return appendAudit(ctx, tx, ev)
@@ -123,7 +129,7 @@ func (d *DB) ReplaceSessionToken(ctx context.Context, id string, newHash []byte,
 
 // ListSessions implements session.Store.
 func (d *DB) ListSessions(ctx context.Context, userID string) ([]*session.Session, error) {
-	rows, err := d.sql.QueryContext(ctx, `SELECT `+sessionColumns+` FROM sessions WHERE user_id = ?
+	rows, err := d.sql.QueryContext(ctx, `SELECT `+sessionColumns+`, device_sealed FROM sessions WHERE user_id = ?
 		ORDER BY created_at DESC, id`, userID)
 	if err != nil {
 		return nil, fmt.Errorf("list sessions: %w", err)
@@ -131,9 +137,13 @@ func (d *DB) ListSessions(ctx context.Context, userID string) ([]*session.Sessio
 	defer func() { _ = rows.Close() }()
 	var out []*session.Session
 	for rows.Next() {
-		s, err := scanSession(rows)
+		var device []byte
+		s, err := scanSession(rows, &device)
 		if err != nil {
 			return nil, fmt.Errorf("list sessions: %w", err)
+		}
+		if err := sealed.OpenDevice(ctx, d.sealer, s, device); err != nil {
+			return nil, err
 		}
 		out = append(out, s)
 	}

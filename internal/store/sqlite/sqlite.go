@@ -17,6 +17,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/keywayhq/keyway/internal/crypt"
 	"github.com/keywayhq/keyway/internal/store/schema"
 	"modernc.org/sqlite" // registers the "sqlite" database/sql driver
 	sqlite3 "modernc.org/sqlite/lib"
@@ -43,7 +44,7 @@ func isBusy(err error) bool {
 	return errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_BUSY
 }
 
-//go:embed migrations/*.sql
+//go:embed migrations/*.sql keys/*.sql
 var migrationFS embed.FS
 
 // ErrSchemaTooNew means the database was migrated by a newer keyway; an older
@@ -54,11 +55,19 @@ var ErrSchemaTooNew = errors.New("database schema is newer than this keyway")
 type DB struct {
 	sql  *sql.DB
 	path string
+	// migrations is the folder of migrationFS with this database's schema.
+	migrations string
+	// sealer seals personal fields; nil until UseSealer.
+	sealer *crypt.Sealer
 }
 
 // Open opens (creating if needed) the database at path and applies every
 // pending migration.
 func Open(ctx context.Context, path string) (*DB, error) {
+	return open(ctx, path, "migrations")
+}
+
+func open(ctx context.Context, path, migrations string) (*DB, error) {
 	if err := createPrivate(path); err != nil {
 		return nil, err
 	}
@@ -82,7 +91,7 @@ func Open(ctx context.Context, path string) (*DB, error) {
 	}
 	// SQLite allows one writer; a small pool keeps readers concurrent in WAL.
 	db.SetMaxOpenConns(8)
-	d := &DB{sql: db, path: path}
+	d := &DB{sql: db, path: path, migrations: migrations}
 	if err := d.migrate(ctx); err != nil {
 		_ = db.Close()
 		return nil, err
@@ -127,7 +136,7 @@ func (d *DB) SchemaVersion(ctx context.Context) (int, error) {
 	return v, err
 }
 
-func migrations() ([]schema.Migration, error) { return schema.Load(migrationFS, "migrations") }
+func (d *DB) schema() ([]schema.Migration, error) { return schema.Load(migrationFS, d.migrations) }
 
 // migrate applies each pending migration in its own transaction, recording
 // its version in the same transaction, so a crash leaves the schema at a
@@ -151,7 +160,7 @@ func (d *DB) migrate(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("create schema_migrations: %w", err)
 	}
-	ms, err := migrations()
+	ms, err := d.schema()
 	if err != nil {
 		return err
 	}

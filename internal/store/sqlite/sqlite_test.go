@@ -19,7 +19,7 @@ func TestOpenMigratesAndReopens(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ms, _ := migrations()
+	ms, _ := db.schema()
 	if v != len(ms) || v == 0 {
 		t.Fatalf("schema version = %d, want %d", v, len(ms))
 	}

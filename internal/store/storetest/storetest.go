@@ -17,6 +17,7 @@ import (
 
 	"github.com/keywayhq/keyway/internal/apikey"
 	"github.com/keywayhq/keyway/internal/audit"
+	"github.com/keywayhq/keyway/internal/crypt"
 	"github.com/keywayhq/keyway/internal/passkey"
 	"github.com/keywayhq/keyway/internal/session"
 )
@@ -30,6 +31,7 @@ type Store interface {
 	apikey.ChangeFeed
 	audit.Reader
 	audit.CheckpointStore
+	Sealable
 }
 
 func admin(id string) *passkey.User {
@@ -448,6 +450,59 @@ func Run(t *testing.T, open func(t *testing.T) Store, exec func(ctx context.Cont
 		rep, err := audit.VerifyTrail(ctx, s, audit.VerifyOptions{Checkpoints: s, PublicKey: signer.PublicKey(), RequireCheckpoint: true})
 		if err != nil || rep.Broken != nil || rep.Events != 3 || rep.Checkpoints != 3 || rep.Unsigned != 0 {
 			t.Fatalf("trail with checkpoints: %+v %v", rep, err)
+		}
+	})
+
+	t.Run("personal fields are sealed, bound to their row, and found by keyed hash", func(t *testing.T) {
+		s := open(t)
+		ada := user("u1", "ada.lovelace")
+		ada.DisplayName = "Ada Lovelace"
+		if err := s.CreateUser(ctx, ada, cred("c1", "u1"), nil, []audit.Event{event(audit.UserCreated, "user:u1")}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.CreateUser(ctx, user("u2", "bob"), cred("c2", "u2"), nil, []audit.Event{event(audit.UserCreated, "user:u2")}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.CreateUser(ctx, user("u3", "ada.lovelace"), cred("c3", "u3"), nil, nil); !errors.Is(err, passkey.ErrUsernameTaken) {
+			t.Fatalf("a taken username, sealed: %v", err)
+		}
+		got, err := s.UserByUsername(ctx, "ada.lovelace")
+		if err != nil || got.ID != "u1" || got.DisplayName != "Ada Lovelace" || got.Username != "ada.lovelace" {
+			t.Fatalf("by username: %+v %v", got, err)
+		}
+		creds, err := s.Credentials(ctx, "u1")
+		if err != nil || len(creds) != 1 || creds[0].Name != "key" {
+			t.Fatalf("credentials: %+v %v", creds, err)
+		}
+		// A ciphertext moved to another row does not open.
+		if err := exec(ctx, s, "UPDATE users SET display_name_sealed = (SELECT display_name_sealed FROM users WHERE id = 'u1') WHERE id = 'u2'"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.UserByID(ctx, "u2"); !errors.Is(err, crypt.ErrOpen) {
+			t.Fatalf("a display name moved to another person: %v, want crypt.ErrOpen", err)
+		}
+		// Rows written in clear by an older keyway are sealed when a
+		// store is given its sealer.
+		if err := s.CreateUser(ctx, user("u9", "x"), cred("c9", "u9"), nil, nil); err != nil {
+			t.Fatal(err)
+		}
+		for _, stmt := range []string{
+			"UPDATE users SET username = 'grace', display_name = 'Grace Hopper', username_sealed = NULL, display_name_sealed = NULL WHERE id = 'u9'",
+			"UPDATE credentials SET name = 'Grace''s key', name_sealed = NULL WHERE user_id = 'u9'",
+		} {
+			if err := exec(ctx, s, stmt); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := s.UseSealer(ctx, s.Sealer()); err != nil {
+			t.Fatal(err)
+		}
+		g, err := s.UserByUsername(ctx, "grace")
+		if err != nil || g.DisplayName != "Grace Hopper" {
+			t.Fatalf("an older row after sealing: %+v %v", g, err)
+		}
+		if gc, err := s.Credentials(ctx, "u9"); err != nil || len(gc) != 1 || gc[0].Name != "Grace's key" {
+			t.Fatalf("an older passkey name after sealing: %+v %v", gc, err)
 		}
 	})
 
