@@ -31,7 +31,7 @@ var (
 	commands    = []string{"serve", "check", "init", "keys", "scan", "users", "audit", "migrate", "version", "help"}
 	subCommands = map[string][]string{
 		"keys":  {"create", "list", "show", "update", "rotate", "revoke", "delete", "usage", "help"},
-		"users": {"list", "invite", "enrol-link", "revoke-sessions", "roles", "help"},
+		"users": {"list", "invite", "enrol-link", "revoke-sessions", "roles", "export", "erase", "help"},
 		"audit": {"verify", "public-key", "tail", "export", "help"},
 	}
 )

@@ -319,3 +319,45 @@ func TestUsersRolesCLI(t *testing.T) {
 		t.Fatal("roles of nobody succeeded")
 	}
 }
+
+// TestUsersExportAndEraseCLI: export prints the person's data as JSON;
+// erase wants --yes, then erases, and a second erase says there is no one.
+func TestUsersExportAndEraseCLI(t *testing.T) {
+	dir := initDir(t)
+	ctx := context.Background()
+	cfg := config.Demo()
+	cfg.SetDataDir(dir)
+	db, err := app.OpenStore(ctx, cfg, func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := &passkey.User{ID: "usr_grace", Handle: []byte("h-grace"), Username: "grace", DisplayName: "Grace H.", Role: passkey.RoleUser, CreatedAt: time.Now()}
+	c := &passkey.Credential{ID: []byte("c-grace"), UserID: u.ID, Name: "Grace's key", PublicKey: []byte{1}, CreatedAt: time.Now()}
+	if err := db.CreateUser(ctx, u, c, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	_ = db.Close()
+	users := func(args ...string) (int, string, string) {
+		return runCLI(t, append(append([]string{"users"}, args...), "--data-dir", dir)...)
+	}
+	code, out, errOut := users("export", "grace")
+	var exp struct {
+		User     struct{ ID, Username, DisplayName string }
+		Passkeys []struct{ Name string }
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &exp) != nil || exp.User.ID != "usr_grace" || len(exp.Passkeys) != 1 || exp.Passkeys[0].Name != "Grace's key" {
+		t.Fatalf("export: %d %q %s", code, out, errOut)
+	}
+	if code, _, errOut := users("erase", "grace"); code != exitUsage || !strings.Contains(errOut, "--yes") {
+		t.Fatalf("erase without --yes: %d %s", code, errOut)
+	}
+	if code, out, errOut := users("erase", "grace", "--yes"); code != 0 || !strings.Contains(out, "erased usr_grace") {
+		t.Fatalf("erase: %d %q %s", code, out, errOut)
+	}
+	if code, _, errOut := users("erase", "usr_grace", "--yes"); code != 1 || !strings.Contains(errOut, "not found") {
+		t.Fatalf("a second erase: %d %s", code, errOut)
+	}
+	if code, out, _ := users("list"); code != 0 || strings.Contains(out, "grace") {
+		t.Fatalf("list after erase: %d %q", code, out)
+	}
+}

@@ -23,6 +23,10 @@ const usersUsage = `Usage: keyway users COMMAND [flags]
   revoke-sessions USERNAME      end every session of USERNAME at once
   roles USERNAME [--set R1,R2]  show USERNAME's roles, or replace them (--set "" removes all);
                                 session routes with roles: let in only people holding one
+  export USER                   everything keyway holds about USER (username or usr_ ID), as JSON
+  erase USER --yes              erase USER: account, passkeys, sessions, API keys, and the data key
+                                that opens their personal data in every copy and backup of the
+                                database; the audit trail keeps pseudonymous events only
 
 Every command takes --data-dir DIR (default ./keyway-data), --store DSN or --config FILE,
 and -o text|json. Links are printed, never logged; hand them over in person
@@ -42,7 +46,8 @@ func cmdUsers(args []string, stdout, stderr io.Writer, getenv func(string) strin
 	out := outputFlag(fs)
 	role := fs.String("role", "user", "role of the invited person: user or admin")
 	setRoles := fs.String("set", "", "roles: the new roles, comma-separated (\"\" removes all)")
-	want := map[string]int{"list": 0, "invite": 0, "enrol-link": 1, "revoke-sessions": 1, "roles": 1}
+	yes := fs.Bool("yes", false, "erase: yes, erase this person for ever")
+	want := map[string]int{"list": 0, "invite": 0, "enrol-link": 1, "revoke-sessions": 1, "roles": 1, "export": 1, "erase": 1}
 	n, ok := want[sub]
 	if !ok {
 		fmt.Fprintf(stderr, "keyway users: unknown command %q\n\n%s", sub, usersUsage)
@@ -88,6 +93,9 @@ func cmdUsers(args []string, stdout, stderr io.Writer, getenv func(string) strin
 		return exitError
 	}
 	user := func(name string) (*passkey.User, error) {
+		if strings.HasPrefix(name, "usr_") {
+			return people.Passkeys.User(ctx, name)
+		}
 		users, err := people.Passkeys.Users(ctx)
 		if err != nil {
 			return nil, err
@@ -167,6 +175,36 @@ func cmdUsers(args []string, stdout, stderr io.Writer, getenv func(string) strin
 			}
 		}
 		return show(map[string]any{"user": target.Username, "roles": nonNilRoles(target.Roles)}, strings.Join(target.Roles, ","))
+	case "export":
+		target, err := user(pos[0])
+		if err != nil {
+			return fail(err)
+		}
+		exp, err := people.Privacy.Export(ctx, target.ID, "cli")
+		if err != nil {
+			return fail(err)
+		}
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(exp)
+		return exitOK
+	case "erase":
+		target, err := user(pos[0])
+		if err != nil && !strings.HasPrefix(pos[0], "usr_") {
+			return fail(err)
+		}
+		if !*yes {
+			fmt.Fprintf(stderr, "keyway users erase: this erases %s for ever, with every copy of their personal data; run again with --yes\n", pos[0])
+			return exitUsage
+		}
+		id := pos[0]
+		if target != nil {
+			id = target.ID
+		}
+		if err := people.Privacy.Erase(ctx, id, "cli"); err != nil {
+			return fail(err)
+		}
+		return show(map[string]any{"erased": id}, "erased "+id)
 	default: // revoke-sessions
 		target, err := user(pos[0])
 		if err != nil {

@@ -38,6 +38,7 @@ import (
 	"github.com/keywayhq/keyway/internal/httpapi"
 	"github.com/keywayhq/keyway/internal/passkey"
 	"github.com/keywayhq/keyway/internal/portal"
+	"github.com/keywayhq/keyway/internal/privacy"
 	"github.com/keywayhq/keyway/internal/ratelimit"
 	"github.com/keywayhq/keyway/internal/session"
 	"github.com/keywayhq/keyway/internal/shape"
@@ -337,6 +338,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 		ClientIP: clientIP,
 		JWKS:     a.signer,
 		People:   a.passkeys,
+		Privacy:  &privacy.Service{Store: a.db, Keys: a.keys},
 		Logger:   a.logger,
 	})
 	if err != nil {

@@ -72,7 +72,8 @@ func openKeyStore(ctx context.Context, cfg *config.Config, db store.Store, creat
 // Store is a store opened with the sealer of its personal data.
 type Store struct {
 	store.Store
-	keys io.Closer
+	keys   io.Closer
+	pepper []byte
 }
 
 // Close closes the store and its key store.
@@ -101,7 +102,7 @@ func OpenStore(ctx context.Context, cfg *config.Config, getenv func(string) stri
 		_ = db.Close()
 		return nil, err
 	}
-	return &Store{Store: db, keys: keys}, nil
+	return &Store{Store: db, keys: keys, pepper: pepper}, nil
 }
 
 // InitDataProtection makes the KEK and the key store of cfg, as keyway

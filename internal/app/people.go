@@ -9,8 +9,10 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/keywayhq/keyway/internal/apikey"
 	"github.com/keywayhq/keyway/internal/config"
 	"github.com/keywayhq/keyway/internal/passkey"
+	"github.com/keywayhq/keyway/internal/privacy"
 	"github.com/keywayhq/keyway/internal/session"
 )
 
@@ -158,10 +160,13 @@ func (a *App) pruneKeyChanges(ctx context.Context) {
 // sign-up and enrolment, the user list, and revoking a user's sessions. It
 // works whether or not a server runs on the same data directory.
 type People struct {
-	Passkeys  *passkey.Service
-	Sessions  *session.Manager
+	Passkeys *passkey.Service
+	Sessions *session.Manager
+	// Privacy exports and erases a person's data.
+	Privacy   *privacy.Service
 	PublicURL string
 	db        *Store
+	keys      *apikey.Service
 }
 
 // OpenPeople opens the store of cfg and its account services. Links it makes
@@ -182,8 +187,17 @@ func OpenPeople(ctx context.Context, cfg *config.Config, logger *slog.Logger, ge
 		_ = db.Close()
 		return nil, err
 	}
-	return &People{Passkeys: pk, Sessions: sm, PublicURL: a.publicURL, db: db}, nil
+	keys, err := newKeyService(ctx, cfg, db.Store, logger, db.pepper, nil)
+	if err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	return &People{Passkeys: pk, Sessions: sm, PublicURL: a.publicURL, db: db, keys: keys,
+		Privacy: &privacy.Service{Store: db.Store, Keys: keys}}, nil
 }
 
-// Close closes the store and its key store.
-func (p *People) Close() error { return p.db.Close() }
+// Close flushes key usage and closes the store and its key store.
+func (p *People) Close() error {
+	p.keys.Flush(context.Background())
+	return p.db.Close()
+}

@@ -103,6 +103,8 @@ const (
 const (
 	UserCreated         = "user.created"
 	UserRolesChanged    = "user.roles_changed"
+	UserErased          = "user.erased"
+	UserExported        = "user.exported"
 	PasskeyAdded        = "passkey.added"
 	PasskeyRenamed      = "passkey.renamed"
 	PasskeyRemoved      = "passkey.removed"

@@ -23,6 +23,7 @@ import (
 	"github.com/keywayhq/keyway/internal/gateway"
 	"github.com/keywayhq/keyway/internal/outage"
 	"github.com/keywayhq/keyway/internal/passkey"
+	"github.com/keywayhq/keyway/internal/privacy"
 	"github.com/keywayhq/keyway/internal/problem"
 	"github.com/keywayhq/keyway/internal/ratelimit"
 	"github.com/keywayhq/keyway/internal/session"
@@ -206,6 +207,8 @@ func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		p = problem.New(problem.Conflict, http.StatusConflict, "that username is taken")
 	case errors.Is(err, passkey.ErrSignUpClosed):
 		p = problem.New(problem.Forbidden, http.StatusForbidden, "sign-up needs a valid invitation")
+	case errors.Is(err, privacy.ErrLastAdmin):
+		p = problem.New(problem.Conflict, http.StatusConflict, err.Error())
 	case errors.Is(err, passkey.ErrLastPasskey):
 		p = problem.New(problem.Conflict, http.StatusConflict, "this is your last passkey and you have no recovery codes left: add another passkey or new codes first")
 	case errors.Is(err, passkey.ErrInvalidInput):
@@ -296,6 +299,8 @@ type AdminConfig struct {
 	JWKS http.Handler
 	// People, when set, serves /v1/users: people and their roles.
 	People PeopleAdmin
+	// Privacy, when set, serves a person's export and erasure.
+	Privacy PrivacyAdmin
 	// Logger receives errors. Required.
 	Logger *slog.Logger
 	// Now is the clock. Default time.Now.
@@ -308,10 +313,17 @@ type PeopleAdmin interface {
 	SetRoles(ctx context.Context, id string, roles []string, actor string) (*passkey.User, error)
 }
 
+// PrivacyAdmin exports and erases a person's data.
+type PrivacyAdmin interface {
+	Export(ctx context.Context, userID, actor string) (*privacy.Export, error)
+	Erase(ctx context.Context, userID, actor string) error
+}
+
 type adminServer struct {
 	*server
 	keys     KeyAdmin
 	people   PeopleAdmin
+	privacy  PrivacyAdmin
 	now      func() time.Time
 	route    *decision.Route
 	clientIP *clientip.Resolver
@@ -335,7 +347,7 @@ func NewAdmin(cfg AdminConfig) (*Admin, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &adminServer{server: &server{logger: cfg.Logger, decider: cfg.Decider}, keys: cfg.Keys, people: cfg.People, now: cfg.Now,
+	s := &adminServer{server: &server{logger: cfg.Logger, decider: cfg.Decider}, keys: cfg.Keys, people: cfg.People, privacy: cfg.Privacy, now: cfg.Now,
 		route: route, clientIP: cfg.ClientIP}
 	api := http.NewServeMux()
 	api.Handle("GET /v1/keys", s.handle(s.listKeys))
@@ -349,6 +361,22 @@ func NewAdmin(cfg AdminConfig) (*Admin, error) {
 	if s.people != nil {
 		api.Handle("GET /v1/users", s.handle(s.listUsers))
 		api.Handle("PUT /v1/users/{id}/roles", s.handle(s.setRoles))
+	}
+	if s.privacy != nil {
+		api.Handle("GET /v1/users/{id}/export", s.handle(func(w http.ResponseWriter, r *http.Request) error {
+			exp, err := s.privacy.Export(r.Context(), r.PathValue("id"), s.actor(r))
+			if err != nil {
+				return err
+			}
+			return writeJSON(w, http.StatusOK, exp)
+		}))
+		api.Handle("DELETE /v1/users/{id}", s.handle(func(w http.ResponseWriter, r *http.Request) error {
+			if err := s.privacy.Erase(r.Context(), r.PathValue("id"), s.actor(r)); err != nil {
+				return err
+			}
+			w.WriteHeader(http.StatusNoContent)
+			return nil
+		}))
 	}
 
 	mux := http.NewServeMux()

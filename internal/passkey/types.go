@@ -153,6 +153,13 @@ type AccountStore interface {
 	// SetUserRoles replaces the roles of userID, with ev, or returns
 	// ErrNotFound.
 	SetUserRoles(ctx context.Context, userID string, roles []string, ev audit.Event) error
+	// EraseUser deletes the account of userID, its passkeys, sessions,
+	// recovery codes, remembered sources, enrolment links and ceremonies,
+	// with ev, in one transaction; then it deletes the person's data key,
+	// so that every copy of their sealed fields stays sealed for ever. An
+	// account already gone is ErrNotFound, after its data key is deleted
+	// too (an erasure stopped between the two steps finishes).
+	EraseUser(ctx context.Context, userID string, ev audit.Event) error
 }
 
 // CredentialStore keeps the passkeys of accounts.

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/keywayhq/keyway/internal/audit"
 	"github.com/keywayhq/keyway/internal/crypt"
 	"github.com/keywayhq/keyway/internal/passkey"
 	"github.com/keywayhq/keyway/internal/session"
@@ -170,4 +171,38 @@ func (d *DB) SwapDataKey(ctx context.Context, old, next crypt.WrappedKey) (bool,
 		return false, err
 	}
 	return tag.RowsAffected() == 1, nil
+}
+
+// EraseUser implements passkey.AccountStore.
+func (d *DB) EraseUser(ctx context.Context, userID string, ev audit.Event) error {
+	if d.sealer == nil {
+		return sealed.ErrNoSealer
+	}
+	err := d.inTx(ctx, func(tx pgx.Tx) error {
+		for _, q := range []string{
+			`DELETE FROM invites WHERE user_id = $1 AND used_at IS NULL`,
+			`DELETE FROM webauthn_challenges WHERE user_id = $1`,
+		} {
+			if _, err := tx.Exec(ctx, q, userID); err != nil {
+				return err
+			}
+		}
+		// Passkeys, sessions, recovery codes and sources go with the
+		// account (ON DELETE CASCADE).
+		tag, err := tx.Exec(ctx, `DELETE FROM users WHERE id = $1`, userID)
+		if err != nil {
+			return fmt.Errorf("erase user: %w", err)
+		}
+		if tag.RowsAffected() == 0 {
+			return passkey.ErrNotFound
+		}
+		return appendAudit(ctx, tx, ev)
+	})
+	if err != nil && !errors.Is(err, passkey.ErrNotFound) {
+		return err
+	}
+	if ferr := d.sealer.Forget(ctx, userID); ferr != nil {
+		return fmt.Errorf("delete the data key: %w", ferr)
+	}
+	return err
 }

@@ -3,8 +3,10 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 
+	"github.com/keywayhq/keyway/internal/audit"
 	"github.com/keywayhq/keyway/internal/crypt"
 	"github.com/keywayhq/keyway/internal/passkey"
 	"github.com/keywayhq/keyway/internal/session"
@@ -126,4 +128,38 @@ func queryEach(ctx context.Context, db *sql.DB, q string, each func(*sql.Rows) e
 		}
 	}
 	return rows.Err()
+}
+
+// EraseUser implements passkey.AccountStore.
+func (d *DB) EraseUser(ctx context.Context, userID string, ev audit.Event) error {
+	if d.sealer == nil {
+		return sealed.ErrNoSealer
+	}
+	err := d.inTx(ctx, func(tx *sql.Tx) error {
+		for _, q := range []string{
+			`DELETE FROM invites WHERE user_id = ? AND used_at IS NULL`,
+			`DELETE FROM webauthn_challenges WHERE user_id = ?`,
+		} {
+			if _, err := tx.ExecContext(ctx, q, userID); err != nil {
+				return err
+			}
+		}
+		// Passkeys, sessions, recovery codes and sources go with the
+		// account (ON DELETE CASCADE).
+		err := mustAffect(tx.ExecContext(ctx, `DELETE FROM users WHERE id = ?`, userID))
+		if errors.Is(err, errNoRows) {
+			return passkey.ErrNotFound
+		}
+		if err != nil {
+			return fmt.Errorf("erase user: %w", err)
+		}
+		return appendAudit(ctx, tx, ev)
+	})
+	if err != nil && !errors.Is(err, passkey.ErrNotFound) {
+		return err
+	}
+	if ferr := d.sealer.Forget(ctx, userID); ferr != nil {
+		return fmt.Errorf("delete the data key: %w", ferr)
+	}
+	return err
 }
