@@ -24,12 +24,13 @@ const usage = `keyway — passwordless, secure-by-design authentication in front
 
 Usage:
   keyway serve   [--config FILE] [--data-dir DIR] [--store DSN] [--redis ADDR] [--listen ADDR] [--http-listen ADDR|off] [--admin-listen ADDR]
-  keyway init    [--config FILE] [--data-dir DIR] [--store DSN]   make the data directory, store and pepper
-  keyway check   --config FILE [--strict] [-o text|json]
+  keyway init    [--config FILE] [--data-dir DIR] [--store DSN]   make the data directory, store and secrets
+  keyway check   --config FILE [--strict] [--production] [-o text|json]
   keyway keys    create|list|show|update|rotate|revoke|delete|usage …  (keyway keys help)
   keyway scan    [--check|--revoke] [-o text|json] [PATH…]
-  keyway users   list|invite|enrol-link|revoke-sessions …  (keyway users help)
-  keyway audit   verify [--data-dir DIR] [--store DSN] [-o text|json]
+  keyway users   list|invite|enrol-link|revoke-sessions|roles|export|erase …  (keyway users help)
+  keyway audit   verify|public-key|tail|export …  (keyway audit help)
+  keyway kek     rotate|status …  (keyway kek help)
   keyway migrate [--config FILE] [--store DSN]            bring a store's schema up to date
   keyway migrate --from sqlite:PATH --to postgres://…     copy a SQLite store into an empty PostgreSQL one
   keyway version [-o text|json]
@@ -70,6 +71,8 @@ func run(args []string, stdout, stderr io.Writer, getenv func(string) string) in
 		return cmdAudit(args[1:], stdout, stderr, getenv)
 	case "users":
 		return cmdUsers(args[1:], stdout, stderr, getenv)
+	case "kek":
+		return cmdKEK(args[1:], stdout, stderr, getenv)
 	case "migrate":
 		return cmdMigrate(args[1:], stdout, stderr, getenv)
 	case "help", "-h", "--help":

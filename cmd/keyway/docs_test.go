@@ -28,11 +28,12 @@ var (
 
 // commands are keyway's commands, and the ones with commands of their own.
 var (
-	commands    = []string{"serve", "check", "init", "keys", "scan", "users", "audit", "migrate", "version", "help"}
+	commands    = []string{"serve", "check", "init", "keys", "scan", "users", "audit", "kek", "migrate", "version", "help"}
 	subCommands = map[string][]string{
 		"keys":  {"create", "list", "show", "update", "rotate", "revoke", "delete", "usage", "help"},
 		"users": {"list", "invite", "enrol-link", "revoke-sessions", "roles", "export", "erase", "help"},
 		"audit": {"verify", "public-key", "tail", "export", "help"},
+		"kek":   {"rotate", "status", "help"},
 	}
 )
 

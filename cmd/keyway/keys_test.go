@@ -361,3 +361,46 @@ func TestUsersExportAndEraseCLI(t *testing.T) {
 		t.Fatalf("list after erase: %d %q", code, out)
 	}
 }
+
+// TestKEKCLI: status shows the ring; rotate puts a new KEK first and
+// rewraps every data key under it.
+func TestKEKCLI(t *testing.T) {
+	dir := initDir(t)
+	ctx := context.Background()
+	cfg := config.Demo()
+	cfg.SetDataDir(dir)
+	db, err := app.OpenStore(ctx, cfg, func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := &passkey.User{ID: "usr_kek", Handle: []byte("h-kek"), Username: "kek", DisplayName: "K", Role: passkey.RoleUser, CreatedAt: time.Now()}
+	if err := db.CreateUser(ctx, u, &passkey.Credential{ID: []byte("c-kek"), UserID: u.ID, Name: "k", PublicKey: []byte{1}, CreatedAt: time.Now()}, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	_ = db.Close()
+	type status struct {
+		Ring      []string
+		DataKeys  map[string]int `json:"data_keys"`
+		Rewrapped int
+	}
+	kek := func(args ...string) status {
+		t.Helper()
+		code, out, errOut := runCLI(t, append(append([]string{"kek"}, args...), "--data-dir", dir, "-o", "json")...)
+		var st status
+		if code != 0 || json.Unmarshal([]byte(out), &st) != nil {
+			t.Fatalf("kek %v: %d %q %s", args, code, out, errOut)
+		}
+		return st
+	}
+	before := kek("status")
+	if len(before.Ring) != 1 || before.DataKeys[before.Ring[0]] != 1 {
+		t.Fatalf("status: %+v", before)
+	}
+	after := kek("rotate")
+	if len(after.Ring) != 2 || after.Ring[1] != before.Ring[0] || after.Rewrapped != 1 || after.DataKeys[after.Ring[0]] != 1 {
+		t.Fatalf("rotate: %+v", after)
+	}
+	if code, out, _ := runCLI(t, "kek", "status", "--data-dir", dir); code != 0 || !strings.Contains(out, "current") {
+		t.Fatalf("status (text): %d %q", code, out)
+	}
+}

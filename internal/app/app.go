@@ -668,6 +668,7 @@ func (a *App) Run(ctx context.Context) error {
 		}
 		go a.sweepSessions(svcCtx)
 		listening.Go(func() { a.signCheckpoints(svcCtx) })
+		listening.Go(func() { a.reloadKEKRing(svcCtx) })
 		a.keys.Run(svcCtx)
 		listening.Wait()
 	}()

@@ -97,6 +97,7 @@ const (
 const (
 	ConfigReloaded      = "config.reloaded"
 	ConfigReloadRefused = "config.reload_refused"
+	KEKRotated          = "kek.rotated"
 )
 
 // The event types of people, passkeys and sign-in.

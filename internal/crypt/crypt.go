@@ -138,6 +138,10 @@ func (r *Ring) reload() error {
 	return nil
 }
 
+// Reload reads the ring's source again: a node learns of a KEK put first
+// elsewhere, and wraps new data keys under it from then on.
+func (r *Ring) Reload() error { return r.reload() }
+
 // Current is the KEK that wraps new data keys.
 func (r *Ring) Current() KEK {
 	r.mu.Lock()
@@ -451,6 +455,24 @@ func (s *Sealer) OpenTransient(f Field, ct []byte) ([]byte, error) {
 		return nil, err
 	}
 	return open(k.transient, ct[8:], f.ad())
+}
+
+// KeyCounts counts the stored data keys by the ID of the KEK that wraps them.
+func (s *Sealer) KeyCounts(ctx context.Context) (map[string]int, error) {
+	out := map[string]int{}
+	for after := ""; ; {
+		page, err := s.keys.DataKeys(ctx, after, 500)
+		if err != nil {
+			return nil, err
+		}
+		for _, w := range page {
+			out[w.KEKID]++
+			after = w.UserID
+		}
+		if len(page) < 500 {
+			return out, nil
+		}
+	}
 }
 
 // RotateReport says what Rotate did.

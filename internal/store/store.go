@@ -37,6 +37,8 @@ type Store interface {
 	// UseSealer gives the store the sealer of personal fields; until then
 	// reading or writing one is an error.
 	UseSealer(ctx context.Context, s *crypt.Sealer) error
+	// Sealer is the store's sealer; nil before UseSealer.
+	Sealer() *crypt.Sealer
 	// PruneChanges drops key change-feed entries older than before.
 	PruneChanges(ctx context.Context, before time.Time) (int64, error)
 	// SchemaVersion is the highest migration applied.
