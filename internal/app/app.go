@@ -273,7 +273,8 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 	a.own, err = httpapi.New(httpapi.Config{Store: a.db, Logger: a.logger, Version: opts.Version, Leak: leak, JWKS: a.signer,
 		AuthLimiter: authLimit, LeakLimiter: leakLimit,
 		Auth: &httpapi.AuthConfig{Accounts: a.passkeys, Sessions: a.sessions, Decider: core, Keys: a.keys,
-			SessionMaxAge: cfg.Sessions.AbsoluteTimeout, PublicURL: a.publicURL, SelfServiceScopes: cfg.APIKeys.SelfServiceScopes},
+			SessionMaxAge: cfg.Sessions.AbsoluteTimeout, PublicURL: a.publicURL, SelfServiceScopes: cfg.APIKeys.SelfServiceScopes,
+			Privacy: &privacy.Service{Store: a.db, Keys: a.keys}},
 		Portal: a.portal,
 	})
 	if err != nil {

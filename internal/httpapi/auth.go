@@ -69,6 +69,8 @@ type AuthConfig struct {
 	// SelfServiceScopes are the scopes people may put on their own keys.
 	// AdminScope is refused whatever this says.
 	SelfServiceScopes []string
+	// Privacy, when set, lets people export and erase their own account.
+	Privacy PrivacyAdmin
 }
 
 // The ceremony cookie binds a WebAuthn ceremony to the browser that began it.
@@ -156,6 +158,10 @@ func (a *auth) register(mux *http.ServeMux) {
 	h("POST /.keyway/auth/recovery", a.open, a.recover)
 	h("POST /.keyway/auth/recovery/codes", a.fresh, a.regenerateCodes)
 	h("POST /.keyway/auth/enrol", a.open, a.enrol)
+	if a.cfg.Privacy != nil {
+		h("POST /.keyway/auth/account/export", a.fresh, a.exportAccount)
+		h("POST /.keyway/auth/account/erase", a.fresh, a.eraseAccount)
+	}
 	if a.cfg.Keys != nil {
 		h("GET /.keyway/api-keys", a.full, a.listMyKeys)
 		h("POST /.keyway/api-keys", a.fresh, a.createMyKey)
@@ -637,6 +643,37 @@ func (a *auth) enrol(w http.ResponseWriter, r *http.Request, _ *decision.Identit
 		return problem.New(problem.Unauthenticated, http.StatusUnauthorized, "the enrolment link is invalid, used or expired")
 	}
 	return a.restrictedSession(w, r, u)
+}
+
+// exportAccount gives the signed-in person everything keyway holds about
+// them, as a JSON file.
+func (a *auth) exportAccount(w http.ResponseWriter, r *http.Request, id *decision.Identity) error {
+	exp, err := a.cfg.Privacy.Export(r.Context(), id.User.ID, id.Subject)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Content-Disposition", `attachment; filename="keyway-account.json"`)
+	return writeJSON(w, http.StatusOK, exp)
+}
+
+// eraseAccount erases the signed-in person, who must type their username
+// to confirm, and signs the browser out.
+func (a *auth) eraseAccount(w http.ResponseWriter, r *http.Request, id *decision.Identity) error {
+	var req struct {
+		Confirm string `json:"confirm"`
+	}
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	if norm, err := passkey.NormalizeUsername(req.Confirm); err != nil || norm != id.User.Username {
+		return problem.New(problem.BadRequest, http.StatusBadRequest, "type your username to confirm that your account is to be erased")
+	}
+	if err := a.cfg.Privacy.Erase(r.Context(), id.User.ID, id.Subject); err != nil {
+		return err
+	}
+	clearCookie(w, decision.SessionCookie)
+	w.WriteHeader(http.StatusNoContent)
+	return nil
 }
 
 func (a *auth) regenerateCodes(w http.ResponseWriter, r *http.Request, id *decision.Identity) error {

@@ -354,6 +354,11 @@
       go(null, 'Roles saved. They apply from the person’s next request.');
     },
 
+    async erase(form) {
+      await withStepUp(() => api('POST', AUTH + 'account/erase', { confirm: form.elements.confirm.value.trim() }));
+      go(PORTAL + 'signin', 'Your account is erased.');
+    },
+
     async invite(form) {
       const res = await withStepUp(() => api('POST', '/.keyway/admin/invites', { role: form.elements.role.value }));
       showSecret('Invitation link', res.url,
@@ -386,6 +391,19 @@
     async call(btn) {
       await withStepUp(() => api(btn.dataset.method || 'POST', btn.dataset.url));
       go(btn.dataset.next, 'Done.');
+    },
+
+    async export() {
+      const data = await withStepUp(() => api('POST', AUTH + 'account/export'));
+      const a = document.createElement('a');
+      a.href = URL.createObjectURL(new Blob([JSON.stringify(data, null, 2)], { type: 'application/json' }));
+      a.download = 'keyway-account.json';
+      document.body.appendChild(a);
+      a.click();
+      a.remove();
+      setTimeout(() => URL.revokeObjectURL(a.href), 60000);
+      say('Your data is in keyway-account.json: ' + data.passkeys.length + ' passkey(s), ' +
+        data.sessions.length + ' session(s), ' + data.api_keys.length + ' API key(s), ' + data.audit.length + ' audit event(s).');
     },
 
     async codes() {
