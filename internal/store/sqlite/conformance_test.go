@@ -18,7 +18,7 @@ func TestConformance(t *testing.T) {
 }
 
 // openSealed opens a new store with its key store beside it.
-func openSealed(t *testing.T) *DB {
+func openSealed(t testing.TB) *DB {
 	t.Helper()
 	dir := t.TempDir()
 	db, err := Open(context.Background(), filepath.Join(dir, "keyway.db"))
