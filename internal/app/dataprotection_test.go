@@ -3,15 +3,20 @@ package app_test
 import (
 	"bytes"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/keywayhq/keyway/internal/app/apptest"
+	"github.com/keywayhq/keyway/internal/config"
+	"github.com/keywayhq/keyway/internal/testenv"
 )
 
 // headerTransport adds headers to every request, as a browser on another
@@ -37,6 +42,56 @@ func (h headerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 // is any of them in a log line.
 func TestStolenDatabaseIsUseless(t *testing.T) {
 	cfg := apptest.Demo(t)
+	in, secrets := secretFlow(t, cfg)
+	// The files as a thief copies them from a running server, WAL and all.
+	copies := map[string][]byte{}
+	for _, f := range []string{"keyway.db", "keyway.db-wal", "keys.db", "keys.db-wal"} {
+		if b, err := os.ReadFile(filepath.Join(cfg.DataDir, f)); err == nil {
+			copies[f+" (running)"] = b
+		}
+	}
+	in.Stop(t)
+	for _, f := range []string{"keyway.db", "keys.db"} {
+		b, err := os.ReadFile(filepath.Join(cfg.DataDir, f))
+		apptest.Must(t, err, "read %s", f)
+		copies[f] = b
+	}
+	if len(copies) < 4 {
+		t.Fatalf("only %d database files to search", len(copies))
+	}
+	searchSecrets(t, secrets, copies, in.Logs())
+}
+
+// TestStolenPostgresDumpIsUseless is the same flow on PostgreSQL, searched
+// in a pg_dump of the store's data (its data keys included, as they are by
+// default).
+func TestStolenPostgresDumpIsUseless(t *testing.T) {
+	dsn := testenv.PostgresDSN(t)
+	if _, err := exec.LookPath("pg_dump"); err != nil {
+		testenv.Missing(t, "pg_dump", "install Debian's postgresql-client")
+	}
+	cfg := apptest.Demo(t)
+	cfg.SetStore(dsn)
+	in, secrets := secretFlow(t, cfg)
+	in.Stop(t)
+	u, err := url.Parse(dsn)
+	apptest.Must(t, err, "parse the DSN")
+	q := u.Query()
+	schema := q.Get("search_path")
+	q.Del("search_path")
+	u.RawQuery = q.Encode()
+	dump, err := exec.Command("pg_dump", "--data-only", "--schema="+schema, u.String()).Output()
+	apptest.Must(t, err, "pg_dump")
+	if !bytes.Contains(dump, []byte("COPY "+schema+".users")) {
+		t.Fatalf("the dump holds no users table:\n%.500s", dump)
+	}
+	searchSecrets(t, secrets, map[string][]byte{"pg_dump": dump}, in.Logs())
+}
+
+// secretFlow runs the full flow on cfg and returns the instance (still
+// running) and every secret and personal string it used, by name.
+func secretFlow(t *testing.T, cfg *config.Config) (*apptest.Instance, map[string]string) {
+	t.Helper()
 	cfg.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32"), netip.MustParsePrefix("::1/128")}
 	in := apptest.Start(t, cfg)
 
@@ -91,33 +146,27 @@ func TestStolenDatabaseIsUseless(t *testing.T) {
 		apptest.Must(t, err, "decode %s", f)
 		secrets[f+" (raw)"] = string(raw)
 	}
-	// The files as a thief copies them from a running server, WAL and all.
-	copies := map[string][]byte{}
-	for _, f := range []string{"keyway.db", "keyway.db-wal", "keys.db", "keys.db-wal"} {
-		if b, err := os.ReadFile(filepath.Join(cfg.DataDir, f)); err == nil {
-			copies[f+" (running)"] = b
-		}
-	}
-	in.Stop(t)
-	for _, f := range []string{"keyway.db", "keys.db"} {
-		b, err := os.ReadFile(filepath.Join(cfg.DataDir, f))
-		apptest.Must(t, err, "read %s", f)
-		copies[f] = b
-	}
-	if len(copies) < 4 {
-		t.Fatalf("only %d database files to search", len(copies))
-	}
+	return in, secrets
+}
+
+// searchSecrets fails for every secret found in a copy or the log.
+func searchSecrets(t *testing.T, secrets map[string]string, copies map[string][]byte, logs string) {
+	t.Helper()
 	for what, s := range secrets {
 		for f, b := range copies {
 			if bytes.Contains(b, []byte(s)) {
 				t.Errorf("%s holds the %s", f, what)
 			}
-			// Text a database may keep in another case or encoding.
+			// Text a database may keep in another case or encoding (a
+			// dump writes bytea in hex).
 			if len(s) > 6 && !strings.Contains(what, "raw") && bytes.Contains(bytes.ToLower(b), []byte(strings.ToLower(s))) {
 				t.Errorf("%s holds the %s (in another case)", f, what)
 			}
+			if bytes.Contains(bytes.ToLower(b), []byte(hex.EncodeToString([]byte(s)))) {
+				t.Errorf("%s holds the %s (in hex)", f, what)
+			}
 		}
-		if strings.Contains(in.Logs(), s) {
+		if strings.Contains(logs, s) {
 			t.Errorf("the log holds the %s", what)
 		}
 	}
