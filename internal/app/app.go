@@ -91,7 +91,12 @@ type App struct {
 	signer    *assertion.Signer
 	// checkpoints signs the audit trail's head; nil when they are off.
 	checkpoints *audit.Checkpointer
-	clientCA    *tlsconf.LocalCA
+	// lockouts audits the lockouts of abuse limits.
+	lockouts *audit.Lockouts
+	// clientKey keys the pseudonyms of client addresses (the access log,
+	// audited lockouts).
+	clientKey []byte
+	clientCA  *tlsconf.LocalCA
 	// gw is the gateway serving now; a reload swaps it (gwCfg is what a
 	// new one is built from, but its routes).
 	gw       atomic.Pointer[gateway.Gateway]
@@ -163,6 +168,10 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 	if a.sourceKey, err = derivedKey(pepper, "sign-in sources v1"); err != nil {
 		return nil, err
 	}
+	if a.clientKey, err = derivedKey(pepper, "access log clients v1"); err != nil {
+		return nil, err
+	}
+	a.lockouts = audit.NewLockouts(a.db, a.logger)
 	assertKey, err := derivedKey(pepper, "identity assertions v1")
 	if err != nil {
 		return nil, err
@@ -253,6 +262,9 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 		Keys: a.keys, KeyLimiter: a.keyLimit, KeyHeader: cfg.APIKeys.Header,
 		Sessions: a.sessions, Users: a.passkeys, Origins: origins, Logger: a.logger, Metrics: reg,
 		Clients: coreClients, Limiters: limiters,
+		OnGuessLockout: func(src netip.Addr) {
+			a.lockouts.Locked("api_key_guessing", "client:"+gateway.ClientPseudonym(a.clientKey, src))
+		},
 	})
 	if err != nil {
 		return nil, err
@@ -274,7 +286,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 		AuthLimiter: authLimit, LeakLimiter: leakLimit,
 		Auth: &httpapi.AuthConfig{Accounts: a.passkeys, Sessions: a.sessions, Decider: core, Keys: a.keys,
 			SessionMaxAge: cfg.Sessions.AbsoluteTimeout, PublicURL: a.publicURL, SelfServiceScopes: cfg.APIKeys.SelfServiceScopes,
-			Privacy: &privacy.Service{Store: a.db, Keys: a.keys}},
+			Privacy: &privacy.Service{Store: a.db, Keys: a.keys}, OnLockout: a.lockedOut},
 		Portal: a.portal,
 	})
 	if err != nil {
@@ -291,10 +303,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 		fa = &gateway.ForwardAuth{Proxies: clientip.New(cfg.ForwardAuth.TrustedProxies, cfg.Server.IPv6Prefix),
 			Signer: a.signer, Audience: cfg.ForwardAuth.Audience}
 	}
-	access, err := accessLog(cfg, opts, a.logger, pepper)
-	if err != nil {
-		return nil, err
-	}
+	access := accessLog(cfg, opts, a.logger, a.clientKey)
 	a.gwCfg = gateway.Config{
 		ForwardAuth:          fa,
 		Own:                  a.own,
@@ -751,6 +760,10 @@ func (a *App) closeAll() {
 	if a.core != nil {
 		a.core.Close()
 	}
+	if a.lockouts != nil {
+		a.lockouts.Close() // before the store: what is queued is written
+		a.lockouts = nil
+	}
 	if a.redis != nil {
 		_ = a.redis.Close()
 		a.redis = nil
@@ -790,18 +803,21 @@ func (d debugWriter) Write(p []byte) (int, error) {
 
 // accessLog is the gateway's access log: on when log.access says so (the
 // default), the logger writes info lines and there is a LogWriter.
-func accessLog(cfg *config.Config, opts Options, logger *slog.Logger, pepper []byte) (*gateway.AccessLog, error) {
+func accessLog(cfg *config.Config, opts Options, logger *slog.Logger, clientKey []byte) *gateway.AccessLog {
 	if cfg.Log.Access != nil && !*cfg.Log.Access || opts.LogWriter == nil || !logger.Enabled(context.Background(), slog.LevelInfo) {
-		return nil, nil
+		return nil
 	}
 	l := &gateway.AccessLog{W: opts.LogWriter, Text: cfg.Log.Format == "text"}
 	if cfg.Log.ClientAddress != "full" {
-		var err error
-		if l.ClientKey, err = derivedKey(pepper, "access log clients v1"); err != nil {
-			return nil, err
-		}
+		l.ClientKey = clientKey
 	}
-	return l, nil
+	return l
+}
+
+// lockedOut audits an abuse limit's refusal under a pseudonym of its key:
+// the key holds an address or a username.
+func (a *App) lockedOut(limit, key string) {
+	a.lockouts.Locked(limit, "limit:"+gateway.ClientPseudonymOf(a.clientKey, key))
 }
 
 // NewLogger builds the process logger. ReplaceAttr is a second line of

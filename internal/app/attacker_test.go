@@ -30,7 +30,10 @@ import (
 	"github.com/keywayhq/keyway/internal/apikey"
 	"github.com/keywayhq/keyway/internal/app"
 	"github.com/keywayhq/keyway/internal/app/apptest"
+	"github.com/keywayhq/keyway/internal/audit"
+	"github.com/keywayhq/keyway/internal/config"
 	"github.com/keywayhq/keyway/internal/decision"
+	"github.com/keywayhq/keyway/internal/store"
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
 )
@@ -1144,6 +1147,17 @@ routes:
 	if status != 429 || hdr.Get("Retry-After") == "" {
 		t.Fatalf("the right key after %d guesses: %d (Retry-After %q)", decision.GuessLimit.Burst+1, status, hdr.Get("Retry-After"))
 	}
+	// The lockout is in the audit trail once, under a pseudonym of the
+	// source, however long the guessing goes on.
+	waitFor(t, 5*time.Second, "the lockout in the trail", func() bool { return len(lockoutEvents(t, cfg)) > 0 })
+	for range 3 {
+		_, _, _ = call("192.0.2.1", good)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if lo := lockoutEvents(t, cfg); len(lo) != 1 || lo[0].Detail["limit"] != "api_key_guessing" ||
+		!strings.HasPrefix(lo[0].Subject, "client:c_") || strings.Contains(fmt.Sprint(lo[0]), "192.0.2") {
+		t.Fatalf("lockouts audited: %+v", lo)
+	}
 	// Others are served; a client stuck with a revoked key is never held.
 	if status, _, _ := call("198.51.100.7", good); status != 200 {
 		t.Fatalf("another source: %d", status)
@@ -1162,4 +1176,21 @@ routes:
 	if status, _, _ := call("192.0.2.1", good); status != 200 {
 		t.Fatalf("the right key after Retry-After: %d", status)
 	}
+}
+
+// lockoutEvents are the rate-limit lockouts in cfg's audit trail.
+func lockoutEvents(t *testing.T, cfg *config.Config) []audit.Event {
+	t.Helper()
+	db, err := store.Open(context.Background(), cfg.Store, false)
+	apptest.Must(t, err, "open store")
+	defer func() { _ = db.Close() }()
+	recs, err := db.RecentAuditEvents(context.Background(), 200)
+	apptest.Must(t, err, "read the trail")
+	var out []audit.Event
+	for _, r := range recs {
+		if r.Event.Type == audit.Lockout {
+			out = append(out, r.Event)
+		}
+	}
+	return out
 }

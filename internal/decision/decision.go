@@ -62,6 +62,9 @@ type UserLookup interface {
 
 // Config configures a Core.
 type Config struct {
+	// OnGuessLockout, when set, hears of each source as key guessing
+	// blocks it (to audit it), once per block.
+	OnGuessLockout func(src netip.Addr)
 	// Keys verifies API keys. Optional: without it api_key routes deny
 	// everyone.
 	Keys KeyVerifier
@@ -202,7 +205,7 @@ func New(cfg Config) (*Core, error) {
 		return nil, err
 	}
 	c.cfg.Clients = nil // in c.profiles, which a reload replaces
-	c.guess = newGuesses(cfg.Limiters.ByAddr("guesses"))
+	c.guess = newGuesses(cfg.Limiters.ByAddr("guesses"), cfg.OnGuessLockout)
 	c.problems = newProblems(cfg.KeyHeader)
 	if err := c.counts.register(cfg.Metrics); err != nil {
 		return nil, err

@@ -31,10 +31,12 @@ type guesses struct {
 	n       atomic.Int64 // len(blocked), so the hot path skips the lock when none is
 	mu      sync.RWMutex
 	blocked map[netip.Addr]time.Time
+	// onBlock, when set, hears of each source as it becomes blocked.
+	onBlock func(netip.Addr)
 }
 
-func newGuesses(l CloseLimiter[netip.Addr]) *guesses {
-	return &guesses{limiter: l, blocked: map[netip.Addr]time.Time{}}
+func newGuesses(l CloseLimiter[netip.Addr], onBlock func(netip.Addr)) *guesses {
+	return &guesses{limiter: l, blocked: map[netip.Addr]time.Time{}, onBlock: onBlock}
 }
 
 // wait is how long src is still blocked, 0 if it is not.
@@ -87,8 +89,12 @@ func (g *guesses) failed(src netip.Addr) {
 			}
 		}
 	}
-	if _, ok := g.blocked[src]; ok || len(g.blocked) < maxBlocked {
+	_, was := g.blocked[src]
+	if was || len(g.blocked) < maxBlocked {
 		g.blocked[src] = until
 	}
 	g.n.Store(int64(len(g.blocked)))
+	if !was && g.onBlock != nil {
+		g.onBlock(src)
+	}
 }

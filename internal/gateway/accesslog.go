@@ -32,8 +32,30 @@ type AccessLog struct {
 // SHA-256(key ‖ address), in hex. The key is secret and of fixed length,
 // so without it a pseudonym cannot be tied to an address by trying them.
 func (l *AccessLog) pseudonym(b []byte, addr netip.Addr) []byte {
+	return appendPseudonym(b, l.ClientKey, addr)
+}
+
+// ClientPseudonym is the pseudonym the access log writes for addr under
+// key, for other records that name a client (an audited lockout), so that
+// they can be matched with the access log without holding the address.
+func ClientPseudonym(key []byte, addr netip.Addr) string {
+	return string(appendPseudonym(nil, key, addr))
+}
+
+// ClientPseudonymOf is ClientPseudonym of a key that is not an address
+// alone (a rate limit's key, which names an address or an account).
+func ClientPseudonymOf(key []byte, s string) string {
+	sum := sha256.Sum256(append(append(make([]byte, 0, len(key)+1+len(s)), key...), s...))
+	b := []byte("c_")
+	for _, c := range sum[:8] {
+		b = append(b, hexDigits[c>>4], hexDigits[c&0xf])
+	}
+	return string(b)
+}
+
+func appendPseudonym(b, key []byte, addr netip.Addr) []byte {
 	var in [64 + 16]byte
-	n := copy(in[:], l.ClientKey)
+	n := copy(in[:], key)
 	a16 := addr.As16()
 	n += copy(in[n:], a16[:])
 	sum := sha256.Sum256(in[:n])

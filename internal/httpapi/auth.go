@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/keywayhq/keyway/internal/decision"
@@ -71,6 +72,10 @@ type AuthConfig struct {
 	SelfServiceScopes []string
 	// Privacy, when set, lets people export and erase their own account.
 	Privacy PrivacyAdmin
+	// OnLockout, when set, hears of each refusal by an abuse limit: the
+	// limit's name ("login", "recover-user"…) and its key, which holds an
+	// address or a username (to audit it, pseudonymously).
+	OnLockout func(limit, key string)
 }
 
 // The ceremony cookie binds a WebAuthn ceremony to the browser that began it.
@@ -220,6 +225,10 @@ func (a *auth) allow(key string, l ratelimit.Limit) error {
 		if d.Unavailable {
 			// The shared budget is out of reach: abuse limits fail closed.
 			return problem.New(problem.Unavailable, http.StatusServiceUnavailable, "temporarily unavailable; try again shortly")
+		}
+		if a.cfg.OnLockout != nil {
+			name, _, _ := strings.Cut(key, ":")
+			a.cfg.OnLockout(name, key)
 		}
 		p := problem.New(problem.TooManyAttempts, http.StatusTooManyRequests, "too many attempts; wait and try again")
 		p.RetryAfter = d.RetryAfter
