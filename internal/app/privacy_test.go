@@ -59,6 +59,17 @@ func TestExportAndCryptoShredding(t *testing.T) {
 	if len(exp.Passkeys) != 1 || len(exp.Sessions) == 0 || len(exp.APIKeys) != 1 || exp.RecoveryCodesLeft == 0 {
 		t.Fatalf("export: %+v", exp)
 	}
+	// Where the person signed in from is in the trail, sealed, and in
+	// their export, opened.
+	var from string
+	for _, e := range exp.Audit {
+		if e.Type == audit.SessionCreated && e.Actor == "user:"+a.User.ID {
+			from = e.From
+		}
+	}
+	if from != "127.0.0.1" && from != "::1" {
+		t.Errorf("the sign-in's origin in the export: %q", from)
+	}
 
 	// A backup, taken before the erasure.
 	in.Stop(t)
@@ -107,6 +118,21 @@ func TestExportAndCryptoShredding(t *testing.T) {
 	}
 	if !erased {
 		t.Fatal("no user.erased event")
+	}
+	// Where ada signed in from was sealed under her data key: shredded too.
+	all, err := live.AuditEvents(ctx, 0, 1000)
+	apptest.Must(t, err, "audit")
+	var sealedOrigins int
+	for _, r := range all {
+		if r.Event.Actor == "user:"+a.User.ID && len(r.Event.Origin) > 0 {
+			sealedOrigins++
+			if from, err := live.AuditOrigin(ctx, r); err != nil || from != "" {
+				t.Errorf("an erased person's origin still opens: %q %v", from, err)
+			}
+		}
+	}
+	if sealedOrigins == 0 {
+		t.Error("ada's events carried no sealed origin")
 	}
 	if keys, err := live.ListKeys(ctx, "user:"+a.User.ID); err != nil || len(keys) != 0 {
 		t.Fatalf("ada's keys after erasure: %d %v", len(keys), err)

@@ -35,6 +35,13 @@ type Event struct {
 	Subject string
 	// Detail holds extra facts. Never secrets.
 	Detail map[string]string
+	// From is the client address the event came from, when known. It is
+	// personal data: the store never keeps it in clear, but seals it into
+	// Origin (under the acting person's data key, so that erasing them
+	// shreds it too) and leaves From empty on what it reads back.
+	From string
+	// Origin is From, sealed (package crypt), as stored and chained.
+	Origin []byte
 }
 
 // The event types of API keys.
@@ -50,11 +57,16 @@ const (
 // Chain returns the hash of an event stored at seq after the event whose
 // hash is prev. The encoding is fixed: a version byte, then the sequence
 // number, the time in Unix nanoseconds and each field length-prefixed, so no
-// two different events encode alike.
+// two different events encode alike. An event with an Origin is version 2
+// and chains it too; one without encodes as every event did before.
 func Chain(prev []byte, seq int64, e Event) []byte {
 	h := sha256.New()
 	var n [8]byte
-	h.Write([]byte{1})
+	version := byte(1)
+	if len(e.Origin) > 0 {
+		version = 2
+	}
+	h.Write([]byte{version})
 	writeField(h, prev)
 	binary.BigEndian.PutUint64(n[:], uint64(seq)) //nolint:gosec // G115: seq is a positive row id
 	h.Write(n[:])
@@ -64,6 +76,9 @@ func Chain(prev []byte, seq int64, e Event) []byte {
 	writeField(h, []byte(e.Actor))
 	writeField(h, []byte(e.Subject))
 	writeField(h, DetailJSON(e.Detail))
+	if version == 2 {
+		writeField(h, e.Origin)
+	}
 	return h.Sum(nil)
 }
 

@@ -97,3 +97,20 @@ func TestVerifyTrailAcrossPages(t *testing.T) {
 		t.Fatalf("edited in the second page: %+v %v", rep, err)
 	}
 }
+
+// TestChainOfOrigins: an event's sealed origin is chained (version 2), and
+// an event without one hashes as every event did before it existed.
+func TestChainOfOrigins(t *testing.T) {
+	e := Event{At: time.Unix(1, 0), Type: KeyCreated, Actor: "cli", Subject: "key_x"}
+	v1 := Chain(nil, 1, e)
+	e.From = "192.0.2.1" // never chained: the store seals it into Origin
+	if !bytes.Equal(Chain(nil, 1, e), v1) {
+		t.Fatal("From changed the hash")
+	}
+	e.Origin = []byte("sealed-a")
+	a := Chain(nil, 1, e)
+	e.Origin = []byte("sealed-b")
+	if bytes.Equal(a, v1) || bytes.Equal(a, Chain(nil, 1, e)) {
+		t.Fatal("the origin is not chained")
+	}
+}

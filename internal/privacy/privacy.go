@@ -34,6 +34,8 @@ type Store interface {
 	session.Store
 	audit.Reader
 	audit.Appender
+	// AuditOrigin opens the address an audit event came from.
+	AuditOrigin(ctx context.Context, r audit.Record) (string, error)
 }
 
 // Keys are the API-key operations erasure and export need.
@@ -123,6 +125,8 @@ type ExportEvent struct {
 	Actor   string            `json:"actor"`
 	Subject string            `json:"subject"`
 	Detail  map[string]string `json:"detail,omitempty"`
+	// From is the address the event came from, when it was recorded.
+	From string `json:"from,omitempty"`
 }
 
 func optTime(t time.Time) *time.Time {
@@ -186,7 +190,13 @@ func (s *Service) Export(ctx context.Context, userID, actor string) (*Export, er
 		for _, r := range recs {
 			e := r.Event
 			if mine[e.Actor] || mine[e.Subject] || e.Detail["user"] == u.ID || mine[e.Detail["credential"]] {
-				out.Audit = append(out.Audit, ExportEvent{Seq: r.Seq, At: e.At, Type: e.Type, Actor: e.Actor, Subject: e.Subject, Detail: e.Detail})
+				from := ""
+				if e.Actor == who { // an address of someone else's (an admin's) is theirs
+					if from, err = s.Store.AuditOrigin(ctx, r); err != nil {
+						return nil, err
+					}
+				}
+				out.Audit = append(out.Audit, ExportEvent{Seq: r.Seq, At: e.At, Type: e.Type, Actor: e.Actor, Subject: e.Subject, Detail: e.Detail, From: from})
 			}
 			after = r.Seq
 		}

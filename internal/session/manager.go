@@ -146,7 +146,7 @@ func (m *Manager) Create(ctx context.Context, userID string, credentialID []byte
 	if len(credentialID) > 0 {
 		detail["credential"] = credentialTag(credentialID)
 	}
-	ev := audit.Event{At: now, Type: audit.SessionCreated, Actor: actor, Subject: id, Detail: detail}
+	ev := audit.Event{At: now, Type: audit.SessionCreated, Actor: actor, Subject: id, Detail: detail, From: s.IP}
 	if err := m.cfg.Store.CreateSession(ctx, s, hash, ev); err != nil {
 		return "", nil, fmt.Errorf("create session: %w", err)
 	}

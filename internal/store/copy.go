@@ -110,7 +110,7 @@ var copyTables = []struct {
 	{"api_key_secrets", []column{plain("key_id"), plain("hash"), plain("created_at"), plain("not_after")}},
 	{"api_key_changes", []column{plain("seq"), plain("key_id"), plain("at")}},
 	{"api_key_usage", []column{plain("key_id"), plain("hour"), plain("outcome"), plain("count")}},
-	{"audit_events", []column{plain("seq"), plain("at"), plain("type"), plain("actor"), plain("subject"), plain("detail"), blob("prev_hash"), blob("hash")}},
+	{"audit_events", []column{plain("seq"), plain("at"), plain("type"), plain("actor"), plain("subject"), plain("detail"), blob("prev_hash"), blob("hash"), plain("origin")}},
 	{"audit_checkpoints", []column{plain("seq"), plain("at"), blob("head"), plain("key_id"), blob("signature")}},
 }
 

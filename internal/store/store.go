@@ -39,6 +39,8 @@ type Store interface {
 	UseSealer(ctx context.Context, s *crypt.Sealer) error
 	// Sealer is the store's sealer; nil before UseSealer.
 	Sealer() *crypt.Sealer
+	// AuditOrigin opens the address a stored audit event came from.
+	AuditOrigin(ctx context.Context, r audit.Record) (string, error)
 	// PruneChanges drops key change-feed entries older than before.
 	PruneChanges(ctx context.Context, before time.Time) (int64, error)
 	// SchemaVersion is the highest migration applied.

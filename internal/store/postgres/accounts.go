@@ -101,7 +101,7 @@ func (d *DB) createUser(ctx context.Context, u *passkey.User, c *passkey.Credent
 			return err
 		}
 		for _, ev := range evs {
-			if err := appendAudit(ctx, tx, ev); err != nil {
+			if err := d.appendAudit(ctx, tx, ev); err != nil {
 				return err
 			}
 		}
@@ -158,7 +158,7 @@ func (d *DB) SetUserRoles(ctx context.Context, userID string, roles []string, ev
 		if tag.RowsAffected() == 0 {
 			return passkey.ErrNotFound
 		}
-		return appendAudit(ctx, tx, ev)
+		return d.appendAudit(ctx, tx, ev)
 	})
 }
 
@@ -168,7 +168,7 @@ func (d *DB) AddCredential(ctx context.Context, c *passkey.Credential, ev audit.
 		if err := d.insertCredential(ctx, tx, c); err != nil {
 			return err
 		}
-		return appendAudit(ctx, tx, ev)
+		return d.appendAudit(ctx, tx, ev)
 	})
 }
 
@@ -262,7 +262,7 @@ func (d *DB) CredentialUsed(ctx context.Context, c *passkey.Credential, evs []au
 			return passkey.ErrNotFound
 		}
 		for _, ev := range evs {
-			if err := appendAudit(ctx, tx, ev); err != nil {
+			if err := d.appendAudit(ctx, tx, ev); err != nil {
 				return err
 			}
 		}
@@ -287,7 +287,7 @@ func (d *DB) RenameCredential(ctx context.Context, userID string, id []byte, nam
 		if tag.RowsAffected() == 0 {
 			return passkey.ErrNotFound
 		}
-		return appendAudit(ctx, tx, ev)
+		return d.appendAudit(ctx, tx, ev)
 	})
 }
 
@@ -337,7 +337,7 @@ func (d *DB) RemoveCredential(ctx context.Context, userID string, id []byte, all
 			ev.Detail = map[string]string{}
 		}
 		ev.Detail["sessions_ended"] = fmt.Sprint(ended)
-		return appendAudit(ctx, tx, ev)
+		return d.appendAudit(ctx, tx, ev)
 	})
 	return ended, err
 }
@@ -393,7 +393,7 @@ func (d *DB) ReplaceRecoveryCodes(ctx context.Context, userID string, hashes [][
 				return err
 			}
 		}
-		return appendAudit(ctx, tx, ev)
+		return d.appendAudit(ctx, tx, ev)
 	})
 }
 
@@ -411,7 +411,7 @@ func (d *DB) UseRecoveryCode(ctx context.Context, userID string, hash []byte, at
 		if tag.RowsAffected() == 0 {
 			return passkey.ErrNotFound
 		}
-		return appendAudit(ctx, tx, ev)
+		return d.appendAudit(ctx, tx, ev)
 	})
 }
 
@@ -429,7 +429,7 @@ func (d *DB) CreateInvite(ctx context.Context, hash []byte, inv *passkey.Invite,
 			hash, inv.Kind, inv.UserID, string(inv.Role), inv.CreatedBy, inv.CreatedAt.UnixNano(), inv.ExpiresAt.UnixNano()); err != nil {
 			return err
 		}
-		return appendAudit(ctx, tx, ev)
+		return d.appendAudit(ctx, tx, ev)
 	})
 }
 

@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/keywayhq/keyway/internal/apikey"
 	"github.com/keywayhq/keyway/internal/audit"
+	"github.com/keywayhq/keyway/internal/store/sealed"
 )
 
 var (
@@ -42,7 +43,7 @@ func unixTime(ns *int64) time.Time {
 // held until the caller's transaction ends, makes the read of the chain's
 // head and the append one step across every node: the chain never forks
 // and its sequence numbers have no gaps.
-func appendAudit(ctx context.Context, tx pgx.Tx, ev audit.Event) error {
+func (d *DB) appendAudit(ctx context.Context, tx pgx.Tx, ev audit.Event) error {
 	if err := lock(ctx, tx, lockJournal); err != nil {
 		return err
 	}
@@ -56,10 +57,17 @@ func appendAudit(ctx context.Context, tx pgx.Tx, ev audit.Event) error {
 		prev = []byte{}
 	}
 	seq := last + 1
+	if err := sealed.SealOrigin(ctx, d.sealer, seq, &ev); err != nil {
+		return fmt.Errorf("seal the event's origin: %w", err)
+	}
+	var origin []byte // NULL when unknown
+	if len(ev.Origin) > 0 {
+		origin = ev.Origin
+	}
 	hash := audit.Chain(prev, seq, ev)
-	_, err = tx.Exec(ctx, `INSERT INTO audit_events (seq, at, type, actor, subject, detail, prev_hash, hash)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-		seq, ev.At.UnixNano(), ev.Type, ev.Actor, ev.Subject, string(audit.DetailJSON(ev.Detail)), prev, hash)
+	_, err = tx.Exec(ctx, `INSERT INTO audit_events (seq, at, type, actor, subject, detail, prev_hash, hash, origin)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+		seq, ev.At.UnixNano(), ev.Type, ev.Actor, ev.Subject, string(audit.DetailJSON(ev.Detail)), prev, hash, origin)
 	if err != nil {
 		return fmt.Errorf("append audit event: %w", err)
 	}
@@ -116,7 +124,7 @@ func (d *DB) CreateKey(ctx context.Context, k *apikey.Key, hash []byte, ev audit
 		if err := appendChange(ctx, tx, k.ID, k.CreatedAt); err != nil {
 			return err
 		}
-		return appendAudit(ctx, tx, ev)
+		return d.appendAudit(ctx, tx, ev)
 	})
 }
 
@@ -224,7 +232,7 @@ func (d *DB) UpdateKey(ctx context.Context, id string, mutate func(*apikey.Key) 
 		if err := appendChange(ctx, tx, k.ID, ev.At); err != nil {
 			return err
 		}
-		return appendAudit(ctx, tx, ev)
+		return d.appendAudit(ctx, tx, ev)
 	})
 }
 
@@ -259,7 +267,7 @@ func (d *DB) RotateKey(ctx context.Context, id string, hash []byte, notAfter, ex
 		if err := appendChange(ctx, tx, id, ev.At); err != nil {
 			return err
 		}
-		return appendAudit(ctx, tx, ev)
+		return d.appendAudit(ctx, tx, ev)
 	})
 }
 
@@ -277,7 +285,7 @@ func (d *DB) RevokeKey(ctx context.Context, id string, at time.Time, reason stri
 		if err := appendChange(ctx, tx, id, at); err != nil {
 			return err
 		}
-		return appendAudit(ctx, tx, ev)
+		return d.appendAudit(ctx, tx, ev)
 	})
 }
 
@@ -297,7 +305,7 @@ func (d *DB) DeleteKey(ctx context.Context, id string, ev audit.Event) error {
 		if err := appendChange(ctx, tx, id, ev.At); err != nil {
 			return err
 		}
-		return appendAudit(ctx, tx, ev)
+		return d.appendAudit(ctx, tx, ev)
 	})
 }
 
@@ -465,7 +473,7 @@ func (d *DB) RecentAuditEvents(ctx context.Context, n int) ([]audit.Record, erro
 
 // AuditEvents implements audit.Reader.
 func (d *DB) AuditEvents(ctx context.Context, after int64, limit int) ([]audit.Record, error) {
-	rows, err := d.pool.Query(ctx, `SELECT seq, at, type, actor, subject, detail, prev_hash, hash
+	rows, err := d.pool.Query(ctx, `SELECT seq, at, type, actor, subject, detail, prev_hash, hash, origin
 		FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2`, after, limit)
 	if err != nil {
 		return nil, fmt.Errorf("read audit events: %w", err)
@@ -476,7 +484,7 @@ func (d *DB) AuditEvents(ctx context.Context, after int64, limit int) ([]audit.R
 		var r audit.Record
 		var at int64
 		var detail string
-		if err := rows.Scan(&r.Seq, &at, &r.Event.Type, &r.Event.Actor, &r.Event.Subject, &detail, &r.PrevHash, &r.Hash); err != nil {
+		if err := rows.Scan(&r.Seq, &at, &r.Event.Type, &r.Event.Actor, &r.Event.Subject, &detail, &r.PrevHash, &r.Hash, &r.Event.Origin); err != nil {
 			return nil, err
 		}
 		r.Event.At = time.Unix(0, at).UTC()

@@ -61,7 +61,7 @@ func (d *DB) CreateSession(ctx context.Context, s *session.Session, tokenHash []
 			sessionNanos(s.ExpiresAt), sessionNanos(s.StepUpAt), device); err != nil {
 			return fmt.Errorf("insert session: %w", err)
 		}
-		return appendAudit(ctx, tx, ev)
+		return d.appendAudit(ctx, tx, ev)
 	})
 }
 
@@ -101,7 +101,7 @@ func (d *DB) ReplaceSessionToken(ctx context.Context, id string, newHash []byte,
 		if tag.RowsAffected() == 0 {
 			return session.ErrNotFound
 		}
-		return appendAudit(ctx, tx, ev)
+		return d.appendAudit(ctx, tx, ev)
 	})
 }
 
@@ -138,7 +138,7 @@ func (d *DB) DeleteSession(ctx context.Context, id, userID string, ev audit.Even
 		if tag.RowsAffected() == 0 {
 			return session.ErrNotFound
 		}
-		return appendAudit(ctx, tx, ev)
+		return d.appendAudit(ctx, tx, ev)
 	})
 }
 
@@ -151,7 +151,7 @@ func (d *DB) DeleteUserSessions(ctx context.Context, userID, exceptID string, ev
 			return fmt.Errorf("delete user sessions: %w", err)
 		}
 		n = int(tag.RowsAffected())
-		return appendAudit(ctx, tx, ev)
+		return d.appendAudit(ctx, tx, ev)
 	})
 	if err != nil {
 		return 0, err
@@ -171,7 +171,7 @@ func (d *DB) DeleteCredentialSessions(ctx context.Context, credentialID []byte, 
 			return fmt.Errorf("delete credential sessions: %w", err)
 		}
 		n = int(tag.RowsAffected())
-		return appendAudit(ctx, tx, ev)
+		return d.appendAudit(ctx, tx, ev)
 	})
 	if err != nil {
 		return 0, err

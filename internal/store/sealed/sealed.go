@@ -17,7 +17,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 
+	"github.com/keywayhq/keyway/internal/audit"
 	"github.com/keywayhq/keyway/internal/crypt"
 	"github.com/keywayhq/keyway/internal/passkey"
 	"github.com/keywayhq/keyway/internal/session"
@@ -126,6 +129,61 @@ func OpenChallenge(s *crypt.Sealer, c *passkey.Challenge, sealed []byte) error {
 	var err error
 	c.Data, err = s.OpenTransient(challengeField(c.ID), sealed)
 	return err
+}
+
+// originField is where an audit event's origin lives; the person is the
+// actor when a person acted ("user:<id>"), else none.
+func originField(seq int64, ev *audit.Event) crypt.Field {
+	user, _ := strings.CutPrefix(ev.Actor, "user:")
+	if user == ev.Actor {
+		user = ""
+	}
+	return crypt.Field{Table: "audit_events", Column: "origin", Row: strconv.FormatInt(seq, 10), UserID: user}
+}
+
+// SealOrigin seals the address an audit event came from (ev.From) for the
+// event stored at seq, into ev.Origin, and clears ev.From. An event done by
+// a person is sealed under their data key, so that erasing them shreds it;
+// one done by anyone else (an admin key, the CLI, the system) under a key
+// derived from the KEK. A person whose data key is gone leaves no origin.
+func SealOrigin(ctx context.Context, s *crypt.Sealer, seq int64, ev *audit.Event) error {
+	from := ev.From
+	ev.From = ""
+	if from == "" || s == nil {
+		return nil
+	}
+	f := originField(seq, ev)
+	if f.UserID == "" {
+		ev.Origin = s.SealTransient(f, []byte(from))
+		return nil
+	}
+	o, err := s.Seal(ctx, f, from)
+	if errors.Is(err, crypt.ErrNoKey) {
+		return nil
+	}
+	ev.Origin = o
+	return err
+}
+
+// OpenOrigin is the address sealed in a stored event's Origin ("" when it
+// has none, or its person was erased).
+func OpenOrigin(ctx context.Context, s *crypt.Sealer, r audit.Record) (string, error) {
+	if len(r.Event.Origin) == 0 {
+		return "", nil
+	}
+	if s == nil {
+		return "", ErrNoSealer
+	}
+	f := originField(r.Seq, &r.Event)
+	if f.UserID == "" {
+		p, err := s.OpenTransient(f, r.Event.Origin)
+		return string(p), err
+	}
+	p, err := s.Open(ctx, f, r.Event.Origin)
+	if errors.Is(err, crypt.ErrNoKey) {
+		return "", nil
+	}
+	return p, err
 }
 
 // device is what a session signed in from.

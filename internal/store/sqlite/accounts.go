@@ -123,7 +123,7 @@ func (d *DB) createUser(ctx context.Context, u *passkey.User, c *passkey.Credent
 			return err
 		}
 		for _, ev := range evs {
-			if err := appendAudit(ctx, tx, ev); err != nil {
+			if err := d.appendAudit(ctx, tx, ev); err != nil {
 				return err
 			}
 		}
@@ -177,7 +177,7 @@ func (d *DB) SetUserRoles(ctx context.Context, userID string, roles []string, ev
 		if err != nil {
 			return fmt.Errorf("set roles: %w", err)
 		}
-		return appendAudit(ctx, tx, ev)
+		return d.appendAudit(ctx, tx, ev)
 	})
 }
 
@@ -187,7 +187,7 @@ func (d *DB) AddCredential(ctx context.Context, c *passkey.Credential, ev audit.
 		if err := d.insertCredential(ctx, tx, c); err != nil {
 			return err
 		}
-		return appendAudit(ctx, tx, ev)
+		return d.appendAudit(ctx, tx, ev)
 	})
 }
 
@@ -287,7 +287,7 @@ func (d *DB) CredentialUsed(ctx context.Context, c *passkey.Credential, evs []au
 			return err
 		}
 		for _, ev := range evs {
-			if err := appendAudit(ctx, tx, ev); err != nil {
+			if err := d.appendAudit(ctx, tx, ev); err != nil {
 				return err
 			}
 		}
@@ -312,7 +312,7 @@ func (d *DB) RenameCredential(ctx context.Context, userID string, id []byte, nam
 		if err != nil {
 			return err
 		}
-		return appendAudit(ctx, tx, ev)
+		return d.appendAudit(ctx, tx, ev)
 	})
 }
 
@@ -352,7 +352,7 @@ func (d *DB) RemoveCredential(ctx context.Context, userID string, id []byte, all
 			ev.Detail = map[string]string{}
 		}
 		ev.Detail["sessions_ended"] = fmt.Sprint(ended)
-		return appendAudit(ctx, tx, ev)
+		return d.appendAudit(ctx, tx, ev)
 	})
 	return ended, err
 }
@@ -405,7 +405,7 @@ func (d *DB) ReplaceRecoveryCodes(ctx context.Context, userID string, hashes [][
 				return err
 			}
 		}
-		return appendAudit(ctx, tx, ev)
+		return d.appendAudit(ctx, tx, ev)
 	})
 }
 
@@ -420,7 +420,7 @@ func (d *DB) UseRecoveryCode(ctx context.Context, userID string, hash []byte, at
 		if err != nil {
 			return err
 		}
-		return appendAudit(ctx, tx, ev)
+		return d.appendAudit(ctx, tx, ev)
 	})
 }
 
@@ -438,7 +438,7 @@ func (d *DB) CreateInvite(ctx context.Context, hash []byte, inv *passkey.Invite,
 			hash, inv.Kind, inv.UserID, string(inv.Role), inv.CreatedBy, inv.CreatedAt.UnixNano(), inv.ExpiresAt.UnixNano()); err != nil {
 			return err
 		}
-		return appendAudit(ctx, tx, ev)
+		return d.appendAudit(ctx, tx, ev)
 	})
 }
 

@@ -13,6 +13,7 @@ import (
 
 	"github.com/keywayhq/keyway/internal/apikey"
 	"github.com/keywayhq/keyway/internal/audit"
+	"github.com/keywayhq/keyway/internal/store/sealed"
 )
 
 var (
@@ -40,7 +41,7 @@ func (d *DB) inTx(ctx context.Context, fn func(*sql.Tx) error) error {
 
 // appendAudit chains ev after the newest audit event. It runs inside the
 // caller's write transaction, which SQLite serialises, so the chain cannot fork.
-func appendAudit(ctx context.Context, tx *sql.Tx, ev audit.Event) error {
+func (d *DB) appendAudit(ctx context.Context, tx *sql.Tx, ev audit.Event) error {
 	var prev []byte
 	var last int64
 	err := tx.QueryRowContext(ctx, `SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1`).Scan(&last, &prev)
@@ -52,10 +53,17 @@ func appendAudit(ctx context.Context, tx *sql.Tx, ev audit.Event) error {
 	}
 	// Rows are never deleted (a trigger forbids it), so the next seq is last+1.
 	seq := last + 1
+	if err := sealed.SealOrigin(ctx, d.sealer, seq, &ev); err != nil {
+		return fmt.Errorf("seal the event's origin: %w", err)
+	}
+	var origin any // NULL when unknown
+	if len(ev.Origin) > 0 {
+		origin = ev.Origin
+	}
 	hash := audit.Chain(prev, seq, ev)
-	_, err = tx.ExecContext(ctx, `INSERT INTO audit_events (seq, at, type, actor, subject, detail, prev_hash, hash)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-		seq, ev.At.UnixNano(), ev.Type, ev.Actor, ev.Subject, string(audit.DetailJSON(ev.Detail)), prev, hash)
+	_, err = tx.ExecContext(ctx, `INSERT INTO audit_events (seq, at, type, actor, subject, detail, prev_hash, hash, origin)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		seq, ev.At.UnixNano(), ev.Type, ev.Actor, ev.Subject, string(audit.DetailJSON(ev.Detail)), prev, hash, origin)
 	if err != nil {
 		return fmt.Errorf("append audit event: %w", err)
 	}
@@ -91,7 +99,7 @@ func (d *DB) CreateKey(ctx context.Context, k *apikey.Key, hash []byte, ev audit
 		if err := appendChange(ctx, tx, k.ID, k.CreatedAt); err != nil {
 			return err
 		}
-		return appendAudit(ctx, tx, ev)
+		return d.appendAudit(ctx, tx, ev)
 	})
 }
 
@@ -266,7 +274,7 @@ func (d *DB) UpdateKey(ctx context.Context, id string, mutate func(*apikey.Key) 
 		if err := appendChange(ctx, tx, k.ID, ev.At); err != nil {
 			return err
 		}
-		return appendAudit(ctx, tx, ev)
+		return d.appendAudit(ctx, tx, ev)
 	})
 }
 
@@ -301,7 +309,7 @@ func (d *DB) RotateKey(ctx context.Context, id string, hash []byte, notAfter, ex
 		if err := appendChange(ctx, tx, id, ev.At); err != nil {
 			return err
 		}
-		return appendAudit(ctx, tx, ev)
+		return d.appendAudit(ctx, tx, ev)
 	})
 }
 
@@ -316,7 +324,7 @@ func (d *DB) RevokeKey(ctx context.Context, id string, at time.Time, reason stri
 		if err := appendChange(ctx, tx, id, at); err != nil {
 			return err
 		}
-		return appendAudit(ctx, tx, ev)
+		return d.appendAudit(ctx, tx, ev)
 	})
 }
 
@@ -333,7 +341,7 @@ func (d *DB) DeleteKey(ctx context.Context, id string, ev audit.Event) error {
 		if err := appendChange(ctx, tx, id, ev.At); err != nil {
 			return err
 		}
-		return appendAudit(ctx, tx, ev)
+		return d.appendAudit(ctx, tx, ev)
 	})
 }
 
@@ -501,7 +509,7 @@ func (d *DB) RecentAuditEvents(ctx context.Context, n int) ([]AuditRecord, error
 
 // AuditEvents returns stored audit events after seq, oldest first, at most limit.
 func (d *DB) AuditEvents(ctx context.Context, after int64, limit int) ([]AuditRecord, error) {
-	rows, err := d.sql.QueryContext(ctx, `SELECT seq, at, type, actor, subject, detail, prev_hash, hash
+	rows, err := d.sql.QueryContext(ctx, `SELECT seq, at, type, actor, subject, detail, prev_hash, hash, origin
 		FROM audit_events WHERE seq > ? ORDER BY seq LIMIT ?`, after, limit)
 	if err != nil {
 		return nil, fmt.Errorf("read audit events: %w", err)
@@ -512,7 +520,7 @@ func (d *DB) AuditEvents(ctx context.Context, after int64, limit int) ([]AuditRe
 		var r AuditRecord
 		var at int64
 		var detail string
-		if err := rows.Scan(&r.Seq, &at, &r.Event.Type, &r.Event.Actor, &r.Event.Subject, &detail, &r.PrevHash, &r.Hash); err != nil {
+		if err := rows.Scan(&r.Seq, &at, &r.Event.Type, &r.Event.Actor, &r.Event.Subject, &detail, &r.PrevHash, &r.Hash, &r.Event.Origin); err != nil {
 			return nil, err
 		}
 		r.Event.At = time.Unix(0, at).UTC()

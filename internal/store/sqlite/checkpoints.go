@@ -14,7 +14,7 @@ var _ audit.CheckpointStore = (*DB)(nil)
 
 // AppendAudit implements audit.Appender.
 func (d *DB) AppendAudit(ctx context.Context, ev audit.Event) error {
-	return d.inTx(ctx, func(tx *sql.Tx) error { return appendAudit(ctx, tx, ev) })
+	return d.inTx(ctx, func(tx *sql.Tx) error { return d.appendAudit(ctx, tx, ev) })
 }
 
 // AuditHead implements audit.CheckpointStore.

@@ -153,7 +153,7 @@ func (d *DB) EraseUser(ctx context.Context, userID string, ev audit.Event) error
 		if err != nil {
 			return fmt.Errorf("erase user: %w", err)
 		}
-		return appendAudit(ctx, tx, ev)
+		return d.appendAudit(ctx, tx, ev)
 	})
 	if err != nil && !errors.Is(err, passkey.ErrNotFound) {
 		return err
@@ -162,4 +162,10 @@ func (d *DB) EraseUser(ctx context.Context, userID string, ev audit.Event) error
 		return fmt.Errorf("delete the data key: %w", ferr)
 	}
 	return err
+}
+
+// AuditOrigin opens the address a stored audit event came from: "" when
+// it has none, or the person who acted was erased.
+func (d *DB) AuditOrigin(ctx context.Context, r audit.Record) (string, error) {
+	return sealed.OpenOrigin(ctx, d.sealer, r)
 }

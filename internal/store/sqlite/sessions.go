@@ -83,7 +83,7 @@ func (d *DB) CreateSession(ctx context.Context, s *session.Session, tokenHash []
 			sessionNanos(s.ExpiresAt), sessionNanos(s.StepUpAt), device); err != nil {
 			return fmt.Errorf("insert session: %w", err)
 		}
-		return appendAudit(ctx, tx, ev)
+		return d.appendAudit(ctx, tx, ev)
 	})
 }
 
@@ -123,7 +123,7 @@ func (d *DB) ReplaceSessionToken(ctx context.Context, id string, newHash []byte,
 		if n == 0 {
 			return session.ErrNotFound
 		}
-		return appendAudit(ctx, tx, ev)
+		return d.appendAudit(ctx, tx, ev)
 	})
 }
 
@@ -165,7 +165,7 @@ func (d *DB) DeleteSession(ctx context.Context, id, userID string, ev audit.Even
 		if n == 0 {
 			return session.ErrNotFound
 		}
-		return appendAudit(ctx, tx, ev)
+		return d.appendAudit(ctx, tx, ev)
 	})
 }
 
@@ -178,7 +178,7 @@ func (d *DB) DeleteUserSessions(ctx context.Context, userID, exceptID string, ev
 		if err != nil {
 			return fmt.Errorf("delete user sessions: %w", err)
 		}
-		return appendAudit(ctx, tx, ev)
+		return d.appendAudit(ctx, tx, ev)
 	})
 	if err != nil {
 		return 0, err
@@ -198,7 +198,7 @@ func (d *DB) DeleteCredentialSessions(ctx context.Context, credentialID []byte, 
 		if err != nil {
 			return fmt.Errorf("delete credential sessions: %w", err)
 		}
-		return appendAudit(ctx, tx, ev)
+		return d.appendAudit(ctx, tx, ev)
 	})
 	if err != nil {
 		return 0, err
