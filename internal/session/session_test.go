@@ -183,6 +183,11 @@ func TestCreateAuthenticate(t *testing.T) {
 	wantEv := audit.Event{At: now, Type: audit.SessionCreated, Actor: "user:usr_alice", Subject: s.ID, Detail: map[string]string{
 		"user": "usr_alice", "restricted": "false", "expires_at": "2026-11-27T22:00:00Z", "credential": credTag(cred),
 	}}
+	// Where the session came from is stored sealed, never in clear.
+	if len(evs[0].Origin) == 0 || bytes.Contains(evs[0].Origin, []byte(s.IP)) {
+		t.Fatalf("the event's origin: %x", evs[0].Origin)
+	}
+	evs[0].Origin = nil
 	if diff := cmp.Diff(wantEv, evs[0]); diff != "" {
 		t.Fatalf("audit event (-want +got):\n%s", diff)
 	}
