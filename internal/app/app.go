@@ -286,7 +286,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 		AuthLimiter: authLimit, LeakLimiter: leakLimit,
 		Auth: &httpapi.AuthConfig{Accounts: a.passkeys, Sessions: a.sessions, Decider: core, Keys: a.keys,
 			SessionMaxAge: cfg.Sessions.AbsoluteTimeout, PublicURL: a.publicURL, SelfServiceScopes: cfg.APIKeys.SelfServiceScopes,
-			Privacy: &privacy.Service{Store: a.db, Keys: a.keys}, OnLockout: a.lockedOut},
+			Privacy: &privacy.Service{Store: a.db, Keys: a.keys}, OnLockout: a.lockedOut, OnSignInFailed: a.signInFailed},
 		Portal: a.portal,
 	})
 	if err != nil {
@@ -812,6 +812,13 @@ func accessLog(cfg *config.Config, opts Options, logger *slog.Logger, clientKey 
 		l.ClientKey = clientKey
 	}
 	return l
+}
+
+// signInFailed audits a refused sign-in, under a pseudonym of the client,
+// within the bounds of lockouts (anyone can fail a sign-in at will).
+func (a *App) signInFailed(why string, client netip.Addr) {
+	a.lockouts.Record(audit.Event{At: time.Now(), Type: audit.SignInFailed, Actor: "anonymous",
+		Subject: "client:" + gateway.ClientPseudonym(a.clientKey, client), Detail: map[string]string{"why": why}})
 }
 
 // lockedOut audits an abuse limit's refusal under a pseudonym of its key:

@@ -10,6 +10,7 @@ import (
 
 	"github.com/keywayhq/keyway/internal/app"
 	"github.com/keywayhq/keyway/internal/app/apptest"
+	"github.com/keywayhq/keyway/internal/audit"
 )
 
 // TestAuditCheckpointsOfARun: a server signs the trail's head when it
@@ -52,5 +53,32 @@ func TestAuditCheckpointsOfARun(t *testing.T) {
 	apptest.Start(t, off).Stop(t)
 	if _, err := os.Stat(filepath.Join(off.DataDir, "audit.key")); !os.IsNotExist(err) {
 		t.Fatalf("checkpoints off made a signing key: %v", err)
+	}
+}
+
+// TestFailedSignInIsAudited: a refused passkey response is in the trail,
+// under a pseudonym of the client, never its address.
+func TestFailedSignInIsAudited(t *testing.T) {
+	cfg := apptest.Demo(t)
+	in := apptest.Start(t, cfg)
+	p := newPerson(t, in)
+	p.register(map[string]string{"username": "fay"})
+	p.want(204, "POST", "/.keyway/auth/logout", nil)
+	p.want(200, "POST", "/.keyway/auth/passkey/login/begin", map[string]string{})
+	if res, _ := p.do("POST", "/.keyway/auth/passkey/login/finish", `{"id":"bm9wZQ","rawId":"bm9wZQ","type":"public-key","response":{}}`); res.StatusCode != 400 {
+		t.Fatalf("a forged assertion: %d", res.StatusCode)
+	}
+	var found *audit.Event
+	waitFor(t, 5*time.Second, "the failed sign-in in the trail", func() bool {
+		for _, r := range recentEvents(t, cfg, 1) {
+			if r.Event.Type == audit.SignInFailed {
+				found = &r.Event
+				return true
+			}
+		}
+		return false
+	})
+	if !strings.HasPrefix(found.Subject, "client:c_") || found.Detail["why"] != "ceremony" || strings.Contains(found.Subject, "127.0.0.1") {
+		t.Fatalf("the event: %+v", found)
 	}
 }

@@ -48,8 +48,15 @@ func NewLockouts(store Appender, logger *slog.Logger) *Lockouts {
 // pseudonymous (a keyed hash of an address or account, never the address
 // or the username itself).
 func (l *Lockouts) Locked(kind, subject string) {
-	now := time.Now()
-	key := kind + "\x00" + subject
+	l.Record(Event{At: time.Now(), Type: Lockout, Actor: "system", Subject: subject, Detail: map[string]string{"limit": kind}})
+}
+
+// Record writes ev under the same bounds as a lockout: once a window for
+// its type, subject and detail, within the cap. For events anyone can
+// cause at will (a failed sign-in), which must not become a flood.
+func (l *Lockouts) Record(ev Event) {
+	now := ev.At
+	key := ev.Type + "\x00" + ev.Subject + "\x00" + string(DetailJSON(ev.Detail))
 	l.mu.Lock()
 	if now.Sub(l.window) >= lockoutWindow {
 		if l.dropped > 0 {
@@ -75,7 +82,7 @@ func (l *Lockouts) Locked(kind, subject string) {
 	l.written++
 	defer l.mu.Unlock() // held while sending, so that Close cannot close the channel under it
 	select {
-	case l.ch <- Event{At: now, Type: Lockout, Actor: "system", Subject: subject, Detail: map[string]string{"limit": kind}}:
+	case l.ch <- ev:
 	default:
 		l.dropped++
 	}
@@ -86,7 +93,7 @@ func (l *Lockouts) run() {
 	for ev := range l.ch {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		if err := l.store.AppendAudit(ctx, ev); err != nil {
-			l.logger.Warn("audit a lockout", slog.String("limit", ev.Detail["limit"]), slog.String("error", err.Error()))
+			l.logger.Warn("audit event", slog.String("type", ev.Type), slog.String("error", err.Error()))
 		}
 		cancel()
 	}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -76,6 +77,9 @@ type AuthConfig struct {
 	// limit's name ("login", "recover-user"…) and its key, which holds an
 	// address or a username (to audit it, pseudonymously).
 	OnLockout func(limit, key string)
+	// OnSignInFailed, when set, hears of each sign-in whose passkey
+	// response was refused, with why ("ceremony", "cloned") and from where.
+	OnSignInFailed func(why string, client netip.Addr)
 }
 
 // The ceremony cookie binds a WebAuthn ceremony to the browser that began it.
@@ -403,6 +407,14 @@ func (a *auth) loginFinish(w http.ResponseWriter, r *http.Request, id *decision.
 	}
 	res, err := a.cfg.Accounts.FinishLogin(r.Context(), ceremony, body)
 	if err != nil {
+		if a.cfg.OnSignInFailed != nil {
+			switch {
+			case errors.Is(err, passkey.ErrCloned):
+				a.cfg.OnSignInFailed("cloned", clientOf(r))
+			case errors.Is(err, passkey.ErrCeremony):
+				a.cfg.OnSignInFailed("ceremony", clientOf(r))
+			}
+		}
 		return err
 	}
 	// A sign-in always gets a new token; an old session in this browser ends
