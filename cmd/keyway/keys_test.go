@@ -284,19 +284,7 @@ func TestKeysRotateCLI(t *testing.T) {
 // command line, refusing invalid names.
 func TestUsersRolesCLI(t *testing.T) {
 	dir := initDir(t)
-	ctx := context.Background()
-	cfg := config.Demo()
-	cfg.SetDataDir(dir)
-	db, err := app.OpenStore(ctx, cfg, func(string) string { return "" })
-	if err != nil {
-		t.Fatal(err)
-	}
-	u := &passkey.User{ID: "usr_ada", Handle: []byte("h-ada"), Username: "ada", DisplayName: "Ada", Role: passkey.RoleUser, CreatedAt: time.Now()}
-	c := &passkey.Credential{ID: []byte("c-ada"), UserID: u.ID, Name: "key", PublicKey: []byte{1}, CreatedAt: time.Now()}
-	if err := db.CreateUser(ctx, u, c, nil, nil); err != nil {
-		t.Fatal(err)
-	}
-	_ = db.Close()
+	seedUser(t, dir, "usr_ada", "ada", "Ada", "key")
 	users := func(args ...string) (int, string, string) {
 		return runCLI(t, append(append([]string{"users"}, args...), "--data-dir", dir)...)
 	}
@@ -324,19 +312,7 @@ func TestUsersRolesCLI(t *testing.T) {
 // erase wants --yes, then erases, and a second erase says there is no one.
 func TestUsersExportAndEraseCLI(t *testing.T) {
 	dir := initDir(t)
-	ctx := context.Background()
-	cfg := config.Demo()
-	cfg.SetDataDir(dir)
-	db, err := app.OpenStore(ctx, cfg, func(string) string { return "" })
-	if err != nil {
-		t.Fatal(err)
-	}
-	u := &passkey.User{ID: "usr_grace", Handle: []byte("h-grace"), Username: "grace", DisplayName: "Grace H.", Role: passkey.RoleUser, CreatedAt: time.Now()}
-	c := &passkey.Credential{ID: []byte("c-grace"), UserID: u.ID, Name: "Grace's key", PublicKey: []byte{1}, CreatedAt: time.Now()}
-	if err := db.CreateUser(ctx, u, c, nil, nil); err != nil {
-		t.Fatal(err)
-	}
-	_ = db.Close()
+	seedUser(t, dir, "usr_grace", "grace", "Grace H.", "Grace's key")
 	users := func(args ...string) (int, string, string) {
 		return runCLI(t, append(append([]string{"users"}, args...), "--data-dir", dir)...)
 	}
@@ -366,18 +342,7 @@ func TestUsersExportAndEraseCLI(t *testing.T) {
 // rewraps every data key under it.
 func TestKEKCLI(t *testing.T) {
 	dir := initDir(t)
-	ctx := context.Background()
-	cfg := config.Demo()
-	cfg.SetDataDir(dir)
-	db, err := app.OpenStore(ctx, cfg, func(string) string { return "" })
-	if err != nil {
-		t.Fatal(err)
-	}
-	u := &passkey.User{ID: "usr_kek", Handle: []byte("h-kek"), Username: "kek", DisplayName: "K", Role: passkey.RoleUser, CreatedAt: time.Now()}
-	if err := db.CreateUser(ctx, u, &passkey.Credential{ID: []byte("c-kek"), UserID: u.ID, Name: "k", PublicKey: []byte{1}, CreatedAt: time.Now()}, nil, nil); err != nil {
-		t.Fatal(err)
-	}
-	_ = db.Close()
+	seedUser(t, dir, "usr_kek", "kek", "K", "k")
 	type status struct {
 		Ring      []string
 		DataKeys  map[string]int `json:"data_keys"`
@@ -402,5 +367,24 @@ func TestKEKCLI(t *testing.T) {
 	}
 	if code, out, _ := runCLI(t, "kek", "status", "--data-dir", dir); code != 0 || !strings.Contains(out, "current") {
 		t.Fatalf("status (text): %d %q", code, out)
+	}
+}
+
+// seedUser makes an account with one passkey in the store of dir, as a
+// sign-up would, sealed.
+func seedUser(t *testing.T, dir, id, username, displayName, passkeyName string) {
+	t.Helper()
+	ctx := context.Background()
+	cfg := config.Demo()
+	cfg.SetDataDir(dir)
+	db, err := app.OpenStore(ctx, cfg, func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = db.Close() }()
+	u := &passkey.User{ID: id, Handle: []byte("h-" + id), Username: username, DisplayName: displayName, Role: passkey.RoleUser, CreatedAt: time.Now()}
+	c := &passkey.Credential{ID: []byte("c-" + id), UserID: id, Name: passkeyName, PublicKey: []byte{1}, CreatedAt: time.Now()}
+	if err := db.CreateUser(ctx, u, c, nil, nil); err != nil {
+		t.Fatal(err)
 	}
 }
