@@ -20,99 +20,69 @@ var _ crypt.KeyStore = (*DB)(nil)
 // Sealer is the store's sealer; nil before UseSealer.
 func (d *DB) Sealer() *crypt.Sealer { return d.sealer }
 
-// UseSealer gives the store the data keys that seal personal fields, and
-// seals what an older keyway left in clear (once; a store with nothing
-// left in clear does nothing here). Nodes starting together may seal the
-// same row: each update applies only to a row still in clear.
+// UseSealer gives the store the data keys that seal personal fields (see
+// sealed.Use).
 func (d *DB) UseSealer(ctx context.Context, s *crypt.Sealer) error {
 	d.sealer = s
-	// The keys must be the ones the data was sealed with: a store restored
-	// without its key store, or started with another KEK, is refused now,
-	// not at each person's next request.
-	haveKeys, err := s.Check(ctx)
-	if err != nil {
-		return fmt.Errorf("the data keys do not open with this KEK (%w): start keyway with the KEK ring the data was sealed under", err)
-	}
-	var sealedUsers int
-	if err := d.pool.QueryRow(ctx, `SELECT COUNT(*) FROM users WHERE username_sealed IS NOT NULL`).Scan(&sealedUsers); err != nil {
-		return err
-	}
-	if sealedUsers > 0 && !haveKeys {
-		return fmt.Errorf("the store holds %d people but the key store has none of their data keys: restore the key store from its backup; without it their personal data cannot be read", sealedUsers)
-	}
-	if err := d.sealLegacy(ctx); err != nil {
-		return fmt.Errorf("seal the personal data of older rows: %w", err)
-	}
-	return nil
+	return sealed.Use(ctx, s, legacy{d})
 }
 
-func (d *DB) sealLegacy(ctx context.Context) error {
-	rows, err := d.pool.Query(ctx, `SELECT id, username, display_name FROM users WHERE username_sealed IS NULL`)
+// legacy is the SQL of sealed.Use.
+type legacy struct{ d *DB }
+
+func (l legacy) SealedUsers(ctx context.Context) (int, error) {
+	var n int
+	err := l.d.pool.QueryRow(ctx, `SELECT COUNT(*) FROM users WHERE username_sealed IS NOT NULL`).Scan(&n)
+	return n, err
+}
+
+func (l legacy) ClearUsers(ctx context.Context) ([]passkey.User, error) {
+	rows, err := l.d.pool.Query(ctx, `SELECT id, username, display_name FROM users WHERE username_sealed IS NULL`)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	users, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (passkey.User, error) {
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (passkey.User, error) {
 		var u passkey.User
 		return u, r.Scan(&u.ID, &u.Username, &u.DisplayName)
 	})
+}
+
+func (l legacy) ClearCredentials(ctx context.Context) ([]passkey.Credential, error) {
+	rows, err := l.d.pool.Query(ctx, `SELECT id, user_id, name FROM credentials WHERE name_sealed IS NULL`)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	for _, u := range users {
-		if err := d.sealer.EnsureUserKey(ctx, u.ID); err != nil {
-			return err
-		}
-		su, err := sealed.SealUser(ctx, d.sealer, &u)
-		if err != nil {
-			return err
-		}
-		if _, err := d.pool.Exec(ctx, `UPDATE users SET username = $1, display_name = '', username_sealed = $2, display_name_sealed = $3
-			WHERE id = $4 AND username_sealed IS NULL`, su.UsernameKey, su.Username, su.DisplayName, u.ID); err != nil {
-			return err
-		}
-	}
-	rows, err = d.pool.Query(ctx, `SELECT id, user_id, name FROM credentials WHERE name_sealed IS NULL`)
-	if err != nil {
-		return err
-	}
-	creds, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (passkey.Credential, error) {
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (passkey.Credential, error) {
 		var c passkey.Credential
 		return c, r.Scan(&c.ID, &c.UserID, &c.Name)
 	})
+}
+
+func (l legacy) ClearSessions(ctx context.Context) ([]session.Session, error) {
+	rows, err := l.d.pool.Query(ctx, `SELECT id, user_id, ip, user_agent FROM sessions WHERE device_sealed IS NULL`)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	for _, c := range creds {
-		name, err := sealed.SealCredentialName(ctx, d.sealer, &c)
-		if err != nil {
-			return err
-		}
-		if _, err := d.pool.Exec(ctx, `UPDATE credentials SET name = '', name_sealed = $1 WHERE id = $2 AND name_sealed IS NULL`, name, c.ID); err != nil {
-			return err
-		}
-	}
-	rows, err = d.pool.Query(ctx, `SELECT id, user_id, ip, user_agent FROM sessions WHERE device_sealed IS NULL`)
-	if err != nil {
-		return err
-	}
-	sessions, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (session.Session, error) {
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (session.Session, error) {
 		var s session.Session
 		return s, r.Scan(&s.ID, &s.UserID, &s.IP, &s.UserAgent)
 	})
-	if err != nil {
-		return err
-	}
-	for _, s := range sessions {
-		device, err := sealed.SealDevice(ctx, d.sealer, &s)
-		if err != nil {
-			return err
-		}
-		if _, err := d.pool.Exec(ctx, `UPDATE sessions SET ip = '', user_agent = '', device_sealed = $1 WHERE id = $2 AND device_sealed IS NULL`,
-			device, s.ID); err != nil {
-			return err
-		}
-	}
-	return nil
+}
+
+func (l legacy) SealUserRow(ctx context.Context, id string, u sealed.User) error {
+	_, err := l.d.pool.Exec(ctx, `UPDATE users SET username = $1, display_name = '', username_sealed = $2, display_name_sealed = $3
+		WHERE id = $4 AND username_sealed IS NULL`, u.UsernameKey, u.Username, u.DisplayName, id)
+	return err
+}
+
+func (l legacy) SealCredentialRow(ctx context.Context, id, name []byte) error {
+	_, err := l.d.pool.Exec(ctx, `UPDATE credentials SET name = '', name_sealed = $1 WHERE id = $2 AND name_sealed IS NULL`, name, id)
+	return err
+}
+
+func (l legacy) SealSessionRow(ctx context.Context, id string, device []byte) error {
+	_, err := l.d.pool.Exec(ctx, `UPDATE sessions SET ip = '', user_agent = '', device_sealed = $1 WHERE id = $2 AND device_sealed IS NULL`, device, id)
+	return err
 }
 
 // PutDataKey implements crypt.KeyStore.

@@ -16,103 +16,66 @@ import (
 // Sealer is the store's sealer; nil before UseSealer.
 func (d *DB) Sealer() *crypt.Sealer { return d.sealer }
 
-// UseSealer gives the store the data keys that seal personal fields, and
-// seals what an older keyway left in clear (once; a store with nothing
-// left in clear does nothing here). Nodes starting together may seal the
-// same row: each update applies only to a row still in clear.
+// UseSealer gives the store the data keys that seal personal fields (see
+// sealed.Use).
 func (d *DB) UseSealer(ctx context.Context, s *crypt.Sealer) error {
 	d.sealer = s
-	// The keys must be the ones the data was sealed with: a store restored
-	// without its key store, or started with another KEK, is refused now,
-	// not at each person's next request.
-	haveKeys, err := s.Check(ctx)
-	if err != nil {
-		return fmt.Errorf("the data keys do not open with this KEK (%w): start keyway with the KEK ring the data was sealed under", err)
-	}
-	var sealedUsers int
-	if err := d.sql.QueryRowContext(ctx, `SELECT COUNT(*) FROM users WHERE username_sealed IS NOT NULL`).Scan(&sealedUsers); err != nil {
-		return err
-	}
-	if sealedUsers > 0 && !haveKeys {
-		return fmt.Errorf("the store holds %d people but the key store has none of their data keys: restore the key store from its backup; without it their personal data cannot be read", sealedUsers)
-	}
-	if err := d.sealLegacyUsers(ctx); err != nil {
-		return fmt.Errorf("seal the personal data of older rows: %w", err)
-	}
-	return nil
+	return sealed.Use(ctx, s, legacy{d})
 }
 
-func (d *DB) sealLegacyUsers(ctx context.Context) error {
-	type legacy struct{ id, username, displayName string }
-	var users []legacy
-	err := queryEach(ctx, d.sql, `SELECT id, username, display_name FROM users WHERE username_sealed IS NULL`, func(r *sql.Rows) error {
-		var l legacy
-		if err := r.Scan(&l.id, &l.username, &l.displayName); err != nil {
-			return err
-		}
-		users = append(users, l)
-		return nil
-	})
-	if err != nil {
+// legacy is the SQL of sealed.Use.
+type legacy struct{ d *DB }
+
+func (l legacy) SealedUsers(ctx context.Context) (int, error) {
+	var n int
+	err := l.d.sql.QueryRowContext(ctx, `SELECT COUNT(*) FROM users WHERE username_sealed IS NOT NULL`).Scan(&n)
+	return n, err
+}
+
+func (l legacy) ClearUsers(ctx context.Context) ([]passkey.User, error) {
+	var out []passkey.User
+	return out, queryEach(ctx, l.d.sql, `SELECT id, username, display_name FROM users WHERE username_sealed IS NULL`, func(r *sql.Rows) error {
+		var u passkey.User
+		err := r.Scan(&u.ID, &u.Username, &u.DisplayName)
+		out = append(out, u)
 		return err
-	}
-	for _, l := range users {
-		if err := d.sealer.EnsureUserKey(ctx, l.id); err != nil {
-			return err
-		}
-		su, err := sealed.SealUser(ctx, d.sealer, &passkey.User{ID: l.id, Username: l.username, DisplayName: l.displayName})
-		if err != nil {
-			return err
-		}
-		if _, err := d.sql.ExecContext(ctx, `UPDATE users SET username = ?, display_name = '', username_sealed = ?, display_name_sealed = ?
-			WHERE id = ? AND username_sealed IS NULL`, su.UsernameKey, su.Username, su.DisplayName, l.id); err != nil {
-			return err
-		}
-	}
-	var creds []passkey.Credential
-	err = queryEach(ctx, d.sql, `SELECT id, user_id, name FROM credentials WHERE name_sealed IS NULL`, func(r *sql.Rows) error {
+	})
+}
+
+func (l legacy) ClearCredentials(ctx context.Context) ([]passkey.Credential, error) {
+	var out []passkey.Credential
+	return out, queryEach(ctx, l.d.sql, `SELECT id, user_id, name FROM credentials WHERE name_sealed IS NULL`, func(r *sql.Rows) error {
 		var c passkey.Credential
-		if err := r.Scan(&c.ID, &c.UserID, &c.Name); err != nil {
-			return err
-		}
-		creds = append(creds, c)
-		return nil
-	})
-	if err != nil {
+		err := r.Scan(&c.ID, &c.UserID, &c.Name)
+		out = append(out, c)
 		return err
-	}
-	for _, c := range creds {
-		name, err := sealed.SealCredentialName(ctx, d.sealer, &c)
-		if err != nil {
-			return err
-		}
-		if _, err := d.sql.ExecContext(ctx, `UPDATE credentials SET name = '', name_sealed = ? WHERE id = ? AND name_sealed IS NULL`, name, c.ID); err != nil {
-			return err
-		}
-	}
-	var sessions []session.Session
-	err = queryEach(ctx, d.sql, `SELECT id, user_id, ip, user_agent FROM sessions WHERE device_sealed IS NULL`, func(r *sql.Rows) error {
+	})
+}
+
+func (l legacy) ClearSessions(ctx context.Context) ([]session.Session, error) {
+	var out []session.Session
+	return out, queryEach(ctx, l.d.sql, `SELECT id, user_id, ip, user_agent FROM sessions WHERE device_sealed IS NULL`, func(r *sql.Rows) error {
 		var s session.Session
-		if err := r.Scan(&s.ID, &s.UserID, &s.IP, &s.UserAgent); err != nil {
-			return err
-		}
-		sessions = append(sessions, s)
-		return nil
-	})
-	if err != nil {
+		err := r.Scan(&s.ID, &s.UserID, &s.IP, &s.UserAgent)
+		out = append(out, s)
 		return err
-	}
-	for _, s := range sessions {
-		device, err := sealed.SealDevice(ctx, d.sealer, &s)
-		if err != nil {
-			return err
-		}
-		if _, err := d.sql.ExecContext(ctx, `UPDATE sessions SET ip = '', user_agent = '', device_sealed = ? WHERE id = ? AND device_sealed IS NULL`,
-			device, s.ID); err != nil {
-			return err
-		}
-	}
-	return nil
+	})
+}
+
+func (l legacy) SealUserRow(ctx context.Context, id string, u sealed.User) error {
+	_, err := l.d.sql.ExecContext(ctx, `UPDATE users SET username = ?, display_name = '', username_sealed = ?, display_name_sealed = ?
+		WHERE id = ? AND username_sealed IS NULL`, u.UsernameKey, u.Username, u.DisplayName, id)
+	return err
+}
+
+func (l legacy) SealCredentialRow(ctx context.Context, id, name []byte) error {
+	_, err := l.d.sql.ExecContext(ctx, `UPDATE credentials SET name = '', name_sealed = ? WHERE id = ? AND name_sealed IS NULL`, name, id)
+	return err
+}
+
+func (l legacy) SealSessionRow(ctx context.Context, id string, device []byte) error {
+	_, err := l.d.sql.ExecContext(ctx, `UPDATE sessions SET ip = '', user_agent = '', device_sealed = ? WHERE id = ? AND device_sealed IS NULL`, device, id)
+	return err
 }
 
 // queryEach runs q and calls each for every row.
