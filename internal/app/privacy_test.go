@@ -1,6 +1,7 @@
 package app_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -181,4 +182,20 @@ func TestAdminAPIExportAndErase(t *testing.T) {
 	if code, _ := call("GET", "/v1/users/"+e.User.ID+"/export"); code != 404 {
 		t.Fatalf("export after erasure: %d", code)
 	}
+	// The erasure says where the admin's call came from, sealed.
+	db, err := app.OpenStore(context.Background(), cfg, os.Getenv)
+	apptest.Must(t, err, "open")
+	defer func() { _ = db.Close() }()
+	recs, err := db.RecentAuditEvents(context.Background(), 10)
+	apptest.Must(t, err, "audit")
+	for _, r := range recs {
+		if r.Event.Type != audit.UserErased {
+			continue
+		}
+		if from, err := db.AuditOrigin(context.Background(), r); err != nil || from != "127.0.0.1" || bytes.Contains(r.Event.Origin, []byte("127.0.0.1")) {
+			t.Fatalf("the erasure's origin: %q %v", from, err)
+		}
+		return
+	}
+	t.Fatal("no user.erased event")
 }

@@ -44,6 +44,21 @@ type Event struct {
 	Origin []byte
 }
 
+type fromKey struct{}
+
+// WithFrom returns ctx carrying the address of the client a request came
+// from: the events its changes write say so (sealed by the store), without
+// every service passing the address along.
+func WithFrom(ctx context.Context, addr string) context.Context {
+	return context.WithValue(ctx, fromKey{}, addr)
+}
+
+// FromContext is the address WithFrom put in ctx, or "".
+func FromContext(ctx context.Context) string {
+	s, _ := ctx.Value(fromKey{}).(string)
+	return s
+}
+
 // The event types of API keys.
 const (
 	KeyCreated = "apikey.created"

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/keywayhq/keyway/internal/apikey"
+	"github.com/keywayhq/keyway/internal/audit"
 	"github.com/keywayhq/keyway/internal/clientip"
 	"github.com/keywayhq/keyway/internal/decision"
 	"github.com/keywayhq/keyway/internal/gateway"
@@ -163,6 +164,10 @@ type ownServer struct {
 // handle adapts an error-returning handler.
 func (s *server) handle(fn func(http.ResponseWriter, *http.Request) error) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// The events this request's changes write say where it came from.
+		if c := clientOf(r); c.IsValid() {
+			r = r.WithContext(audit.WithFrom(r.Context(), c.String()))
+		}
 		if err := fn(w, r); err != nil {
 			s.writeError(w, r, err)
 		}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/keywayhq/keyway/internal/apikey"
+	"github.com/keywayhq/keyway/internal/audit"
 	"github.com/keywayhq/keyway/internal/decision"
 	"github.com/keywayhq/keyway/internal/duration"
 	"github.com/keywayhq/keyway/internal/ratelimit"
@@ -229,14 +230,19 @@ type adminKey struct{}
 // usage).
 func (s *adminServer) authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		f := s.decider.FactsFrom(r, s.route, s.clientIP.Resolve(r), "")
+		client := s.clientIP.Resolve(r)
+		f := s.decider.FactsFrom(r, s.route, client, "")
 		d := s.decider.Decide(r.Context(), s.route, &f)
 		if !d.Allowed() {
 			s.decider.WriteDenial(w, &d, "")
 			return
 		}
 		s.decider.SetHeaders(w.Header(), &d)
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), adminKey{}, &d.Identity)))
+		ctx := context.WithValue(r.Context(), adminKey{}, &d.Identity)
+		if client.Client.IsValid() {
+			ctx = audit.WithFrom(ctx, client.Client.String()) // the admin's changes say where they came from
+		}
+		next.ServeHTTP(w, r.WithContext(ctx))
 	})
 }
 

@@ -57,6 +57,9 @@ func (d *DB) appendAudit(ctx context.Context, tx pgx.Tx, ev audit.Event) error {
 		prev = []byte{}
 	}
 	seq := last + 1
+	if ev.From == "" {
+		ev.From = audit.FromContext(ctx)
+	}
 	if err := sealed.SealOrigin(ctx, d.sealer, seq, &ev); err != nil {
 		return fmt.Errorf("seal the event's origin: %w", err)
 	}

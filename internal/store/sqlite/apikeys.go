@@ -53,6 +53,9 @@ func (d *DB) appendAudit(ctx context.Context, tx *sql.Tx, ev audit.Event) error 
 	}
 	// Rows are never deleted (a trigger forbids it), so the next seq is last+1.
 	seq := last + 1
+	if ev.From == "" {
+		ev.From = audit.FromContext(ctx)
+	}
 	if err := sealed.SealOrigin(ctx, d.sealer, seq, &ev); err != nil {
 		return fmt.Errorf("seal the event's origin: %w", err)
 	}
