@@ -192,6 +192,11 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 	}, []string{"version"})
 	buildInfo.WithLabelValues(opts.Version).Set(1)
 	reg.MustRegister(buildInfo)
+	if lw, ok := opts.LogWriter.(interface{ Dropped() int64 }); ok {
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "keyway_log_lines_dropped_total",
+			Help: "Log lines dropped because the log output stalled; each first waited up to a second for room, and no request waits longer."},
+			func() float64 { return float64(lw.Dropped()) }))
+	}
 
 	hosts := gateway.NewHosts(cfg.HostNames())
 	if opts.Embedded {
