@@ -275,6 +275,7 @@ type Sealer struct {
 	// that a value read on every request (the display name a session
 	// route forwards) is decrypted once a while, not per request.
 	opened map[string]cachedValue
+	swept  time.Time
 }
 
 type cachedValue struct {
@@ -291,10 +292,9 @@ type cachedKey struct {
 // Cache bounds: a data key opened recently is kept in memory, unwrapped,
 // for a while, so that a page listing sessions unwraps once; so is a value
 // opened recently.
-const (
-	cacheTTL = 5 * time.Minute
-	cacheMax = 10000
-)
+var cacheTTL = time.Minute // a variable for tests
+
+const cacheMax = 4096
 
 // NewSealer seals with the data keys of keys, wrapped under ring;
 // indexKey (32 bytes or more) keys the look-up hashes.
@@ -381,12 +381,34 @@ func (s *Sealer) dataKey(ctx context.Context, userID string) (cipher.AEAD, error
 		return nil, err
 	}
 	s.mu.Lock()
+	s.sweepLocked()
 	if len(s.cache) >= cacheMax {
 		clear(s.cache)
 	}
 	s.cache[userID] = cachedKey{aead: aead, at: time.Now()}
 	s.mu.Unlock()
 	return aead, nil
+}
+
+// sweepLocked drops what has expired from both caches, at most once per
+// cacheTTL: the caches hold the people active lately, not everyone ever
+// seen.
+func (s *Sealer) sweepLocked() {
+	now := time.Now()
+	if now.Sub(s.swept) < cacheTTL {
+		return
+	}
+	s.swept = now
+	for k, c := range s.cache {
+		if now.Sub(c.at) >= cacheTTL {
+			delete(s.cache, k)
+		}
+	}
+	for k, v := range s.opened {
+		if now.Sub(v.at) >= cacheTTL {
+			delete(s.opened, k)
+		}
+	}
 }
 
 // Seal seals plain for f.
@@ -418,6 +440,7 @@ func (s *Sealer) Open(ctx context.Context, f Field, ct []byte) (string, error) {
 		return "", fmt.Errorf("open %s.%s of %s: %w", f.Table, f.Column, f.Row, err)
 	}
 	s.mu.Lock()
+	s.sweepLocked()
 	if len(s.opened) >= cacheMax {
 		clear(s.opened)
 	}

@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"sort"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/keywayhq/keyway/internal/crypt"
 )
@@ -255,5 +257,43 @@ func TestTransient(t *testing.T) {
 	}
 	if _, err := rotated.OpenTransient(f, ct[:5]); !errors.Is(err, crypt.ErrOpen) {
 		t.Fatalf("a short ciphertext: %v", err)
+	}
+}
+
+// TestCachesForgetThePeopleNoLongerActive: the caches hold the people seen
+// within their lifetime, not everyone ever seen.
+func TestCachesForgetThePeopleNoLongerActive(t *testing.T) {
+	defer crypt.SetCacheTTL(50 * time.Millisecond)()
+	ctx := context.Background()
+	s := newSealer(t, &ringOf{secrets: [][]byte{key(1)}}, newMemKeys())
+	field := func(u string) crypt.Field {
+		return crypt.Field{Table: "users", Column: "display_name", Row: u, UserID: u}
+	}
+	for i := range 100 {
+		u := fmt.Sprint("u", i)
+		if err := s.NewUserKey(ctx, u); err != nil {
+			t.Fatal(err)
+		}
+		ct, err := s.Seal(ctx, field(u), "name")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Open(ctx, field(u), ct); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if k, v := s.CacheSizes(); k < 100 || v < 100 {
+		t.Fatalf("caches after 100 people: %d keys, %d values", k, v)
+	}
+	time.Sleep(120 * time.Millisecond)
+	if err := s.NewUserKey(ctx, "late"); err != nil {
+		t.Fatal(err)
+	}
+	ct, _ := s.Seal(ctx, field("late"), "x")
+	if _, err := s.Open(ctx, field("late"), ct); err != nil {
+		t.Fatal(err)
+	}
+	if k, v := s.CacheSizes(); k > 1 || v > 1 {
+		t.Fatalf("caches after the others went quiet: %d keys, %d values", k, v)
 	}
 }
