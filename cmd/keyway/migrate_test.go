@@ -36,6 +36,7 @@ func TestMigrateSQLiteToPostgres(t *testing.T) {
 	if code, _, errOut := runCLI(t, "users", "invite", "--data-dir", dir); code != 0 {
 		t.Fatalf("invite: %s", errOut)
 	}
+	seedUser(t, dir, "usr_mig", "mig", "Mig Rated", "key") // sealed, its data key in keys.db
 	_, before, _ := runCLI(t, "audit", "verify", "--data-dir", dir, "-o", "json")
 
 	for _, bad := range [][]string{
@@ -64,6 +65,11 @@ func TestMigrateSQLiteToPostgres(t *testing.T) {
 	code, out, _ = runCLI(t, "keys", "show", dead.ID, "--data-dir", dir, "--store", dsn, "-o", "json")
 	if code != 0 || !strings.Contains(out, `"leaked"`) {
 		t.Fatalf("the revoked key on PostgreSQL: %d %s", code, out)
+	}
+
+	// The sealed account moved with its data key: it opens on PostgreSQL.
+	if code, out, errOut := runCLI(t, "users", "list", "--data-dir", dir, "--store", dsn); code != 0 || !strings.Contains(out, "Mig Rated") {
+		t.Fatalf("the sealed account on PostgreSQL: %d %q %s", code, out, errOut)
 	}
 
 	cfg.SetStore(dsn)
