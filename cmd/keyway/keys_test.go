@@ -388,3 +388,33 @@ func seedUser(t *testing.T, dir, id, username, displayName, passkeyName string) 
 		t.Fatal(err)
 	}
 }
+
+// TestAnotherKEKIsRefused: a node whose KEK ring lacks the store's KEK
+// (its own kek.key made by mistake) refuses to start, even before anyone
+// signed up, instead of wrapping people's keys under a KEK the others lack.
+func TestAnotherKEKIsRefused(t *testing.T) {
+	dir := initDir(t)
+	if err := os.Remove(filepath.Join(dir, "kek.key")); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errOut := runCLI(t, "init", "--data-dir", dir)
+	if code != 1 || !strings.Contains(errOut, "does not hold") || !strings.Contains(errOut, "KEYWAY_KEK") {
+		t.Fatalf("init with another KEK: %d %q", code, errOut)
+	}
+	// After a rotation, the new KEK is the one every node needs.
+	dir2 := initDir(t)
+	if code, _, errOut := runCLI(t, "kek", "rotate", "--data-dir", dir2); code != 0 {
+		t.Fatalf("rotate: %s", errOut)
+	}
+	ring, err := os.ReadFile(filepath.Join(dir2, "kek.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := strings.Fields(string(ring))[1]
+	if err := os.WriteFile(filepath.Join(dir2, "kek.key"), []byte(old+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, errOut := runCLI(t, "users", "list", "--data-dir", dir2); code != 1 || !strings.Contains(errOut, "does not hold") {
+		t.Fatalf("a node left with the old KEK only: %d %q", code, errOut)
+	}
+}

@@ -61,6 +61,10 @@ func RotateKEK(ctx context.Context, cfg *config.Config, getenv func(string) stri
 			return nil, nil, err
 		}
 	}
+	// Nodes that start from now on must hold the new KEK.
+	if _, err := db.KEKMark(ctx, db.Sealer().Ring().Current().ID, true); err != nil {
+		return nil, nil, err
+	}
 	rep, err := db.Sealer().Rotate(ctx)
 	if err != nil {
 		return rep, nil, err

@@ -39,6 +39,9 @@ type Store interface {
 	UseSealer(ctx context.Context, s *crypt.Sealer) error
 	// Sealer is the store's sealer; nil before UseSealer.
 	Sealer() *crypt.Sealer
+	// KEKMark records the KEK the data keys are wrapped under (see
+	// sealed.Legacy).
+	KEKMark(ctx context.Context, id string, replace bool) (string, error)
 	// AuditOrigin opens the address a stored audit event came from.
 	AuditOrigin(ctx context.Context, r audit.Record) (string, error)
 	// PruneChanges drops key change-feed entries older than before.

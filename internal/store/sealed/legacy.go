@@ -3,6 +3,8 @@ package sealed
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/keywayhq/keyway/internal/crypt"
 	"github.com/keywayhq/keyway/internal/passkey"
@@ -14,6 +16,10 @@ import (
 type Legacy interface {
 	// SealedUsers counts the accounts whose fields are sealed.
 	SealedUsers(ctx context.Context) (int, error)
+	// KEKMark records id as the KEK the store's data keys are wrapped
+	// under, unless one is recorded already (or always, with replace),
+	// and returns the one recorded.
+	KEKMark(ctx context.Context, id string, replace bool) (string, error)
 	// ClearUsers, ClearCredentials and ClearSessions are the rows left
 	// in clear (their sealed columns NULL): IDs and the clear fields.
 	ClearUsers(ctx context.Context) ([]passkey.User, error)
@@ -36,6 +42,17 @@ func Use(ctx context.Context, s *crypt.Sealer, l Legacy) error {
 	haveKeys, err := s.Check(ctx)
 	if err != nil {
 		return fmt.Errorf("the data keys do not open with this KEK (%w): start keyway with the KEK ring the data was sealed under", err)
+	}
+	// Every node must hold the KEK the store's data keys are wrapped under:
+	// nodes started with KEK files of their own would each wrap new
+	// people's keys under theirs, and fail on each other's.
+	mark, err := l.KEKMark(ctx, s.Ring().Current().ID, false)
+	if err != nil {
+		return err
+	}
+	if !slices.Contains(s.Ring().IDs(), mark) {
+		return fmt.Errorf("this store's data keys are wrapped under KEK %s, which this node's KEK ring (%s) does not hold: give every node the same ring (KEYWAY_KEK, data_protection.kek_command or the same kek.key)",
+			mark, strings.Join(s.Ring().IDs(), ", "))
 	}
 	n, err := l.SealedUsers(ctx)
 	if err != nil {

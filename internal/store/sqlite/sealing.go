@@ -32,6 +32,26 @@ func (l legacy) SealedUsers(ctx context.Context) (int, error) {
 	return n, err
 }
 
+// KEKMark implements sealed.Legacy.
+func (l legacy) KEKMark(ctx context.Context, id string, replace bool) (string, error) {
+	return l.d.KEKMark(ctx, id, replace)
+}
+
+// KEKMark records id as the KEK the data keys are wrapped under (see
+// sealed.Legacy) and returns the one recorded.
+func (d *DB) KEKMark(ctx context.Context, id string, replace bool) (string, error) {
+	q := `INSERT INTO meta (key, value) VALUES ('kek', ?) ON CONFLICT (key) DO NOTHING`
+	if replace {
+		q = `INSERT INTO meta (key, value) VALUES ('kek', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value`
+	}
+	if _, err := d.sql.ExecContext(ctx, q, id); err != nil {
+		return "", fmt.Errorf("record the KEK: %w", err)
+	}
+	var v string
+	err := d.sql.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = 'kek'`).Scan(&v)
+	return v, err
+}
+
 func (l legacy) ClearUsers(ctx context.Context) ([]passkey.User, error) {
 	var out []passkey.User
 	return out, queryEach(ctx, l.d.sql, `SELECT id, username, display_name FROM users WHERE username_sealed IS NULL`, func(r *sql.Rows) error {
