@@ -33,6 +33,7 @@ Usage:
   keyway kek     rotate|status …  (keyway kek help)
   keyway migrate [--config FILE] [--store DSN]            bring a store's schema up to date
   keyway migrate --from sqlite:PATH --to postgres://…     copy a SQLite store into an empty PostgreSQL one
+  keyway healthcheck [--config FILE] [--url URL] [--ready]   is a running keyway alive (ready)? exit 0 or 1
   keyway version [-o text|json]
 
 With no --config, serve runs the demo: a built-in weather API behind the
@@ -73,6 +74,8 @@ func run(args []string, stdout, stderr io.Writer, getenv func(string) string) in
 		return cmdUsers(args[1:], stdout, stderr, getenv)
 	case "kek":
 		return cmdKEK(args[1:], stdout, stderr, getenv)
+	case "healthcheck":
+		return cmdHealthcheck(args[1:], stdout, stderr, getenv)
 	case "migrate":
 		return cmdMigrate(args[1:], stdout, stderr, getenv)
 	case "help", "-h", "--help":

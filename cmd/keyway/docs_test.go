@@ -28,7 +28,7 @@ var (
 
 // commands are keyway's commands, and the ones with commands of their own.
 var (
-	commands    = []string{"serve", "check", "init", "keys", "scan", "users", "audit", "kek", "migrate", "version", "help"}
+	commands    = []string{"serve", "check", "init", "keys", "scan", "users", "audit", "kek", "healthcheck", "migrate", "version", "help"}
 	subCommands = map[string][]string{
 		"keys":  {"create", "list", "show", "update", "rotate", "revoke", "delete", "usage", "help"},
 		"users": {"list", "invite", "enrol-link", "revoke-sessions", "roles", "export", "erase", "help"},
