@@ -87,6 +87,16 @@ func run(args []string, stdout, stderr io.Writer, getenv func(string) string) in
 	}
 }
 
+// isTerminal reports whether w is a terminal (a character device).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
 // wantsHelp reports whether a command group was called with no command or for help.
 func wantsHelp(args []string) bool {
 	return len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help"
@@ -205,7 +215,17 @@ func cmdServe(args []string, stdout, stderr io.Writer, getenv func(string) strin
 		fmt.Fprintf(stderr, "keyway serve: unexpected argument %q\n", fs.Arg(0))
 		return exitUsage
 	}
-	cfg, err := loadConfig(*cfgPath, fs, getenv, over)
+	// Logs a person reads on a terminal are text; a collector gets JSON.
+	// What the file or KEYWAY_LOG_FORMAT says wins.
+	terminal := isTerminal(stderr)
+	load := func() (*config.Config, error) {
+		c, err := loadConfig(*cfgPath, fs, getenv, over)
+		if err == nil {
+			c.Log.Format = c.LogFormatOn(terminal)
+		}
+		return c, err
+	}
+	cfg, err := load()
 	if err != nil {
 		fmt.Fprintf(stderr, "keyway: %v\n", err)
 		return exitError
@@ -235,7 +255,7 @@ func cmdServe(args []string, stdout, stderr io.Writer, getenv func(string) strin
 		if *cfgPath == "" {
 			return nil, errors.New("the demo has no config file to read again (run with --config)")
 		}
-		return loadConfig(*cfgPath, fs, getenv, over)
+		return load()
 	})
 	if err := a.Run(ctx); err != nil {
 		_ = logs.Flush()

@@ -89,7 +89,8 @@ type Config struct {
 
 // Log configures log/slog output.
 type Log struct {
-	// Format is "json" (default) or "text".
+	// Format is "json" or "text". Default: text when keyway serve's
+	// standard error is a terminal, JSON otherwise.
 	Format string `yaml:"format"`
 	// Level is "debug", "info" (default), "warn" or "error".
 	Level string `yaml:"level"`

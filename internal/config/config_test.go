@@ -353,3 +353,24 @@ func TestByteSizeString(t *testing.T) {
 		})
 	}
 }
+
+// TestLogFormatOnATerminal: text for a person at a terminal, JSON for a
+// collector, and what the file or the environment says, whatever the output.
+func TestLogFormatOnATerminal(t *testing.T) {
+	c := Default()
+	if got := c.LogFormatOn(true); got != "text" {
+		t.Errorf("default on a terminal: %q", got)
+	}
+	if got := c.LogFormatOn(false); got != "json" {
+		t.Errorf("default elsewhere: %q", got)
+	}
+	if got := mustLoad(t, "log: {format: json}\n", nil).LogFormatOn(true); got != "json" {
+		t.Errorf("the file's json on a terminal: %q", got)
+	}
+	if got := mustLoad(t, "log: {level: info}\n", map[string]string{"KEYWAY_LOG_FORMAT": "json"}).LogFormatOn(true); got != "json" {
+		t.Errorf("the environment's json on a terminal: %q", got)
+	}
+	if got := mustLoad(t, "log: {format: text}\n", nil).LogFormatOn(false); got != "text" {
+		t.Errorf("the file's text elsewhere: %q", got)
+	}
+}

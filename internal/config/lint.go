@@ -97,6 +97,16 @@ func (c *Config) Lint() []Warning {
 	return l.warns
 }
 
+// LogFormatOn is the log format for an output that is, or is not, a
+// terminal: the one the file or KEYWAY_LOG_FORMAT wrote, else text on a
+// terminal (a person reads it) and JSON elsewhere (a collector does).
+func (c *Config) LogFormatOn(terminal bool) string {
+	if !terminal || c.src.has("log.format") || c.src.env["log.format"] != "" {
+		return c.Log.Format
+	}
+	return "text"
+}
+
 // Warn makes a warning about the setting at path, located in the file
 // (or environment variable) that set it, for checks made outside this
 // package (those that look at files: keyway check --production).
