@@ -423,14 +423,6 @@ func (s *Sealer) Seal(ctx context.Context, f Field, plain string) ([]byte, error
 // Open opens what Seal sealed for f. A person whose data key is gone
 // (erased) has ErrNoKey.
 func (s *Sealer) Open(ctx context.Context, f Field, ct []byte) (string, error) {
-	// A hit must be for the same field: a ciphertext moved to another
-	// field misses, and is opened (and refused) for real.
-	s.mu.Lock()
-	v, ok := s.opened[string(ct)]
-	s.mu.Unlock()
-	if ok && v.field == f && time.Since(v.at) < cacheTTL {
-		return v.plain, nil
-	}
 	aead, err := s.dataKey(ctx, f.UserID)
 	if err != nil {
 		return "", fmt.Errorf("open %s.%s of %s: %w", f.Table, f.Column, f.Row, err)
@@ -439,14 +431,35 @@ func (s *Sealer) Open(ctx context.Context, f Field, ct []byte) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("open %s.%s of %s: %w", f.Table, f.Column, f.Row, err)
 	}
+	return string(p), nil
+}
+
+// OpenCached is Open for a value read on every request (the display name a
+// session route forwards): what it opened lately is kept, by ciphertext
+// and field, so that it decrypts once a while, not per request. Values
+// read now and then (a session's device, a passkey's name) use Open, so
+// that the cache holds the people active lately and nothing else.
+func (s *Sealer) OpenCached(ctx context.Context, f Field, ct []byte) (string, error) {
+	// A hit must be for the same field: a ciphertext moved to another
+	// field misses, and is opened (and refused) for real.
+	s.mu.Lock()
+	v, ok := s.opened[string(ct)]
+	s.mu.Unlock()
+	if ok && v.field == f && time.Since(v.at) < cacheTTL {
+		return v.plain, nil
+	}
+	p, err := s.Open(ctx, f, ct)
+	if err != nil {
+		return "", err
+	}
 	s.mu.Lock()
 	s.sweepLocked()
 	if len(s.opened) >= cacheMax {
 		clear(s.opened)
 	}
-	s.opened[string(ct)] = cachedValue{plain: string(p), field: f, at: time.Now()}
+	s.opened[string(ct)] = cachedValue{plain: p, field: f, at: time.Now()}
 	s.mu.Unlock()
-	return string(p), nil
+	return p, nil
 }
 
 // ForgetCache drops every unwrapped data key and opened value held in

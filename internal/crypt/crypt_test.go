@@ -133,6 +133,14 @@ func TestSealedFieldsOpenOnlyWhereTheyWereSealed(t *testing.T) {
 	if ct2, _ := s.Seal(ctx, f, "Ada Lovelace"); bytes.Equal(ct, ct2) {
 		t.Fatal("two seals of one value are equal: the nonce is not fresh")
 	}
+	// The cached opening holds the same line: a ciphertext opened (and
+	// cached) for one field is refused in another.
+	if got, err := s.OpenCached(ctx, f, ct); err != nil || got != "Ada Lovelace" {
+		t.Fatalf("open, cached: %q %v", got, err)
+	}
+	if _, err := s.OpenCached(ctx, crypt.Field{Table: "users", Column: "display_name", Row: "usr_bob", UserID: "usr_ada"}, ct); !errors.Is(err, crypt.ErrOpen) {
+		t.Fatalf("a cached ciphertext moved to another row: %v", err)
+	}
 	for name, other := range map[string]crypt.Field{
 		"another row":    {Table: "users", Column: "display_name", Row: "usr_bob", UserID: "usr_ada"},
 		"another column": {Table: "users", Column: "username", Row: "usr_ada", UserID: "usr_ada"},
@@ -167,6 +175,9 @@ func TestSealedFieldsOpenOnlyWhereTheyWereSealed(t *testing.T) {
 	}
 	if _, err := s.Open(ctx, f, ct); !errors.Is(err, crypt.ErrNoKey) {
 		t.Fatalf("open after forget: %v", err)
+	}
+	if _, err := s.OpenCached(ctx, f, ct); !errors.Is(err, crypt.ErrNoKey) {
+		t.Fatalf("open after forget, from the cache: %v", err)
 	}
 	if _, err := fresh.Open(ctx, f, ct); !errors.Is(err, crypt.ErrNoKey) {
 		t.Fatalf("open after forget, by another sealer: %v", err)
@@ -278,7 +289,7 @@ func TestCachesForgetThePeopleNoLongerActive(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := s.Open(ctx, field(u), ct); err != nil {
+		if _, err := s.OpenCached(ctx, field(u), ct); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -290,7 +301,7 @@ func TestCachesForgetThePeopleNoLongerActive(t *testing.T) {
 		t.Fatal(err)
 	}
 	ct, _ := s.Seal(ctx, field("late"), "x")
-	if _, err := s.Open(ctx, field("late"), ct); err != nil {
+	if _, err := s.OpenCached(ctx, field("late"), ct); err != nil {
 		t.Fatal(err)
 	}
 	if k, v := s.CacheSizes(); k > 1 || v > 1 {

@@ -78,11 +78,12 @@ func OpenUser(ctx context.Context, s *crypt.Sealer, u *passkey.User, username, d
 	if s == nil {
 		return ErrNoSealer
 	}
+	// Read on every session request: cached.
 	var err error
-	if u.Username, err = s.Open(ctx, userField(u, "username"), username); err != nil {
+	if u.Username, err = s.OpenCached(ctx, userField(u, "username"), username); err != nil {
 		return err
 	}
-	u.DisplayName, err = s.Open(ctx, userField(u, "display_name"), displayName)
+	u.DisplayName, err = s.OpenCached(ctx, userField(u, "display_name"), displayName)
 	return err
 }
 
