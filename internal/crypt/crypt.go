@@ -292,7 +292,7 @@ type cachedKey struct {
 // Cache bounds: a data key opened recently is kept in memory, unwrapped,
 // for a while, so that a page listing sessions unwraps once; so is a value
 // opened recently.
-var cacheTTL = time.Minute // a variable for tests
+var cacheTTL = 30 * time.Second // a variable for tests
 
 const cacheMax = 4096
 

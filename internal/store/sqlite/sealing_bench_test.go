@@ -89,7 +89,7 @@ func BenchmarkSessionCheck(b *testing.B) {
 }
 
 // BenchmarkOpenUserCold is what sealing adds to a sign-in whose person no
-// cache holds (the first after a start, or after a minute idle): unwrapping
+// cache holds (the first after a start, or after 30 seconds idle): unwrapping
 // their data key and opening two fields, against the same look-up served
 // from the cache, interleaved.
 func BenchmarkOpenUserCold(b *testing.B) {
