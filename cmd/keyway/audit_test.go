@@ -166,6 +166,11 @@ func TestAuditVerify(t *testing.T) {
 	if code, res := verifyDir(t, blind, "--public-key", strings.TrimSpace(pub)); code != 0 || res.Checkpoints != 3 {
 		t.Fatalf("verify with the public key only: %d %+v", code, res)
 	}
+	for _, bad := range []string{"not-base64!", "c2hvcnQ="} {
+		if code, _, errOut := runCLI(t, "audit", "verify", "--data-dir", blind, "--public-key", bad); code != exitUsage || !strings.Contains(errOut, "32 bytes") {
+			t.Fatalf("verify with a bad public key %q: %d %q", bad, code, errOut)
+		}
+	}
 	if code, out, errOut := runCLI(t, "audit", "verify", "--data-dir", blind); code != 1 || !strings.Contains(errOut, "--public-key") {
 		t.Fatalf("verify with no key at all: %d %q %q", code, out, errOut)
 	}

@@ -32,7 +32,7 @@ import (
 var ErrNoSealer = errors.New("personal data needs the data keys: open the store with the KEK")
 
 // usernamePrefix marks a keyed hash in users.username, as opposed to a
-// username an older keyway stored in clear (which Backfill seals).
+// username an older keyway stored in clear (which Use seals).
 const usernamePrefix = "h1:"
 
 // UsernameKey is what users.username holds for a (normalised) username.
@@ -41,11 +41,6 @@ func UsernameKey(s *crypt.Sealer, username string) (string, error) {
 		return "", ErrNoSealer
 	}
 	return usernamePrefix + hex.EncodeToString(s.Index("username", username)), nil
-}
-
-// IsUsernameKey tells a keyed hash from a username in clear.
-func IsUsernameKey(v string) bool {
-	return len(v) == len(usernamePrefix)+64 && v[:len(usernamePrefix)] == usernamePrefix
 }
 
 // User is a user's personal fields as stored.
