@@ -27,6 +27,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/keywayhq/keyway/internal/apikey"
 	"github.com/keywayhq/keyway/internal/assertion"
 	"github.com/keywayhq/keyway/internal/audit"
@@ -45,6 +46,7 @@ import (
 	"github.com/keywayhq/keyway/internal/store"
 	"github.com/keywayhq/keyway/internal/store/redis"
 	"github.com/keywayhq/keyway/internal/tlsconf"
+	"github.com/keywayhq/keyway/internal/tracing"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -82,7 +84,8 @@ type App struct {
 	portal   portal.Handler
 	admin    *httpapi.Admin
 	keyLimit decision.CloseLimiter[string]
-	redis    *redis.Client // nil: limits are per node
+	redis    *redis.Client     // nil: limits are per node
+	tracing  *tracing.Provider // nil: tracing is off
 
 	publicURL string
 	setupURL  string
@@ -135,7 +138,14 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data dir: %w", err)
 	}
-	if a.db, err = store.Open(ctx, cfg.Store, true); err != nil {
+	if a.tracing, err = tracing.New(ctx, cfg.Tracing, opts.Version); err != nil {
+		return nil, err
+	}
+	var queries pgx.QueryTracer
+	if tp := a.tracing.TracerProvider(); tp != nil {
+		queries = tracing.QueryTracer(tp)
+	}
+	if a.db, err = store.OpenTraced(ctx, cfg.Store, true, queries); err != nil {
 		return nil, err
 	}
 	if opts.Getenv == nil {
@@ -155,7 +165,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 		}
 		a.checkpoints = &audit.Checkpointer{Store: a.db, Signer: auditSigner}
 	}
-	if a.redis, err = openRedis(ctx, cfg, opts.Getenv, a.logger); err != nil {
+	if a.redis, err = openRedis(ctx, cfg, opts.Getenv, a.logger, a.tracing.TracerProvider()); err != nil {
 		return nil, err
 	}
 	var quotas apikey.QuotaCounter
@@ -263,9 +273,15 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 	if err != nil {
 		return nil, err
 	}
+	var keys decision.KeyVerifier = a.keys
+	var sessions decision.SessionVerifier = a.sessions
+	var users decision.UserLookup = a.passkeys
+	if tracer := a.tracing.Tracer(); tracer != nil {
+		keys, sessions, users = tracedKeys{keys, tracer}, tracedSessions{sessions, tracer}, tracedUsers{users, tracer}
+	}
 	core, err := decision.New(decision.Config{
-		Keys: a.keys, KeyLimiter: a.keyLimit, KeyHeader: cfg.APIKeys.Header,
-		Sessions: a.sessions, Users: a.passkeys, Origins: origins, Logger: a.logger, Metrics: reg,
+		Keys: keys, KeyLimiter: a.keyLimit, KeyHeader: cfg.APIKeys.Header,
+		Sessions: sessions, Users: users, Origins: origins, Logger: a.logger, Metrics: reg,
 		Clients: coreClients, Limiters: limiters,
 		OnGuessLockout: func(src netip.Addr) {
 			a.lockouts.Locked("api_key_guessing", "client:"+gateway.ClientPseudonym(a.clientKey, src))
@@ -321,6 +337,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 		Logger:               a.logger,
 		AccessLog:            access,
 		Metrics:              reg,
+		Tracer:               a.tracing.Tracer(),
 	}
 	gwc := a.gwCfg
 	gwc.Routes = routes
@@ -784,6 +801,16 @@ func (a *App) closeAll() {
 			a.logger.Error("close key store", slog.String("error", err.Error()))
 		}
 		a.keyStore = nil
+	}
+	if a.tracing != nil {
+		// Last: the spans of the final requests and of the store's last
+		// writes are sent.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := a.tracing.Shutdown(ctx); err != nil {
+			a.logger.Warn("send the last spans", slog.String("error", err.Error()))
+		}
+		cancel()
+		a.tracing = nil
 	}
 }
 

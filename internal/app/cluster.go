@@ -15,10 +15,12 @@ import (
 	"github.com/keywayhq/keyway/internal/config"
 	"github.com/keywayhq/keyway/internal/decision"
 	"github.com/keywayhq/keyway/internal/store/redis"
+	"github.com/keywayhq/keyway/internal/tracing"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // openRedis connects to the Redis of cfg, or returns nil when none is set.
-func openRedis(ctx context.Context, cfg *config.Config, getenv func(string) string, logger *slog.Logger) (*redis.Client, error) {
+func openRedis(ctx context.Context, cfg *config.Config, getenv func(string) string, logger *slog.Logger, tp trace.TracerProvider) (*redis.Client, error) {
 	rc := cfg.Redis
 	if rc.Addr == "" {
 		return nil, nil
@@ -43,8 +45,11 @@ func openRedis(ctx context.Context, cfg *config.Config, getenv func(string) stri
 			tc.RootCAs = pool
 		}
 	}
-	c, err := redis.Open(ctx, redis.Config{Addr: rc.Addr, Username: rc.Username, Password: password, TLS: tc,
-		Prefix: rc.Prefix, Logger: logger})
+	rcfg := redis.Config{Addr: rc.Addr, Username: rc.Username, Password: password, TLS: tc, Prefix: rc.Prefix, Logger: logger}
+	if tp != nil {
+		rcfg.Hook = tracing.RedisHook(tp)
+	}
+	c, err := redis.Open(ctx, rcfg)
 	if err != nil {
 		// go-redis's errors name the address, never the password.
 		return nil, errors.New("keyway: " + err.Error() + " (redis.addr / KEYWAY_REDIS_ADDR)")

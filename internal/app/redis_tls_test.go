@@ -76,7 +76,7 @@ func TestRedisTLSAndACL(t *testing.T) {
 		tweak(&cfg.Redis)
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		c, err := openRedis(ctx, cfg, func(k string) string { return env[k] }, logger)
+		c, err := openRedis(ctx, cfg, func(k string) string { return env[k] }, logger, nil)
 		if err == nil {
 			_ = c.Close()
 		} else if strings.Contains(err.Error(), password) || strings.Contains(err.Error(), "wrong-password") {

@@ -81,6 +81,8 @@ type Config struct {
 	Audit Audit `yaml:"audit"`
 	// DataProtection configures the sealing of personal data.
 	DataProtection DataProtection `yaml:"data_protection"`
+	// Tracing sends a span of each request to an OpenTelemetry collector.
+	Tracing Tracing `yaml:"tracing"`
 
 	// src records where Load found each setting, so that Validate and Lint
 	// can point at the line to fix.
@@ -449,6 +451,31 @@ type DataProtection struct {
 	// with the SQLite store; with PostgreSQL, the store's own database
 	// (keyway check --production warns: its backups hold the keys too).
 	KeyStore string `yaml:"key_store"`
+}
+
+// Tracing configures OpenTelemetry traces: one span per request (route,
+// policy, decision, status; never a credential or a personal field) with
+// child spans for the key or session check, the store and Redis, and the
+// upstream call. Off by default. The standard variables set it too:
+// OTEL_TRACES_EXPORTER, OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT and
+// _PROTOCOL, OTEL_TRACES_SAMPLER_ARG (with a traceidratio sampler); the
+// exporter reads OTEL_EXPORTER_OTLP_HEADERS itself, and the resource
+// OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES.
+type Tracing struct {
+	// Exporter is "none" (the default) or "otlp".
+	Exporter string `yaml:"exporter"`
+	// Protocol is "http/protobuf" (the default) or "grpc".
+	Protocol string `yaml:"protocol"`
+	// Endpoint is the collector's URL: https://host:port, or http:// to a
+	// collector on this machine only (a loopback address or localhost).
+	// Default http://localhost:4318 (grpc: http://localhost:4317). With
+	// http/protobuf a URL without a path gets /v1/traces.
+	Endpoint string `yaml:"endpoint"`
+	// CAFile verifies an https collector. Default: the system roots.
+	CAFile string `yaml:"ca_file"`
+	// SampleRatio is the share of new traces recorded, 0 to 1. A trace
+	// a trusted proxy started keeps that proxy's decision. Default 1.
+	SampleRatio *float64 `yaml:"sample_ratio"`
 }
 
 // Audit configures the signed checkpoints of the audit trail. The trail's

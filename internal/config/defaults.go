@@ -254,6 +254,12 @@ var envVars = []struct{ name, path string }{
 	{"KEYWAY_LOG_LEVEL", "log.level"},
 	{"KEYWAY_STORE_DSN", "store.dsn"},
 	{"KEYWAY_REDIS_ADDR", "redis.addr"},
+	{"OTEL_TRACES_EXPORTER", "tracing.exporter"},
+	{"OTEL_EXPORTER_OTLP_ENDPOINT", "tracing.endpoint"},
+	{"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "tracing.endpoint"},
+	{"OTEL_EXPORTER_OTLP_PROTOCOL", "tracing.protocol"},
+	{"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "tracing.protocol"},
+	{"OTEL_TRACES_SAMPLER_ARG", "tracing.sample_ratio"},
 }
 
 // ApplyEnv overrides settings with the environment variables KEYWAY_DATA_DIR,
@@ -289,9 +295,43 @@ func (c *Config) ApplyEnv(getenv func(string) string) {
 			c.SetStore(val)
 		case "redis.addr":
 			c.Redis.Addr = val
+		case "tracing.exporter":
+			c.Tracing.Exporter = val
+		case "tracing.endpoint":
+			if e.name == "OTEL_EXPORTER_OTLP_ENDPOINT" && getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") != "" {
+				continue // the more precise variable wins, as the specification says
+			}
+			c.Tracing.Endpoint = otlpEndpoint(val, e.name == "OTEL_EXPORTER_OTLP_ENDPOINT", getenv)
+		case "tracing.protocol":
+			c.Tracing.Protocol = val
+		case "tracing.sample_ratio":
+			if s := getenv("OTEL_TRACES_SAMPLER"); s != "traceidratio" && s != "parentbased_traceidratio" {
+				delete(env, e.path)
+				continue // the argument of another sampler
+			}
+			if r, err := strconv.ParseFloat(val, 64); err == nil {
+				c.Tracing.SampleRatio = &r
+			} else {
+				bad := -1.0 // Validate names the variable
+				c.Tracing.SampleRatio = &bad
+			}
 		}
 	}
 	c.src.env = env
+}
+
+// otlpEndpoint is the traces URL a standard variable names: the generic
+// OTEL_EXPORTER_OTLP_ENDPOINT is a base to which, over HTTP, the signal's
+// path is added; the traces variable is used as it is.
+func otlpEndpoint(val string, generic bool, getenv func(string) string) string {
+	proto := getenv("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+	if proto == "" {
+		proto = getenv("OTEL_EXPORTER_OTLP_PROTOCOL")
+	}
+	if !generic || proto == "grpc" {
+		return val
+	}
+	return strings.TrimSuffix(val, "/") + "/v1/traces"
 }
 
 // routePath is the field path of the i-th route.

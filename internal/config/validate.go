@@ -63,6 +63,7 @@ func (c *Config) Validate() error {
 	v.passkeys()
 	v.audit()
 	v.dataProtection()
+	v.tracing()
 	if len(v.errs) == 0 {
 		return nil
 	}
@@ -92,6 +93,51 @@ func (v *validator) dataProtection() {
 	default:
 		v.errorf("data_protection.key_store", `like "sqlite:/var/lib/keyway-keys/keys.db" or "postgres://keyway@db/keyway_keys"`, "want sqlite:PATH or a postgres:// DSN")
 	}
+}
+
+func (v *validator) tracing() {
+	t := v.c.Tracing
+	if t.Exporter != "" {
+		v.oneOf("tracing.exporter", "trace exporter", t.Exporter, "none", "otlp")
+	}
+	if t.Protocol != "" {
+		v.oneOf("tracing.protocol", "OTLP protocol", t.Protocol, "http/protobuf", "grpc")
+	}
+	if r := t.SampleRatio; r != nil && !(*r >= 0 && *r <= 1) {
+		v.errorf("tracing.sample_ratio", "like 0.05 for one trace in twenty", "must be between 0 and 1")
+	}
+	if t.Endpoint != "" {
+		if why := otlpEndpointProblem(t.Endpoint, t.Protocol == "grpc"); why != "" {
+			v.errorf("tracing.endpoint", `like "https://otel-collector.internal:4318" or "http://127.0.0.1:4318"`, "%s", why)
+		}
+	}
+	if t.CAFile != "" && strings.HasPrefix(t.Endpoint, "http://") {
+		v.errorf("tracing.ca_file", "use an https:// endpoint, or remove ca_file", "only used with an https endpoint")
+	}
+}
+
+// otlpEndpointProblem says what is wrong with a collector URL, or "".
+// Spans name routes and decisions: they go over TLS unless the collector
+// runs on this machine.
+func otlpEndpointProblem(raw string, grpc bool) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+		return "want http(s)://host:port[/path], without credentials, query or fragment"
+	}
+	switch u.Scheme {
+	case "https":
+	case "http":
+		h := u.Hostname()
+		if a, err := netip.ParseAddr(h); (err != nil || !a.IsLoopback()) && !strings.EqualFold(h, "localhost") {
+			return "plain http only to a collector on this machine (a loopback address or localhost); use https"
+		}
+	default:
+		return "the scheme must be https, or http to a collector on this machine"
+	}
+	if grpc && u.Path != "" && u.Path != "/" {
+		return "a gRPC endpoint has no path"
+	}
+	return ""
 }
 
 // validator collects the problems of one Config.

@@ -656,3 +656,91 @@ func TestValidateLines(t *testing.T) {
 		t.Errorf("Validate() = %v, want\n%s", err, want)
 	}
 }
+
+func TestValidateTracing(t *testing.T) {
+	tests := []struct {
+		name   string
+		change func(c *Tracing)
+		want   []string
+	}{
+		{"off", func(c *Tracing) {}, nil},
+		{"https collector", func(c *Tracing) {
+			*c = Tracing{Exporter: "otlp", Endpoint: "https://otel.internal:4318/v1/traces", CAFile: "/ca.pem"}
+		}, nil},
+		{"local plain collector", func(c *Tracing) { *c = Tracing{Exporter: "otlp", Endpoint: "http://127.0.0.1:4318/v1/traces"} }, nil},
+		{"localhost over gRPC", func(c *Tracing) { *c = Tracing{Exporter: "otlp", Protocol: "grpc", Endpoint: "http://localhost:4317"} }, nil},
+		{"IPv6 loopback", func(c *Tracing) { *c = Tracing{Exporter: "otlp", Endpoint: "http://[::1]:4318"} }, nil},
+		{"ratio bounds", func(c *Tracing) { c.SampleRatio = ptr(0.0) }, nil},
+		{"plain http to another machine", func(c *Tracing) { c.Endpoint = "http://otel.internal:4318" },
+			[]string{`tracing.endpoint: plain http only to a collector on this machine (a loopback address or localhost); use https (like "https://otel-collector.internal:4318" or "http://127.0.0.1:4318")`}},
+		{"a name that starts like localhost", func(c *Tracing) { c.Endpoint = "http://localhost.evil.example:4318" },
+			[]string{`tracing.endpoint: plain http only to a collector on this machine (a loopback address or localhost); use https (like "https://otel-collector.internal:4318" or "http://127.0.0.1:4318")`}},
+		{"credentials in the URL", func(c *Tracing) { c.Endpoint = "https://user:pw@otel.internal" },
+			[]string{`tracing.endpoint: want http(s)://host:port[/path], without credentials, query or fragment (like "https://otel-collector.internal:4318" or "http://127.0.0.1:4318")`}},
+		{"other scheme", func(c *Tracing) { c.Endpoint = "grpc://otel.internal:4317" },
+			[]string{`tracing.endpoint: the scheme must be https, or http to a collector on this machine (like "https://otel-collector.internal:4318" or "http://127.0.0.1:4318")`}},
+		{"gRPC with a path", func(c *Tracing) { *c = Tracing{Protocol: "grpc", Endpoint: "https://otel.internal:4317/v1/traces"} },
+			[]string{`tracing.endpoint: a gRPC endpoint has no path (like "https://otel-collector.internal:4318" or "http://127.0.0.1:4318")`}},
+		{"CA for plain http", func(c *Tracing) { *c = Tracing{Endpoint: "http://127.0.0.1:4318", CAFile: "/ca.pem"} },
+			[]string{"tracing.ca_file: only used with an https endpoint (use an https:// endpoint, or remove ca_file)"}},
+		{"ratio above one", func(c *Tracing) { c.SampleRatio = ptr(1.5) },
+			[]string{"tracing.sample_ratio: must be between 0 and 1 (like 0.05 for one trace in twenty)"}},
+		{"unknown exporter", func(c *Tracing) { c.Exporter = "jaeger" },
+			[]string{`tracing.exporter: unknown trace exporter "jaeger" (use none or otlp)`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := Demo()
+			tt.change(&c.Tracing)
+			var got []string
+			if err := c.Validate(); err != nil {
+				got = strings.Split(err.Error(), "\n")
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("Validate() mismatch (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestTracingFromTheStandardVariables: OTEL_* turn tracing on and point
+// it, the traces variable winning over the generic one, and an error
+// names the variable.
+func TestTracingFromTheStandardVariables(t *testing.T) {
+	env := map[string]string{
+		"OTEL_TRACES_EXPORTER":        "otlp",
+		"OTEL_EXPORTER_OTLP_ENDPOINT": "https://otel.internal:4318/",
+		"OTEL_TRACES_SAMPLER":         "parentbased_traceidratio",
+		"OTEL_TRACES_SAMPLER_ARG":     "0.25",
+	}
+	c := Demo()
+	c.ApplyEnv(func(k string) string { return env[k] })
+	if c.Tracing.Exporter != "otlp" || c.Tracing.Endpoint != "https://otel.internal:4318/v1/traces" || c.Tracing.SampleRatio == nil || *c.Tracing.SampleRatio != 0.25 {
+		t.Fatalf("tracing from the environment: %+v", c.Tracing)
+	}
+	env["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] = "https://traces.internal/custom"
+	env["OTEL_EXPORTER_OTLP_PROTOCOL"] = "grpc"
+	c = Demo()
+	c.ApplyEnv(func(k string) string { return env[k] })
+	if c.Tracing.Endpoint != "https://traces.internal/custom" || c.Tracing.Protocol != "grpc" {
+		t.Fatalf("the traces variable wins: %+v", c.Tracing)
+	}
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") || !strings.Contains(err.Error(), "no path") {
+		t.Fatalf("a gRPC endpoint with a path, from the environment: %v", err)
+	}
+	// Another sampler's argument is not a ratio.
+	c = Demo()
+	c.ApplyEnv(func(k string) string {
+		return map[string]string{"OTEL_TRACES_SAMPLER": "always_on", "OTEL_TRACES_SAMPLER_ARG": "x"}[k]
+	})
+	if c.Tracing.SampleRatio != nil || c.Validate() != nil {
+		t.Fatalf("OTEL_TRACES_SAMPLER_ARG of always_on: %+v", c.Tracing)
+	}
+	c = Demo()
+	c.ApplyEnv(func(k string) string {
+		return map[string]string{"OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "half"}[k]
+	})
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "OTEL_TRACES_SAMPLER_ARG") {
+		t.Fatalf("a ratio that does not parse: %v", err)
+	}
+}

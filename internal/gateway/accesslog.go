@@ -46,11 +46,7 @@ func ClientPseudonym(key []byte, addr netip.Addr) string {
 // alone (a rate limit's key, which names an address or an account).
 func ClientPseudonymOf(key []byte, s string) string {
 	sum := sha256.Sum256(append(append(make([]byte, 0, len(key)+1+len(s)), key...), s...))
-	b := []byte("c_")
-	for _, c := range sum[:8] {
-		b = append(b, hexDigits[c>>4], hexDigits[c&0xf])
-	}
-	return string(b)
+	return string(appendHex([]byte("c_"), sum[:8]))
 }
 
 func appendPseudonym(b, key []byte, addr netip.Addr) []byte {
@@ -59,11 +55,7 @@ func appendPseudonym(b, key []byte, addr netip.Addr) []byte {
 	a16 := addr.As16()
 	n += copy(in[n:], a16[:])
 	sum := sha256.Sum256(in[:n])
-	b = append(b, "c_"...)
-	for _, c := range sum[:8] {
-		b = append(b, hexDigits[c>>4], hexDigits[c&0xf])
-	}
-	return b
+	return appendHex(append(b, "c_"...), sum[:8])
 }
 
 // accessEntry is what one line says.
@@ -82,6 +74,9 @@ type accessEntry struct {
 	// bad, subject the principal (pseudonymous: user:<id>, service:<name>)
 	// and keyID the key's display ID: each left out when empty.
 	outcome, why, subject, keyID string
+	// traceID is the request's trace when it was sampled (zero otherwise),
+	// to go from a line to the trace and back.
+	traceID [16]byte
 }
 
 var lineBufs = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
@@ -141,6 +136,11 @@ func (e *accessEntry) appendJSON(l *AccessLog, b []byte) []byte {
 			b = appendJSONString(b, f.v)
 		}
 	}
+	if e.traceID != ([16]byte{}) {
+		b = append(b, `,"trace_id":"`...)
+		b = appendHex(b, e.traceID[:])
+		b = append(b, '"')
+	}
 	return append(b, "}\n"...)
 }
 
@@ -176,7 +176,18 @@ func (e *accessEntry) appendText(l *AccessLog, b []byte) []byte {
 			b = appendTextValue(b, f.v)
 		}
 	}
+	if e.traceID != ([16]byte{}) {
+		b = append(b, " trace_id="...)
+		b = appendHex(b, e.traceID[:])
+	}
 	return append(b, '\n')
+}
+
+func appendHex(b, src []byte) []byte {
+	for _, c := range src {
+		b = append(b, hexDigits[c>>4], hexDigits[c&0xf])
+	}
+	return b
 }
 
 const hexDigits = "0123456789abcdef"

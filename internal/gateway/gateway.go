@@ -21,7 +21,11 @@ import (
 	"github.com/keywayhq/keyway/internal/decision"
 	"github.com/keywayhq/keyway/internal/headername"
 	"github.com/keywayhq/keyway/internal/problem"
+	"github.com/keywayhq/keyway/internal/tracing"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // ReservedPrefix is keyway's own path space. It is never proxied, whatever
@@ -63,6 +67,11 @@ type Config struct {
 	AccessLog *AccessLog
 	// Metrics, when set, receives the request counters and histograms.
 	Metrics prometheus.Registerer
+	// Tracer, when set, makes a span of each request and of its upstream
+	// call (see package tracing). A traceparent is believed only from a
+	// trusted proxy (ClientIP, or ForwardAuth's proxies); clients' are
+	// removed before forwarding, and the upstream always gets keyway's.
+	Tracer trace.Tracer
 }
 
 // Gateway is the public HTTPS handler: it normalises the path once, serves
@@ -209,6 +218,8 @@ type state struct {
 	// assertion is the signed identity assertion for the upstream, if its
 	// upstream wants one.
 	assertion string
+	// span is the request's span when tracing is on.
+	span trace.Span
 }
 
 // RequestInfo is the request-scoped information the gateway attaches to each
@@ -244,6 +255,9 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Connection", "close")
 	}
 	sw := &statusWriter{ResponseWriter: w}
+	if g.cfg.Tracer != nil {
+		r = g.startSpan(r, st)
+	}
 
 	g.serve(sw, r, st)
 
@@ -267,9 +281,70 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	} else if g.metrics != nil {
 		g.metrics.unrouted(sw.status)
 	}
+	if st.span != nil {
+		g.endSpan(r, st, sw.status)
+	}
 	if g.cfg.AccessLog != nil {
 		g.accessLog(r, st, sw, end, elapsed)
 	}
+}
+
+// startSpan starts the request's span, as the child of a trusted proxy's
+// trace context if it sent one. The name is the method until the route
+// is known: never the path, which may hold identifiers or a setup token.
+func (g *Gateway) startSpan(r *http.Request, st *state) *http.Request {
+	ctx := r.Context()
+	trusted := st.client.PeerTrusted
+	if !trusted && g.cfg.ForwardAuth != nil {
+		trusted = g.cfg.ForwardAuth.Proxies.Trusted(st.client.Peer)
+	}
+	if trusted {
+		ctx = tracing.Propagator.Extract(ctx, propagation.HeaderCarrier(r.Header))
+	}
+	ctx, st.span = g.cfg.Tracer.Start(ctx, r.Method, trace.WithSpanKind(trace.SpanKindServer),
+		trace.WithAttributes(attribute.String("http.request.method", r.Method), attribute.String("keyway.request_id", st.id),
+			attribute.String("network.protocol.version", protoVersion(r))))
+	return r.WithContext(ctx)
+}
+
+// endSpan records what the request came to: route, policy, decision and
+// status. The decision's "why" is left out: it is meant for the operator's
+// log and may name a key's display ID.
+func (g *Gateway) endSpan(r *http.Request, st *state, status int) {
+	span := st.span
+	attrs := make([]attribute.KeyValue, 0, 4)
+	attrs = append(attrs, attribute.Int("http.response.status_code", status))
+	switch {
+	case st.route != nil:
+		span.SetName(r.Method + " " + st.route.Prefix)
+		attrs = append(attrs, attribute.String("http.route", st.route.Prefix), attribute.String("keyway.route", st.route.Name),
+			attribute.String("keyway.policy", string(st.route.Policy)))
+	case st.path == VerifyPath || strings.HasPrefix(st.path, VerifyPath+"/"):
+		span.SetName(r.Method + " " + VerifyPath)
+	case strings.HasPrefix(st.path, ReservedPrefix):
+		span.SetName(r.Method + " " + ReservedPrefix)
+	}
+	if st.outcome != "" {
+		attrs = append(attrs, attribute.String("keyway.decision", st.outcome))
+	}
+	span.SetAttributes(attrs...)
+	if status >= 500 {
+		tracing.Fail(span, http.StatusText(status))
+	}
+	span.End()
+}
+
+func protoVersion(r *http.Request) string {
+	switch r.ProtoMajor {
+	case 2:
+		return "2"
+	case 3:
+		return "3"
+	}
+	if r.ProtoMinor == 0 {
+		return "1.0"
+	}
+	return "1.1"
 }
 
 func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, st *state) {
@@ -537,6 +612,11 @@ func (g *Gateway) accessLog(r *http.Request, st *state, sw *statusWriter, end ti
 	if st.route != nil {
 		e.route = st.route.Name
 	}
+	if st.span != nil {
+		if sc := st.span.SpanContext(); sc.IsSampled() {
+			e.traceID = sc.TraceID()
+		}
+	}
 	if e.path == "" {
 		e.path = "(invalid)"
 	}
@@ -554,7 +634,7 @@ func (g *Gateway) newProxy(rt *route) *httputil.ReverseProxy {
 			st := pr.In.Context().Value(stateKey{}).(*state)
 			g.rewrite(pr, rt, st)
 		},
-		Transport:  up.transport,
+		Transport:  tracing.Transport(up.transport, g.cfg.Tracer, up.name),
 		BufferPool: g.bufs,
 		ModifyResponse: func(res *http.Response) error {
 			st := res.Request.Context().Value(stateKey{}).(*state)
@@ -632,6 +712,13 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest, rt *route, st *state) {
 		if id.Client != "" {
 			out.Header["X-Keyway-Client"] = []string{id.Client}
 		}
+	}
+	// Trace context: a client's is dropped in every spelling (it would
+	// pick the trace, and the sampling, of the upstream's spans); with
+	// tracing on, keyway's replaces even a trusted proxy's, in the
+	// transport (see tracing.Transport).
+	if !st.client.PeerTrusted || g.cfg.Tracer != nil {
+		dropTraceContext(out.Header, !st.client.PeerTrusted)
 	}
 	// Browser credentials stay with keyway.
 	stripKeywayCookies(out.Header)

@@ -35,6 +35,17 @@ func scrubInbound(h http.Header, keyHeader string, pass map[string]bool) {
 	}
 }
 
+// dropTraceContext removes every spelling of the W3C trace context headers
+// and, with baggage, of the baggage header that travels with them.
+func dropTraceContext(h http.Header, baggage bool) {
+	for k := range h {
+		if headername.EqualFold(k, "traceparent") || headername.EqualFold(k, "tracestate") ||
+			(baggage && headername.EqualFold(k, "baggage")) {
+			delete(h, k)
+		}
+	}
+}
+
 // scrubResponse removes what an upstream must not set on keyway's origin:
 // keyway's own cookies (a planted session cookie is a fixation or a login
 // CSRF), and the transport policy (HSTS, Alt-Svc), which is keyway's alone.

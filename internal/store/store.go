@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/keywayhq/keyway/internal/apikey"
 	"github.com/keywayhq/keyway/internal/audit"
 	"github.com/keywayhq/keyway/internal/config"
@@ -66,9 +67,15 @@ var ErrNoStore = errors.New("no keyway store here")
 // create false, a SQLite file that does not exist yet is an error naming
 // where it looked (ErrNoStore), instead of a new, empty store.
 func Open(ctx context.Context, cfg config.Store, create bool) (Store, error) {
+	return OpenTraced(ctx, cfg, create, nil)
+}
+
+// OpenTraced is Open with a tracer of every PostgreSQL query (nil: none;
+// the embedded SQLite store is traced by its callers' spans).
+func OpenTraced(ctx context.Context, cfg config.Store, create bool, tracer pgx.QueryTracer) (Store, error) {
 	switch cfg.Driver {
 	case "postgres":
-		return postgres.Open(ctx, cfg.DSN)
+		return postgres.OpenTraced(ctx, cfg.DSN, tracer)
 	case "sqlite", "":
 		if !create {
 			if _, err := os.Stat(cfg.Path); err != nil {

@@ -51,10 +51,18 @@ type DB struct {
 // string; pool_max_conns and the other pgxpool parameters apply) and
 // applies every pending migration.
 func Open(ctx context.Context, dsn string) (*DB, error) {
+	return OpenTraced(ctx, dsn, nil)
+}
+
+// OpenTraced is Open with a tracer of every query (nil: none).
+func OpenTraced(ctx context.Context, dsn string, tracer pgx.QueryTracer) (*DB, error) {
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
 		// pgx's message may quote the DSN, password and all.
 		return nil, errors.New("postgres: the DSN does not parse (expected postgres://user@host:port/db?sslmode=…)")
+	}
+	if tracer != nil {
+		cfg.ConnConfig.Tracer = tracer
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {

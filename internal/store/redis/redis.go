@@ -34,6 +34,8 @@ type Config struct {
 	Prefix string
 	// Logger receives state changes (Redis lost, Redis back).
 	Logger *slog.Logger
+	// Hook, when set, sees every command (tracing).
+	Hook goredis.Hook
 }
 
 // Client is a connection pool to Redis and keyway's view of its health.
@@ -76,6 +78,9 @@ func Open(ctx context.Context, cfg Config) (*Client, error) {
 		MaxRetries: 1, PoolTimeout: 500 * time.Millisecond,
 		DisableIdentity: true, // no CLIENT SETINFO, which older servers and proxies refuse
 	})
+	if cfg.Hook != nil {
+		rdb.AddHook(cfg.Hook)
+	}
 	id := make([]byte, 8)
 	if _, err := rand.Read(id); err != nil {
 		return nil, err
