@@ -25,6 +25,7 @@ const usage = `keyway — passwordless, secure-by-design authentication in front
 Usage:
   keyway serve   [--config FILE] [--data-dir DIR] [--store DSN] [--redis ADDR] [--listen ADDR] [--http-listen ADDR|off] [--admin-listen ADDR]
   keyway init    [--config FILE] [--data-dir DIR] [--store DSN]   make the data directory, store and secrets
+  keyway init    --for gateway|forward-auth|cluster [--out FILE]  write a commented starter config
   keyway check   --config FILE [--strict] [--production] [-o text|json]
   keyway keys    create|list|show|update|rotate|revoke|delete|usage …  (keyway keys help)
   keyway scan    [--check|--revoke] [-o text|json] [PATH…]

@@ -86,6 +86,7 @@ type App struct {
 	keyLimit decision.CloseLimiter[string]
 	redis    *redis.Client     // nil: limits are per node
 	tracing  *tracing.Provider // nil: tracing is off
+	getenv   func(string) string
 
 	publicURL string
 	setupURL  string
@@ -151,6 +152,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 	if opts.Getenv == nil {
 		opts.Getenv = os.Getenv
 	}
+	a.getenv = opts.Getenv
 	pepper, err := PepperFor(ctx, cfg, opts.Getenv, a.db)
 	if err != nil {
 		return nil, err
@@ -685,6 +687,7 @@ type changeListener interface {
 // accepting, in-flight requests get up to Server.ShutdownTimeout to finish,
 // and the store is closed last. It returns the first serving error, if any.
 func (a *App) Run(ctx context.Context) error {
+	a.logStartup()
 	// The key service outlives the listeners' drain, so that the usage of
 	// the last requests is flushed before the store closes.
 	svcCtx, stopSvc := context.WithCancel(context.WithoutCancel(ctx))
@@ -710,7 +713,8 @@ func (a *App) Run(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			a.logger.Info("listening", slog.String("listener", s.name), slog.String("addr", s.ln.Addr().String()))
+			a.logger.Info("listening", slog.String("listener", s.name), slog.String("addr", s.ln.Addr().String()),
+				slog.String("serves", a.serves(s.name)))
 			if err := s.srv.Serve(s.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				errc <- fmt.Errorf("%s: %w", s.name, err)
 			}
