@@ -140,3 +140,38 @@ func BenchmarkForwardAuthAnswer(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkHandlerPath is keyway's whole handler path for one request:
+// ServeHTTP, the decision, the reverse proxy with its header rewriting
+// and the answer's copy, access log on. Unlike BenchmarkGatewayOverhead,
+// the request and the response writer are reused, as net/http's server
+// makes them, so that allocs/op counts keyway's work and the proxy's
+// (the in-memory upstream's answer adds 4: response, header map, reader,
+// NopCloser). Issue 11's target: at most 20 on the api_key route.
+func BenchmarkHandlerPath(b *testing.B) {
+	g, key := benchGateway(b, &AccessLog{W: io.Discard})
+	for _, tt := range []struct{ name, path, auth string }{
+		{"public", "/hello", ""},
+		{"api_key", "/key/hello", "Bearer " + key},
+	} {
+		b.Run(tt.name, func(b *testing.B) {
+			r := httptest.NewRequest(http.MethodGet, "https://localhost"+tt.path, nil)
+			r.RemoteAddr = "198.51.100.7:4321"
+			r.Header.Set("User-Agent", "bench/1")
+			r.Header.Set("Accept", "application/json")
+			if tt.auth != "" {
+				r.Header.Set("Authorization", tt.auth)
+			}
+			w := &nopWriter{h: make(http.Header, 16)}
+			b.ReportAllocs()
+			for b.Loop() {
+				clear(w.h)
+				w.code = 0
+				g.ServeHTTP(w, r)
+				if w.code != 200 {
+					b.Fatalf("%s: %d", tt.path, w.code)
+				}
+			}
+		})
+	}
+}

@@ -82,12 +82,14 @@ type Gateway struct {
 	clients   map[string]*Client
 	browser   *Client // the session client, if any
 	table     *table
-	hsts      string
-	idBase    string
-	idSeq     atomic.Uint64
-	metrics   *metrics
-	bufs      *bufferPool
-	routes    []*route
+	// hsts is the Strict-Transport-Security value, shared by every
+	// response: a full slice expression, so that an append copies.
+	hsts    []string
+	idBase  string
+	idSeq   atomic.Uint64
+	metrics *metrics
+	bufs    *bufferPool
+	routes  []*route
 }
 
 type route struct {
@@ -121,7 +123,7 @@ func New(cfg Config) (*Gateway, error) {
 		cfg:       cfg,
 		keyHeader: cfg.Decider.KeyHeader(),
 		clients:   make(map[string]*Client, len(cfg.Clients)),
-		hsts:      "max-age=" + strconv.FormatInt(int64(cfg.HSTSMaxAge/time.Second), 10),
+		hsts:      []string{"max-age=" + strconv.FormatInt(int64(cfg.HSTSMaxAge/time.Second), 10)}[:1:1],
 		idBase:    hex.EncodeToString(seed[:]) + "-",
 		bufs:      newBufferPool(),
 	}
@@ -202,7 +204,12 @@ type stateKey struct{}
 // state is what the gateway learned of one request, shared with Own and the
 // proxy's Rewrite through the request context.
 type state struct {
-	id     string
+	// sw wraps the client's ResponseWriter (one allocation with the state).
+	sw statusWriter
+	id string
+	// idv is []string{id}, shared by the response's and the upstream
+	// request's X-Request-Id (neither is changed in place).
+	idv    []string
 	client clientip.Info
 	route  *route
 	path   string // normalised, decoded
@@ -245,7 +252,8 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	st := &state{client: g.cfg.ClientIP.Resolve(r)}
 	st.id = g.requestID(r, st.client.PeerTrusted)
-	w.Header().Set("X-Request-Id", st.id)
+	st.idv = []string{st.id}[:1:1]
+	w.Header()["X-Request-Id"] = st.idv
 	if r.ProtoMajor == 1 && (r.ProtoMinor == 0 || r.TransferEncoding != nil) {
 		// A chunked HTTP/1.1 body may have come with a Content-Length that
 		// net/http dropped (golang/go#80942), and an HTTP/1.0 request's
@@ -254,7 +262,8 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// RFC 9112 §6.1: close the connection after answering.
 		w.Header().Set("Connection", "close")
 	}
-	sw := &statusWriter{ResponseWriter: w}
+	st.sw.ResponseWriter = w
+	sw := &st.sw
 	if g.cfg.Tracer != nil {
 		r = g.startSpan(r, st)
 	}
@@ -358,7 +367,7 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, st *state) {
 	if !verify {
 		// A forward-auth answer goes to a proxy: HSTS for the host the
 		// browser sees is that proxy's to send, with its operator's policy.
-		w.Header().Set("Strict-Transport-Security", g.hsts)
+		w.Header()["Strict-Transport-Security"] = g.hsts
 	}
 	if err != nil {
 		g.problem(w, st, problem.New(problem.BadRequest, http.StatusBadRequest, err.Error()))
@@ -384,8 +393,9 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, st *state) {
 		return
 	}
 	// Own handlers and the proxy's hooks find the state in the context;
-	// forward auth, above, needs none of it.
-	r = r.WithContext(context.WithValue(r.Context(), stateKey{}, st))
+	// forward auth, above, needs none of it. A request copy carries it
+	// only where it is needed (one copy per request: they are large).
+	ctx := context.WithValue(r.Context(), stateKey{}, st)
 	if !g.hostAllowed(r, st) {
 		g.problem(w, st, problem.New(problem.MisdirectedRequest, http.StatusMisdirectedRequest,
 			"this server does not answer for that host name"))
@@ -393,7 +403,7 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, st *state) {
 	}
 	if path == ReservedPrefix || strings.HasPrefix(path, ReservedPrefix+"/") {
 		r.URL.Path, r.URL.RawPath = path, ""
-		g.cfg.Own.ServeHTTP(w, r)
+		g.cfg.Own.ServeHTTP(w, r.WithContext(ctx))
 		return
 	}
 	pr := g.table.lookup(path)
@@ -430,7 +440,7 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, st *state) {
 		setCORS(w.Header(), o)
 	}
 	facts := g.cfg.Decider.FactsFrom(r, rt.decide, st.client, st.id)
-	d := g.cfg.Decider.Decide(r.Context(), rt.decide, &facts)
+	d := g.cfg.Decider.Decide(ctx, rt.decide, &facts)
 	st.outcome, st.why = d.Reason.String(), d.Why
 	if !d.Allowed() {
 		st.ident.Subject, st.ident.KeyID = d.Identity.Subject, d.Identity.KeyID // for the log only
@@ -450,7 +460,7 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, st *state) {
 		if err != nil {
 			// Fail closed: an upstream that expects an assertion gets none
 			// it could mistake for one.
-			g.cfg.Logger.LogAttrs(r.Context(), slog.LevelError, "sign the identity assertion",
+			g.cfg.Logger.LogAttrs(ctx, slog.LevelError, "sign the identity assertion",
 				slog.String("request_id", st.id), slog.String("error", err.Error()))
 			g.problem(w, st, problem.New(problem.Internal, http.StatusInternalServerError, "the request could not be forwarded"))
 			return
@@ -467,10 +477,10 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, st *state) {
 		r.Body = http.MaxBytesReader(w, r.Body, rt.MaxBody)
 	}
 	if tunnel {
-		g.serveTunnel(w, r, st, &facts)
+		g.serveTunnel(w, r.WithContext(ctx), st, &facts)
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), rt.Timeout)
+	ctx, cancel := context.WithTimeout(ctx, rt.Timeout)
 	defer cancel()
 	rt.proxy.ServeHTTP(w, r.WithContext(ctx))
 }
@@ -691,26 +701,34 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest, rt *route, st *state) {
 	// Identity and forwarding headers belong to keyway alone: strip every
 	// spelling a client sent before setting ours (see headers.go).
 	scrubInbound(out.Header, g.keyHeader, rt.pass)
-	// The keys are written in canonical form, so no canonicalisation runs.
+	// The keys are written in canonical form, so no canonicalisation runs,
+	// and every value keyway sets comes from one array: one allocation,
+	// each value a full slice expression of its own, so that an append
+	// to one copies rather than overwrites the next.
+	vals := make([]string, 0, 12)
+	set := func(k, v string) {
+		vals = append(vals, v)
+		out.Header[k] = vals[len(vals)-1 : len(vals) : len(vals)]
+	}
 	if id := &st.ident; id.Subject != "" {
-		out.Header["X-Keyway-Subject"] = []string{id.Subject}
+		set("X-Keyway-Subject", id.Subject)
 		if id.KeyID != "" {
-			out.Header["X-Keyway-Key-Id"] = []string{id.KeyID}
+			set("X-Keyway-Key-Id", id.KeyID)
 		}
 		if id.Scopes != "" {
-			out.Header["X-Keyway-Scopes"] = []string{id.Scopes}
+			set("X-Keyway-Scopes", id.Scopes)
 		}
 		if id.Name != "" {
-			out.Header["X-Keyway-Name"] = []string{id.Name}
+			set("X-Keyway-Name", id.Name)
 		}
 		if id.Roles != "" {
-			out.Header["X-Keyway-Roles"] = []string{id.Roles}
+			set("X-Keyway-Roles", id.Roles)
 		}
 		if id.Session != nil {
-			out.Header["X-Keyway-Session-Id"] = []string{id.Session.ID}
+			set("X-Keyway-Session-Id", id.Session.ID)
 		}
 		if id.Client != "" {
-			out.Header["X-Keyway-Client"] = []string{id.Client}
+			set("X-Keyway-Client", id.Client)
 		}
 	}
 	// Trace context: a client's is dropped in every spelling (it would
@@ -733,9 +751,9 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest, rt *route, st *state) {
 			}
 		}
 	}
-	out.Header.Set("X-Request-Id", st.id)
+	out.Header["X-Request-Id"] = st.idv
 	if st.assertion != "" {
-		out.Header[assertion.Header] = []string{st.assertion}
+		set(assertion.Header, st.assertion)
 	}
 	if _, rule := g.shapeRule(st); rule != nil {
 		// The answer is read to be shaped: ask for it unencoded.
@@ -757,11 +775,11 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest, rt *route, st *state) {
 		}
 		client = st.client.Client.String()
 	}
-	out.Header["X-Forwarded-For"] = []string{peer}
-	out.Header["X-Forwarded-Proto"] = []string{proto}
-	out.Header["X-Real-Ip"] = []string{client}
+	set("X-Forwarded-For", peer)
+	set("X-Forwarded-Proto", proto)
+	set("X-Real-Ip", client)
 	if st.host != "" {
-		out.Header["X-Forwarded-Host"] = []string{st.host}
+		set("X-Forwarded-Host", st.host)
 	}
 }
 
