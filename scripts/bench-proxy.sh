@@ -8,6 +8,7 @@
 #   nginx         nginx as a plain TLS 1.3 terminating proxy, upstream keepalive on
 #   keyway        keyway on a `public` route, access log on (as in production)
 #   keyway-nolog  the same with the access log off (extra information)
+#   keyway-key-nolog  keyway-key's route on the keyway-nolog instance
 #   keyway-key    the keyway instance of "keyway", on an `api_key` route with a
 #                 scoped key whose rate limit never triggers (Bearer header)
 #   bare-tuned    optional (--cases): bare + sync.Pool buffers + 256 idle conns
@@ -19,6 +20,17 @@
 #                 key limit is shared through Redis ($BENCH_REDIS, default
 #                 127.0.0.1:6379): the cost of the cluster limiter
 #
+# Then, unloaded (wrk -c1, one connection): the upstream direct and keyway's
+# api_key route, for the latency keyway adds to one request.
+#
+# Targets (issue 11), judged on the medians; the script exits 3 when one is
+# missed (--no-targets: report only):
+#   keyway-key / nginx-auth  >= 1.2   keyway's api_key route against nginx +
+#                                      auth_request to a trivial Go check
+#   keyway-key / nginx       >= 0.6   the same route against nginx as a plain proxy
+#   keyway-key p99 <= nginx-auth p99  under the same load
+#   c=1 p50 added by keyway-key over direct <= 100 us
+#
 # Every proxy terminates TLS 1.3 with an ECDSA P-256 certificate and forwards
 # to the same upstream over plain HTTP/1.1 with keep-alive. The cases are
 # interleaved in --rounds rounds (the second one in reverse order), each round
@@ -28,7 +40,7 @@
 #
 # Usage: scripts/bench-proxy.sh [-d 10s] [-c 64] [-r 2] [--nginx-workers 1|auto]
 #                               [--cases "bare nginx keyway keyway-key keyway-nolog"]
-#                               [--port-base 18400] [--wait-idle SECONDS] [--keep]
+#                               [--port-base 18400] [--wait-idle SECONDS] [--keep] [--no-targets]
 #
 # --wait-idle N: before each run, wait up to N seconds for one second in which
 # the machine is idle (under 10% of one CPU busy), for shared machines where
@@ -41,11 +53,12 @@ DURATION=10s
 CONNECTIONS=64
 ROUNDS=2
 NGINX_WORKERS=1
-CASES="bare nginx keyway keyway-key keyway-nolog nginx-auth nginx-keyway"
+CASES="bare nginx keyway keyway-key keyway-nolog keyway-key-nolog nginx-auth nginx-keyway"
 PORT_BASE=18400
 KEEP=0
 WAIT_IDLE=0
 WARMUP=2s
+TARGETS=1
 
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
 
@@ -59,6 +72,7 @@ while [ $# -gt 0 ]; do
     --port-base) PORT_BASE=$2; shift 2 ;;
     --wait-idle) WAIT_IDLE=$2; shift 2 ;;
     --keep) KEEP=1; shift ;;
+    --no-targets) TARGETS=0; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "bench-proxy: unknown argument: $1 (see --help)" >&2; exit 2 ;;
   esac
@@ -69,7 +83,7 @@ done
 [[ $WAIT_IDLE =~ ^[0-9]+$ ]] || { echo "bench-proxy: --wait-idle wants seconds" >&2; exit 2; }
 [[ $NGINX_WORKERS =~ ^([1-9][0-9]*|auto)$ ]] || { echo "bench-proxy: --nginx-workers wants a number or auto" >&2; exit 2; }
 for c in $CASES; do
-  case "$c" in bare|bare-tuned|nginx|keyway|keyway-key|keyway-nolog|nginx-auth|nginx-keyway|keyway-redis) ;; *) echo "bench-proxy: unknown case $c" >&2; exit 2 ;; esac
+  case "$c" in bare|bare-tuned|nginx|keyway|keyway-key|keyway-nolog|keyway-key-nolog|nginx-auth|nginx-keyway|keyway-redis) ;; *) echo "bench-proxy: unknown case $c" >&2; exit 2 ;; esac
 done
 
 cd "$(dirname "$0")/.."
@@ -187,6 +201,7 @@ LABEL[bare-tuned]="bare + pool + 256 idle"
 LABEL[nginx]="nginx ($NGINX_WORKERS worker$([ "$NGINX_WORKERS" = 1 ] || echo s))"
 LABEL[keyway]="keyway (access log)"
 LABEL[keyway-nolog]="keyway (no access log)"
+LABEL[keyway-key-nolog]="keyway api_key, no log"
 LABEL[keyway-key]="keyway api_key route"
 LABEL[nginx-auth]="nginx auth_request trivial"
 LABEL[nginx-keyway]="nginx auth_request keyway"
@@ -315,6 +330,8 @@ routes:
   - {path: /hello, upstream: up, policy: public}
   - {path: /key, upstream: up, policy: api_key, scopes: [bench], strip_prefix: true}
 EOF
+  # The store, before serve starts: keys are made beside it at once.
+  "$TMP/bin/keyway" init --config "$1/keyway.yaml" >/dev/null
 }
 if has_case keyway || has_case keyway-key || has_case nginx-keyway; then
   keyway_conf "$TMP/keyway" "$P_KW" "$P_KW_ADMIN" true
@@ -330,10 +347,15 @@ if has_case keyway || has_case keyway-key || has_case nginx-keyway; then
   HDR[nginx-auth]="Authorization: Bearer $BENCH_KEY"
   [ -n "${PIDOF[nginx-keyway]:-}" ] && PIDOF[nginx-keyway]="${PIDOF[nginx-keyway]} ${PIDOF[keyway]}"
 fi
-if has_case keyway-nolog; then
+if has_case keyway-nolog || has_case keyway-key-nolog; then
   keyway_conf "$TMP/keyway-nolog" "$P_KWNL" "$P_KWNL_ADMIN" false
   start keyway-nolog "$TMP/bin/keyway" serve --config "$TMP/keyway-nolog/keyway.yaml"
   URL[keyway-nolog]="https://127.0.0.1:$P_KWNL/hello"; PIDOF[keyway-nolog]=$LAST_PID
+  NOLOG_KEY=$("$TMP/bin/keyway" keys create --config "$TMP/keyway-nolog/keyway.yaml" --name bench --scope bench \
+    --rate 1000000/s -o json | sed -n 's/.*"key": "\(.*\)".*/\1/p')
+  [ -n "$NOLOG_KEY" ] || { echo "bench-proxy: could not create the no-log benchmark API key" >&2; exit 1; }
+  URL[keyway-key-nolog]="https://127.0.0.1:$P_KWNL/key/hello"; PIDOF[keyway-key-nolog]=$LAST_PID
+  HDR[keyway-key-nolog]="Authorization: Bearer $NOLOG_KEY"
 fi
 if has_case keyway-redis; then
   keyway_conf "$TMP/keyway-redis" "$P_KWR" "$P_KWR_ADMIN" true
@@ -346,7 +368,7 @@ if has_case keyway-redis; then
 fi
 for c in $CASES; do
   logname=$c
-  case "$c" in nginx-*) logname=nginx ;; esac
+  case "$c" in nginx-*) logname=nginx ;; keyway-key-nolog) logname=keyway-nolog ;; keyway-key) logname=keyway ;; esac
   ready "${URL[$c]}" "$logname" "${HDR[$c]:-}"
 done
 
@@ -388,11 +410,18 @@ wait_idle() {
   log "  the machine stayed busy for ${WAIT_IDLE}s; measuring anyway"
 }
 
+# wrk prints p50..p99; its Lua done() hook gives p99.9 (microseconds).
+cat >"$TMP/p999.lua" <<'EOF'
+done = function(summary, latency, requests)
+  io.write(string.format("P99.9: %d\n", latency:percentile(99.9)))
+end
+EOF
+
 RESULTS="$TMP/results.tsv"
 : >"$RESULTS"
 RUN=0
 # measure CASE ROUND runs wrk once and appends a line to $RESULTS:
-# case round req/s p50_ms p99_ms cpu_us_per_req errors other_cpu_percent
+# case round req/s p50_ms p99_ms cpu_us_per_req errors other_cpu_percent p99.9_ms
 measure() {
   local c=$1 round=$2 out c0=0 c1=0 u0 u1 b0 b1 w0 w1 t0 t1 other
   RUN=$((RUN + 1))
@@ -405,7 +434,7 @@ measure() {
   # and the cleanup stops wrk too.
   local hdr=()
   [ -n "${HDR[$c]:-}" ] && hdr=(-H "${HDR[$c]}")
-  wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency "${hdr[@]}" "${URL[$c]}" >"$out" 2>&1 &
+  wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency -s "$TMP/p999.lua" "${hdr[@]}" "${URL[$c]}" >"$out" 2>&1 &
   WRK_PID=$!
   wait "$WRK_PID"
   WRK_PID=
@@ -427,6 +456,7 @@ measure() {
     }
     $1 == "50%" { p50 = ms($2) }
     $1 == "99%" { p99 = ms($2) }
+    $1 == "P99.9:" { p999 = $2 / 1000 }
     / requests in / { n = $1 }
     /^Requests\/sec:/ { rps = $2 }
     /Socket errors:/ { gsub(/[^0-9 ]/, ""); err += $1 + $2 + $3 + $4 }
@@ -434,7 +464,7 @@ measure() {
     END {
       if (rps == "") { print "bench-proxy: could not parse wrk output" > "/dev/stderr"; exit 1 }
       us = (cpu && n > 0) ? sprintf("%.0f", ticks / hz * 1e6 / n) : "-"
-      printf "%s\t%s\t%.0f\t%.3f\t%.3f\t%s\t%d\t%s\n", c, round, rps, p50, p99, us, err, other
+      printf "%s\t%s\t%.0f\t%.3f\t%.3f\t%s\t%d\t%s\t%.3f\n", c, round, rps, p50, p99, us, err, other, p999
     }' "$out" >>"$RESULTS"
   tail -n 1 "$RESULTS" | awk -F'\t' '{ printf "[bench-proxy]   %-13s round %s: %7s req/s  p50 %6.2f ms  p99 %6.2f ms  cpu %s us/req  other %s%%%s\n", $1, $2, $3, $4, $5, $6, $8, ($7 > 0 ? "  ERRORS " $7 : "") }' >&2
   sleep 1
@@ -463,6 +493,29 @@ done
 log "closing direct run"
 measure direct end
 
+# Unloaded: one connection, the upstream direct and keyway's api_key route
+# in turn, three times each: the latency keyway adds to a single request.
+C1_RESULTS="$TMP/c1.tsv"
+: >"$C1_RESULTS"
+if has_case keyway-key; then
+  log "unloaded latency (wrk -c1)"
+  for i in 1 2 3; do
+    for c in direct keyway-key; do
+      hdr=()
+      [ -n "${HDR[$c]:-}" ] && hdr=(-H "${HDR[$c]}")
+      wrk -t1 -c1 -d3s --latency "${hdr[@]}" "${URL[$c]}" >"$TMP/c1-$i-$c.txt" 2>&1
+      awk -v c="$c" '
+        function us(v) {
+          if (v ~ /us$/) return v + 0
+          if (v ~ /ms$/) return v * 1000
+          if (v ~ /s$/) return v * 1e6
+          return v + 0
+        }
+        $1 == "50%" { print c "\t" us($2) }' "$TMP/c1-$i-$c.txt" >>"$C1_RESULTS"
+    done
+  done
+fi
+
 # --- report -------------------------------------------------------------------------------
 # median COLUMN CASE prints the median of a column of $RESULTS over CASE's runs.
 median() {
@@ -474,13 +527,13 @@ echo
 echo "== keyway proxy benchmark: $(nproc) CPUs, wrk -t1 -c$CONNECTIONS -d$DURATION, medians of $ROUNDS rounds (direct: $runs_direct runs)"
 echo "== $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo), $(uname -sr), $(go version | awk '{print $3}'), $("$NGINX" -v 2>&1 | sed 's/.*version: //'), nginx worker_processes $NGINX_WORKERS"
 echo
-printf '%-24s %9s %9s %9s %12s %9s %7s\n' "case" "req/s" "p50 ms" "p99 ms" "CPU us/req" "x direct" "errors"
-printf '%-24s %9s %9s %9s %12s %9s %7s\n' "------------------------" "---------" "---------" "---------" "------------" "---------" "-------"
+printf '%-24s %9s %9s %9s %9s %12s %9s %7s\n' "case" "req/s" "p50 ms" "p99 ms" "p99.9 ms" "CPU us/req" "x direct" "errors"
+printf '%-24s %9s %9s %9s %9s %12s %9s %7s\n' "------------------------" "---------" "---------" "---------" "---------" "------------" "---------" "-------"
 direct_rps=$(median 3 direct)
 for c in direct $CASES; do
   RPS[$c]=$(median 3 "$c")
   errs=$(awk -F'\t' -v c="$c" '$1 == c { e += $7 } END { print e + 0 }' "$RESULTS")
-  printf '%-24s %9.0f %9.2f %9.2f %12s %9.2f %7s\n' "${LABEL[$c]}" "${RPS[$c]}" "$(median 4 "$c")" "$(median 5 "$c")" \
+  printf '%-24s %9.0f %9.2f %9.2f %9.2f %12s %9.2f %7s\n' "${LABEL[$c]}" "${RPS[$c]}" "$(median 4 "$c")" "$(median 5 "$c")" "$(median 9 "$c")" \
     "$(median 6 "$c")" "$(awk -v a="${RPS[$c]}" -v b="$direct_rps" 'BEGIN { print a / b }')" "$errs"
 done
 echo
@@ -496,11 +549,12 @@ ratio() {
     }' "$RESULTS"
 }
 echo "ratios of req/s (medians):"
-for kw in keyway keyway-key keyway-nolog keyway-redis; do
+for kw in keyway keyway-key keyway-nolog keyway-key-nolog keyway-redis; do
   has_case "$kw" || continue
   for base in bare bare-tuned nginx keyway; do
     [ "$kw" = "$base" ] && continue
     [ "$base" = keyway ] && [ "$kw" != keyway-key ] && continue
+    [ "$kw" = keyway-key-nolog ] && [ "$base" = bare-tuned ] && continue
     [ "$kw" = keyway-redis ] && [ "$base" != nginx ] && continue
     has_case "$base" || continue
     printf '  %-28s %s\n' "$kw / $base" "$(ratio "$kw" "$base")"
@@ -521,4 +575,47 @@ if awk -F'\t' '$8 > 10 { bad = 1 } END { exit !bad }' "$RESULTS"; then
 fi
 if awk -F'\t' '{ e += $7 } END { exit !(e > 0) }' "$RESULTS"; then
   echo "WARNING: some runs had socket errors or non-2xx answers (see $TMP/wrk-*.txt with --keep)"
+fi
+
+# --- targets (issue 11) -------------------------------------------------------------
+# c1_median CASE prints the median c=1 p50 of CASE, in microseconds.
+c1_median() {
+  awk -F'\t' -v c="$1" '$1 == c { print $2 }' "$C1_RESULTS" | sort -g |
+    awk '{ a[NR] = $1 } END { if (NR == 0) print "-"; else if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
+}
+missed=0
+# target NAME VALUE OP LIMIT prints one line and counts a miss.
+target() {
+  local name=$1 value=$2 op=$3 limit=$4 verdict
+  if [ "$value" = "-" ] || [ -z "$value" ]; then
+    printf '  %-44s %10s   (not measured: its cases were not run)\n' "$name" "-"
+    return
+  fi
+  if awk -v v="$value" -v l="$limit" -v op="$op" 'BEGIN { exit !((op == ">=" && v >= l) || (op == "<=" && v <= l)) }'; then
+    verdict=met
+  else
+    verdict=MISSED; missed=$((missed + 1))
+  fi
+  printf '  %-44s %10s   target %s %s   %s\n' "$name" "$value" "$op" "$limit" "$verdict"
+}
+echo
+echo "targets (issue 11):"
+rratio() { has_case "$1" && has_case "$2" && awk -v a="${RPS[$1]}" -v b="${RPS[$2]}" 'BEGIN { printf "%.2f", a / b }' || echo -; }
+target "keyway-key / nginx-auth (req/s)" "$(rratio keyway-key nginx-auth)" ">=" 1.2
+target "keyway-key / nginx (req/s)" "$(rratio keyway-key nginx)" ">=" 0.6
+if has_case keyway-key && has_case nginx-auth; then
+  target "keyway-key p99 - nginx-auth p99 (ms)" "$(awk -v a="$(median 5 keyway-key)" -v b="$(median 5 nginx-auth)" 'BEGIN { printf "%.2f", a - b }')" "<=" 0
+else
+  target "keyway-key p99 - nginx-auth p99 (ms)" - "<=" 0
+fi
+if [ -s "$C1_RESULTS" ]; then
+  d=$(c1_median direct); k=$(c1_median keyway-key)
+  echo "  unloaded p50 (wrk -c1, medians of 3): direct ${d} us, keyway-key ${k} us"
+  target "c=1 p50 added by keyway-key (us)" "$(awk -v a="$k" -v b="$d" 'BEGIN { printf "%.0f", a - b }')" "<=" 100
+else
+  target "c=1 p50 added by keyway-key (us)" - "<=" 100
+fi
+if [ "$missed" -gt 0 ]; then
+  echo "$missed target(s) missed"
+  [ "$TARGETS" -eq 1 ] && exit 3
 fi

@@ -236,6 +236,8 @@ func cmdServe(args []string, stdout, stderr io.Writer, getenv func(string) strin
 	logs := logbuf.New(stderr, 0, 0)
 	defer func() { _ = logs.Close() }()
 	logger := app.NewLogger(logs, cfg.Log.Format, cfg.Log.Level)
+	rt := tuneRuntime(getenv, "/sys/fs/cgroup/memory.max")
+	logger.Info("runtime", slog.String("gogc", rt.GOGC), slog.String("gomemlimit", rt.MemLimit), slog.Int("gomaxprocs", rt.GOMAXPROCS))
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
