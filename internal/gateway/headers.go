@@ -50,8 +50,9 @@ func dropTraceContext(h http.Header, baggage bool) {
 // keyway's own cookies (a planted session cookie is a fixation or a login
 // CSRF), and the transport policy (HSTS, Alt-Svc), which is keyway's alone.
 func scrubResponse(h http.Header) {
-	h.Del("Strict-Transport-Security")
-	h.Del("Alt-Svc")
+	// Canonical keys: delete without Del's canonicalisation on every answer.
+	delete(h, "Strict-Transport-Security")
+	delete(h, "Alt-Svc")
 	cookies := h["Set-Cookie"]
 	if len(cookies) == 0 {
 		return
