@@ -9,6 +9,9 @@
 #   keyway        keyway on a `public` route, access log on (as in production)
 #   keyway-nolog  the same with the access log off (extra information)
 #   keyway-key-nolog  keyway-key's route on the keyway-nolog instance
+#   keyway-session  the keyway instance of "keyway", on a `session` route, with
+#                 the cookie of a person signed up by bench/signup (a software
+#                 passkey through the portal's endpoints)
 #   keyway-key    the keyway instance of "keyway", on an `api_key` route with a
 #                 scoped key whose rate limit never triggers (Bearer header)
 #   bare-tuned    optional (--cases): bare + sync.Pool buffers + 256 idle conns
@@ -53,7 +56,7 @@ DURATION=10s
 CONNECTIONS=64
 ROUNDS=2
 NGINX_WORKERS=1
-CASES="bare nginx keyway keyway-key keyway-nolog keyway-key-nolog nginx-auth nginx-keyway"
+CASES="bare nginx keyway keyway-key keyway-nolog keyway-key-nolog keyway-session nginx-auth nginx-keyway"
 PORT_BASE=18400
 KEEP=0
 WAIT_IDLE=0
@@ -83,7 +86,7 @@ done
 [[ $WAIT_IDLE =~ ^[0-9]+$ ]] || { echo "bench-proxy: --wait-idle wants seconds" >&2; exit 2; }
 [[ $NGINX_WORKERS =~ ^([1-9][0-9]*|auto)$ ]] || { echo "bench-proxy: --nginx-workers wants a number or auto" >&2; exit 2; }
 for c in $CASES; do
-  case "$c" in bare|bare-tuned|nginx|keyway|keyway-key|keyway-nolog|keyway-key-nolog|nginx-auth|nginx-keyway|keyway-redis) ;; *) echo "bench-proxy: unknown case $c" >&2; exit 2 ;; esac
+  case "$c" in bare|bare-tuned|nginx|keyway|keyway-key|keyway-nolog|keyway-key-nolog|keyway-session|nginx-auth|nginx-keyway|keyway-redis) ;; *) echo "bench-proxy: unknown case $c" >&2; exit 2 ;; esac
 done
 
 cd "$(dirname "$0")/.."
@@ -186,6 +189,7 @@ mkdir -p "$TMP/bin"
 go build -o "$TMP/bin/keyway" ./cmd/keyway
 go build -o "$TMP/bin/upstream" ./bench/upstream
 go build -o "$TMP/bin/bareproxy" ./bench/bareproxy
+go build -o "$TMP/bin/signup" ./bench/signup
 
 # --- start everything -------------------------------------------------------------
 UP_URL="http://127.0.0.1:$P_UP"
@@ -202,6 +206,7 @@ LABEL[nginx]="nginx ($NGINX_WORKERS worker$([ "$NGINX_WORKERS" = 1 ] || echo s))
 LABEL[keyway]="keyway (access log)"
 LABEL[keyway-nolog]="keyway (no access log)"
 LABEL[keyway-key-nolog]="keyway api_key, no log"
+LABEL[keyway-session]="keyway session route"
 LABEL[keyway-key]="keyway api_key route"
 LABEL[nginx-auth]="nginx auth_request trivial"
 LABEL[nginx-keyway]="nginx auth_request keyway"
@@ -323,17 +328,19 @@ http_listen: "off"
 admin_listen: 127.0.0.1:$3
 log: {access: $4}
 tls: {min_version: "1.3"}
+passkeys: {sign_up: open}
 forward_auth: {enabled: true}
 upstreams:
   up: {url: "$UP_URL"}
 routes:
   - {path: /hello, upstream: up, policy: public}
   - {path: /key, upstream: up, policy: api_key, scopes: [bench], strip_prefix: true}
+  - {path: /me, upstream: up, policy: session, strip_prefix: true}
 EOF
   # The store, before serve starts: keys are made beside it at once.
   "$TMP/bin/keyway" init --config "$1/keyway.yaml" >/dev/null
 }
-if has_case keyway || has_case keyway-key || has_case nginx-keyway; then
+if has_case keyway || has_case keyway-key || has_case keyway-session || has_case nginx-keyway; then
   keyway_conf "$TMP/keyway" "$P_KW" "$P_KW_ADMIN" true
   start keyway "$TMP/bin/keyway" serve --config "$TMP/keyway/keyway.yaml"
   URL[keyway]="https://127.0.0.1:$P_KW/hello"; PIDOF[keyway]=$LAST_PID
@@ -345,6 +352,13 @@ if has_case keyway || has_case keyway-key || has_case nginx-keyway; then
   HDR[keyway-key]="Authorization: Bearer $BENCH_KEY"
   HDR[nginx-keyway]="Authorization: Bearer $BENCH_KEY"
   HDR[nginx-auth]="Authorization: Bearer $BENCH_KEY"
+  if has_case keyway-session; then
+    ready "https://127.0.0.1:$P_KW/hello" keyway   # serving, before anyone signs up
+    SESSION=$("$TMP/bin/signup" -addr "127.0.0.1:$P_KW" -ca "$TMP/keyway/data/ca.pem") ||
+      { echo "bench-proxy: could not sign up for the session case" >&2; exit 1; }
+    URL[keyway-session]="https://127.0.0.1:$P_KW/me/hello"; PIDOF[keyway-session]=$LAST_PID
+    HDR[keyway-session]="Cookie: $SESSION"
+  fi
   [ -n "${PIDOF[nginx-keyway]:-}" ] && PIDOF[nginx-keyway]="${PIDOF[nginx-keyway]} ${PIDOF[keyway]}"
 fi
 if has_case keyway-nolog || has_case keyway-key-nolog; then
@@ -368,7 +382,7 @@ if has_case keyway-redis; then
 fi
 for c in $CASES; do
   logname=$c
-  case "$c" in nginx-*) logname=nginx ;; keyway-key-nolog) logname=keyway-nolog ;; keyway-key) logname=keyway ;; esac
+  case "$c" in nginx-*) logname=nginx ;; keyway-key-nolog) logname=keyway-nolog ;; keyway-key|keyway-session) logname=keyway ;; esac
   ready "${URL[$c]}" "$logname" "${HDR[$c]:-}"
 done
 
@@ -549,11 +563,11 @@ ratio() {
     }' "$RESULTS"
 }
 echo "ratios of req/s (medians):"
-for kw in keyway keyway-key keyway-nolog keyway-key-nolog keyway-redis; do
+for kw in keyway keyway-key keyway-nolog keyway-key-nolog keyway-session keyway-redis; do
   has_case "$kw" || continue
   for base in bare bare-tuned nginx keyway; do
     [ "$kw" = "$base" ] && continue
-    [ "$base" = keyway ] && [ "$kw" != keyway-key ] && continue
+    [ "$base" = keyway ] && [ "$kw" != keyway-key ] && [ "$kw" != keyway-session ] && continue
     [ "$kw" = keyway-key-nolog ] && [ "$base" = bare-tuned ] && continue
     [ "$kw" = keyway-redis ] && [ "$base" != nginx ] && continue
     has_case "$base" || continue
