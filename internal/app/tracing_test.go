@@ -183,6 +183,30 @@ routes:
 		}
 	})
 
+	t.Run("forward-auth proxy, tracing on", func(t *testing.T) {
+		// A forward-auth proxy passes the client's headers on in its
+		// question: its traceparent is not believed.
+		rv := otlptest.GRPC(t)
+		cfg := apptest.Config(t, fmt.Sprintf(`
+data_dir: {{data}}
+forward_auth: {enabled: true}
+upstreams: {echo: {url: %s}}
+routes:
+  - {name: pub, path: /pub, upstream: echo, policy: public, rate_limit: {rate: 100/s}}
+`, echo))
+		cfg.Tracing = config.Tracing{Exporter: "otlp", Protocol: "grpc", Endpoint: rv.Endpoint}
+		in := apptest.Start(t, cfg)
+		res := get(t, in.Client(), in.URL("/.keyway/verify/nginx"), append([]string{"X-Original-Uri", "/pub/a", "X-Original-Method", "GET"}, client...)...)
+		if _ = body(t, res); res.StatusCode != 200 {
+			t.Fatalf("verify: %d", res.StatusCode)
+		}
+		in.Stop(t)
+		server := rv.WaitFor(t, 5*time.Second, "for the question", func(s otlptest.Span) bool { return s.Kind == tracepb.Span_SPAN_KIND_SERVER })
+		if server.Name != "GET /.keyway/verify" || server.TraceID == tid || server.ParentSpanID != "" {
+			t.Errorf("server span %+v: want a new trace named by the verify endpoint", server)
+		}
+	})
+
 	t.Run("client, tracing off", func(t *testing.T) {
 		in := start(t, false, false, nil)
 		e := apptest.DecodeEcho(t, get(t, in.Client(), in.URL("/pub/a"), client...))

@@ -69,8 +69,8 @@ type Config struct {
 	Metrics prometheus.Registerer
 	// Tracer, when set, makes a span of each request and of its upstream
 	// call (see package tracing). A traceparent is believed only from a
-	// trusted proxy (ClientIP, or ForwardAuth's proxies); clients' are
-	// removed before forwarding, and the upstream always gets keyway's.
+	// trusted proxy (ClientIP); clients' are removed before forwarding,
+	// and the upstream always gets keyway's.
 	Tracer trace.Tracer
 }
 
@@ -303,11 +303,10 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // is known: never the path, which may hold identifiers or a setup token.
 func (g *Gateway) startSpan(r *http.Request, st *state) *http.Request {
 	ctx := r.Context()
-	trusted := st.client.PeerTrusted
-	if !trusted && g.cfg.ForwardAuth != nil {
-		trusted = g.cfg.ForwardAuth.Proxies.Trusted(st.client.Peer)
-	}
-	if trusted {
+	// Only trusted_proxies: a forward-auth proxy passes the client's own
+	// headers on in its question (nginx's auth_request does), so its
+	// traceparent may well be the client's.
+	if st.client.PeerTrusted {
 		ctx = tracing.Propagator.Extract(ctx, propagation.HeaderCarrier(r.Header))
 	}
 	ctx, st.span = g.cfg.Tracer.Start(ctx, r.Method, trace.WithSpanKind(trace.SpanKindServer),
@@ -321,17 +320,20 @@ func (g *Gateway) startSpan(r *http.Request, st *state) *http.Request {
 // log and may name a key's display ID.
 func (g *Gateway) endSpan(r *http.Request, st *state, status int) {
 	span := st.span
-	attrs := make([]attribute.KeyValue, 0, 4)
+	attrs := make([]attribute.KeyValue, 0, 5)
 	attrs = append(attrs, attribute.Int("http.response.status_code", status))
 	switch {
+	case st.path == VerifyPath || strings.HasPrefix(st.path, VerifyPath+"/"):
+		// A forward-auth question: its route (below) is the one decided.
+		span.SetName(r.Method + " " + VerifyPath)
 	case st.route != nil:
 		span.SetName(r.Method + " " + st.route.Prefix)
-		attrs = append(attrs, attribute.String("http.route", st.route.Prefix), attribute.String("keyway.route", st.route.Name),
-			attribute.String("keyway.policy", string(st.route.Policy)))
-	case st.path == VerifyPath || strings.HasPrefix(st.path, VerifyPath+"/"):
-		span.SetName(r.Method + " " + VerifyPath)
-	case strings.HasPrefix(st.path, ReservedPrefix):
+		attrs = append(attrs, attribute.String("http.route", st.route.Prefix))
+	case st.path == ReservedPrefix || strings.HasPrefix(st.path, ReservedPrefix+"/"):
 		span.SetName(r.Method + " " + ReservedPrefix)
+	}
+	if st.route != nil {
+		attrs = append(attrs, attribute.String("keyway.route", st.route.Name), attribute.String("keyway.policy", string(st.route.Policy)))
 	}
 	if st.outcome != "" {
 		attrs = append(attrs, attribute.String("keyway.decision", st.outcome))
