@@ -2,7 +2,9 @@ package app_test
 
 import (
 	"fmt"
+	"net/http"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -130,6 +132,25 @@ routes:
 		return apptest.Start(t, cfg)
 	}
 	client := []string{"Traceparent", sampled, "Tracestate", "evil=1", "Baggage", "user=mallory"}
+	// Every other tracing format an upstream's tracer might read.
+	otherFormats := []string{"B3", tid + "-" + sid + "-1", "X-B3-Traceid", tid, "X-B3-Sampled", "1",
+		"Uber-Trace-Id", tid + ":" + sid + ":0:1", "Uberctx-User", "mallory", "Ot-Tracer-Traceid", tid,
+		"X-Amzn-Trace-Id", "Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=1", "X-Cloud-Trace-Context", tid + "/1;o=1",
+		"Sw8", "1-abc", "Grpc-Trace-Bin", "AAAA"}
+	leaked := func(t *testing.T, h http.Header, keep ...string) {
+		t.Helper()
+		for k := range h {
+			l := strings.ToLower(k)
+			if slices.Contains(keep, l) {
+				continue
+			}
+			for _, f := range []string{"trace", "baggage", "b3", "uber", "ot-", "sw8"} {
+				if strings.Contains(l, f) {
+					t.Errorf("the client's %s reached the upstream: %q", k, h[k])
+				}
+			}
+		}
+	}
 
 	t.Run("trusted proxy, tracing on", func(t *testing.T) {
 		rv := otlptest.GRPC(t)
@@ -165,17 +186,13 @@ routes:
 	t.Run("client, tracing on", func(t *testing.T) {
 		rv := otlptest.GRPC(t)
 		in := start(t, false, true, rv)
-		h := append(append([]string{}, client...), "Trace_parent", sampled, "TRACESTATE", "evil=2")
+		h := append(append(append([]string{}, client...), otherFormats...), "Trace_parent", sampled, "TRACESTATE", "evil=2")
 		e := apptest.DecodeEcho(t, get(t, in.Client(), in.URL("/pub/a"), h...))
 		tp := e.Header.Get("Traceparent")
 		if tp == "" || strings.Contains(tp, tid) || strings.Contains(tp, sid) {
 			t.Errorf("upstream traceparent %q: want keyway's own trace", tp)
 		}
-		for k := range e.Header {
-			if l := strings.ToLower(k); l != "traceparent" && (strings.Contains(l, "trace") || strings.Contains(l, "baggage")) {
-				t.Errorf("the client's %s reached the upstream: %q", k, e.Header[k])
-			}
-		}
+		leaked(t, e.Header, "traceparent")
 		in.Stop(t)
 		server := rv.WaitFor(t, 5*time.Second, "for the request", func(s otlptest.Span) bool { return s.Kind == tracepb.Span_SPAN_KIND_SERVER })
 		if server.TraceID == tid || server.ParentSpanID != "" || !strings.Contains(tp, server.TraceID) {
@@ -185,10 +202,13 @@ routes:
 
 	t.Run("forward-auth proxy, tracing on", func(t *testing.T) {
 		// A forward-auth proxy passes the client's headers on in its
-		// question: its traceparent is not believed.
+		// question: its traceparent is not believed, even when it is a
+		// trusted proxy too (it relays the portal), whatever the path's
+		// spelling.
 		rv := otlptest.GRPC(t)
 		cfg := apptest.Config(t, fmt.Sprintf(`
 data_dir: {{data}}
+trusted_proxies: [127.0.0.1/32, "::1/128"]
 forward_auth: {enabled: true}
 upstreams: {echo: {url: %s}}
 routes:
@@ -196,24 +216,48 @@ routes:
 `, echo))
 		cfg.Tracing = config.Tracing{Exporter: "otlp", Protocol: "grpc", Endpoint: rv.Endpoint}
 		in := apptest.Start(t, cfg)
-		res := get(t, in.Client(), in.URL("/.keyway/verify/nginx"), append([]string{"X-Original-Uri", "/pub/a", "X-Original-Method", "GET"}, client...)...)
-		if _ = body(t, res); res.StatusCode != 200 {
-			t.Fatalf("verify: %d", res.StatusCode)
+		for _, path := range []string{"/.keyway/verify/nginx", "/.keyway/./verify/nginx", "/.keyway//verify/nginx"} {
+			res := get(t, in.Client(), in.URL(path), append([]string{"X-Original-Uri", "/pub/a", "X-Original-Method", "GET"}, client...)...)
+			if b := body(t, res); res.StatusCode != 200 && path == "/.keyway/verify/nginx" {
+				t.Fatalf("verify: %d %s", res.StatusCode, b)
+			}
 		}
 		in.Stop(t)
-		server := rv.WaitFor(t, 5*time.Second, "for the question", func(s otlptest.Span) bool { return s.Kind == tracepb.Span_SPAN_KIND_SERVER })
-		if server.Name != "GET /.keyway/verify" || server.TraceID == tid || server.ParentSpanID != "" {
-			t.Errorf("server span %+v: want a new trace named by the verify endpoint", server)
+		spans := rv.Spans()
+		if len(spans) < 1 {
+			t.Fatal("no span")
+		}
+		for _, s := range spans {
+			if s.TraceID == tid || s.ParentSpanID == sid {
+				t.Errorf("span %+v joined the client's trace", s)
+			}
+		}
+		if rv.WaitFor(t, time.Second, "verify", func(s otlptest.Span) bool { return s.Name == "GET /.keyway/verify" }).Attrs["keyway.route"] != "pub" {
+			t.Error("the verify span does not name the route it decided")
 		}
 	})
 
 	t.Run("client, tracing off", func(t *testing.T) {
 		in := start(t, false, false, nil)
-		e := apptest.DecodeEcho(t, get(t, in.Client(), in.URL("/pub/a"), client...))
-		for k := range e.Header {
-			if l := strings.ToLower(k); strings.Contains(l, "trace") || strings.Contains(l, "baggage") {
-				t.Errorf("the client's %s reached the upstream: %q", k, e.Header[k])
-			}
+		e := apptest.DecodeEcho(t, get(t, in.Client(), in.URL("/pub/a"), append(append([]string{}, client...), otherFormats...)...))
+		leaked(t, e.Header)
+	})
+
+	t.Run("odd method", func(t *testing.T) {
+		// Any token is a method: a span and a log line stay small.
+		rv := otlptest.GRPC(t)
+		in := start(t, false, true, rv)
+		req, _ := http.NewRequest(strings.Repeat("X", 5000), in.URL("/pub/a"), nil)
+		res, err := in.Client().Do(req)
+		apptest.Must(t, err, "odd method")
+		_ = body(t, res)
+		in.Stop(t)
+		if strings.Contains(in.Logs(), strings.Repeat("X", 100)) {
+			t.Error("the access log holds the whole method")
+		}
+		s := rv.WaitFor(t, 5*time.Second, "for the request", func(s otlptest.Span) bool { return s.Kind == tracepb.Span_SPAN_KIND_SERVER })
+		if s.Name != "_OTHER" || s.Attrs["http.request.method"] != "_OTHER" { // 405: no route decided
+			t.Errorf("span %q, method %q", s.Name, s.Attrs["http.request.method"])
 		}
 	})
 

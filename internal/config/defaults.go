@@ -259,7 +259,9 @@ var envVars = []struct{ name, path string }{
 	{"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "tracing.endpoint"},
 	{"OTEL_EXPORTER_OTLP_PROTOCOL", "tracing.protocol"},
 	{"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "tracing.protocol"},
+	{"OTEL_TRACES_SAMPLER", "tracing.sample_ratio"},
 	{"OTEL_TRACES_SAMPLER_ARG", "tracing.sample_ratio"},
+	{"OTEL_SDK_DISABLED", "tracing.exporter"},
 }
 
 // ApplyEnv overrides settings with the environment variables KEYWAY_DATA_DIR,
@@ -296,25 +298,41 @@ func (c *Config) ApplyEnv(getenv func(string) string) {
 		case "redis.addr":
 			c.Redis.Addr = val
 		case "tracing.exporter":
+			if e.name == "OTEL_SDK_DISABLED" {
+				if strings.EqualFold(val, "true") {
+					c.Tracing.Exporter = "none" // the specification: it wins
+				}
+				continue
+			}
 			c.Tracing.Exporter = val
 		case "tracing.endpoint":
 			if e.name == "OTEL_EXPORTER_OTLP_ENDPOINT" && getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") != "" {
 				continue // the more precise variable wins, as the specification says
 			}
-			c.Tracing.Endpoint = otlpEndpoint(val, e.name == "OTEL_EXPORTER_OTLP_ENDPOINT", getenv)
+			c.Tracing.Endpoint = otlpEndpoint(val, e.name == "OTEL_EXPORTER_OTLP_ENDPOINT", c.Tracing.Protocol, getenv)
 		case "tracing.protocol":
 			c.Tracing.Protocol = val
 		case "tracing.sample_ratio":
-			if s := getenv("OTEL_TRACES_SAMPLER"); s != "traceidratio" && s != "parentbased_traceidratio" {
-				delete(env, e.path)
-				continue // the argument of another sampler
+			// keyway's sampler is always parent-based: the standard
+			// samplers map onto its ratio.
+			var r float64
+			switch sampler := getenv("OTEL_TRACES_SAMPLER"); {
+			case e.name == "OTEL_TRACES_SAMPLER" && (sampler == "always_on" || sampler == "parentbased_always_on"):
+				r = 1
+			case e.name == "OTEL_TRACES_SAMPLER" && (sampler == "always_off" || sampler == "parentbased_always_off"):
+				r = 0
+			case e.name == "OTEL_TRACES_SAMPLER_ARG" && (sampler == "traceidratio" || sampler == "parentbased_traceidratio"):
+				var err error
+				if r, err = strconv.ParseFloat(val, 64); err != nil {
+					r = -1 // Validate names the variable
+				}
+			default:
+				if env[e.path] == e.name {
+					delete(env, e.path)
+				}
+				continue // another sampler's argument, or a ratio given by its argument
 			}
-			if r, err := strconv.ParseFloat(val, 64); err == nil {
-				c.Tracing.SampleRatio = &r
-			} else {
-				bad := -1.0 // Validate names the variable
-				c.Tracing.SampleRatio = &bad
-			}
+			c.Tracing.SampleRatio = &r
 		}
 	}
 	c.src.env = env
@@ -323,10 +341,13 @@ func (c *Config) ApplyEnv(getenv func(string) string) {
 // otlpEndpoint is the traces URL a standard variable names: the generic
 // OTEL_EXPORTER_OTLP_ENDPOINT is a base to which, over HTTP, the signal's
 // path is added; the traces variable is used as it is.
-func otlpEndpoint(val string, generic bool, getenv func(string) string) string {
+func otlpEndpoint(val string, generic bool, protocol string, getenv func(string) string) string {
 	proto := getenv("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
 	if proto == "" {
 		proto = getenv("OTEL_EXPORTER_OTLP_PROTOCOL")
+	}
+	if proto == "" {
+		proto = protocol // the file's
 	}
 	if !generic || proto == "grpc" {
 		return val

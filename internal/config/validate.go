@@ -100,6 +100,11 @@ func (v *validator) tracing() {
 	if t.Exporter != "" {
 		v.oneOf("tracing.exporter", "trace exporter", t.Exporter, "none", "otlp")
 	}
+	if t.Exporter != "otlp" {
+		// Off: what the rest says is not used, and an OTEL_* variable set
+		// for other programs must not stop keyway from starting.
+		return
+	}
 	if t.Protocol != "" {
 		v.oneOf("tracing.protocol", "OTLP protocol", t.Protocol, "http/protobuf", "grpc")
 	}
@@ -111,8 +116,8 @@ func (v *validator) tracing() {
 			v.errorf("tracing.endpoint", `like "https://otel-collector.internal:4318" or "http://127.0.0.1:4318"`, "%s", why)
 		}
 	}
-	if t.CAFile != "" && strings.HasPrefix(t.Endpoint, "http://") {
-		v.errorf("tracing.ca_file", "use an https:// endpoint, or remove ca_file", "only used with an https endpoint")
+	if u, err := url.Parse(t.Endpoint); t.CAFile != "" && (t.Endpoint == "" || err != nil || u.Scheme != "https") {
+		v.errorf("tracing.ca_file", "set an https:// endpoint, or remove ca_file", "only used with an https endpoint")
 	}
 }
 
@@ -127,9 +132,10 @@ func otlpEndpointProblem(raw string, grpc bool) string {
 	switch u.Scheme {
 	case "https":
 	case "http":
-		h := u.Hostname()
-		if a, err := netip.ParseAddr(h); (err != nil || !a.IsLoopback()) && !strings.EqualFold(h, "localhost") {
-			return "plain http only to a collector on this machine (a loopback address or localhost); use https"
+		// A loopback address, not a name: "localhost" is whatever the
+		// hosts file or, without an entry, DNS says it is.
+		if a, err := netip.ParseAddr(u.Hostname()); err != nil || !a.IsLoopback() {
+			return "plain http only to a collector on this machine, by a loopback address (127.0.0.1 or [::1]); use https"
 		}
 	default:
 		return "the scheme must be https, or http to a collector on this machine"

@@ -658,39 +658,49 @@ func TestValidateLines(t *testing.T) {
 }
 
 func TestValidateTracing(t *testing.T) {
+	const hint = ` (like "https://otel-collector.internal:4318" or "http://127.0.0.1:4318")`
 	tests := []struct {
 		name   string
-		change func(c *Tracing)
+		change func(c *Tracing) // on Tracing{Exporter: "otlp"}
 		want   []string
 	}{
-		{"off", func(c *Tracing) {}, nil},
-		{"https collector", func(c *Tracing) {
-			*c = Tracing{Exporter: "otlp", Endpoint: "https://otel.internal:4318/v1/traces", CAFile: "/ca.pem"}
-		}, nil},
-		{"local plain collector", func(c *Tracing) { *c = Tracing{Exporter: "otlp", Endpoint: "http://127.0.0.1:4318/v1/traces"} }, nil},
-		{"localhost over gRPC", func(c *Tracing) { *c = Tracing{Exporter: "otlp", Protocol: "grpc", Endpoint: "http://localhost:4317"} }, nil},
-		{"IPv6 loopback", func(c *Tracing) { *c = Tracing{Exporter: "otlp", Endpoint: "http://[::1]:4318"} }, nil},
+		{"defaults", func(c *Tracing) {}, nil},
+		{"https collector", func(c *Tracing) { c.Endpoint, c.CAFile = "https://otel.internal:4318/v1/traces", "/ca.pem" }, nil},
+		{"upper-case scheme", func(c *Tracing) { c.Endpoint, c.CAFile = "HTTPS://otel.internal:4318", "/ca.pem" }, nil},
+		{"local plain collector", func(c *Tracing) { c.Endpoint = "http://127.0.0.1:4318/v1/traces" }, nil},
+		{"loopback over gRPC", func(c *Tracing) { c.Protocol, c.Endpoint = "grpc", "http://127.0.0.1:4317" }, nil},
+		{"IPv6 loopback", func(c *Tracing) { c.Endpoint = "http://[::1]:4318" }, nil},
 		{"ratio bounds", func(c *Tracing) { c.SampleRatio = ptr(0.0) }, nil},
+		{"off: the rest is not used", func(c *Tracing) {
+			*c = Tracing{Exporter: "none", Protocol: "http/json", Endpoint: "http://otel-collector:4317", CAFile: "/ca.pem", SampleRatio: ptr(7.0)}
+		}, nil},
 		{"plain http to another machine", func(c *Tracing) { c.Endpoint = "http://otel.internal:4318" },
-			[]string{`tracing.endpoint: plain http only to a collector on this machine (a loopback address or localhost); use https (like "https://otel-collector.internal:4318" or "http://127.0.0.1:4318")`}},
+			[]string{`tracing.endpoint: plain http only to a collector on this machine, by a loopback address (127.0.0.1 or [::1]); use https` + hint}},
+		{"localhost by name", func(c *Tracing) { c.Endpoint = "http://localhost:4318" },
+			[]string{`tracing.endpoint: plain http only to a collector on this machine, by a loopback address (127.0.0.1 or [::1]); use https` + hint}},
 		{"a name that starts like localhost", func(c *Tracing) { c.Endpoint = "http://localhost.evil.example:4318" },
-			[]string{`tracing.endpoint: plain http only to a collector on this machine (a loopback address or localhost); use https (like "https://otel-collector.internal:4318" or "http://127.0.0.1:4318")`}},
+			[]string{`tracing.endpoint: plain http only to a collector on this machine, by a loopback address (127.0.0.1 or [::1]); use https` + hint}},
 		{"credentials in the URL", func(c *Tracing) { c.Endpoint = "https://user:pw@otel.internal" },
-			[]string{`tracing.endpoint: want http(s)://host:port[/path], without credentials, query or fragment (like "https://otel-collector.internal:4318" or "http://127.0.0.1:4318")`}},
+			[]string{`tracing.endpoint: want http(s)://host:port[/path], without credentials, query or fragment` + hint}},
 		{"other scheme", func(c *Tracing) { c.Endpoint = "grpc://otel.internal:4317" },
-			[]string{`tracing.endpoint: the scheme must be https, or http to a collector on this machine (like "https://otel-collector.internal:4318" or "http://127.0.0.1:4318")`}},
-		{"gRPC with a path", func(c *Tracing) { *c = Tracing{Protocol: "grpc", Endpoint: "https://otel.internal:4317/v1/traces"} },
-			[]string{`tracing.endpoint: a gRPC endpoint has no path (like "https://otel-collector.internal:4318" or "http://127.0.0.1:4318")`}},
-		{"CA for plain http", func(c *Tracing) { *c = Tracing{Endpoint: "http://127.0.0.1:4318", CAFile: "/ca.pem"} },
-			[]string{"tracing.ca_file: only used with an https endpoint (use an https:// endpoint, or remove ca_file)"}},
+			[]string{`tracing.endpoint: the scheme must be https, or http to a collector on this machine` + hint}},
+		{"gRPC with a path", func(c *Tracing) { c.Protocol, c.Endpoint = "grpc", "https://otel.internal:4317/v1/traces" },
+			[]string{`tracing.endpoint: a gRPC endpoint has no path` + hint}},
+		{"CA for plain http", func(c *Tracing) { c.Endpoint, c.CAFile = "http://127.0.0.1:4318", "/ca.pem" },
+			[]string{"tracing.ca_file: only used with an https endpoint (set an https:// endpoint, or remove ca_file)"}},
+		{"CA for the default endpoint", func(c *Tracing) { c.CAFile = "/ca.pem" },
+			[]string{"tracing.ca_file: only used with an https endpoint (set an https:// endpoint, or remove ca_file)"}},
 		{"ratio above one", func(c *Tracing) { c.SampleRatio = ptr(1.5) },
 			[]string{"tracing.sample_ratio: must be between 0 and 1 (like 0.05 for one trace in twenty)"}},
+		{"unknown protocol", func(c *Tracing) { c.Protocol = "http/json" },
+			[]string{`tracing.protocol: unknown OTLP protocol "http/json" (use http/protobuf or grpc)`}},
 		{"unknown exporter", func(c *Tracing) { c.Exporter = "jaeger" },
 			[]string{`tracing.exporter: unknown trace exporter "jaeger" (use none or otlp)`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := Demo()
+			c.Tracing = Tracing{Exporter: "otlp"}
 			tt.change(&c.Tracing)
 			var got []string
 			if err := c.Validate(); err != nil {
@@ -728,17 +738,46 @@ func TestTracingFromTheStandardVariables(t *testing.T) {
 	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") || !strings.Contains(err.Error(), "no path") {
 		t.Fatalf("a gRPC endpoint with a path, from the environment: %v", err)
 	}
-	// Another sampler's argument is not a ratio.
-	c = Demo()
-	c.ApplyEnv(func(k string) string {
-		return map[string]string{"OTEL_TRACES_SAMPLER": "always_on", "OTEL_TRACES_SAMPLER_ARG": "x"}[k]
-	})
-	if c.Tracing.SampleRatio != nil || c.Validate() != nil {
-		t.Fatalf("OTEL_TRACES_SAMPLER_ARG of always_on: %+v", c.Tracing)
+	// The standard samplers map onto the ratio; another sampler's
+	// argument is not one.
+	for sampler, want := range map[string]float64{"always_on": 1, "parentbased_always_off": 0, "always_off": 0} {
+		c = Demo()
+		c.ApplyEnv(func(k string) string {
+			return map[string]string{"OTEL_TRACES_EXPORTER": "otlp", "OTEL_TRACES_SAMPLER": sampler, "OTEL_TRACES_SAMPLER_ARG": "x"}[k]
+		})
+		if c.Tracing.SampleRatio == nil || *c.Tracing.SampleRatio != want || c.Validate() != nil {
+			t.Fatalf("OTEL_TRACES_SAMPLER=%s: %+v", sampler, c.Tracing)
+		}
 	}
 	c = Demo()
 	c.ApplyEnv(func(k string) string {
-		return map[string]string{"OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "half"}[k]
+		return map[string]string{"OTEL_TRACES_SAMPLER": "jaeger_remote", "OTEL_TRACES_SAMPLER_ARG": "endpoint=x"}[k]
+	})
+	if c.Tracing.SampleRatio != nil {
+		t.Fatalf("another sampler's argument became a ratio: %+v", c.Tracing)
+	}
+	// OTEL_SDK_DISABLED wins; a protocol in the file shapes the generic
+	// endpoint; variables for other programs do not stop keyway while its
+	// tracing is off.
+	c = Demo()
+	c.ApplyEnv(func(k string) string {
+		return map[string]string{"OTEL_TRACES_EXPORTER": "otlp", "OTEL_SDK_DISABLED": "true",
+			"OTEL_EXPORTER_OTLP_ENDPOINT": "http://otel-collector:4317", "OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"}[k]
+	})
+	if c.Tracing.Exporter != "none" || c.Validate() != nil {
+		t.Fatalf("OTEL_SDK_DISABLED=true: %+v %v", c.Tracing, c.Validate())
+	}
+	c = Demo()
+	c.Tracing.Protocol = "grpc"
+	c.ApplyEnv(func(k string) string {
+		return map[string]string{"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_ENDPOINT": "https://otel.internal:4317"}[k]
+	})
+	if c.Tracing.Endpoint != "https://otel.internal:4317" || c.Validate() != nil {
+		t.Fatalf("grpc in the file, endpoint from the variable: %+v %v", c.Tracing, c.Validate())
+	}
+	c = Demo()
+	c.ApplyEnv(func(k string) string {
+		return map[string]string{"OTEL_TRACES_EXPORTER": "otlp", "OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "half"}[k]
 	})
 	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "OTEL_TRACES_SAMPLER_ARG") {
 		t.Fatalf("a ratio that does not parse: %v", err)

@@ -303,16 +303,39 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // is known: never the path, which may hold identifiers or a setup token.
 func (g *Gateway) startSpan(r *http.Request, st *state) *http.Request {
 	ctx := r.Context()
-	// Only trusted_proxies: a forward-auth proxy passes the client's own
-	// headers on in its question (nginx's auth_request does), so its
-	// traceparent may well be the client's.
-	if st.client.PeerTrusted {
+	// Only from trusted_proxies, and never on a forward-auth question: the
+	// proxy that asks passes the client's own headers on (nginx's
+	// auth_request does), even when it is a trusted proxy as well. The
+	// path is normalised as serve will, so that no spelling of the verify
+	// path slips through.
+	if st.client.PeerTrusted && !g.verifyPath(r) {
 		ctx = tracing.Propagator.Extract(ctx, propagation.HeaderCarrier(r.Header))
 	}
-	ctx, st.span = g.cfg.Tracer.Start(ctx, r.Method, trace.WithSpanKind(trace.SpanKindServer),
-		trace.WithAttributes(attribute.String("http.request.method", r.Method), attribute.String("keyway.request_id", st.id),
+	method := spanMethod(r.Method)
+	ctx, st.span = g.cfg.Tracer.Start(ctx, method, trace.WithSpanKind(trace.SpanKindServer),
+		trace.WithAttributes(attribute.String("http.request.method", method), attribute.String("keyway.request_id", st.id),
 			attribute.String("network.protocol.version", protoVersion(r))))
 	return r.WithContext(ctx)
+}
+
+// verifyPath reports whether r asks the forward-auth endpoint.
+func (g *Gateway) verifyPath(r *http.Request) bool {
+	if g.cfg.ForwardAuth == nil {
+		return false
+	}
+	p, err := NormalizePath(r.URL.EscapedPath(), g.cfg.CaseInsensitivePaths)
+	return err != nil || p == VerifyPath || strings.HasPrefix(p, VerifyPath+"/")
+}
+
+// spanMethod is the method a span may name: one of HTTP's, or _OTHER (a
+// method is any token, up to the header limit, from anyone).
+func spanMethod(m string) string {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodOptions, http.MethodConnect, http.MethodTrace:
+		return m
+	}
+	return "_OTHER"
 }
 
 // endSpan records what the request came to: route, policy, decision and
@@ -325,12 +348,12 @@ func (g *Gateway) endSpan(r *http.Request, st *state, status int) {
 	switch {
 	case st.path == VerifyPath || strings.HasPrefix(st.path, VerifyPath+"/"):
 		// A forward-auth question: its route (below) is the one decided.
-		span.SetName(r.Method + " " + VerifyPath)
+		span.SetName(spanMethod(r.Method) + " " + VerifyPath)
 	case st.route != nil:
-		span.SetName(r.Method + " " + st.route.Prefix)
+		span.SetName(spanMethod(r.Method) + " " + st.route.Prefix)
 		attrs = append(attrs, attribute.String("http.route", st.route.Prefix))
 	case st.path == ReservedPrefix || strings.HasPrefix(st.path, ReservedPrefix+"/"):
-		span.SetName(r.Method + " " + ReservedPrefix)
+		span.SetName(spanMethod(r.Method) + " " + ReservedPrefix)
 	}
 	if st.route != nil {
 		attrs = append(attrs, attribute.String("keyway.route", st.route.Name), attribute.String("keyway.policy", string(st.route.Policy)))
@@ -618,7 +641,12 @@ func validRequestID(v string) bool {
 
 // accessLog writes the request's line.
 func (g *Gateway) accessLog(r *http.Request, st *state, sw *statusWriter, end time.Time, elapsed time.Duration) {
-	e := accessEntry{time: end, requestID: st.id, method: r.Method, path: st.path, status: sw.status, bytes: sw.bytes,
+	method := r.Method
+	if len(method) > maxLoggedMethod {
+		// Any token is a method, up to the header limit: keep lines short.
+		method = method[:maxLoggedMethod] + "…"
+	}
+	e := accessEntry{time: end, requestID: st.id, method: method, path: st.path, status: sw.status, bytes: sw.bytes,
 		duration: elapsed, client: st.client.Client, proto: r.Proto, outcome: st.outcome, why: st.why,
 		subject: st.ident.Subject, keyID: st.ident.KeyID}
 	if st.route != nil {
@@ -634,6 +662,9 @@ func (g *Gateway) accessLog(r *http.Request, st *state, sw *statusWriter, end ti
 	}
 	g.cfg.AccessLog.write(&e)
 }
+
+// maxLoggedMethod bounds the method an access-log line names.
+const maxLoggedMethod = 24
 
 // newProxy builds the reverse proxy of one route. It uses Rewrite, never
 // Director: headers set in a Director can be dropped again as hop-by-hop

@@ -35,12 +35,22 @@ func scrubInbound(h http.Header, keyHeader string, pass map[string]bool) {
 	}
 }
 
-// dropTraceContext removes every spelling of the W3C trace context headers
-// and, with baggage, of the baggage header that travels with them.
-func dropTraceContext(h http.Header, baggage bool) {
+// dropTraceContext removes every spelling of the W3C trace context
+// headers and, for a client (untrusted), of every other tracing format an
+// upstream's tracer may read (B3, Jaeger, OpenTracing, X-Ray, Cloud
+// Trace, SkyWalking, gRPC's binary context) and of W3C baggage: otherwise
+// a client could pick the trace, and the sampling, of the upstream's spans.
+func dropTraceContext(h http.Header, untrusted bool) {
 	for k := range h {
-		if headername.EqualFold(k, "traceparent") || headername.EqualFold(k, "tracestate") ||
-			(baggage && headername.EqualFold(k, "baggage")) {
+		switch {
+		case headername.EqualFold(k, "traceparent"), headername.EqualFold(k, "tracestate"):
+			delete(h, k)
+		case !untrusted:
+		case headername.EqualFold(k, "baggage"), headername.EqualFold(k, "b3"), headername.HasPrefixFold(k, "x-b3-"),
+			headername.EqualFold(k, "uber-trace-id"), headername.HasPrefixFold(k, "uberctx-"),
+			headername.HasPrefixFold(k, "ot-tracer-"), headername.HasPrefixFold(k, "ot-baggage-"),
+			headername.EqualFold(k, "x-amzn-trace-id"), headername.EqualFold(k, "x-cloud-trace-context"),
+			headername.EqualFold(k, "sw8"), headername.HasPrefixFold(k, "sw8-"), headername.EqualFold(k, "grpc-trace-bin"):
 			delete(h, k)
 		}
 	}

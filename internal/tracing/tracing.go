@@ -66,10 +66,16 @@ func Resolve(c config.Tracing) Settings {
 		s.Protocol = "http/protobuf"
 	}
 	if s.Endpoint == "" {
-		s.Endpoint = "http://localhost:4318/v1/traces"
+		s.Endpoint = "http://127.0.0.1:4318"
 		if s.Protocol == "grpc" {
-			s.Endpoint = "http://localhost:4317"
+			s.Endpoint = "http://127.0.0.1:4317"
 		}
+	}
+	if u, err := url.Parse(s.Endpoint); err == nil && s.Protocol != "grpc" && (u.Path == "" || u.Path == "/") {
+		// The exporter would post to "/" (otel-go sets no path of its own
+		// for a URL without one), where a collector answers 404.
+		u.Path = "/v1/traces"
+		s.Endpoint = u.String()
 	}
 	if c.SampleRatio != nil {
 		s.SampleRatio = *c.SampleRatio
@@ -131,15 +137,23 @@ func New(ctx context.Context, c config.Tracing, version string) (*Provider, erro
 		_ = exp.Shutdown(ctx)
 		return nil, fmt.Errorf("tracing: resource: %w", err)
 	}
+	// Every value keyway sets is short; the limit holds whatever a library
+	// might add, so that a span never grows with what a client sent.
+	limits := sdktrace.NewSpanLimits()
+	limits.AttributeValueLengthLimit = 256
 	tp := sdktrace.NewTracerProvider(
 		sdktrace.WithBatcher(exp, sdktrace.WithBatchTimeout(2*time.Second), sdktrace.WithMaxQueueSize(4096)),
+		sdktrace.WithRawSpanLimits(limits),
 		sdktrace.WithResource(res),
 		sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(s.SampleRatio))),
 	)
 	return &Provider{tp: tp, endpoint: s.Endpoint, protocol: s.Protocol, ratio: s.SampleRatio}, nil
 }
 
-func isHTTPS(u string) bool { return len(u) > 8 && u[:8] == "https://" }
+func isHTTPS(raw string) bool {
+	u, err := url.Parse(raw)
+	return err == nil && u.Scheme == "https"
+}
 
 // TracerProvider is the provider the instruments take; nil when p is nil
 // (tracing off), which they read as "no spans".
