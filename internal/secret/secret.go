@@ -18,6 +18,7 @@ import (
 	"io/fs"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"time"
 )
@@ -143,7 +144,24 @@ func (s Source) create() ([][]byte, error) {
 	if _, err := rand.Read(p); err != nil {
 		return nil, err
 	}
-	err := writeNew(s.File, base64.StdEncoding.EncodeToString(p)+"\n")
+	// Written whole under a name of its own, then linked into place: a
+	// link never replaces a file, and a process that starts at the same
+	// moment never reads one half written.
+	tmp, err := os.CreateTemp(filepath.Dir(s.File), "."+filepath.Base(s.File)+".*.tmp") // mode 0600
+	if err != nil {
+		return nil, fmt.Errorf("create %s file: %w", s.Name, err)
+	}
+	defer func() { _ = os.Remove(tmp.Name()) }()
+	_, err = tmp.WriteString(base64.StdEncoding.EncodeToString(p) + "\n")
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Link(tmp.Name(), s.File)
+	}
 	if errors.Is(err, fs.ErrExist) {
 		return s.read() // another process made it first
 	}

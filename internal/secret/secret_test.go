@@ -45,6 +45,10 @@ func TestFileMadeOnceAndGuarded(t *testing.T) {
 	if err != nil || st.Mode().Perm() != 0o600 {
 		t.Fatalf("file mode: %v %v", st, err)
 	}
+	// The file is linked into place whole: nothing else is left beside it.
+	if ents, _ := os.ReadDir(filepath.Dir(src.File)); len(ents) != 1 {
+		t.Fatalf("the directory holds %d entries, want the key file alone", len(ents))
+	}
 	if err := os.Chmod(src.File, 0o640); err != nil {
 		t.Fatal(err)
 	}
@@ -123,5 +127,30 @@ func TestRingAndPrepend(t *testing.T) {
 	}
 	if _, err := src.Prepend(env); err == nil || !strings.Contains(err.Error(), "env") {
 		t.Fatalf("prepend to an environment variable: %v", err)
+	}
+}
+
+// TestConcurrentFirstLoadsNeverSeeAHalfWrittenFile races many first loads
+// of fresh files: a reader must never find the file made but not written.
+func TestConcurrentFirstLoadsNeverSeeAHalfWrittenFile(t *testing.T) {
+	for round := range 40 {
+		src := secret.Source{Name: "test key", Env: "KEYWAY_TEST_KEY", File: filepath.Join(t.TempDir(), "test.key")}
+		var wg sync.WaitGroup
+		got := make([][]byte, 32)
+		for i := range got {
+			wg.Go(func() {
+				p, err := src.Load(noEnv, true)
+				if err != nil {
+					t.Errorf("round %d: %v", round, err)
+				}
+				got[i] = p
+			})
+		}
+		wg.Wait()
+		for _, p := range got[1:] {
+			if !bytes.Equal(p, got[0]) {
+				t.Fatalf("round %d: concurrent first loads disagree", round)
+			}
+		}
 	}
 }
