@@ -193,7 +193,7 @@ func (d *DB) AddCredential(ctx context.Context, c *passkey.Credential, ev audit.
 
 // UserByID implements passkey.Store.
 func (d *DB) UserByID(ctx context.Context, id string) (*passkey.User, error) {
-	return d.scanUser(ctx, d.sql.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE id = ?`, id))
+	return d.scanUser(ctx, d.queryRow(ctx, `SELECT `+userColumns+` FROM users WHERE id = ?`, id))
 }
 
 // UserByHandle implements passkey.Store.

@@ -89,7 +89,7 @@ func (d *DB) CreateSession(ctx context.Context, s *session.Session, tokenHash []
 
 // SessionByToken implements session.Store.
 func (d *DB) SessionByToken(ctx context.Context, tokenHash []byte) (*session.Session, error) {
-	s, err := scanSession(d.sql.QueryRowContext(ctx, `SELECT `+sessionColumns+` FROM sessions WHERE token_hash = ?`, tokenHash))
+	s, err := scanSession(d.queryRow(ctx, `SELECT `+sessionColumns+` FROM sessions WHERE token_hash = ?`, tokenHash))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, session.ErrNotFound
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/keywayhq/keyway/internal/audit"
+	"github.com/keywayhq/keyway/internal/passkey"
 	"github.com/keywayhq/keyway/internal/session"
 )
 
@@ -353,5 +354,53 @@ func TestSessionsGoWithTheirUser(t *testing.T) {
 	}
 	if diff := cmp.Diff([]string{"ses_b"}, sessionIDs(t, db)); diff != "" {
 		t.Fatalf("sessions left (-want +got):\n%s", diff)
+	}
+}
+
+// TestHotReadsKeepTheirConnections: the reads every session request makes
+// run on connections that stay open and statements prepared once, however
+// many requests run at once. Connections closed and reopened under load
+// once cost a third of a session route's CPU (pragmas and a parse of the
+// whole schema each time).
+func TestHotReadsKeepTheirConnections(t *testing.T) {
+	db := openSessionDB(t, "u1")
+	ctx := context.Background()
+	s, ev := sessionFixture("s1", "u1", []byte("cred"), 0)
+	if err := db.CreateSession(ctx, s, sessionHash("tok"), ev); err != nil {
+		t.Fatal(err)
+	}
+	before := db.SQL().Stats()
+	done := make(chan error, 32)
+	for range 32 {
+		go func() {
+			for range 50 {
+				if _, err := db.SessionByToken(ctx, sessionHash("tok")); err != nil {
+					done <- err
+					return
+				}
+				if _, err := db.UserByID(ctx, "nobody"); !errors.Is(err, passkey.ErrNotFound) {
+					done <- err
+					return
+				}
+			}
+			done <- nil
+		}()
+	}
+	for range 32 {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	st := db.SQL().Stats()
+	if closed := st.MaxIdleClosed - before.MaxIdleClosed; closed != 0 {
+		t.Errorf("%d connections were closed as surplus idle ones and reopened", closed)
+	}
+	n := 0
+	db.stmts.Range(func(any, any) bool { n++; return true })
+	if n != 2 {
+		t.Errorf("%d prepared statements kept, want the two hot reads", n)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/keywayhq/keyway/internal/crypt"
@@ -59,6 +60,9 @@ type DB struct {
 	migrations string
 	// sealer seals personal fields; nil until UseSealer.
 	sealer *crypt.Sealer
+	// stmts holds the statements read on every request (query → *sql.Stmt),
+	// prepared once per connection instead of parsed at every call.
+	stmts sync.Map
 }
 
 // Open opens (creating if needed) the database at path and applies every
@@ -90,7 +94,12 @@ func open(ctx context.Context, path, migrations string) (*DB, error) {
 		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
 	}
 	// SQLite allows one writer; a small pool keeps readers concurrent in WAL.
+	// Every connection stays open (database/sql keeps 2 idle by default):
+	// under load the others were closed and reopened all the time, each
+	// reopening paying the pragmas and a parse of the whole schema.
 	db.SetMaxOpenConns(8)
+	db.SetMaxIdleConns(8)
+	db.SetConnMaxIdleTime(5 * time.Minute)
 	d := &DB{sql: db, path: path, migrations: migrations}
 	if err := d.migrate(ctx); err != nil {
 		_ = db.Close()
@@ -123,8 +132,31 @@ func (d *DB) Ping(ctx context.Context) error {
 	return nil
 }
 
+// queryRow runs a statement read on every request through a prepared
+// statement kept for the life of d; if it cannot be prepared, it runs as a
+// plain query and the error, if any, comes from there.
+func (d *DB) queryRow(ctx context.Context, query string, args ...any) *sql.Row {
+	if st, ok := d.stmts.Load(query); ok {
+		return st.(*sql.Stmt).QueryRowContext(ctx, args...)
+	}
+	st, err := d.sql.PrepareContext(ctx, query)
+	if err != nil {
+		return d.sql.QueryRowContext(ctx, query, args...)
+	}
+	if prev, loaded := d.stmts.LoadOrStore(query, st); loaded {
+		defer func() { _ = st.Close() }() // another call's is kept
+		return prev.(*sql.Stmt).QueryRowContext(ctx, args...)
+	}
+	return st.QueryRowContext(ctx, args...)
+}
+
 // Close checkpoints the WAL and closes the database.
 func (d *DB) Close() error {
+	d.stmts.Range(func(k, v any) bool {
+		_ = v.(*sql.Stmt).Close()
+		d.stmts.Delete(k)
+		return true
+	})
 	_, _ = d.sql.ExecContext(context.Background(), "PRAGMA wal_checkpoint(TRUNCATE)")
 	return d.sql.Close()
 }
