@@ -279,7 +279,17 @@ func (c *Config) ApplyEnv(getenv func(string) string) {
 		if env == nil {
 			env = map[string]string{}
 		}
+		prev, had := env[e.path]
 		env[e.path] = e.name
+		// unclaim is for a variable that turns out not to set the path:
+		// errors about it must keep naming where it was set.
+		unclaim := func() {
+			if had {
+				env[e.path] = prev
+			} else {
+				delete(env, e.path)
+			}
+		}
 		switch e.path {
 		case "data_dir":
 			c.SetDataDir(val)
@@ -301,12 +311,15 @@ func (c *Config) ApplyEnv(getenv func(string) string) {
 			if e.name == "OTEL_SDK_DISABLED" {
 				if strings.EqualFold(val, "true") {
 					c.Tracing.Exporter = "none" // the specification: it wins
+				} else {
+					unclaim()
 				}
 				continue
 			}
 			c.Tracing.Exporter = val
 		case "tracing.endpoint":
 			if e.name == "OTEL_EXPORTER_OTLP_ENDPOINT" && getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") != "" {
+				unclaim()
 				continue // the more precise variable wins, as the specification says
 			}
 			c.Tracing.Endpoint = otlpEndpoint(val, e.name == "OTEL_EXPORTER_OTLP_ENDPOINT", c.Tracing.Protocol, getenv)
@@ -327,9 +340,7 @@ func (c *Config) ApplyEnv(getenv func(string) string) {
 					r = -1 // Validate names the variable
 				}
 			default:
-				if env[e.path] == e.name {
-					delete(env, e.path)
-				}
+				unclaim()
 				continue // another sampler's argument, or a ratio given by its argument
 			}
 			c.Tracing.SampleRatio = &r

@@ -767,6 +767,13 @@ func TestTracingFromTheStandardVariables(t *testing.T) {
 	if c.Tracing.Exporter != "none" || c.Validate() != nil {
 		t.Fatalf("OTEL_SDK_DISABLED=true: %+v %v", c.Tracing, c.Validate())
 	}
+	// A variable that sets nothing is not blamed for the file's mistake.
+	c = Demo()
+	c.Tracing.Exporter = "jaeger"
+	c.ApplyEnv(func(k string) string { return map[string]string{"OTEL_SDK_DISABLED": "false"}[k] })
+	if err := c.Validate(); err == nil || strings.Contains(err.Error(), "OTEL_SDK_DISABLED") {
+		t.Fatalf("the file's exporter, with OTEL_SDK_DISABLED=false: %v", err)
+	}
 	c = Demo()
 	c.Tracing.Protocol = "grpc"
 	c.ApplyEnv(func(k string) string {
