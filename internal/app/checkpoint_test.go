@@ -23,6 +23,11 @@ func TestAuditCheckpointsOfARun(t *testing.T) {
 	in := apptest.Start(t, cfg)
 	signedUpTo := func() int64 {
 		rep, err := app.VerifyAudit(context.Background(), cfg, os.Getenv, nil)
+		if err == nil && rep.LastCheckpoint == nil && rep.Checkpoints == 0 {
+			// The start's checkpoint is signed beside the first requests;
+			// on a loaded machine it may not be written yet.
+			return -1
+		}
 		if err != nil || rep.Broken != nil || rep.LastCheckpoint == nil {
 			t.Fatalf("trail of a running server: %+v %v", rep, err)
 		}

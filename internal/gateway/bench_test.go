@@ -1,10 +1,12 @@
 package gateway
 
 import (
+	"bufio"
 	"context"
 	"crypto/rand"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -31,6 +33,49 @@ func (cannedTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	return &http.Response{StatusCode: 200, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
 		Header: http.Header{"Content-Type": {"application/json"}, "Content-Length": {"2"}},
 		Body:   io.NopCloser(strings.NewReader("{}")), ContentLength: 2, Request: r}, nil
+}
+
+// cannedUpstream is an upstream on loopback TCP that answers every
+// request at once, allocating nothing per request: a benchmark then counts
+// the direct path's own work, over a real connection (net.Pipe's
+// deadlines would add timers of their own).
+func cannedUpstream(b *testing.B) *url.URL {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go serveCanned(c)
+		}
+	}()
+	u, _ := url.Parse("http://" + ln.Addr().String())
+	return u
+}
+
+func serveCanned(c net.Conn) {
+	defer func() { _ = c.Close() }()
+	br := bufio.NewReader(c)
+	answer := []byte("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}")
+	for {
+		for {
+			line, err := br.ReadSlice('\n')
+			if err != nil {
+				return
+			}
+			if len(line) == 2 {
+				break
+			}
+		}
+		if _, err := c.Write(answer); err != nil {
+			return
+		}
+	}
 }
 
 // oneKey is a KeyVerifier with one key whose checks always pass.
@@ -64,8 +109,11 @@ func benchGateway(b *testing.B, access *AccessLog) (*Gateway, string) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	u, _ := url.Parse("http://upstream.invalid")
-	up := &Upstream{name: "up", url: u, transport: cannedTransport{}}
+	u := cannedUpstream(b)
+	var d net.Dialer
+	up := &Upstream{name: "up", url: u, transport: cannedTransport{}, h1: newH1Pool(u, 16, time.Minute,
+		func(ctx context.Context) (net.Conn, error) { return d.DialContext(ctx, "tcp", u.Host) })}
+	b.Cleanup(up.Close)
 	loopback := []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
 	g, err := New(Config{
 		Routes: []Route{
@@ -142,36 +190,42 @@ func BenchmarkForwardAuthAnswer(b *testing.B) {
 }
 
 // BenchmarkHandlerPath is keyway's whole handler path for one request:
-// ServeHTTP, the decision, the reverse proxy with its header rewriting
-// and the answer's copy, access log on. Unlike BenchmarkGatewayOverhead,
-// the request and the response writer are reused, as net/http's server
-// makes them, so that allocs/op counts keyway's work and the proxy's
-// (the in-memory upstream's answer adds 4: response, header map, reader,
-// NopCloser). Issue 11's target: at most 20 on the api_key route.
+// ServeHTTP, the decision, the forwarding with its header rewriting and
+// the answer's copy, access log on, on each path: "direct" (keyway's own
+// HTTP/1.1 client, what a GET takes, to an upstream on loopback TCP that
+// allocates nothing) and "standard" (httputil.ReverseProxy over an in-memory
+// transport whose answer adds 4: response, header map, reader,
+// NopCloser). Unlike BenchmarkGatewayOverhead, the request and the
+// response writer are reused, as net/http's server makes them, so that
+// allocs/op counts keyway's work. Issue 11's target: at most 20 on the
+// api_key route.
 func BenchmarkHandlerPath(b *testing.B) {
 	g, key := benchGateway(b, &AccessLog{W: io.Discard})
-	for _, tt := range []struct{ name, path, auth string }{
-		{"public", "/hello", ""},
-		{"api_key", "/key/hello", "Bearer " + key},
-	} {
-		b.Run(tt.name, func(b *testing.B) {
-			r := httptest.NewRequest(http.MethodGet, "https://localhost"+tt.path, nil)
-			r.RemoteAddr = "198.51.100.7:4321"
-			r.Header.Set("User-Agent", "bench/1")
-			r.Header.Set("Accept", "application/json")
-			if tt.auth != "" {
-				r.Header.Set("Authorization", tt.auth)
-			}
-			w := &nopWriter{h: make(http.Header, 16)}
-			b.ReportAllocs()
-			for b.Loop() {
-				clear(w.h)
-				w.code = 0
-				g.ServeHTTP(w, r)
-				if w.code != 200 {
-					b.Fatalf("%s: %d", tt.path, w.code)
+	for _, path := range []string{"direct", "standard"} {
+		for _, tt := range []struct{ name, path, auth string }{
+			{"public", "/hello", ""},
+			{"api_key", "/key/hello", "Bearer " + key},
+		} {
+			b.Run(path+"/"+tt.name, func(b *testing.B) {
+				g.cfg.StandardProxyOnly = path == "standard"
+				r := httptest.NewRequest(http.MethodGet, "https://localhost"+tt.path, nil)
+				r.RemoteAddr = "198.51.100.7:4321"
+				r.Header.Set("User-Agent", "bench/1")
+				r.Header.Set("Accept", "application/json")
+				if tt.auth != "" {
+					r.Header.Set("Authorization", tt.auth)
 				}
-			}
-		})
+				w := &nopWriter{h: make(http.Header, 16)}
+				b.ReportAllocs()
+				for b.Loop() {
+					clear(w.h)
+					w.code = 0
+					g.ServeHTTP(w, r)
+					if w.code != 200 {
+						b.Fatalf("%s: %d", tt.path, w.code)
+					}
+				}
+			})
+		}
 	}
 }

@@ -72,6 +72,10 @@ type Config struct {
 	// trusted proxy (ClientIP); clients' are removed before forwarding,
 	// and the upstream always gets keyway's.
 	Tracer trace.Tracer
+	// StandardProxyOnly sends every request through httputil.ReverseProxy
+	// over http.Transport, never the direct path (see forward.go): for
+	// tests that compare the two, and for measuring one against the other.
+	StandardProxyOnly bool
 }
 
 // Gateway is the public HTTPS handler: it normalises the path once, serves
@@ -227,6 +231,10 @@ type state struct {
 	assertion string
 	// span is the request's span when tracing is on.
 	span trace.Span
+	// abort is set when an upstream's answer was cut short after its head
+	// went out: ServeHTTP then ends the client's connection (or stream),
+	// so that the client never takes a part for the whole.
+	abort bool
 }
 
 // RequestInfo is the request-scoped information the gateway attaches to each
@@ -295,6 +303,9 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if g.cfg.AccessLog != nil {
 		g.accessLog(r, st, sw, end, elapsed)
+	}
+	if st.abort {
+		panic(http.ErrAbortHandler)
 	}
 }
 
@@ -505,6 +516,10 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, st *state) {
 		g.serveTunnel(w, r.WithContext(ctx), st, &facts)
 		return
 	}
+	if g.direct(r, rt, st) {
+		g.forward(w, r, rt, st)
+		return
+	}
 	ctx, cancel := context.WithTimeout(ctx, rt.Timeout)
 	defer cancel()
 	rt.proxy.ServeHTTP(w, r.WithContext(ctx))
@@ -681,15 +696,7 @@ func (g *Gateway) newProxy(rt *route) *httputil.ReverseProxy {
 		BufferPool: g.bufs,
 		ModifyResponse: func(res *http.Response) error {
 			st := res.Request.Context().Value(stateKey{}).(*state)
-			scrubResponse(res.Header)
-			if !rt.AllowUpstreamCookies {
-				// A cookie an upstream sets would be a second session,
-				// one keyway cannot revoke.
-				delete(res.Header, "Set-Cookie")
-			}
-			if rt.Policy == decision.Session {
-				dropCORS(res.Header)
-			}
+			g.modifyAnswer(res.Header, rt)
 			if res.StatusCode == http.StatusSwitchingProtocols {
 				st.upgraded.Store(true)
 				st.status = http.StatusSwitchingProtocols
@@ -701,7 +708,7 @@ func (g *Gateway) newProxy(rt *route) *httputil.ReverseProxy {
 			return nil
 		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
-			g.proxyError(w, r, rt, err)
+			g.proxyError(w, r, r.Context().Value(stateKey{}).(*state), rt, err)
 		},
 		ErrorLog: log.New(slogWriter{g.cfg.Logger}, "", 0),
 	}
@@ -734,36 +741,6 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest, rt *route, st *state) {
 	// Identity and forwarding headers belong to keyway alone: strip every
 	// spelling a client sent before setting ours (see headers.go).
 	scrubInbound(out.Header, g.keyHeader, rt.pass)
-	// The keys are written in canonical form, so no canonicalisation runs,
-	// and every value keyway sets comes from one array: one allocation,
-	// each value a full slice expression of its own, so that an append
-	// to one copies rather than overwrites the next.
-	vals := make([]string, 0, 12)
-	set := func(k, v string) {
-		vals = append(vals, v)
-		out.Header[k] = vals[len(vals)-1 : len(vals) : len(vals)]
-	}
-	if id := &st.ident; id.Subject != "" {
-		set("X-Keyway-Subject", id.Subject)
-		if id.KeyID != "" {
-			set("X-Keyway-Key-Id", id.KeyID)
-		}
-		if id.Scopes != "" {
-			set("X-Keyway-Scopes", id.Scopes)
-		}
-		if id.Name != "" {
-			set("X-Keyway-Name", id.Name)
-		}
-		if id.Roles != "" {
-			set("X-Keyway-Roles", id.Roles)
-		}
-		if id.Session != nil {
-			set("X-Keyway-Session-Id", id.Session.ID)
-		}
-		if id.Client != "" {
-			set("X-Keyway-Client", id.Client)
-		}
-	}
 	// Trace context: a client's is dropped in every spelling (it would
 	// pick the trace, and the sampling, of the upstream's spans); with
 	// tracing on, keyway's replaces even a trusted proxy's, in the
@@ -784,18 +761,65 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest, rt *route, st *state) {
 			}
 		}
 	}
-	out.Header["X-Request-Id"] = st.idv
-	if st.assertion != "" {
-		set(assertion.Header, st.assertion)
-	}
 	if _, rule := g.shapeRule(st); rule != nil {
 		// The answer is read to be shaped: ask for it unencoded.
 		delete(out.Header, "Accept-Encoding")
 	}
+	// The keys are written in canonical form, so no canonicalisation runs,
+	// and every value keyway sets comes from one array: one allocation,
+	// each value a full slice expression of its own, so that an append
+	// to one copies rather than overwrites the next.
+	var set keywayHeaderSet
+	g.keywayHeaders(pr.In, st, &set)
+	vals := make([]string, set.n)
+	for i, kv := range set.p[:set.n] {
+		vals[i] = kv.v
+		out.Header[kv.k] = vals[i : i+1 : i+1]
+	}
+}
 
-	// X-Forwarded-*: extend a trusted proxy's chain, otherwise start afresh
-	// (Rewrite has already removed what the client sent).
-	in := pr.In
+// keywayHeaderSet holds the headers keyway sets on a request it forwards,
+// in canonical form; it lives on the caller's stack.
+type keywayHeaderSet struct {
+	n int
+	p [14]struct{ k, v string }
+}
+
+func (s *keywayHeaderSet) add(k, v string) {
+	s.p[s.n].k, s.p[s.n].v = k, v
+	s.n++
+}
+
+// keywayHeaders computes the headers keyway sets on a forwarded request,
+// for both paths: the identity, the request ID, the signed assertion, and
+// X-Forwarded-* (a trusted proxy's chain extended, otherwise afresh; the
+// client's are removed on both paths before these are set).
+func (g *Gateway) keywayHeaders(in *http.Request, st *state, set *keywayHeaderSet) {
+	if id := &st.ident; id.Subject != "" {
+		set.add("X-Keyway-Subject", id.Subject)
+		if id.KeyID != "" {
+			set.add("X-Keyway-Key-Id", id.KeyID)
+		}
+		if id.Scopes != "" {
+			set.add("X-Keyway-Scopes", id.Scopes)
+		}
+		if id.Name != "" {
+			set.add("X-Keyway-Name", id.Name)
+		}
+		if id.Roles != "" {
+			set.add("X-Keyway-Roles", id.Roles)
+		}
+		if id.Session != nil {
+			set.add("X-Keyway-Session-Id", id.Session.ID)
+		}
+		if id.Client != "" {
+			set.add("X-Keyway-Client", id.Client)
+		}
+	}
+	set.add("X-Request-Id", st.id)
+	if st.assertion != "" {
+		set.add(assertion.Header, st.assertion)
+	}
 	peer := st.client.Peer.String()
 	client := peer
 	proto := "https"
@@ -808,11 +832,11 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest, rt *route, st *state) {
 		}
 		client = st.client.Client.String()
 	}
-	set("X-Forwarded-For", peer)
-	set("X-Forwarded-Proto", proto)
-	set("X-Real-Ip", client)
+	set.add("X-Forwarded-For", peer)
+	set.add("X-Forwarded-Proto", proto)
+	set.add("X-Real-Ip", client)
 	if st.host != "" {
-		set("X-Forwarded-Host", st.host)
+		set.add("X-Forwarded-Host", st.host)
 	}
 }
 
@@ -843,8 +867,21 @@ func queryHasKey(q string) bool {
 	return keyShaped(b.String())
 }
 
-func (g *Gateway) proxyError(w http.ResponseWriter, r *http.Request, rt *route, err error) {
-	st := r.Context().Value(stateKey{}).(*state)
+// modifyAnswer removes from an upstream's answer what must not reach the
+// client, on both paths.
+func (g *Gateway) modifyAnswer(h http.Header, rt *route) {
+	scrubResponse(h)
+	if !rt.AllowUpstreamCookies {
+		// A cookie an upstream sets would be a second session, one keyway
+		// cannot revoke.
+		delete(h, "Set-Cookie")
+	}
+	if rt.Policy == decision.Session {
+		dropCORS(h)
+	}
+}
+
+func (g *Gateway) proxyError(w http.ResponseWriter, r *http.Request, st *state, rt *route, err error) {
 	var tooBig *http.MaxBytesError
 	var shapeErr *errShape
 	switch {
@@ -857,7 +894,7 @@ func (g *Gateway) proxyError(w http.ResponseWriter, r *http.Request, rt *route, 
 	case errors.As(err, &tooBig):
 		g.problem(w, st, problem.New(problem.BodyTooLarge, http.StatusRequestEntityTooLarge,
 			"the request body is larger than this route accepts"))
-	case errors.Is(context.Cause(r.Context()), context.DeadlineExceeded):
+	case errors.Is(err, errUpstreamTimeout) || errors.Is(context.Cause(r.Context()), context.DeadlineExceeded):
 		g.cfg.Logger.LogAttrs(r.Context(), slog.LevelWarn, "upstream timeout",
 			slog.String("request_id", st.id), slog.String("upstream", rt.Upstream.name), slog.Duration("timeout", rt.Timeout))
 		g.problem(w, st, problem.New(problem.GatewayTimeout, http.StatusGatewayTimeout, "the upstream did not answer in time"))

@@ -20,19 +20,26 @@ import (
 // through despite an underscore or an override meaning.
 func scrubInbound(h http.Header, keyHeader string, pass map[string]bool) {
 	for k := range h {
-		switch {
-		case k == keyHeader:
-		case headername.Protected(k, keyHeader):
+		if dropInbound(k, keyHeader, pass) {
 			delete(h, k)
-		case headername.EqualFold(k, "http2-settings"):
-			// Only meaningful in an h2c upgrade, which keyway never forwards.
-			delete(h, k)
-		case strings.IndexByte(k, '_') >= 0 || headername.Override(k):
-			if !pass[k] {
-				delete(h, k)
-			}
 		}
 	}
+}
+
+// dropInbound reports whether scrubInbound removes the header k.
+func dropInbound(k, keyHeader string, pass map[string]bool) bool {
+	switch {
+	case k == keyHeader:
+		return false
+	case headername.Protected(k, keyHeader):
+		return true
+	case headername.EqualFold(k, "http2-settings"):
+		// Only meaningful in an h2c upgrade, which keyway never forwards.
+		return true
+	case strings.IndexByte(k, '_') >= 0 || headername.Override(k):
+		return !pass[k]
+	}
+	return false
 }
 
 // dropTraceContext removes every spelling of the W3C trace context
@@ -42,18 +49,28 @@ func scrubInbound(h http.Header, keyHeader string, pass map[string]bool) {
 // a client could pick the trace, and the sampling, of the upstream's spans.
 func dropTraceContext(h http.Header, untrusted bool) {
 	for k := range h {
-		switch {
-		case headername.EqualFold(k, "traceparent"), headername.EqualFold(k, "tracestate"):
-			delete(h, k)
-		case !untrusted:
-		case headername.EqualFold(k, "baggage"), headername.EqualFold(k, "b3"), headername.HasPrefixFold(k, "x-b3-"),
-			headername.EqualFold(k, "uber-trace-id"), headername.HasPrefixFold(k, "uberctx-"),
-			headername.HasPrefixFold(k, "ot-tracer-"), headername.HasPrefixFold(k, "ot-baggage-"),
-			headername.EqualFold(k, "x-amzn-trace-id"), headername.EqualFold(k, "x-cloud-trace-context"),
-			headername.EqualFold(k, "sw8"), headername.HasPrefixFold(k, "sw8-"), headername.EqualFold(k, "grpc-trace-bin"):
+		if isTraceHeader(k, untrusted) {
 			delete(h, k)
 		}
 	}
+}
+
+// isTraceHeader reports whether dropTraceContext removes the header k: the
+// W3C trace context always, every other format only for a client.
+func isTraceHeader(k string, untrusted bool) bool {
+	switch {
+	case headername.EqualFold(k, "traceparent"), headername.EqualFold(k, "tracestate"):
+		return true
+	case !untrusted:
+		return false
+	case headername.EqualFold(k, "baggage"), headername.EqualFold(k, "b3"), headername.HasPrefixFold(k, "x-b3-"),
+		headername.EqualFold(k, "uber-trace-id"), headername.HasPrefixFold(k, "uberctx-"),
+		headername.HasPrefixFold(k, "ot-tracer-"), headername.HasPrefixFold(k, "ot-baggage-"),
+		headername.EqualFold(k, "x-amzn-trace-id"), headername.EqualFold(k, "x-cloud-trace-context"),
+		headername.EqualFold(k, "sw8"), headername.HasPrefixFold(k, "sw8-"), headername.EqualFold(k, "grpc-trace-bin"):
+		return true
+	}
+	return false
 }
 
 // scrubResponse removes what an upstream must not set on keyway's origin:

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
@@ -39,8 +40,11 @@ type Upstream struct {
 	name      string
 	url       *url.URL
 	transport http.RoundTripper
-	signer    *assertion.Signer
-	audience  string
+	// h1 is the direct path's connection pool (see forward.go); nil sends
+	// every request through transport.
+	h1       *h1Pool
+	signer   *assertion.Signer
+	audience string
 }
 
 // NewUpstream validates cfg and builds the upstream's transport.
@@ -62,13 +66,14 @@ func NewUpstream(cfg UpstreamConfig) (*Upstream, error) {
 	t := &http.Transport{
 		// Never take a proxy from the environment: an HTTP_PROXY variable
 		// must not silently route authenticated traffic elsewhere.
-		Proxy:                 nil,
-		DialContext:           dialer.DialContext,
-		MaxIdleConns:          cfg.MaxIdleConns,
-		MaxIdleConnsPerHost:   cfg.MaxIdleConns,
-		IdleConnTimeout:       90 * time.Second,
-		TLSHandshakeTimeout:   cfg.DialTimeout,
-		ExpectContinueTimeout: time.Second,
+		Proxy:                  nil,
+		DialContext:            dialer.DialContext,
+		MaxIdleConns:           cfg.MaxIdleConns,
+		MaxIdleConnsPerHost:    cfg.MaxIdleConns,
+		IdleConnTimeout:        90 * time.Second,
+		TLSHandshakeTimeout:    cfg.DialTimeout,
+		ExpectContinueTimeout:  time.Second,
+		MaxResponseHeaderBytes: maxAnswerHead,
 		// Compression is the client's and the upstream's business; a proxy
 		// that asks for gzip itself would have to decode and re-encode.
 		DisableCompression: true,
@@ -82,7 +87,21 @@ func NewUpstream(cfg UpstreamConfig) (*Upstream, error) {
 	if cfg.Audience == "" {
 		cfg.Audience = u.Scheme + "://" + u.Host
 	}
-	return &Upstream{name: cfg.Name, url: u, transport: t, signer: cfg.Signer, audience: cfg.Audience}, nil
+	addr := u.Host
+	if u.Port() == "" {
+		addr = net.JoinHostPort(u.Hostname(), map[string]string{"http": "80", "https": "443"}[u.Scheme])
+	}
+	dial := func(ctx context.Context) (net.Conn, error) { return dialer.DialContext(ctx, "tcp", addr) }
+	if u.Scheme == "https" {
+		// The direct path offers HTTP/1.1 alone; sessions are resumed.
+		tc := t.TLSClientConfig.Clone()
+		tc.ServerName = u.Hostname()
+		tc.NextProtos = []string{"http/1.1"}
+		tc.ClientSessionCache = tls.NewLRUClientSessionCache(64)
+		dial = tlsDialer(dialer, addr, tc)
+	}
+	return &Upstream{name: cfg.Name, url: u, transport: t, signer: cfg.Signer, audience: cfg.Audience,
+		h1: newH1Pool(u, cfg.MaxIdleConns, t.IdleConnTimeout, dial)}, nil
 }
 
 // Name is the upstream's name.
@@ -90,6 +109,9 @@ func (u *Upstream) Name() string { return u.name }
 
 // Close drops idle connections.
 func (u *Upstream) Close() {
+	if u.h1 != nil {
+		u.h1.close()
+	}
 	if t, ok := u.transport.(interface{ CloseIdleConnections() }); ok {
 		t.CloseIdleConnections()
 	}

@@ -1,0 +1,579 @@
+package gateway
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/textproto"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/net/http/httpguts"
+
+	"github.com/keywayhq/keyway/internal/decision"
+)
+
+// The direct path: keyway's own HTTP/1.1 client for the requests that make
+// most of an API's traffic, GET and HEAD without a body. It writes the
+// request head once, straight from the client's request to a pooled
+// upstream connection, and reads the answer on the request's own
+// goroutine: no request clone, no header map copy, none of
+// httputil.ReverseProxy's per-request work, and none of http.Transport's
+// hand-offs between a connection's reader and writer goroutines (see
+// docs/performance.md for the profiles).
+//
+// Everything else (bodies, WebSocket upgrades, answers shaped for a
+// client, tracing, an opaque request target) takes the standard path,
+// httputil.ReverseProxy over http.Transport. Both paths send the upstream
+// the same request: the same headers removed (one predicate,
+// inboundKept, mirrors ReverseProxy's hop-by-hop removal and rewrite's
+// scrubbing), the same headers set (keywayHeaders, shared), the same
+// target; TestDirectPathSendsWhatTheStandardPathSends holds them to it.
+//
+// Parsing the answer is net/http's own (http.ReadResponse: the framing
+// rules, Content-Length and chunked, that http.Transport uses), under a
+// bound on the answer's head. A connection goes back to the pool only when
+// the answer was read to its end, was framed by its length or by chunks,
+// asked for no close, and left nothing unread behind it: an upstream that
+// sends more than one answer to one request loses the connection, never
+// desynchronises it.
+
+// maxAnswerHead bounds an upstream answer's status line and headers; the
+// standard path's transport has the same bound.
+const maxAnswerHead = 1 << 20
+
+// maxInformational is how many 1xx answers keyway skips before the final one.
+const maxInformational = 5
+
+// errAnswerHeadTooLarge is an upstream answer whose head passed maxAnswerHead.
+var errAnswerHeadTooLarge = errors.New("the upstream's answer head is larger than 1 MiB")
+
+// errUpstreamTimeout is the route's timeout reached on the direct path.
+var errUpstreamTimeout = errors.New("the upstream did not answer within the route's timeout")
+
+// aLongTimeAgo is a deadline that has passed: set on a connection, it
+// ends a blocked read or write at once.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// h1Conn is one pooled HTTP/1.1 connection to an upstream. It is the
+// reader under br, so that it can bound the answer's head and count what
+// the upstream sent.
+type h1Conn struct {
+	nc net.Conn
+	br *bufio.Reader
+	bw *bufio.Writer
+	// left is what the answer's head may still take; -1 when unbounded
+	// (while the body is read).
+	left int64
+	// got counts the bytes read since the request was written: nothing
+	// read on a reused connection means the upstream closed it idle.
+	got    int64
+	idleAt time.Time
+	probe  *idleProbe
+	// abortFn is abort as a func value, made once: context.AfterFunc takes
+	// it on every request.
+	abortFn func()
+}
+
+func (c *h1Conn) Read(p []byte) (int, error) {
+	if c.left == 0 {
+		return 0, errAnswerHeadTooLarge
+	}
+	if c.left > 0 && int64(len(p)) > c.left {
+		p = p[:c.left]
+	}
+	n, err := c.nc.Read(p)
+	c.got += int64(n)
+	if c.left > 0 {
+		c.left -= int64(n)
+	}
+	return n, err
+}
+
+// abort ends whatever the connection is blocked in.
+func (c *h1Conn) abort() { _ = c.nc.SetDeadline(aLongTimeAgo) }
+
+// h1Pool keeps an upstream's idle connections, the most recent first.
+type h1Pool struct {
+	dial    func(ctx context.Context) (net.Conn, error)
+	host    string // the Host header: the URL's host, without an IPv6 zone
+	maxIdle int
+	idleFor time.Duration
+
+	mu     sync.Mutex
+	idle   []*h1Conn
+	closed bool
+}
+
+func newH1Pool(u *url.URL, maxIdle int, idleFor time.Duration, dial func(ctx context.Context) (net.Conn, error)) *h1Pool {
+	host := u.Host
+	if i := strings.IndexByte(host, '%'); i >= 0 && strings.HasPrefix(host, "[") {
+		// A zone names an interface of this machine, not the upstream.
+		if j := strings.IndexByte(host[i:], ']'); j >= 0 {
+			host = host[:i] + host[i+j:]
+		}
+	}
+	return &h1Pool{dial: dial, host: host, maxIdle: maxIdle, idleFor: idleFor}
+}
+
+// get returns an idle connection, its deadline set, or nil. One that idled
+// too long, was closed by the upstream, or holds bytes nobody asked for is
+// closed.
+func (p *h1Pool) get(now, deadline time.Time) *h1Conn {
+	for {
+		p.mu.Lock()
+		n := len(p.idle)
+		if n == 0 {
+			p.mu.Unlock()
+			return nil
+		}
+		c := p.idle[n-1]
+		p.idle[n-1] = nil
+		p.idle = p.idle[:n-1]
+		p.mu.Unlock()
+		// The deadline first: the probe, a read, fails on a passed one.
+		if now.Sub(c.idleAt) < p.idleFor && c.nc.SetDeadline(deadline) == nil && c.probe.idleClean() {
+			return c
+		}
+		_ = c.nc.Close()
+	}
+}
+
+// put returns a connection whose exchange ended cleanly.
+func (p *h1Pool) put(c *h1Conn, now time.Time) {
+	c.idleAt = now
+	p.mu.Lock()
+	if p.closed || len(p.idle) >= p.maxIdle {
+		p.mu.Unlock()
+		_ = c.nc.Close()
+		return
+	}
+	p.idle = append(p.idle, c)
+	p.mu.Unlock()
+}
+
+// close drops the idle connections; later ones are closed as they return.
+func (p *h1Pool) close() {
+	p.mu.Lock()
+	idle := p.idle
+	p.idle, p.closed = nil, true
+	p.mu.Unlock()
+	for _, c := range idle {
+		_ = c.nc.Close()
+	}
+}
+
+func (p *h1Pool) connect(ctx context.Context) (*h1Conn, error) {
+	nc, err := p.dial(ctx)
+	if err != nil {
+		return nil, err
+	}
+	c := &h1Conn{nc: nc, bw: bufio.NewWriterSize(nc, 4096), probe: newIdleProbe(nc)}
+	c.br = bufio.NewReaderSize(c, 4096)
+	c.abortFn = c.abort
+	return c, nil
+}
+
+// tlsDialer returns a dial function that opens TCP then TLS, offering
+// HTTP/1.1 only: the direct path speaks nothing else.
+func tlsDialer(d *net.Dialer, addr string, cfg *tls.Config) func(ctx context.Context) (net.Conn, error) {
+	return func(ctx context.Context) (net.Conn, error) {
+		nc, err := d.DialContext(ctx, "tcp", addr)
+		if err != nil {
+			return nil, err
+		}
+		tc := tls.Client(nc, cfg)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			_ = nc.Close()
+			return nil, err
+		}
+		return tc, nil
+	}
+}
+
+// direct reports whether a request takes the direct path.
+func (g *Gateway) direct(r *http.Request, rt *route, st *state) bool {
+	if g.cfg.StandardProxyOnly || g.cfg.Tracer != nil || rt.Upstream.h1 == nil {
+		return false
+	}
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		return false
+	}
+	if r.ContentLength != 0 || (r.Body != nil && r.Body != http.NoBody) || r.URL.Opaque != "" {
+		return false
+	}
+	_, rule := g.shapeRule(st)
+	return rule == nil
+}
+
+// forward serves a request on the direct path.
+func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, rt *route, st *state) {
+	pool := rt.Upstream.h1
+	start := time.Now()
+	deadline := start.Add(rt.Timeout)
+	ctx := r.Context()
+
+	var (
+		c    *h1Conn
+		res  *http.Response
+		err  error
+		stop func() bool
+	)
+	for attempt := 0; ; attempt++ {
+		// The route's timeout and the client going away bound the whole
+		// exchange, the body's copy included.
+		c = pool.get(start, deadline)
+		fresh := c == nil
+		if fresh {
+			dctx, cancel := context.WithDeadline(ctx, deadline)
+			c, err = pool.connect(dctx)
+			cancel()
+			if err != nil {
+				g.directError(w, r, rt, st, err, deadline)
+				return
+			}
+			_ = c.nc.SetDeadline(deadline)
+		}
+		stop = context.AfterFunc(ctx, c.abortFn)
+		res, err = g.exchange(c, r, rt, st)
+		if err == nil {
+			break
+		}
+		stop()
+		_ = c.nc.Close()
+		// A reused connection that took the request and sent nothing back
+		// was closed by the upstream while idle: GET and HEAD may be sent
+		// again, once, on a new connection (as http.Transport does).
+		if fresh || attempt > 0 || c.got != 0 || ctx.Err() != nil || !time.Now().Before(deadline) {
+			g.directError(w, r, rt, st, err, deadline)
+			return
+		}
+	}
+
+	reusable := g.relay(w, r, rt, st, c, res)
+	if !stop() {
+		reusable = false // the client went away meanwhile
+	}
+	if !reusable {
+		_ = c.nc.Close()
+		return
+	}
+	pool.put(c, time.Now()) // its deadline is set again before any use
+}
+
+// exchange writes the request and reads the answer's head.
+func (g *Gateway) exchange(c *h1Conn, r *http.Request, rt *route, st *state) (*http.Response, error) {
+	c.got = 0
+	if err := g.writeHead(c.bw, r, rt, st); err != nil {
+		return nil, err
+	}
+	if err := c.bw.Flush(); err != nil {
+		return nil, err
+	}
+	c.left = maxAnswerHead
+	for i := 0; ; i++ {
+		res, err := http.ReadResponse(c.br, r)
+		if err != nil {
+			return nil, err
+		}
+		switch {
+		case res.StatusCode == http.StatusSwitchingProtocols:
+			return nil, errors.New("the upstream switched protocols on a request that asked for no upgrade")
+		case res.StatusCode < 200:
+			// 100 Continue and 103 Early Hints are not passed on: the
+			// client sent no body, and hints would bypass the answer's
+			// scrubbing.
+			if i == maxInformational {
+				return nil, errors.New("the upstream sent too many informational answers")
+			}
+			continue
+		}
+		c.left = -1
+		return res, nil
+	}
+}
+
+// relay sends the upstream's answer to the client and reports whether the
+// connection may serve another request.
+func (g *Gateway) relay(w http.ResponseWriter, r *http.Request, rt *route, st *state, c *h1Conn, res *http.Response) bool {
+	removeHopByHop(res.Header)
+	g.modifyAnswer(res.Header, rt)
+	h := w.Header()
+	for k, vv := range res.Header {
+		if prior, ok := h[k]; ok {
+			h[k] = append(prior[:len(prior):len(prior)], vv...)
+		} else {
+			h[k] = vv
+		}
+	}
+	announced := len(res.Trailer)
+	if announced > 0 {
+		keys := make([]string, 0, announced)
+		for k := range res.Trailer {
+			keys = append(keys, k)
+		}
+		h.Add("Trailer", strings.Join(keys, ", "))
+	}
+	w.WriteHeader(res.StatusCode)
+
+	// Unknown length (chunked, a stream) and server-sent events go out as
+	// they come, as with the standard path.
+	flush := res.ContentLength == -1 || isEventStream(res.Header.Get("Content-Type"))
+	bp := g.bufs.p.Get().(*[]byte) // the pointer itself, so that returning it allocates nothing
+	defer g.bufs.p.Put(bp)
+	buf := *bp
+	for {
+		n, rerr := res.Body.Read(buf)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				// The client went away: nobody reads the rest.
+				st.status = 499
+				return false
+			}
+			if flush {
+				http.NewResponseController(w).Flush() //nolint:errcheck // a failed flush shows in the next write
+			}
+		}
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			// The answer was cut short: the client must not take what it
+			// got for the whole of it. ServeHTTP ends the connection (or
+			// stream) after logging.
+			g.cfg.Logger.LogAttrs(r.Context(), slog.LevelError, "upstream answer cut short",
+				slog.String("request_id", st.id), slog.String("upstream", rt.Upstream.name), slog.String("error", rerr.Error()))
+			st.abort = true
+			return false
+		}
+	}
+	_ = res.Body.Close() // at EOF: returns at once, trailers read
+	if len(res.Trailer) > 0 {
+		http.NewResponseController(w).Flush() //nolint:errcheck // as above
+		if len(res.Trailer) == announced {
+			for k, vv := range res.Trailer {
+				h[k] = append(h[k], vv...)
+			}
+		} else {
+			for k, vv := range res.Trailer {
+				h[http.TrailerPrefix+k] = append(h[http.TrailerPrefix+k], vv...)
+			}
+		}
+	}
+	// Framed by its length or by chunks, no close asked, nothing more sent.
+	return !res.Close && (res.ContentLength >= 0 || len(res.TransferEncoding) > 0 || r.Method == http.MethodHead ||
+		res.StatusCode == http.StatusNoContent || res.StatusCode == http.StatusNotModified) && c.br.Buffered() == 0
+}
+
+// isEventStream reports whether a Content-Type is text/event-stream.
+func isEventStream(ct string) bool {
+	const es = "text/event-stream"
+	if len(ct) < len(es) || !strings.EqualFold(ct[:len(es)], es) {
+		return false
+	}
+	rest := strings.TrimLeft(ct[len(es):], " \t")
+	return rest == "" || rest[0] == ';'
+}
+
+// directError answers a failed exchange as the standard path's error
+// handler does.
+func (g *Gateway) directError(w http.ResponseWriter, r *http.Request, rt *route, st *state, err error, deadline time.Time) {
+	switch {
+	case r.Context().Err() != nil:
+		err = context.Canceled
+	case errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, context.DeadlineExceeded) || !time.Now().Before(deadline):
+		err = errUpstreamTimeout
+	}
+	g.proxyError(w, r, st, rt, err)
+}
+
+// writeHead writes the request line and headers sent upstream.
+func (g *Gateway) writeHead(bw *bufio.Writer, r *http.Request, rt *route, st *state) error {
+	_, _ = bw.WriteString(r.Method)
+	_ = bw.WriteByte(' ')
+	p := url.URL{Path: rt.forwardPath(st.path)}
+	_, _ = bw.WriteString(p.EscapedPath())
+	if q := r.URL.RawQuery; q != "" || r.URL.ForceQuery {
+		_ = bw.WriteByte('?')
+		_, _ = bw.WriteString(cleanQuery(q))
+	}
+	_, _ = bw.WriteString(" HTTP/1.1\r\nHost: ")
+	_, _ = bw.WriteString(rt.Upstream.h1.host)
+	_, _ = bw.WriteString("\r\n")
+
+	conn := r.Header["Connection"]
+	for k, vv := range r.Header {
+		if !g.inboundKept(k, r.Header, rt, st) || listedIn(conn, k) {
+			continue
+		}
+		if k == "User-Agent" {
+			// As http.Request.Write: the first value alone, none if empty.
+			if len(vv) == 0 || vv[0] == "" {
+				continue
+			}
+			vv = vv[:1]
+		}
+		for _, v := range vv {
+			if err := writeField(bw, k, v); err != nil {
+				return err
+			}
+		}
+	}
+	if cookie := keptCookies(r.Header["Cookie"]); cookie != "" && !listedIn(conn, "Cookie") {
+		if err := writeField(bw, "Cookie", cookie); err != nil {
+			return err
+		}
+	}
+	if httpguts.HeaderValuesContainsToken(r.Header["Te"], "trailers") {
+		_, _ = bw.WriteString("Te: trailers\r\n")
+	}
+	var set keywayHeaderSet
+	g.keywayHeaders(r, st, &set)
+	for _, kv := range set.p[:set.n] {
+		if err := writeField(bw, kv.k, kv.v); err != nil {
+			return err
+		}
+	}
+	_, err := bw.WriteString("\r\n")
+	return err
+}
+
+// writeField writes one header field, refusing a value a header cannot
+// carry (as http.Transport does): a display name with a line break must
+// not become a second header.
+func writeField(bw *bufio.Writer, k, v string) error {
+	if !httpguts.ValidHeaderFieldValue(v) {
+		return fmt.Errorf("invalid header field value for %q", k)
+	}
+	v = textproto.TrimString(v)
+	_, _ = bw.WriteString(k)
+	_, _ = bw.WriteString(": ")
+	_, _ = bw.WriteString(v)
+	_, err := bw.WriteString("\r\n")
+	return err
+}
+
+// hopByHop are the headers a proxy never passes on (RFC 9110 §7.6.1, and
+// the older ones ReverseProxy removes too), in net/http's canonical form.
+var hopByHop = [...]string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
+	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade"}
+
+// listedIn reports whether the Connection header values name k.
+func listedIn(conn []string, k string) bool {
+	for _, v := range conn {
+		for tok := range strings.SplitSeq(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(tok), k) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// removeHopByHop removes from an answer's headers the hop-by-hop ones and
+// those its Connection header names.
+func removeHopByHop(h http.Header) {
+	for _, v := range h["Connection"] {
+		for tok := range strings.SplitSeq(v, ",") {
+			if tok = strings.TrimSpace(tok); tok != "" {
+				h.Del(tok)
+			}
+		}
+	}
+	for _, k := range hopByHop {
+		delete(h, k)
+	}
+}
+
+// inboundKept reports whether the client's header k (canonical, as
+// net/http's server stores it) goes upstream as it came. It is the
+// standard path's removals as one predicate: ReverseProxy's hop-by-hop
+// and forwarding headers, then rewrite's (scrubInbound, the trace
+// context of a client, the key). Cookie is rewritten (keptCookies);
+// Host and Content-Length are written from the request itself.
+func (g *Gateway) inboundKept(k string, h http.Header, rt *route, st *state) bool {
+	for _, hop := range hopByHop {
+		if k == hop {
+			return false
+		}
+	}
+	switch k {
+	case "Host", "Content-Length", "Cookie", "Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto":
+		return false
+	case g.keyHeader:
+		if rt.Policy == decision.APIKey {
+			return false
+		}
+		for _, v := range h[k] {
+			if keyShaped(v) {
+				return false
+			}
+		}
+		return true
+	}
+	if dropInbound(k, g.keyHeader, rt.pass) {
+		return false
+	}
+	return st.client.PeerTrusted || !isTraceHeader(k, true)
+}
+
+// keptCookies is the Cookie header sent upstream: the client's cookies
+// without keyway's own, in one header, or "" when none is left.
+func keptCookies(vals []string) string {
+	if len(vals) == 0 {
+		return ""
+	}
+	var keep []string
+	for _, v := range vals {
+		for part := range strings.SplitSeq(v, ";") {
+			part = strings.TrimSpace(part)
+			name, _, _ := strings.Cut(part, "=")
+			if name == "" || KeywayCookie(name) {
+				continue
+			}
+			keep = append(keep, part)
+		}
+	}
+	return strings.Join(keep, "; ")
+}
+
+// cleanQuery is the query sent upstream: as the client sent it, or, when
+// it holds a semicolon or a malformed escape, parsed and encoded again
+// without the parts that do not parse (what ReverseProxy does, so that
+// keyway and the upstream cannot read one query two ways).
+func cleanQuery(q string) string {
+	for i := 0; i < len(q); {
+		switch q[i] {
+		case ';':
+			return reencodeQuery(q)
+		case '%':
+			if i+2 >= len(q) || !ishex(q[i+1]) || !ishex(q[i+2]) {
+				return reencodeQuery(q)
+			}
+			i += 3
+		default:
+			i++
+		}
+	}
+	if strings.Count(q, "&")+1 > maxQueryParams {
+		return reencodeQuery(q)
+	}
+	return q
+}
+
+// maxQueryParams is net/url's default bound on a query's parameters.
+const maxQueryParams = 10000
+
+func reencodeQuery(q string) string {
+	v, _ := url.ParseQuery(q)
+	return v.Encode()
+}

@@ -1,0 +1,511 @@
+package gateway
+
+import (
+	"bufio"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/keywayhq/keyway/internal/apikey"
+	"github.com/keywayhq/keyway/internal/clientip"
+	"github.com/keywayhq/keyway/internal/decision"
+	"github.com/keywayhq/keyway/internal/principal"
+	"github.com/keywayhq/keyway/internal/ratelimit"
+)
+
+// rawUpstream is an upstream on loopback that records each request's head
+// exactly as it came over the wire and answers with what answer returns
+// for it (the n-th request on its connection, from 1).
+type rawUpstream struct {
+	ln      net.Listener
+	accepts atomic.Int64
+	mu      sync.Mutex
+	heads   []string
+	answer  func(c net.Conn, n int, head string)
+}
+
+func newRawUpstream(t *testing.T, answer func(c net.Conn, n int, head string)) *rawUpstream {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := &rawUpstream{ln: ln, answer: answer}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { _ = ln.Close(); wg.Wait() })
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			u.accepts.Add(1)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer func() { _ = c.Close() }()
+				br := bufio.NewReader(c)
+				for n := 1; ; n++ {
+					var head strings.Builder
+					for {
+						line, err := br.ReadString('\n')
+						if err != nil {
+							return
+						}
+						head.WriteString(line)
+						if line == "\r\n" {
+							break
+						}
+					}
+					u.mu.Lock()
+					u.heads = append(u.heads, head.String())
+					u.mu.Unlock()
+					u.answer(c, n, head.String())
+				}
+			}()
+		}
+	}()
+	return u
+}
+
+func (u *rawUpstream) url() string { return "http://" + u.ln.Addr().String() }
+
+// take returns the heads recorded so far and forgets them.
+func (u *rawUpstream) take() []string {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	h := u.heads
+	u.heads = nil
+	return h
+}
+
+func answerOK(c net.Conn, _ int, head string) {
+	body := "{}"
+	if strings.HasPrefix(head, "HEAD ") {
+		body = ""
+	}
+	_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n"+body)
+}
+
+// testKeys is a key check with one key, as in the benchmarks.
+func testKeys(t *testing.T) (*oneKey, string) {
+	t.Helper()
+	p, _ := apikey.Generate(rand.Reader, apikey.EnvLive)
+	return &oneKey{raw: p.Raw, v: &apikey.Verified{Key: &apikey.Key{ID: p.ID, Owner: "service:t", Scopes: []string{"t"},
+		Rate: apikey.Rate{Count: 1_000_000, Period: time.Second}, ExpiresAt: time.Now().Add(time.Hour)}, DisplayID: "key_" + p.ID,
+		ScopeList: "t", Owner: principal.Service("t")}}, p.Raw
+}
+
+// forwardGateway serves, behind a real HTTP server on loopback, a public
+// route /pub, an api_key route /key (prefix stripped, upstream base path
+// /base), and a public route /pass that lets X_Custom through.
+func forwardGateway(t *testing.T, upURL string, keys *oneKey, std bool, timeout time.Duration, log io.Writer) (*Gateway, *Upstream, string) {
+	t.Helper()
+	up, err := NewUpstream(UpstreamConfig{Name: "up", URL: upURL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	up2, err := NewUpstream(UpstreamConfig{Name: "based", URL: upURL + "/base/"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lim := ratelimit.NewMemory[string](ratelimit.MemoryConfig{})
+	t.Cleanup(lim.Close)
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	core, err := decision.New(decision.Config{Keys: keys, KeyLimiter: lim, Origins: []string{"https://localhost"}, Logger: logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var access *AccessLog
+	if log != nil {
+		access = &AccessLog{W: log}
+	}
+	g, err := New(Config{
+		Routes: []Route{
+			{Name: "pub", Prefix: "/pub", Methods: []string{"GET", "HEAD", "POST"}, Upstream: up, Policy: decision.Public, MaxBody: 1 << 20, Timeout: timeout},
+			{Name: "key", Prefix: "/key", Methods: []string{"GET", "HEAD"}, Upstream: up2, Policy: decision.APIKey, Scopes: []string{"t"},
+				StripPrefix: true, MaxBody: 1 << 20, Timeout: timeout},
+			{Name: "pass", Prefix: "/pass", Methods: []string{"GET"}, Upstream: up, Policy: decision.Public, MaxBody: 1 << 20,
+				Timeout: timeout, PassHeaders: []string{"X_custom"}},
+		},
+		Own: http.NotFoundHandler(), Decider: core, HSTSMaxAge: 365 * 24 * time.Hour, Logger: logger, AccessLog: access,
+		ClientIP: clientip.New([]netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}, 64), StandardProxyOnly: std,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(g)
+	srv.Config.ErrorLog = nil
+	srv.Start()
+	t.Cleanup(func() { srv.Close(); g.Close(); up.Close(); up2.Close() })
+	return g, up, srv.Listener.Addr().String()
+}
+
+// rawRequest sends head (with \n line ends) on a new connection and
+// returns the answer.
+func rawRequest(t *testing.T, addr, head string) (*http.Response, []byte) {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = c.Close() }()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	head = strings.ReplaceAll(strings.TrimLeft(head, "\n"), "\n", "\r\n")
+	if _, err := io.WriteString(c, head+"\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	method, _, _ := strings.Cut(head, " ")
+	res, err := http.ReadResponse(bufio.NewReader(c), &http.Request{Method: method})
+	if err != nil {
+		t.Fatalf("%s: %v", head, err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	_ = res.Body.Close()
+	return res, body
+}
+
+// headLines is a request head as its request line and its sorted header
+// lines, names in canonical form (the two clients write the same header
+// in different but equivalent ways: order, case).
+func headLines(head string) []string {
+	lines := strings.Split(strings.TrimSuffix(head, "\r\n\r\n"), "\r\n")
+	hs := lines[1:]
+	for i, l := range hs {
+		k, v, _ := strings.Cut(l, ":")
+		hs[i] = http.CanonicalHeaderKey(k) + ": " + strings.TrimSpace(v)
+		if strings.HasPrefix(hs[i], "X-Request-Id: ") {
+			hs[i] = "X-Request-Id: (each gateway's own)"
+		}
+	}
+	slices.Sort(hs)
+	return append([]string{lines[0]}, hs...)
+}
+
+// The direct path must send the upstream exactly what the standard path
+// sends, for every kind of header a client can send and every spelling.
+func TestDirectPathSendsWhatTheStandardPathSends(t *testing.T) {
+	up := newRawUpstream(t, answerOK)
+	keys, key := testKeys(t)
+	gStd, upStd, addrStd := forwardGateway(t, up.url(), keys, true, 5*time.Second, nil)
+	gDir, upDir, addrDir := forwardGateway(t, up.url(), keys, false, 5*time.Second, nil)
+	_, _ = gStd, gDir
+
+	cases := []string{
+		"GET /pub/a HTTP/1.1\nHost: localhost\nUser-Agent: t/1\nAccept: */*\n",
+		"GET /pub/a?x=1&y=%41 HTTP/1.1\nHost: localhost\n",
+		"GET /pub/a?x=1;y=2&z=%zz&w=3 HTTP/1.1\nHost: localhost\n",
+		"GET /pub/a? HTTP/1.1\nHost: localhost\n",
+		"GET /pub/a%20b/caf%C3%A9/%2541 HTTP/1.1\nHost: localhost\n",
+		"HEAD /pub/h HTTP/1.1\nHost: localhost\nAccept: text/plain\n",
+		"GET /pub/hdr HTTP/1.1\nHost: localhost\nX-Forwarded-For: 1.2.3.4\nX-Forwarded-Host: evil.example\nX-Forwarded-Proto: http\n" +
+			"Forwarded: for=1.2.3.4\nX-Real-IP: 1.2.3.4\nX-Request-Id: mine\nX-Keyway-Subject: admin\nx-keyway-roles: admin\n" +
+			"X_Keyway_Subject: admin\nX-Forwarded_For: 9.9.9.9\nX-HTTP-Method-Override: DELETE\nX-Original-URL: /admin\nX_Custom: 1\n",
+		"GET /pub/trace HTTP/1.1\nHost: localhost\nTraceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01\n" +
+			"Tracestate: a=b\nBaggage: k=v\nB3: 1-2-1\nX-B3-TraceId: 1\nUber-Trace-Id: 1:2:0:1\nSw8: x\nGrpc-Trace-Bin: AA\n",
+		"GET /pub/cookie HTTP/1.1\nHost: localhost\nCookie: __Host-keyway_session=s; theirs=1\nCookie: keyway_csrf=c; __Secure-keyway_x=2; other=2\n",
+		"GET /pub/cookie2 HTTP/1.1\nHost: localhost\nCookie: __HOST-KEYWAY_session=s\n",
+		"GET /pub/cookie3 HTTP/1.1\nHost: localhost\nCookie: theirs=1\nConnection: cookie\n",
+		"GET /pub/hop HTTP/1.1\nHost: localhost\nConnection: keep-alive, X-Drop-Me, accept\nX-Drop-Me: 1\nAccept: */*\nKeep-Alive: 300\n" +
+			"Proxy-Authorization: Basic eA==\nProxy-Connection: keep-alive\nTe: trailers, deflate\nUpgrade: h2c\nTrailer: X\nHttp2-Settings: AAA\n",
+		"GET /pub/te HTTP/1.1\nHost: localhost\nTE: gzip\n",
+		"GET /pub/ua HTTP/1.1\nHost: localhost\nUser-Agent: first\nUser-Agent: second\n",
+		"GET /pub/auth HTTP/1.1\nHost: localhost\nAuthorization: Basic dXNlcjpwdw==\n",
+		"GET /pub/auth HTTP/1.1\nHost: localhost\nAuthorization: Bearer " + key + "\n",
+		"GET /key/hello?q=1 HTTP/1.1\nHost: localhost\nAuthorization: Bearer " + key + "\nAccept: application/json\n",
+		"HEAD /key/ HTTP/1.1\nHost: localhost\nAuthorization: Bearer " + key + "\n",
+		"GET /pass/x HTTP/1.1\nHost: localhost\nX_Custom: 1\nX_Other: 2\nX-Http-Method-Override: PUT\n",
+		"GET /pub/len HTTP/1.1\nHost: localhost\nContent-Length: 0\n",
+		"GET /pub/ws HTTP/1.1\nHost: localhost\nUpgrade: websocket\n",
+		"GET /pub/dup HTTP/1.1\nHost: localhost\nX-Multi: 1\nX-Multi: 2\nx-multi: 3\n",
+		"GET http://localhost/pub/absolute HTTP/1.1\nHost: localhost\n",
+	}
+	for _, c := range cases {
+		resStd, _ := rawRequest(t, addrStd, c)
+		std := up.take()
+		resDir, _ := rawRequest(t, addrDir, c)
+		dir := up.take()
+		if resStd.StatusCode != resDir.StatusCode {
+			t.Errorf("%q: status %d on the standard path, %d on the direct one", c, resStd.StatusCode, resDir.StatusCode)
+			continue
+		}
+		if len(std) != len(dir) {
+			t.Errorf("%q: the upstream got %d requests on the standard path, %d on the direct one", c, len(std), len(dir))
+			continue
+		}
+		for i := range std {
+			a, b := headLines(std[i]), headLines(dir[i])
+			// Host: the transport writes the URL's host, as the direct path.
+			if !slices.Equal(a, b) {
+				t.Errorf("%q:\nstandard path sent\n  %s\ndirect path sent\n  %s", c, strings.Join(a, "\n  "), strings.Join(b, "\n  "))
+			}
+		}
+	}
+	// Absolute checks, so that both paths wrong the same way still fails.
+	rawRequest(t, addrDir, cases[6])
+	got := strings.Join(headLines(up.take()[0]), "\n")
+	for _, bad := range []string{"1.2.3.4", "evil.example", "admin", "mine", "9.9.9.9", "DELETE", "/admin", "X_custom"} {
+		if strings.Contains(got, bad) {
+			t.Errorf("the direct path passed %q upstream:\n%s", bad, got)
+		}
+	}
+	for _, want := range []string{"GET /pub/hdr HTTP/1.1", "X-Forwarded-For: 127.0.0.1", "X-Forwarded-Proto: https", "X-Real-Ip: 127.0.0.1", "X-Forwarded-Host: localhost"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("the direct path did not send %q:\n%s", want, got)
+		}
+	}
+	rawRequest(t, addrDir, cases[16])
+	got = strings.Join(headLines(up.take()[0]), "\n")
+	if strings.Contains(got, key) || !strings.Contains(got, "GET /base/hello?q=1 HTTP/1.1") || !strings.Contains(got, "X-Keyway-Subject: service:t") {
+		t.Errorf("api_key route on the direct path sent:\n%s", got)
+	}
+	// The direct gateway kept its connection; the standard one never used its pool.
+	upDir.h1.mu.Lock()
+	nDir := len(upDir.h1.idle)
+	upDir.h1.mu.Unlock()
+	if nDir == 0 || len(upStd.h1.idle) != 0 {
+		t.Errorf("idle direct connections: %d on the direct gateway, %d on the standard one", nDir, len(upStd.h1.idle))
+	}
+}
+
+// One connection serves request after request; an upstream that closes
+// idle connections, or answers without a length, never costs a client an
+// error.
+func TestDirectPathReusesAndRecovers(t *testing.T) {
+	keys, _ := testKeys(t)
+	t.Run("reuse", func(t *testing.T) {
+		up := newRawUpstream(t, answerOK)
+		_, _, addr := forwardGateway(t, up.url(), keys, false, 5*time.Second, nil)
+		for range 20 {
+			if res, _ := rawRequest(t, addr, "GET /pub/x HTTP/1.1\nHost: localhost\n"); res.StatusCode != 200 {
+				t.Fatal(res.Status)
+			}
+		}
+		if n := up.accepts.Load(); n != 1 {
+			t.Errorf("20 requests opened %d upstream connections, want 1", n)
+		}
+	})
+	t.Run("closed while idle", func(t *testing.T) {
+		up := newRawUpstream(t, func(c net.Conn, n int, _ string) {
+			answerOK(c, n, "GET")
+			_ = c.Close() // without Connection: close
+		})
+		_, _, addr := forwardGateway(t, up.url(), keys, false, 5*time.Second, nil)
+		for i := range 10 {
+			if i%2 == 1 {
+				time.Sleep(20 * time.Millisecond) // the close has arrived
+			}
+			if res, _ := rawRequest(t, addr, "GET /pub/x HTTP/1.1\nHost: localhost\n"); res.StatusCode != 200 {
+				t.Fatalf("request %d: %s", i, res.Status)
+			}
+		}
+	})
+	t.Run("closed on the next request", func(t *testing.T) {
+		// The upstream reads the second request on a connection and closes
+		// it unanswered: GET is sent again on a new connection.
+		up := newRawUpstream(t, func(c net.Conn, n int, _ string) {
+			if n == 2 {
+				_ = c.Close()
+				return
+			}
+			answerOK(c, n, "GET")
+		})
+		_, _, addr := forwardGateway(t, up.url(), keys, false, 5*time.Second, nil)
+		for i := range 6 {
+			if res, _ := rawRequest(t, addr, "GET /pub/x HTTP/1.1\nHost: localhost\n"); res.StatusCode != 200 {
+				t.Fatalf("request %d: %s", i, res.Status)
+			}
+		}
+	})
+	t.Run("close-delimited answer", func(t *testing.T) {
+		up := newRawUpstream(t, func(c net.Conn, n int, _ string) {
+			_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nall of it")
+			_ = c.Close()
+		})
+		_, _, addr := forwardGateway(t, up.url(), keys, false, 5*time.Second, nil)
+		for range 3 {
+			res, body := rawRequest(t, addr, "GET /pub/x HTTP/1.1\nHost: localhost\n")
+			if res.StatusCode != 200 || string(body) != "all of it" {
+				t.Fatalf("%s %q", res.Status, body)
+			}
+		}
+		if n := up.accepts.Load(); n != 3 {
+			t.Errorf("close-delimited answers: %d connections for 3 requests", n)
+		}
+	})
+}
+
+// An upstream that sends two answers to one request must never have the
+// second taken for the answer to another client's request.
+func TestDirectPathNeverTakesAnUnaskedAnswer(t *testing.T) {
+	keys, _ := testKeys(t)
+	for _, delay := range []time.Duration{0, 30 * time.Millisecond} {
+		t.Run(fmt.Sprint(delay), func(t *testing.T) {
+			up := newRawUpstream(t, func(c net.Conn, n int, head string) {
+				if strings.HasPrefix(head, "GET /pub/victim") {
+					_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nvictim")
+					return
+				}
+				_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfirst")
+				time.Sleep(delay)
+				_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 8\r\nSet-Cookie: x=1\r\n\r\nsmuggled")
+			})
+			_, _, addr := forwardGateway(t, up.url(), keys, false, 5*time.Second, nil)
+			if _, body := rawRequest(t, addr, "GET /pub/attacker HTTP/1.1\nHost: localhost\n"); string(body) != "first" {
+				t.Fatalf("attacker got %q", body)
+			}
+			time.Sleep(2*delay + 10*time.Millisecond)
+			for range 3 {
+				if _, body := rawRequest(t, addr, "GET /pub/victim HTTP/1.1\nHost: localhost\n"); string(body) != "victim" {
+					t.Fatalf("the victim got %q", body)
+				}
+			}
+		})
+	}
+}
+
+// The direct path's failures: each answered as the standard path answers
+// it, never as a success.
+func TestDirectPathFailures(t *testing.T) {
+	keys, _ := testKeys(t)
+	cases := []struct {
+		name   string
+		answer func(c net.Conn, n int, head string)
+		status int
+	}{
+		{"head too large", func(c net.Conn, _ int, _ string) {
+			_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nX-Big: "+strings.Repeat("a", maxAnswerHead+10)+"\r\nContent-Length: 0\r\n\r\n")
+		}, http.StatusBadGateway},
+		{"not HTTP", func(c net.Conn, _ int, _ string) { _, _ = io.WriteString(c, "SSH-2.0-OpenSSH\r\n\r\n") }, http.StatusBadGateway},
+		{"closed unanswered", func(c net.Conn, _ int, _ string) { _ = c.Close() }, http.StatusBadGateway},
+		{"unasked upgrade", func(c net.Conn, _ int, _ string) {
+			_, _ = io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n")
+		}, http.StatusBadGateway},
+		{"too many informational", func(c net.Conn, _ int, _ string) {
+			for range 10 {
+				_, _ = io.WriteString(c, "HTTP/1.1 103 Early Hints\r\nLink: </x>\r\n\r\n")
+			}
+		}, http.StatusBadGateway},
+		{"silent", func(c net.Conn, _ int, _ string) { time.Sleep(2 * time.Second) }, http.StatusGatewayTimeout},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			up := newRawUpstream(t, tc.answer)
+			_, _, addr := forwardGateway(t, up.url(), keys, false, 300*time.Millisecond, nil)
+			res, body := rawRequest(t, addr, "GET /pub/x HTTP/1.1\nHost: localhost\n")
+			if res.StatusCode != tc.status || !strings.Contains(res.Header.Get("Content-Type"), "problem+json") {
+				t.Fatalf("%s %s %s", res.Status, res.Header.Get("Content-Type"), body)
+			}
+		})
+	}
+	t.Run("unreachable", func(t *testing.T) {
+		ln, _ := net.Listen("tcp", "127.0.0.1:0")
+		addr := ln.Addr().String()
+		_ = ln.Close()
+		_, _, gw := forwardGateway(t, "http://"+addr, keys, false, time.Second, nil)
+		if res, _ := rawRequest(t, gw, "GET /pub/x HTTP/1.1\nHost: localhost\n"); res.StatusCode != http.StatusBadGateway {
+			t.Fatal(res.Status)
+		}
+	})
+}
+
+// An answer cut short after its head went out must end the client's
+// connection: a client must never take a part for the whole. The access
+// log still gets the request's line.
+func TestDirectPathCutAnswerEndsTheConnection(t *testing.T) {
+	keys, _ := testKeys(t)
+	for _, framing := range []string{"Content-Length: 100\r\n\r\n0123456789", "Transfer-Encoding: chunked\r\n\r\na\r\n0123456789\r\n"} {
+		t.Run(framing[:8], func(t *testing.T) {
+			up := newRawUpstream(t, func(c net.Conn, _ int, _ string) {
+				_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\n"+framing)
+				_ = c.Close()
+			})
+			var log syncBuffer
+			_, _, addr := forwardGateway(t, up.url(), keys, false, 5*time.Second, &log)
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer func() { _ = c.Close() }()
+			_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+			_, _ = io.WriteString(c, "GET /pub/x HTTP/1.1\r\nHost: localhost\r\n\r\n")
+			// Either the head never went out (still in the server's
+			// buffer) or the body ends early: never a whole answer.
+			if res, err := http.ReadResponse(bufio.NewReader(c), nil); err == nil {
+				body, err := io.ReadAll(res.Body)
+				if err == nil {
+					t.Fatalf("a cut answer reached the client as a whole one: %q", body)
+				}
+				if !errors.Is(err, io.ErrUnexpectedEOF) {
+					t.Logf("read error: %v", err)
+				}
+			}
+			deadline := time.Now().Add(2 * time.Second)
+			for !strings.Contains(log.String(), `"path":"/pub/x"`) && time.Now().Before(deadline) {
+				time.Sleep(10 * time.Millisecond)
+			}
+			if !strings.Contains(log.String(), `"path":"/pub/x"`) {
+				t.Errorf("no access-log line for the cut answer: %q", log.String())
+			}
+		})
+	}
+}
+
+// What the upstream's answer carries that is the proxy's business alone
+// never reaches the client; informational answers are skipped; chunked
+// answers keep their trailers.
+func TestDirectPathAnswerHeaders(t *testing.T) {
+	keys, _ := testKeys(t)
+	up := newRawUpstream(t, func(c net.Conn, _ int, _ string) {
+		_, _ = io.WriteString(c, "HTTP/1.1 103 Early Hints\r\nLink: </a>\r\nSet-Cookie: __Host-keyway_session=planted\r\n\r\n"+
+			"HTTP/1.1 200 OK\r\nConnection: X-Secret\r\nX-Secret: 1\r\nKeep-Alive: timeout=5\r\nStrict-Transport-Security: max-age=0\r\n"+
+			"Alt-Svc: h3=\":1\"\r\nSet-Cookie: theirs=1\r\nX-Kept: yes\r\nTrailer: X-Sum\r\nTransfer-Encoding: chunked\r\n\r\n"+
+			"5\r\nhello\r\n0\r\nX-Sum: 42\r\n\r\n")
+	})
+	_, _, addr := forwardGateway(t, up.url(), keys, false, 5*time.Second, nil)
+	res, body := rawRequest(t, addr, "GET /pub/x HTTP/1.1\nHost: localhost\n")
+	if res.StatusCode != 200 || string(body) != "hello" {
+		t.Fatalf("%s %q", res.Status, body)
+	}
+	h := res.Header
+	if h.Get("X-Secret") != "" || h.Get("Keep-Alive") != "" || h.Get("Alt-Svc") != "" || len(h.Values("Set-Cookie")) != 0 ||
+		h.Get("Link") != "" || h.Get("X-Kept") != "yes" || !strings.HasPrefix(h.Get("Strict-Transport-Security"), "max-age=31536000") ||
+		h.Get("X-Request-Id") == "" {
+		t.Errorf("answer headers: %v", h)
+	}
+	if res.Trailer.Get("X-Sum") != "42" {
+		t.Errorf("trailer: %v", res.Trailer)
+	}
+}
+
+// syncBuffer is a bytes buffer safe for the access log's writer goroutine.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
