@@ -14,6 +14,9 @@
 #                 passkey through the portal's endpoints)
 #   keyway-key    the keyway instance of "keyway", on an `api_key` route with a
 #                 scoped key whose rate limit never triggers (Bearer header)
+#   keyway-key-std  the same instance and key on a route whose upstream has
+#                 standard_proxy: true (httputil.ReverseProxy + http.Transport
+#                 instead of keyway's direct path): what the direct path gains
 #   bare-tuned    optional (--cases): bare + sync.Pool buffers + 256 idle conns
 #   nginx-auth    nginx TLS + auth_request to a trivial always-allow Go service
 #                 over TLS with keep-alive (bench/bareproxy -allow), on /key/hello
@@ -56,7 +59,7 @@ DURATION=10s
 CONNECTIONS=64
 ROUNDS=2
 NGINX_WORKERS=1
-CASES="bare nginx keyway keyway-key keyway-nolog keyway-key-nolog keyway-session nginx-auth nginx-keyway"
+CASES="bare nginx keyway keyway-key keyway-key-std keyway-nolog keyway-key-nolog keyway-session nginx-auth nginx-keyway"
 PORT_BASE=18400
 KEEP=0
 WAIT_IDLE=0
@@ -86,7 +89,7 @@ done
 [[ $WAIT_IDLE =~ ^[0-9]+$ ]] || { echo "bench-proxy: --wait-idle wants seconds" >&2; exit 2; }
 [[ $NGINX_WORKERS =~ ^([1-9][0-9]*|auto)$ ]] || { echo "bench-proxy: --nginx-workers wants a number or auto" >&2; exit 2; }
 for c in $CASES; do
-  case "$c" in bare|bare-tuned|nginx|keyway|keyway-key|keyway-nolog|keyway-key-nolog|keyway-session|nginx-auth|nginx-keyway|keyway-redis) ;; *) echo "bench-proxy: unknown case $c" >&2; exit 2 ;; esac
+  case "$c" in bare|bare-tuned|nginx|keyway|keyway-key|keyway-key-std|keyway-nolog|keyway-key-nolog|keyway-session|nginx-auth|nginx-keyway|keyway-redis) ;; *) echo "bench-proxy: unknown case $c" >&2; exit 2 ;; esac
 done
 
 cd "$(dirname "$0")/.."
@@ -208,6 +211,7 @@ LABEL[keyway-nolog]="keyway (no access log)"
 LABEL[keyway-key-nolog]="keyway api_key, no log"
 LABEL[keyway-session]="keyway session route"
 LABEL[keyway-key]="keyway api_key route"
+LABEL[keyway-key-std]="keyway api_key, standard"
 LABEL[nginx-auth]="nginx auth_request trivial"
 LABEL[nginx-keyway]="nginx auth_request keyway"
 LABEL[keyway-redis]="keyway api_key, Redis"
@@ -332,15 +336,17 @@ passkeys: {sign_up: open}
 forward_auth: {enabled: true}
 upstreams:
   up: {url: "$UP_URL"}
+  std: {url: "$UP_URL", standard_proxy: true}
 routes:
   - {path: /hello, upstream: up, policy: public}
   - {path: /key, upstream: up, policy: api_key, scopes: [bench], strip_prefix: true}
+  - {path: /std-key, upstream: std, policy: api_key, scopes: [bench], strip_prefix: true}
   - {path: /me, upstream: up, policy: session, strip_prefix: true}
 EOF
   # The store, before serve starts: keys are made beside it at once.
   "$TMP/bin/keyway" init --config "$1/keyway.yaml" >/dev/null
 }
-if has_case keyway || has_case keyway-key || has_case keyway-session || has_case nginx-keyway; then
+if has_case keyway || has_case keyway-key || has_case keyway-key-std || has_case keyway-session || has_case nginx-keyway; then
   keyway_conf "$TMP/keyway" "$P_KW" "$P_KW_ADMIN" true
   start keyway "$TMP/bin/keyway" serve --config "$TMP/keyway/keyway.yaml"
   URL[keyway]="https://127.0.0.1:$P_KW/hello"; PIDOF[keyway]=$LAST_PID
@@ -350,6 +356,8 @@ if has_case keyway || has_case keyway-key || has_case keyway-session || has_case
   [ -n "$BENCH_KEY" ] || { echo "bench-proxy: could not create the benchmark API key" >&2; exit 1; }
   URL[keyway-key]="https://127.0.0.1:$P_KW/key/hello"; PIDOF[keyway-key]=$LAST_PID
   HDR[keyway-key]="Authorization: Bearer $BENCH_KEY"
+  URL[keyway-key-std]="https://127.0.0.1:$P_KW/std-key/hello"; PIDOF[keyway-key-std]=$LAST_PID
+  HDR[keyway-key-std]="Authorization: Bearer $BENCH_KEY"
   HDR[nginx-keyway]="Authorization: Bearer $BENCH_KEY"
   HDR[nginx-auth]="Authorization: Bearer $BENCH_KEY"
   if has_case keyway-session; then
@@ -382,7 +390,7 @@ if has_case keyway-redis; then
 fi
 for c in $CASES; do
   logname=$c
-  case "$c" in nginx-*) logname=nginx ;; keyway-key-nolog) logname=keyway-nolog ;; keyway-key|keyway-session) logname=keyway ;; esac
+  case "$c" in nginx-*) logname=nginx ;; keyway-key-nolog) logname=keyway-nolog ;; keyway-key|keyway-key-std|keyway-session) logname=keyway ;; esac
   ready "${URL[$c]}" "$logname" "${HDR[$c]:-}"
 done
 
@@ -514,7 +522,8 @@ C1_RESULTS="$TMP/c1.tsv"
 if has_case keyway-key; then
   log "unloaded latency (wrk -c1)"
   for i in 1 2 3; do
-    for c in direct keyway-key; do
+    for c in direct keyway-key keyway-key-std; do
+      has_case "$c" || [ "$c" = direct ] || continue
       hdr=()
       [ -n "${HDR[$c]:-}" ] && hdr=(-H "${HDR[$c]}")
       wrk -t1 -c1 -d3s --latency "${hdr[@]}" "${URL[$c]}" >"$TMP/c1-$i-$c.txt" 2>&1
@@ -580,6 +589,9 @@ fi
 if has_case keyway-redis && has_case keyway-key; then
   printf '  %-28s %s   target >= 0.80\n' "keyway-redis / keyway-key" "$(ratio keyway-redis keyway-key)"
 fi
+if has_case keyway-key-std && has_case keyway-key; then
+  printf '  %-28s %s   (the direct path over the standard one)\n' "keyway-key / keyway-key-std" "$(ratio keyway-key keyway-key-std)"
+fi
 echo
 echo "runs (other: CPU used by processes outside the benchmark, % of one CPU; above ~10% the run was disturbed):"
 printf '  %-13s %-5s %8s %8s %8s %10s %6s %6s\n' case round req/s "p50 ms" "p99 ms" "CPU us/req" errors other
@@ -624,7 +636,7 @@ else
 fi
 if [ -s "$C1_RESULTS" ]; then
   d=$(c1_median direct); k=$(c1_median keyway-key)
-  echo "  unloaded p50 (wrk -c1, medians of 3): direct ${d} us, keyway-key ${k} us"
+  echo "  unloaded p50 (wrk -c1, medians of 3): direct ${d} us, keyway-key ${k} us, keyway-key-std $(c1_median keyway-key-std) us"
   target "c=1 p50 added by keyway-key (us)" "$(awk -v a="$k" -v b="$d" 'BEGIN { printf "%.0f", a - b }')" "<=" 100
 else
   target "c=1 p50 added by keyway-key (us)" - "<=" 100

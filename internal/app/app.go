@@ -466,7 +466,7 @@ func (a *App) gatewayRoutes(cfg *config.Config, embedded bool) ([]gateway.Route,
 		}
 		ucfg := gateway.UpstreamConfig{
 			Name: name, URL: rawURL, MaxIdleConns: uc.MaxIdleConns, DialTimeout: uc.DialTimeout, RootCAs: roots,
-			Audience: uc.Audience,
+			Audience: uc.Audience, StandardOnly: uc.StandardProxy,
 		}
 		if uc.Assertion {
 			ucfg.Signer = a.signer

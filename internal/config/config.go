@@ -246,6 +246,11 @@ type Upstream struct {
 	// mutual TLS, from your own PKI. Optional, with mtls.
 	ClientCertFile string `yaml:"client_cert_file"`
 	ClientKeyFile  string `yaml:"client_key_file"`
+	// StandardProxy sends every request to this upstream through Go's
+	// httputil.ReverseProxy and http.Transport (HTTP/2 to an https
+	// upstream that offers it) instead of keyway's direct HTTP/1.1 path
+	// for GET and HEAD without a body. Default false.
+	StandardProxy bool `yaml:"standard_proxy"`
 }
 
 // Route maps a path prefix and methods to an upstream under a policy.

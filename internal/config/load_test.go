@@ -83,7 +83,8 @@ func TestLoadFull(t *testing.T) {
 			SigningKeyCommand: []string{"vault", "kv", "get", "-field=audit_key", "secret/keyway"}},
 		DataProtection: DataProtection{KEKFile: "/etc/keyway/kek.key", KeyStore: "sqlite:/var/lib/keyway-keys/keys.db"},
 		Upstreams: map[string]Upstream{
-			"api":   {URL: "https://api.internal:8443/base", MaxIdleConns: 64, DialTimeout: 2 * time.Second, CAFile: "/etc/keyway/internal-ca.pem"},
+			"api": {URL: "https://api.internal:8443/base", MaxIdleConns: 64, DialTimeout: 2 * time.Second, CAFile: "/etc/keyway/internal-ca.pem",
+				StandardProxy: true},
 			"local": {URL: "http://127.0.0.1:3000", MaxIdleConns: 256, DialTimeout: 5 * time.Second},
 		},
 		Routes: []Route{
@@ -103,9 +104,9 @@ func TestLoadFull(t *testing.T) {
 	// Listening on 0.0.0.0 is fine here: TLS mode is files, not local.
 	// Only "status" lacks a rate limit; "keys" is not public.
 	wantWarnings := []string{
-		`testdata/full.yaml:81: warning: public route "status" has no rate_limit: one client can use all of the upstream's capacity; add rate_limit: {rate: 60/min, per: ip}`,
-		`testdata/full.yaml:86: warning: public route "/v1" allows POST, DELETE: anyone can write without signing in`,
-		`testdata/full.yaml:102: warning: api_key route "live" has no scopes: any valid key passes, even one made for something else; give it scopes and give keys only the scopes they need`,
+		`testdata/full.yaml:82: warning: public route "status" has no rate_limit: one client can use all of the upstream's capacity; add rate_limit: {rate: 60/min, per: ip}`,
+		`testdata/full.yaml:87: warning: public route "/v1" allows POST, DELETE: anyone can write without signing in`,
+		`testdata/full.yaml:103: warning: api_key route "live" has no scopes: any valid key passes, even one made for something else; give it scopes and give keys only the scopes they need`,
 	}
 	if diff := cmp.Diff(wantWarnings, warningStrings(c.Lint())); diff != "" {
 		t.Errorf("Lint() mismatch (-want +got):\n%s", diff)

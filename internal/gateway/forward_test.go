@@ -509,3 +509,65 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// An https upstream: the direct path speaks HTTP/1.1 over TLS to it, with
+// the upstream's certificate checked, one connection for many requests;
+// with StandardOnly the transport negotiates HTTP/2.
+func TestDirectPathOverTLS(t *testing.T) {
+	var conns atomic.Int64
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, r.Proto)
+	}))
+	srv.EnableHTTP2 = true
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	keys, _ := testKeys(t)
+	for _, std := range []bool{false, true} {
+		conns.Store(0)
+		up, err := NewUpstream(UpstreamConfig{Name: "tls", URL: srv.URL, RootCAs: srv.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs,
+			StandardOnly: std})
+		if err != nil {
+			t.Fatal(err)
+		}
+		lim := ratelimit.NewMemory[string](ratelimit.MemoryConfig{})
+		core, _ := decision.New(decision.Config{Keys: keys, KeyLimiter: lim, Origins: []string{"https://localhost"},
+			Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		g, err := New(Config{Routes: []Route{{Name: "pub", Prefix: "/pub", Methods: []string{"GET"}, Upstream: up,
+			Policy: decision.Public, MaxBody: 1, Timeout: 5 * time.Second}}, Own: http.NotFoundHandler(), Decider: core,
+			HSTSMaxAge: 365 * 24 * time.Hour, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := "HTTP/1.1"
+		if std {
+			want = "HTTP/2.0"
+		}
+		for range 5 {
+			w := httptest.NewRecorder()
+			g.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "https://localhost/pub/x", nil))
+			if w.Code != 200 || w.Body.String() != want {
+				t.Fatalf("standard only %v: %d %q, want %s", std, w.Code, w.Body, want)
+			}
+		}
+		if n := conns.Load(); n != 1 {
+			t.Errorf("standard only %v: %d connections for 5 requests", std, n)
+		}
+		g.Close()
+		lim.Close()
+	}
+
+	// An upstream certificate from a CA keyway was not given is refused.
+	bad, err := NewUpstream(UpstreamConfig{Name: "tls", URL: strings.Replace(srv.URL, "127.0.0.1", "localhost", 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bad.Close()
+	if _, err := bad.h1.connect(t.Context()); err == nil {
+		t.Fatal("an upstream certificate from an unknown CA was accepted")
+	}
+}

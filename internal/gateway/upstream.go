@@ -33,6 +33,9 @@ type UpstreamConfig struct {
 	// with Audience as its aud (default: the URL's scheme://host).
 	Signer   *assertion.Signer
 	Audience string
+	// StandardOnly sends every request through httputil.ReverseProxy and
+	// http.Transport, never the direct path (see forward.go).
+	StandardOnly bool
 }
 
 // Upstream is a backend with its own connection pool.
@@ -100,8 +103,11 @@ func NewUpstream(cfg UpstreamConfig) (*Upstream, error) {
 		tc.ClientSessionCache = tls.NewLRUClientSessionCache(64)
 		dial = tlsDialer(dialer, addr, tc)
 	}
-	return &Upstream{name: cfg.Name, url: u, transport: t, signer: cfg.Signer, audience: cfg.Audience,
-		h1: newH1Pool(u, cfg.MaxIdleConns, t.IdleConnTimeout, dial)}, nil
+	up := &Upstream{name: cfg.Name, url: u, transport: t, signer: cfg.Signer, audience: cfg.Audience}
+	if !cfg.StandardOnly {
+		up.h1 = newH1Pool(u, cfg.MaxIdleConns, t.IdleConnTimeout, dial)
+	}
+	return up, nil
 }
 
 // Name is the upstream's name.
