@@ -466,9 +466,10 @@ func TestDirectPathCutAnswerEndsTheConnection(t *testing.T) {
 }
 
 // What the upstream's answer carries that is the proxy's business alone
-// never reaches the client; informational answers are skipped; chunked
+// never reaches the client, on either path; informational answers are
+// skipped (and do not cost the answer its HSTS and request ID); chunked
 // answers keep their trailers.
-func TestDirectPathAnswerHeaders(t *testing.T) {
+func TestAnswerHeadersOnBothPaths(t *testing.T) {
 	keys, _ := testKeys(t)
 	up := newRawUpstream(t, func(c net.Conn, _ int, _ string) {
 		_, _ = io.WriteString(c, "HTTP/1.1 103 Early Hints\r\nLink: </a>\r\nSet-Cookie: __Host-keyway_session=planted\r\n\r\n"+
@@ -476,19 +477,32 @@ func TestDirectPathAnswerHeaders(t *testing.T) {
 			"Alt-Svc: h3=\":1\"\r\nSet-Cookie: theirs=1\r\nX-Kept: yes\r\nTrailer: X-Sum\r\nTransfer-Encoding: chunked\r\n\r\n"+
 			"5\r\nhello\r\n0\r\nX-Sum: 42\r\n\r\n")
 	})
-	_, _, addr := forwardGateway(t, up.url(), keys, false, 5*time.Second, nil)
-	res, body := rawRequest(t, addr, "GET /pub/x HTTP/1.1\nHost: localhost\n")
-	if res.StatusCode != 200 || string(body) != "hello" {
-		t.Fatalf("%s %q", res.Status, body)
-	}
-	h := res.Header
-	if h.Get("X-Secret") != "" || h.Get("Keep-Alive") != "" || h.Get("Alt-Svc") != "" || len(h.Values("Set-Cookie")) != 0 ||
-		h.Get("Link") != "" || h.Get("X-Kept") != "yes" || !strings.HasPrefix(h.Get("Strict-Transport-Security"), "max-age=31536000") ||
-		h.Get("X-Request-Id") == "" {
-		t.Errorf("answer headers: %v", h)
-	}
-	if res.Trailer.Get("X-Sum") != "42" {
-		t.Errorf("trailer: %v", res.Trailer)
+	for _, std := range []bool{false, true} {
+		_, _, addr := forwardGateway(t, up.url(), keys, std, 5*time.Second, nil)
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		_, _ = io.WriteString(c, "GET /pub/x HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+		raw, _ := io.ReadAll(io.LimitReader(c, 4096))
+		_ = c.Close()
+		if strings.Contains(string(raw), " 103 ") || strings.Contains(string(raw), "planted") {
+			t.Errorf("standard only %v: an informational answer reached the client:\n%s", std, raw)
+		}
+		res, body := rawRequest(t, addr, "GET /pub/x HTTP/1.1\nHost: localhost\nConnection: close\n")
+		if res.StatusCode != 200 || string(body) != "hello" {
+			t.Fatalf("standard only %v: %s %q", std, res.Status, body)
+		}
+		h := res.Header
+		if h.Get("X-Secret") != "" || h.Get("Keep-Alive") != "" || h.Get("Alt-Svc") != "" || len(h.Values("Set-Cookie")) != 0 ||
+			h.Get("Link") != "" || h.Get("X-Kept") != "yes" || !strings.HasPrefix(h.Get("Strict-Transport-Security"), "max-age=31536000") ||
+			h.Get("X-Request-Id") == "" {
+			t.Errorf("standard only %v: answer headers: %v", std, h)
+		}
+		if res.Trailer.Get("X-Sum") != "42" {
+			t.Errorf("standard only %v: trailer: %v", std, res.Trailer)
+		}
 	}
 }
 

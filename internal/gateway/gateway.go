@@ -9,6 +9,7 @@ import (
 	"log"
 	"log/slog"
 	"net/http"
+	"net/http/httptrace"
 	"net/http/httputil"
 	"strconv"
 	"strings"
@@ -692,7 +693,7 @@ func (g *Gateway) newProxy(rt *route) *httputil.ReverseProxy {
 			st := pr.In.Context().Value(stateKey{}).(*state)
 			g.rewrite(pr, rt, st)
 		},
-		Transport:  tracing.Transport(up.transport, g.cfg.Tracer, up.name),
+		Transport:  tracing.Transport(no1xx{up.transport}, g.cfg.Tracer, up.name),
 		BufferPool: g.bufs,
 		ModifyResponse: func(res *http.Response) error {
 			st := res.Request.Context().Value(stateKey{}).(*state)
@@ -712,6 +713,28 @@ func (g *Gateway) newProxy(rt *route) *httputil.ReverseProxy {
 		},
 		ErrorLog: log.New(slogWriter{g.cfg.Logger}, "", 0),
 	}
+}
+
+// no1xx keeps ReverseProxy's hook for informational answers from the
+// transport, which then skips them (bounded by the head limit), as the
+// direct path does. ReverseProxy would pass an upstream's 103 to the
+// client unscrubbed, a Set-Cookie of keyway's name included, and then
+// clear the answer's headers, HSTS and the request ID among them.
+type no1xx struct{ rt http.RoundTripper }
+
+func (n no1xx) RoundTrip(r *http.Request) (*http.Response, error) {
+	return n.rt.RoundTrip(r.WithContext(noClientTrace{r.Context()}))
+}
+
+// noClientTrace is a context without an httptrace.ClientTrace.
+type noClientTrace struct{ context.Context }
+
+func (c noClientTrace) Value(k any) any {
+	v := c.Context.Value(k)
+	if _, ok := v.(*httptrace.ClientTrace); ok {
+		return nil
+	}
+	return v
 }
 
 // forwardPath is the path sent upstream for the normalised path p: without
