@@ -253,7 +253,8 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, rt *route, st 
 		// A reused connection that took the request and sent nothing back
 		// was closed by the upstream while idle: GET and HEAD may be sent
 		// again, once, on a new connection (as http.Transport does).
-		if fresh || attempt > 0 || c.got != 0 || ctx.Err() != nil || !time.Now().Before(deadline) {
+		var bad *badFieldError
+		if fresh || attempt > 0 || c.got != 0 || ctx.Err() != nil || !time.Now().Before(deadline) || errors.As(err, &bad) {
 			g.directError(w, r, rt, st, err, deadline)
 			return
 		}
@@ -452,7 +453,7 @@ func (g *Gateway) writeHead(bw *bufio.Writer, r *http.Request, rt *route, st *st
 // not become a second header.
 func writeField(bw *bufio.Writer, k, v string) error {
 	if !httpguts.ValidHeaderFieldValue(v) {
-		return fmt.Errorf("invalid header field value for %q", k)
+		return &badFieldError{name: k}
 	}
 	v = textproto.TrimString(v)
 	_, _ = bw.WriteString(k)
@@ -461,6 +462,12 @@ func writeField(bw *bufio.Writer, k, v string) error {
 	_, err := bw.WriteString("\r\n")
 	return err
 }
+
+// badFieldError is a header value a request cannot carry; the request
+// fails (502) without being sent again.
+type badFieldError struct{ name string }
+
+func (e *badFieldError) Error() string { return fmt.Sprintf("invalid header field value for %q", e.name) }
 
 // hopByHop are the headers a proxy never passes on (RFC 9110 §7.6.1, and
 // the older ones ReverseProxy removes too), in net/http's canonical form.

@@ -585,3 +585,28 @@ func TestDirectPathOverTLS(t *testing.T) {
 		t.Fatal("an upstream certificate from an unknown CA was accepted")
 	}
 }
+
+// A value keyway would set that a header cannot carry fails the request,
+// and nothing of it is written.
+func TestWriteFieldRefusesLineBreaks(t *testing.T) {
+	var b strings.Builder
+	bw := bufio.NewWriter(&b)
+	for _, v := range []string{"a\r\nX-Keyway-Roles: admin", "a\nb", "a\rb", "a\x00b"} {
+		err := writeField(bw, "X-Keyway-Name", v)
+		var bad *badFieldError
+		if !errors.As(err, &bad) {
+			t.Errorf("%q: %v", v, err)
+		}
+	}
+	_ = bw.Flush()
+	if b.Len() != 0 {
+		t.Errorf("wrote %q", b.String())
+	}
+	if err := writeField(bw, "X-Keyway-Name", " Ada Lovelace\t"); err != nil {
+		t.Fatal(err)
+	}
+	_ = bw.Flush()
+	if b.String() != "X-Keyway-Name: Ada Lovelace\r\n" {
+		t.Errorf("wrote %q", b.String())
+	}
+}
