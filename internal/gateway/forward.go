@@ -467,7 +467,9 @@ func writeField(bw *bufio.Writer, k, v string) error {
 // fails (502) without being sent again.
 type badFieldError struct{ name string }
 
-func (e *badFieldError) Error() string { return fmt.Sprintf("invalid header field value for %q", e.name) }
+func (e *badFieldError) Error() string {
+	return fmt.Sprintf("invalid header field value for %q", e.name)
+}
 
 // hopByHop are the headers a proxy never passes on (RFC 9110 §7.6.1, and
 // the older ones ReverseProxy removes too), in net/http's canonical form.
