@@ -111,7 +111,7 @@ func benchGateway(b *testing.B, access *AccessLog) (*Gateway, string) {
 	}
 	u := cannedUpstream(b)
 	var d net.Dialer
-	up := &Upstream{name: "up", url: u, transport: cannedTransport{}, h1: newH1Pool(u, 16, time.Minute,
+	up := &Upstream{name: "up", url: u, transport: cannedTransport{}, h1: newH1Pool(u, 16, time.Minute, time.Second,
 		func(ctx context.Context) (net.Conn, error) { return d.DialContext(ctx, "tcp", u.Host) })}
 	b.Cleanup(up.Close)
 	loopback := []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}

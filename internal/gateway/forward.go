@@ -82,6 +82,28 @@ type h1Conn struct {
 	// abortFn is abort as a func value, made once: context.AfterFunc takes
 	// it on every request.
 	abortFn func()
+	// tls is set on a TLS connection, whose own buffers may hold bytes
+	// read from the socket that neither br nor the probe can see.
+	tls bool
+}
+
+// idleClean reports whether an idle connection can be reused: open, and
+// nothing unread anywhere: not in br, not in TLS's buffers (a read with a
+// passed deadline returns what they hold, or a timeout that TLS does not
+// keep), not in the socket (the probe). Its deadline is restored.
+func (c *h1Conn) idleClean(deadline time.Time) bool {
+	if c.br.Buffered() != 0 {
+		return false
+	}
+	if c.tls {
+		_ = c.nc.SetReadDeadline(aLongTimeAgo)
+		_, err := c.br.Peek(1)
+		_ = c.nc.SetReadDeadline(deadline)
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			return false
+		}
+	}
+	return c.probe.idleClean()
 }
 
 func (c *h1Conn) Read(p []byte) (int, error) {
@@ -104,17 +126,19 @@ func (c *h1Conn) abort() { _ = c.nc.SetDeadline(aLongTimeAgo) }
 
 // h1Pool keeps an upstream's idle connections, the most recent first.
 type h1Pool struct {
-	dial    func(ctx context.Context) (net.Conn, error)
-	host    string // the Host header: the URL's host, without an IPv6 zone
-	maxIdle int
-	idleFor time.Duration
+	dial        func(ctx context.Context) (net.Conn, error)
+	host        string // the Host header: the URL's host, without an IPv6 zone
+	maxIdle     int
+	idleFor     time.Duration
+	dialTimeout time.Duration
 
 	mu     sync.Mutex
 	idle   []*h1Conn
 	closed bool
+	sweep  *time.Timer // armed while connections idle
 }
 
-func newH1Pool(u *url.URL, maxIdle int, idleFor time.Duration, dial func(ctx context.Context) (net.Conn, error)) *h1Pool {
+func newH1Pool(u *url.URL, maxIdle int, idleFor, dialTimeout time.Duration, dial func(ctx context.Context) (net.Conn, error)) *h1Pool {
 	host := u.Host
 	if i := strings.IndexByte(host, '%'); i >= 0 && strings.HasPrefix(host, "[") {
 		// A zone names an interface of this machine, not the upstream.
@@ -122,7 +146,7 @@ func newH1Pool(u *url.URL, maxIdle int, idleFor time.Duration, dial func(ctx con
 			host = host[:i] + host[i+j:]
 		}
 	}
-	return &h1Pool{dial: dial, host: host, maxIdle: maxIdle, idleFor: idleFor}
+	return &h1Pool{dial: dial, host: host, maxIdle: maxIdle, idleFor: idleFor, dialTimeout: dialTimeout}
 }
 
 // get returns an idle connection, its deadline set, or nil. One that idled
@@ -141,7 +165,7 @@ func (p *h1Pool) get(now, deadline time.Time) *h1Conn {
 		p.idle = p.idle[:n-1]
 		p.mu.Unlock()
 		// The deadline first: the probe, a read, fails on a passed one.
-		if now.Sub(c.idleAt) < p.idleFor && c.nc.SetDeadline(deadline) == nil && c.probe.idleClean() {
+		if now.Sub(c.idleAt) < p.idleFor && c.nc.SetDeadline(deadline) == nil && c.idleClean(deadline) {
 			return c
 		}
 		_ = c.nc.Close()
@@ -158,7 +182,42 @@ func (p *h1Pool) put(c *h1Conn, now time.Time) {
 		return
 	}
 	p.idle = append(p.idle, c)
+	if p.sweep == nil {
+		p.sweep = time.AfterFunc(sweepEvery, p.sweepIdle)
+	}
 	p.mu.Unlock()
+}
+
+// sweepEvery is how often idle connections are looked at (a variable for
+// tests).
+var sweepEvery = 15 * time.Second
+
+// sweepIdle closes the idle connections that idled too long or that the
+// upstream closed (or wrote to), as http.Transport's reader would, so
+// that no socket sits half-closed for ever; it runs while any idle.
+func (p *h1Pool) sweepIdle() {
+	now := time.Now()
+	var drop []*h1Conn
+	p.mu.Lock()
+	keep := p.idle[:0]
+	for _, c := range p.idle {
+		if now.Sub(c.idleAt) >= p.idleFor || !c.probe.idleClean() {
+			drop = append(drop, c)
+		} else {
+			keep = append(keep, c)
+		}
+	}
+	clear(p.idle[len(keep):])
+	p.idle = keep
+	if len(p.idle) > 0 && !p.closed {
+		p.sweep.Reset(sweepEvery)
+	} else {
+		p.sweep = nil
+	}
+	p.mu.Unlock()
+	for _, c := range drop {
+		_ = c.nc.Close()
+	}
 }
 
 // close drops the idle connections; later ones are closed as they return.
@@ -166,18 +225,30 @@ func (p *h1Pool) close() {
 	p.mu.Lock()
 	idle := p.idle
 	p.idle, p.closed = nil, true
+	if p.sweep != nil {
+		p.sweep.Stop()
+		p.sweep = nil
+	}
 	p.mu.Unlock()
 	for _, c := range idle {
 		_ = c.nc.Close()
 	}
 }
 
-func (p *h1Pool) connect(ctx context.Context) (*h1Conn, error) {
-	nc, err := p.dial(ctx)
+// connect opens a connection, within the route's deadline and the dial
+// timeout, whichever ends first (TCP and TLS handshake together).
+func (p *h1Pool) connect(ctx context.Context, deadline time.Time) (*h1Conn, error) {
+	if d := time.Now().Add(p.dialTimeout); d.Before(deadline) {
+		deadline = d
+	}
+	dctx, cancel := context.WithDeadline(ctx, deadline)
+	nc, err := p.dial(dctx)
+	cancel()
 	if err != nil {
 		return nil, err
 	}
-	c := &h1Conn{nc: nc, bw: bufio.NewWriterSize(nc, 4096), probe: newIdleProbe(nc)}
+	_, isTLS := nc.(*tls.Conn)
+	c := &h1Conn{nc: nc, bw: bufio.NewWriterSize(nc, 4096), probe: newIdleProbe(nc), tls: isTLS}
 	c.br = bufio.NewReaderSize(c, 4096)
 	c.abortFn = c.abort
 	return c, nil
@@ -208,7 +279,9 @@ func (g *Gateway) direct(r *http.Request, rt *route, st *state) bool {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		return false
 	}
-	if r.ContentLength != 0 || (r.Body != nil && r.Body != http.NoBody) || r.URL.Opaque != "" {
+	// No body: a length of 0 and no chunks (HTTP/2's server gives every
+	// request a Body, which reads nothing when the stream ended).
+	if r.ContentLength != 0 || len(r.TransferEncoding) != 0 || r.URL.Opaque != "" {
 		return false
 	}
 	_, rule := g.shapeRule(st)
@@ -222,6 +295,19 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, rt *route, st 
 	deadline := start.Add(rt.Timeout)
 	ctx := r.Context()
 
+	// keyway's own headers are computed, and checked, before a connection
+	// is taken: a value no header can carry (a line break in a display
+	// name) fails the request without costing a connection. The client's
+	// were checked by net/http's server, and are checked again as written.
+	var set keywayHeaderSet
+	g.keywayHeaders(r, st, &set)
+	for _, kv := range set.p[:set.n] {
+		if !httpguts.ValidHeaderFieldValue(kv.v) {
+			g.proxyError(w, r, st, rt, &badFieldError{name: kv.k})
+			return
+		}
+	}
+
 	var (
 		c    *h1Conn
 		res  *http.Response
@@ -230,13 +316,15 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, rt *route, st 
 	)
 	for attempt := 0; ; attempt++ {
 		// The route's timeout and the client going away bound the whole
-		// exchange, the body's copy included.
-		c = pool.get(start, deadline)
+		// exchange, the body's copy included. A second attempt always
+		// takes a new connection.
+		c = nil
+		if attempt == 0 {
+			c = pool.get(start, deadline)
+		}
 		fresh := c == nil
 		if fresh {
-			dctx, cancel := context.WithDeadline(ctx, deadline)
-			c, err = pool.connect(dctx)
-			cancel()
+			c, err = pool.connect(ctx, deadline)
 			if err != nil {
 				g.directError(w, r, rt, st, err, deadline)
 				return
@@ -244,7 +332,7 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, rt *route, st 
 			_ = c.nc.SetDeadline(deadline)
 		}
 		stop = context.AfterFunc(ctx, c.abortFn)
-		res, err = g.exchange(c, r, rt, st)
+		res, err = g.exchange(c, r, rt, st, &set)
 		if err == nil {
 			break
 		}
@@ -254,7 +342,7 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, rt *route, st 
 		// was closed by the upstream while idle: GET and HEAD may be sent
 		// again, once, on a new connection (as http.Transport does).
 		var bad *badFieldError
-		if fresh || attempt > 0 || c.got != 0 || ctx.Err() != nil || !time.Now().Before(deadline) || errors.As(err, &bad) {
+		if fresh || c.got != 0 || ctx.Err() != nil || !time.Now().Before(deadline) || errors.As(err, &bad) {
 			g.directError(w, r, rt, st, err, deadline)
 			return
 		}
@@ -272,9 +360,9 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, rt *route, st 
 }
 
 // exchange writes the request and reads the answer's head.
-func (g *Gateway) exchange(c *h1Conn, r *http.Request, rt *route, st *state) (*http.Response, error) {
+func (g *Gateway) exchange(c *h1Conn, r *http.Request, rt *route, st *state, set *keywayHeaderSet) (*http.Response, error) {
 	c.got = 0
-	if err := g.writeHead(c.bw, r, rt, st); err != nil {
+	if err := g.writeHead(c.bw, r, rt, st, set); err != nil {
 		return nil, err
 	}
 	if err := c.bw.Flush(); err != nil {
@@ -347,6 +435,12 @@ func (g *Gateway) relay(w http.ResponseWriter, r *http.Request, rt *route, st *s
 		if rerr == io.EOF {
 			break
 		}
+		if rerr != nil && r.Context().Err() != nil {
+			// The client went away (its abort ended the read): not the
+			// upstream's fault, and nobody reads the rest.
+			st.status = 499
+			return false
+		}
 		if rerr != nil {
 			// The answer was cut short: the client must not take what it
 			// got for the whole of it. ServeHTTP ends the connection (or
@@ -359,6 +453,8 @@ func (g *Gateway) relay(w http.ResponseWriter, r *http.Request, rt *route, st *s
 	}
 	_ = res.Body.Close() // at EOF: returns at once, trailers read
 	if len(res.Trailer) > 0 {
+		// Trailers are headers too: the same scrubbing as the answer's.
+		g.modifyAnswer(res.Trailer, rt)
 		http.NewResponseController(w).Flush() //nolint:errcheck // as above
 		if len(res.Trailer) == announced {
 			for k, vv := range res.Trailer {
@@ -391,14 +487,16 @@ func (g *Gateway) directError(w http.ResponseWriter, r *http.Request, rt *route,
 	switch {
 	case r.Context().Err() != nil:
 		err = context.Canceled
-	case errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, context.DeadlineExceeded) || !time.Now().Before(deadline):
+	case !time.Now().Before(deadline):
+		// The route's deadline passed; a dial timeout before it is a 502,
+		// as on the standard path.
 		err = errUpstreamTimeout
 	}
 	g.proxyError(w, r, st, rt, err)
 }
 
 // writeHead writes the request line and headers sent upstream.
-func (g *Gateway) writeHead(bw *bufio.Writer, r *http.Request, rt *route, st *state) error {
+func (g *Gateway) writeHead(bw *bufio.Writer, r *http.Request, rt *route, st *state, set *keywayHeaderSet) error {
 	_, _ = bw.WriteString(r.Method)
 	_ = bw.WriteByte(' ')
 	p := url.URL{Path: rt.forwardPath(st.path)}
@@ -437,8 +535,6 @@ func (g *Gateway) writeHead(bw *bufio.Writer, r *http.Request, rt *route, st *st
 	if httpguts.HeaderValuesContainsToken(r.Header["Te"], "trailers") {
 		_, _ = bw.WriteString("Te: trailers\r\n")
 	}
-	var set keywayHeaderSet
-	g.keywayHeaders(r, st, &set)
 	for _, kv := range set.p[:set.n] {
 		if err := writeField(bw, kv.k, kv.v); err != nil {
 			return err

@@ -2,7 +2,10 @@ package gateway
 
 import (
 	"bufio"
+	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +14,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -30,6 +34,8 @@ import (
 // for it (the n-th request on its connection, from 1).
 type rawUpstream struct {
 	ln      net.Listener
+	scheme  string
+	roots   *x509.CertPool // for https
 	accepts atomic.Int64
 	mu      sync.Mutex
 	heads   []string
@@ -38,11 +44,28 @@ type rawUpstream struct {
 
 func newRawUpstream(t *testing.T, answer func(c net.Conn, n int, head string)) *rawUpstream {
 	t.Helper()
+	return newRawUpstreamTLS(t, false, answer)
+}
+
+// newRawUpstreamTLS is newRawUpstream, over TLS (HTTP/1.1 only) when
+// withTLS is set, with httptest's certificate for 127.0.0.1.
+func newRawUpstreamTLS(t *testing.T, withTLS bool, answer func(c net.Conn, n int, head string)) *rawUpstream {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	u := &rawUpstream{ln: ln, answer: answer}
+	u := &rawUpstream{ln: ln, answer: answer, scheme: "http"}
+	if withTLS {
+		srv := httptest.NewTLSServer(http.NotFoundHandler())
+		cfg := srv.TLS.Clone()
+		cfg.NextProtos = []string{"http/1.1"}
+		u.roots = srv.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs
+		srv.Close()
+		u.ln = tls.NewListener(ln, cfg)
+		u.scheme = "https"
+	}
+	ln = u.ln
 	var wg sync.WaitGroup
 	t.Cleanup(func() { _ = ln.Close(); wg.Wait() })
 	wg.Add(1)
@@ -82,7 +105,7 @@ func newRawUpstream(t *testing.T, answer func(c net.Conn, n int, head string)) *
 	return u
 }
 
-func (u *rawUpstream) url() string { return "http://" + u.ln.Addr().String() }
+func (u *rawUpstream) url() string { return u.scheme + "://" + u.ln.Addr().String() }
 
 // take returns the heads recorded so far and forgets them.
 func (u *rawUpstream) take() []string {
@@ -115,24 +138,33 @@ func testKeys(t *testing.T) (*oneKey, string) {
 // /base), and a public route /pass that lets X_Custom through.
 func forwardGateway(t *testing.T, upURL string, keys *oneKey, std bool, timeout time.Duration, log io.Writer) (*Gateway, *Upstream, string) {
 	t.Helper()
-	up, err := NewUpstream(UpstreamConfig{Name: "up", URL: upURL})
+	return forwardGatewayRoots(t, upURL, nil, keys, std, timeout, log)
+}
+
+// forwardGatewayRoots is forwardGateway for an https upstream whose
+// certificate roots are given.
+func forwardGatewayRoots(t *testing.T, upURL string, roots *x509.CertPool, keys *oneKey, std bool, timeout time.Duration,
+	log io.Writer) (*Gateway, *Upstream, string) {
+	t.Helper()
+	up, err := NewUpstream(UpstreamConfig{Name: "up", URL: upURL, RootCAs: roots})
 	if err != nil {
 		t.Fatal(err)
 	}
-	up2, err := NewUpstream(UpstreamConfig{Name: "based", URL: upURL + "/base/"})
+	up2, err := NewUpstream(UpstreamConfig{Name: "based", URL: upURL + "/base/", RootCAs: roots})
 	if err != nil {
 		t.Fatal(err)
 	}
 	lim := ratelimit.NewMemory[string](ratelimit.MemoryConfig{})
 	t.Cleanup(lim.Close)
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	core, err := decision.New(decision.Config{Keys: keys, KeyLimiter: lim, Origins: []string{"https://localhost"}, Logger: logger})
-	if err != nil {
-		t.Fatal(err)
-	}
 	var access *AccessLog
 	if log != nil {
 		access = &AccessLog{W: log}
+		logger = slog.New(slog.NewTextHandler(log, nil)) // error lines beside the access lines
+	}
+	core, err := decision.New(decision.Config{Keys: keys, KeyLimiter: lim, Origins: []string{"https://localhost"}, Logger: logger})
+	if err != nil {
+		t.Fatal(err)
 	}
 	g, err := New(Config{
 		Routes: []Route{
@@ -353,9 +385,13 @@ func TestDirectPathReusesAndRecovers(t *testing.T) {
 // second taken for the answer to another client's request.
 func TestDirectPathNeverTakesAnUnaskedAnswer(t *testing.T) {
 	keys, _ := testKeys(t)
-	for _, delay := range []time.Duration{0, 30 * time.Millisecond} {
-		t.Run(fmt.Sprint(delay), func(t *testing.T) {
-			up := newRawUpstream(t, func(c net.Conn, n int, head string) {
+	for _, tc := range []struct {
+		tls   bool
+		delay time.Duration
+	}{{false, 0}, {false, 30 * time.Millisecond}, {true, 0}, {true, 30 * time.Millisecond}} {
+		delay := tc.delay
+		t.Run(fmt.Sprintf("tls=%v/%v", tc.tls, delay), func(t *testing.T) {
+			up := newRawUpstreamTLS(t, tc.tls, func(c net.Conn, n int, head string) {
 				if strings.HasPrefix(head, "GET /pub/victim") {
 					_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nvictim")
 					return
@@ -364,7 +400,7 @@ func TestDirectPathNeverTakesAnUnaskedAnswer(t *testing.T) {
 				time.Sleep(delay)
 				_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 8\r\nSet-Cookie: x=1\r\n\r\nsmuggled")
 			})
-			_, _, addr := forwardGateway(t, up.url(), keys, false, 5*time.Second, nil)
+			_, _, addr := forwardGatewayRoots(t, up.url(), up.roots, keys, false, 5*time.Second, nil)
 			if _, body := rawRequest(t, addr, "GET /pub/attacker HTTP/1.1\nHost: localhost\n"); string(body) != "first" {
 				t.Fatalf("attacker got %q", body)
 			}
@@ -474,8 +510,8 @@ func TestAnswerHeadersOnBothPaths(t *testing.T) {
 	up := newRawUpstream(t, func(c net.Conn, _ int, _ string) {
 		_, _ = io.WriteString(c, "HTTP/1.1 103 Early Hints\r\nLink: </a>\r\nSet-Cookie: __Host-keyway_session=planted\r\n\r\n"+
 			"HTTP/1.1 200 OK\r\nConnection: X-Secret\r\nX-Secret: 1\r\nKeep-Alive: timeout=5\r\nStrict-Transport-Security: max-age=0\r\n"+
-			"Alt-Svc: h3=\":1\"\r\nSet-Cookie: theirs=1\r\nX-Kept: yes\r\nTrailer: X-Sum\r\nTransfer-Encoding: chunked\r\n\r\n"+
-			"5\r\nhello\r\n0\r\nX-Sum: 42\r\n\r\n")
+			"Alt-Svc: h3=\":1\"\r\nSet-Cookie: theirs=1\r\nX-Kept: yes\r\nTrailer: X-Sum, Set-Cookie\r\nTransfer-Encoding: chunked\r\n\r\n"+
+			"5\r\nhello\r\n0\r\nX-Sum: 42\r\nSet-Cookie: __Host-keyway_session=planted\r\n\r\n")
 	})
 	for _, std := range []bool{false, true} {
 		_, _, addr := forwardGateway(t, up.url(), keys, std, 5*time.Second, nil)
@@ -581,7 +617,7 @@ func TestDirectPathOverTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer bad.Close()
-	if _, err := bad.h1.connect(t.Context()); err == nil {
+	if _, err := bad.h1.connect(t.Context(), time.Now().Add(5*time.Second)); err == nil {
 		t.Fatal("an upstream certificate from an unknown CA was accepted")
 	}
 }
@@ -608,5 +644,204 @@ func TestWriteFieldRefusesLineBreaks(t *testing.T) {
 	_ = bw.Flush()
 	if b.String() != "X-Keyway-Name: Ada Lovelace\r\n" {
 		t.Errorf("wrote %q", b.String())
+	}
+}
+
+// The direct path's address and Host header: an internationalised name in
+// ASCII, an IPv6 address bracketed, its zone (this machine's interface)
+// never sent.
+func TestDirectPathUpstreamHost(t *testing.T) {
+	for _, tc := range []struct{ url, host string }{
+		{"http://bücher.example:8080", "xn--bcher-kva.example:8080"},
+		{"https://bücher.example", "xn--bcher-kva.example"},
+		{"http://[::1]:9000", "[::1]:9000"},
+		{"http://[fe80::1%25eth0]:9000", "[fe80::1]:9000"},
+		{"http://127.0.0.1", "127.0.0.1"},
+	} {
+		up, err := NewUpstream(UpstreamConfig{Name: "u", URL: tc.url})
+		if err != nil {
+			t.Fatalf("%s: %v", tc.url, err)
+		}
+		if up.h1.host != tc.host {
+			t.Errorf("%s: Host %q, want %q", tc.url, up.h1.host, tc.host)
+		}
+		up.Close()
+	}
+}
+
+// HTTP/2 clients take the direct path too (net/http's HTTP/2 server gives
+// every request a Body, empty when the stream ended), and it sends what
+// the standard path sends.
+func TestDirectPathForHTTP2Clients(t *testing.T) {
+	up := newRawUpstream(t, answerOK)
+	keys, key := testKeys(t)
+	var addrs [2]string
+	var ups [2]*Upstream
+	for i, std := range []bool{true, false} {
+		g, u, _ := forwardGateway(t, up.url(), keys, std, 5*time.Second, nil)
+		srv := httptest.NewUnstartedServer(g)
+		srv.EnableHTTP2 = true
+		srv.StartTLS()
+		t.Cleanup(srv.Close)
+		addrs[i], ups[i] = srv.URL, u
+		c := srv.Client()
+		for _, h := range []http.Header{
+			{"Accept": {"*/*"}, "X_keyway_subject": {"admin"}, "Cookie": {"__Host-keyway_session=s", "theirs=1"}, "Te": {"trailers"},
+				"X-Forwarded-For": {"1.2.3.4"}, "Traceparent": {"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}},
+			{"Authorization": {"Bearer " + key}},
+		} {
+			path := "/pub/h2?q=1"
+			if h.Get("Authorization") != "" {
+				path = "/key/h2"
+			}
+			req, _ := http.NewRequest(http.MethodGet, srv.URL+path, nil)
+			req.Header = h
+			req.Host = "localhost" // the same X-Forwarded-Host from both gateways
+			res, err := c.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, _ = io.Copy(io.Discard, res.Body)
+			_ = res.Body.Close()
+			if res.ProtoMajor != 2 || res.StatusCode != 200 {
+				t.Fatalf("%s %s", res.Proto, res.Status)
+			}
+		}
+	}
+	heads := up.take()
+	if len(heads) != 4 {
+		t.Fatalf("%d requests upstream", len(heads))
+	}
+	for i := range 2 {
+		a, b := headLines(heads[i]), headLines(heads[i+2])
+		if !slices.Equal(a, b) {
+			t.Errorf("standard path sent\n  %s\ndirect path sent\n  %s", strings.Join(a, "\n  "), strings.Join(b, "\n  "))
+		}
+	}
+	got := strings.Join(headLines(heads[2]), "\n")
+	for _, bad := range []string{"admin", "__Host-keyway", "1.2.3.4", "0af7651916cd43dd8448eb211c80319c"} {
+		if strings.Contains(got, bad) {
+			t.Errorf("passed %q upstream:\n%s", bad, got)
+		}
+	}
+	ups[1].h1.mu.Lock()
+	n := len(ups[1].h1.idle)
+	ups[1].h1.mu.Unlock()
+	if n == 0 {
+		t.Error("HTTP/2 requests did not take the direct path")
+	}
+}
+
+// A client that leaves in the middle of an answer is not the upstream's
+// failure: no error line, status 499, the upstream connection closed.
+func TestDirectPathClientLeavesMidAnswer(t *testing.T) {
+	keys, _ := testKeys(t)
+	upClosed := make(chan struct{})
+	up := newRawUpstream(t, func(c net.Conn, _ int, _ string) {
+		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n6\r\nevent\n\r\n")
+		buf := make([]byte, 1)
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := c.Read(buf); err != nil { // keyway closes its side
+			close(upClosed)
+		}
+	})
+	var log syncBuffer
+	_, _, addr := forwardGateway(t, up.url(), keys, false, 10*time.Second, &log)
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.WriteString(c, "GET /pub/events HTTP/1.1\r\nHost: localhost\r\n\r\n")
+	br := bufio.NewReader(c)
+	if _, err := http.ReadResponse(br, nil); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.Close()
+	select {
+	case <-upClosed:
+	case <-time.After(3 * time.Second):
+		t.Fatal("the upstream connection stayed open after the client left")
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for !strings.Contains(log.String(), `"status":499`) && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !strings.Contains(log.String(), `"status":499`) || strings.Contains(log.String(), "cut short") {
+		t.Errorf("log:\n%s", log.String())
+	}
+}
+
+// Idle connections the upstream closed are swept, not kept half-closed.
+func TestDirectPathSweepsClosedIdleConnections(t *testing.T) {
+	old := sweepEvery
+	sweepEvery = 50 * time.Millisecond
+	t.Cleanup(func() { sweepEvery = old })
+	keys, _ := testKeys(t)
+	up := newRawUpstream(t, func(c net.Conn, n int, head string) {
+		answerOK(c, n, head)
+		time.Sleep(20 * time.Millisecond)
+		_ = c.Close()
+	})
+	_, u, addr := forwardGateway(t, up.url(), keys, false, 5*time.Second, nil)
+	if res, _ := rawRequest(t, addr, "GET /pub/x HTTP/1.1\nHost: localhost\n"); res.StatusCode != 200 {
+		t.Fatal(res.Status)
+	}
+	idle := func() int {
+		u.h1.mu.Lock()
+		defer u.h1.mu.Unlock()
+		return len(u.h1.idle)
+	}
+	if idle() != 1 {
+		t.Fatalf("%d idle after one request", idle())
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for idle() != 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if idle() != 0 {
+		t.Error("a connection the upstream closed is still idle in the pool")
+	}
+}
+
+// A dial that times out before the route's deadline is a 502, as on the
+// standard path; the route's deadline passing is a 504.
+func TestDirectPathDialFailureIsBadGateway(t *testing.T) {
+	keys, _ := testKeys(t)
+	for _, std := range []bool{false, true} {
+		up, err := NewUpstream(UpstreamConfig{Name: "up", URL: "http://127.0.0.1:9", DialTimeout: 50 * time.Millisecond,
+			StandardOnly: std})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// A dial that never connects, on both paths: it ends at the dial
+		// timeout, as net.Dialer's to an unreachable host would.
+		hang := func(ctx context.Context, _, _ string) (net.Conn, error) {
+			select {
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			case <-time.After(50 * time.Millisecond):
+				return nil, &net.OpError{Op: "dial", Net: "tcp", Err: os.ErrDeadlineExceeded}
+			}
+		}
+		up.transport.(*http.Transport).DialContext = hang
+		if up.h1 != nil {
+			up.h1.dial = func(ctx context.Context) (net.Conn, error) { return hang(ctx, "", "") }
+		}
+		lim := ratelimit.NewMemory[string](ratelimit.MemoryConfig{})
+		core, _ := decision.New(decision.Config{Keys: keys, KeyLimiter: lim, Origins: []string{"https://localhost"},
+			Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		g, err := New(Config{Routes: []Route{{Name: "pub", Prefix: "/pub", Methods: []string{"GET"}, Upstream: up,
+			Policy: decision.Public, MaxBody: 1, Timeout: 5 * time.Second}}, Own: http.NotFoundHandler(), Decider: core,
+			HSTSMaxAge: 365 * 24 * time.Hour, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		w := httptest.NewRecorder()
+		g.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "https://localhost/pub/x", nil))
+		if w.Code != http.StatusBadGateway {
+			t.Errorf("standard only %v: %d %s", std, w.Code, w.Body)
+		}
+		g.Close()
+		lim.Close()
 	}
 }

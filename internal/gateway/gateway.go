@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log"
 	"log/slog"
 	"net/http"
@@ -706,6 +707,10 @@ func (g *Gateway) newProxy(rt *route) *httputil.ReverseProxy {
 			if c, rule := g.shapeRule(st); rule != nil {
 				return shapeResponse(res, c, rule)
 			}
+			if res.ContentLength == -1 && res.Body != nil {
+				// Chunks may end in trailers, which are headers too.
+				res.Body = &trailerScrubber{ReadCloser: res.Body, res: res, g: g, rt: rt}
+			}
 			return nil
 		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
@@ -713,6 +718,21 @@ func (g *Gateway) newProxy(rt *route) *httputil.ReverseProxy {
 		},
 		ErrorLog: log.New(slogWriter{g.cfg.Logger}, "", 0),
 	}
+}
+
+// trailerScrubber applies modifyAnswer to an answer's trailers once its
+// body is closed (ReverseProxy copies them to the client after that).
+type trailerScrubber struct {
+	io.ReadCloser
+	res *http.Response
+	g   *Gateway
+	rt  *route
+}
+
+func (t *trailerScrubber) Close() error {
+	err := t.ReadCloser.Close()
+	t.g.modifyAnswer(t.res.Trailer, t.rt)
+	return err
 }
 
 // no1xx keeps ReverseProxy's hook for informational answers from the

@@ -8,7 +8,10 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
+
+	"golang.org/x/net/idna"
 
 	"github.com/keywayhq/keyway/internal/assertion"
 )
@@ -90,22 +93,42 @@ func NewUpstream(cfg UpstreamConfig) (*Upstream, error) {
 	if cfg.Audience == "" {
 		cfg.Audience = u.Scheme + "://" + u.Host
 	}
-	addr := u.Host
-	if u.Port() == "" {
-		addr = net.JoinHostPort(u.Hostname(), map[string]string{"http": "80", "https": "443"}[u.Scheme])
+	// The direct path's address, Host header and TLS name: an
+	// internationalised name in its ASCII form, as http.Transport sends it.
+	hostname := u.Hostname()
+	for i := 0; i < len(hostname); i++ {
+		if hostname[i] >= 0x80 {
+			if hostname, err = idna.Lookup.ToASCII(hostname); err != nil {
+				return nil, fmt.Errorf("upstream %s: host name: %w", cfg.Name, err)
+			}
+			break
+		}
+	}
+	port := u.Port()
+	if port == "" {
+		port = map[string]string{"http": "80", "https": "443"}[u.Scheme]
+	}
+	addr := net.JoinHostPort(hostname, port)
+	h1u := *u
+	h1u.Host = hostname
+	if strings.Contains(hostname, ":") {
+		h1u.Host = "[" + hostname + "]"
+	}
+	if u.Port() != "" {
+		h1u.Host = net.JoinHostPort(hostname, port)
 	}
 	dial := func(ctx context.Context) (net.Conn, error) { return dialer.DialContext(ctx, "tcp", addr) }
 	if u.Scheme == "https" {
 		// The direct path offers HTTP/1.1 alone; sessions are resumed.
 		tc := t.TLSClientConfig.Clone()
-		tc.ServerName = u.Hostname()
+		tc.ServerName = hostname
 		tc.NextProtos = []string{"http/1.1"}
 		tc.ClientSessionCache = tls.NewLRUClientSessionCache(64)
 		dial = tlsDialer(dialer, addr, tc)
 	}
 	up := &Upstream{name: cfg.Name, url: u, transport: t, signer: cfg.Signer, audience: cfg.Audience}
 	if !cfg.StandardOnly {
-		up.h1 = newH1Pool(u, cfg.MaxIdleConns, t.IdleConnTimeout, dial)
+		up.h1 = newH1Pool(&h1u, cfg.MaxIdleConns, t.IdleConnTimeout, cfg.DialTimeout, dial)
 	}
 	return up, nil
 }
