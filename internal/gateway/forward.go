@@ -501,9 +501,11 @@ func (g *Gateway) writeHead(bw *bufio.Writer, r *http.Request, rt *route, st *st
 	_ = bw.WriteByte(' ')
 	p := url.URL{Path: rt.forwardPath(st.path)}
 	_, _ = bw.WriteString(p.EscapedPath())
-	if q := r.URL.RawQuery; q != "" || r.URL.ForceQuery {
+	// As url.URL.RequestURI: "?" only before a query, or a bare "?" the
+	// client sent (a query cleaned to nothing leaves none).
+	if q := cleanQuery(r.URL.RawQuery); q != "" || r.URL.ForceQuery {
 		_ = bw.WriteByte('?')
-		_, _ = bw.WriteString(cleanQuery(q))
+		_, _ = bw.WriteString(q)
 	}
 	_, _ = bw.WriteString(" HTTP/1.1\r\nHost: ")
 	_, _ = bw.WriteString(rt.Upstream.h1.host)

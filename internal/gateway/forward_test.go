@@ -42,14 +42,14 @@ type rawUpstream struct {
 	answer  func(c net.Conn, n int, head string)
 }
 
-func newRawUpstream(t *testing.T, answer func(c net.Conn, n int, head string)) *rawUpstream {
+func newRawUpstream(t testing.TB, answer func(c net.Conn, n int, head string)) *rawUpstream {
 	t.Helper()
 	return newRawUpstreamTLS(t, false, answer)
 }
 
 // newRawUpstreamTLS is newRawUpstream, over TLS (HTTP/1.1 only) when
 // withTLS is set, with httptest's certificate for 127.0.0.1.
-func newRawUpstreamTLS(t *testing.T, withTLS bool, answer func(c net.Conn, n int, head string)) *rawUpstream {
+func newRawUpstreamTLS(t testing.TB, withTLS bool, answer func(c net.Conn, n int, head string)) *rawUpstream {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -125,7 +125,7 @@ func answerOK(c net.Conn, _ int, head string) {
 }
 
 // testKeys is a key check with one key, as in the benchmarks.
-func testKeys(t *testing.T) (*oneKey, string) {
+func testKeys(t testing.TB) (*oneKey, string) {
 	t.Helper()
 	p, _ := apikey.Generate(rand.Reader, apikey.EnvLive)
 	return &oneKey{raw: p.Raw, v: &apikey.Verified{Key: &apikey.Key{ID: p.ID, Owner: "service:t", Scopes: []string{"t"},
@@ -136,14 +136,14 @@ func testKeys(t *testing.T) (*oneKey, string) {
 // forwardGateway serves, behind a real HTTP server on loopback, a public
 // route /pub, an api_key route /key (prefix stripped, upstream base path
 // /base), and a public route /pass that lets X_Custom through.
-func forwardGateway(t *testing.T, upURL string, keys *oneKey, std bool, timeout time.Duration, log io.Writer) (*Gateway, *Upstream, string) {
+func forwardGateway(t testing.TB, upURL string, keys *oneKey, std bool, timeout time.Duration, log io.Writer) (*Gateway, *Upstream, string) {
 	t.Helper()
 	return forwardGatewayRoots(t, upURL, nil, keys, std, timeout, log)
 }
 
 // forwardGatewayRoots is forwardGateway for an https upstream whose
 // certificate roots are given.
-func forwardGatewayRoots(t *testing.T, upURL string, roots *x509.CertPool, keys *oneKey, std bool, timeout time.Duration,
+func forwardGatewayRoots(t testing.TB, upURL string, roots *x509.CertPool, keys *oneKey, std bool, timeout time.Duration,
 	log io.Writer) (*Gateway, *Upstream, string) {
 	t.Helper()
 	up, err := NewUpstream(UpstreamConfig{Name: "up", URL: upURL, RootCAs: roots})

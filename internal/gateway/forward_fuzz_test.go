@@ -1,0 +1,71 @@
+package gateway
+
+import (
+	"bufio"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// FuzzDirectPathMatchesStandard sends one request, parsed as net/http's
+// server parses it, through a gateway on the direct path and one on the
+// standard path, and requires the same answer status and the same request
+// upstream (line and headers, but for order and the request ID), for any
+// header names and values, Connection tokens, query and client (trusted
+// proxy or not). It is what keeps the two paths from drifting apart.
+func FuzzDirectPathMatchesStandard(f *testing.F) {
+	f.Add("X_Keyway_Subject", "admin", "Connection", "x-drop, cookie", "q=1;a=%zz", "Cookie", "__Host-keyway_session=s; a=1", false)
+	f.Add("Traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", "X-Forwarded-For", "1.2.3.4", "", "Te", "trailers", true)
+	f.Add("X-Http-Method-Override", "DELETE", "Authorization", "Bearer kw_live_x", "x=%41", "X-Drop", "1", false)
+	f.Add("Proxy-Authorization", "Basic eA==", "Keep-Alive", "1", "&&", "User-Agent", "", true)
+	f.Add("X_custom", "1", "Forwarded", "for=1.2.3.4", "a+b=c d", "B3", "1-2-1", false)
+
+	up := newRawUpstream(f, answerOK)
+	keys, _ := testKeys(f)
+	gStd, _, _ := forwardGateway(f, up.url(), keys, true, 5*time.Second, nil)
+	gDir, _, _ := forwardGateway(f, up.url(), keys, false, 5*time.Second, nil)
+
+	f.Fuzz(func(t *testing.T, n1, v1, n2, v2, query, n3, v3 string, trusted bool) {
+		var raw strings.Builder
+		raw.WriteString("GET /pub/f")
+		if query != "" {
+			raw.WriteString("?" + query)
+		}
+		raw.WriteString(" HTTP/1.1\r\nHost: localhost\r\n")
+		for _, kv := range [][2]string{{n1, v1}, {n2, v2}, {n3, v3}} {
+			name := strings.ToLower(kv[0])
+			if name == "host" || name == "content-length" || name == "transfer-encoding" || name == "expect" {
+				continue // framing and routing, not forwarded headers
+			}
+			raw.WriteString(kv[0] + ": " + kv[1] + "\r\n")
+		}
+		raw.WriteString("\r\n")
+		var heads [2][]string
+		var codes [2]int
+		for i, g := range []*Gateway{gStd, gDir} {
+			r, err := http.ReadRequest(bufio.NewReader(strings.NewReader(raw.String())))
+			if err != nil || strings.ContainsAny(r.RequestURI, " \x00") {
+				return // net/http's server refuses it before any handler
+			}
+			r.RemoteAddr = "127.0.0.1:4321"
+			if trusted {
+				r.RemoteAddr = "10.0.0.1:4321"
+			}
+			w := httptest.NewRecorder()
+			g.ServeHTTP(w, r)
+			codes[i] = w.Code
+			for _, h := range up.take() {
+				heads[i] = append(heads[i], strings.Join(headLines(h), "\n"))
+			}
+		}
+		if codes[0] != codes[1] {
+			t.Fatalf("%q: status %d on the standard path, %d on the direct one", raw.String(), codes[0], codes[1])
+		}
+		if !slices.Equal(heads[0], heads[1]) {
+			t.Fatalf("%q:\nstandard path sent\n%s\ndirect path sent\n%s", raw.String(), heads[0], heads[1])
+		}
+	})
+}
