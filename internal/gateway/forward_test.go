@@ -584,15 +584,7 @@ func TestDirectPathOverTLS(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		lim := ratelimit.NewMemory[string](ratelimit.MemoryConfig{})
-		core, _ := decision.New(decision.Config{Keys: keys, KeyLimiter: lim, Origins: []string{"https://localhost"},
-			Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-		g, err := New(Config{Routes: []Route{{Name: "pub", Prefix: "/pub", Methods: []string{"GET"}, Upstream: up,
-			Policy: decision.Public, MaxBody: 1, Timeout: 5 * time.Second}}, Own: http.NotFoundHandler(), Decider: core,
-			HSTSMaxAge: 365 * 24 * time.Hour, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-		if err != nil {
-			t.Fatal(err)
-		}
+		g, lim := onePublicRoute(t, up, keys)
 		want := "HTTP/1.1"
 		if std {
 			want = "HTTP/2.0"
@@ -827,15 +819,7 @@ func TestDirectPathDialFailureIsBadGateway(t *testing.T) {
 		if up.h1 != nil {
 			up.h1.dial = func(ctx context.Context) (net.Conn, error) { return hang(ctx, "", "") }
 		}
-		lim := ratelimit.NewMemory[string](ratelimit.MemoryConfig{})
-		core, _ := decision.New(decision.Config{Keys: keys, KeyLimiter: lim, Origins: []string{"https://localhost"},
-			Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-		g, err := New(Config{Routes: []Route{{Name: "pub", Prefix: "/pub", Methods: []string{"GET"}, Upstream: up,
-			Policy: decision.Public, MaxBody: 1, Timeout: 5 * time.Second}}, Own: http.NotFoundHandler(), Decider: core,
-			HSTSMaxAge: 365 * 24 * time.Hour, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-		if err != nil {
-			t.Fatal(err)
-		}
+		g, lim := onePublicRoute(t, up, keys)
 		w := httptest.NewRecorder()
 		g.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "https://localhost/pub/x", nil))
 		if w.Code != http.StatusBadGateway {
@@ -844,4 +828,22 @@ func TestDirectPathDialFailureIsBadGateway(t *testing.T) {
 		g.Close()
 		lim.Close()
 	}
+}
+
+// onePublicRoute is a gateway with one public route, /pub, to up.
+func onePublicRoute(t *testing.T, up *Upstream, keys *oneKey) (*Gateway, *ratelimit.Memory[string]) {
+	t.Helper()
+	lim := ratelimit.NewMemory[string](ratelimit.MemoryConfig{})
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	core, err := decision.New(decision.Config{Keys: keys, KeyLimiter: lim, Origins: []string{"https://localhost"}, Logger: logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := New(Config{Routes: []Route{{Name: "pub", Prefix: "/pub", Methods: []string{"GET"}, Upstream: up,
+		Policy: decision.Public, MaxBody: 1, Timeout: 5 * time.Second}}, Own: http.NotFoundHandler(), Decider: core,
+		HSTSMaxAge: 365 * 24 * time.Hour, Logger: logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return g, lim
 }
