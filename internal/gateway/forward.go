@@ -303,7 +303,7 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, rt *route, st 
 	g.keywayHeaders(r, st, &set)
 	for _, kv := range set.p[:set.n] {
 		if !httpguts.ValidHeaderFieldValue(kv.v) {
-			g.proxyError(w, r, st, rt, &badFieldError{name: kv.k})
+			g.proxyError(w, r, st, rt, &badFieldError{name: kv.k, what: "value"})
 			return
 		}
 	}
@@ -516,6 +516,11 @@ func (g *Gateway) writeHead(bw *bufio.Writer, r *http.Request, rt *route, st *st
 		if !g.inboundKept(k, r.Header, rt, st) || listedIn(conn, k) {
 			continue
 		}
+		if !httpguts.ValidHeaderFieldName(k) {
+			// net/http's server refuses such a name (400); should one come
+			// through all the same, it is refused as http.Transport does.
+			return &badFieldError{name: k, what: "name"}
+		}
 		if k == "User-Agent" {
 			// As http.Request.Write: the first value alone, none if empty.
 			if len(vv) == 0 || vv[0] == "" {
@@ -551,7 +556,7 @@ func (g *Gateway) writeHead(bw *bufio.Writer, r *http.Request, rt *route, st *st
 // not become a second header.
 func writeField(bw *bufio.Writer, k, v string) error {
 	if !httpguts.ValidHeaderFieldValue(v) {
-		return &badFieldError{name: k}
+		return &badFieldError{name: k, what: "value"}
 	}
 	v = textproto.TrimString(v)
 	_, _ = bw.WriteString(k)
@@ -563,10 +568,10 @@ func writeField(bw *bufio.Writer, k, v string) error {
 
 // badFieldError is a header value a request cannot carry; the request
 // fails (502) without being sent again.
-type badFieldError struct{ name string }
+type badFieldError struct{ name, what string }
 
 func (e *badFieldError) Error() string {
-	return fmt.Sprintf("invalid header field value for %q", e.name)
+	return fmt.Sprintf("invalid header field %s for %q", e.what, e.name)
 }
 
 // hopByHop are the headers a proxy never passes on (RFC 9110 §7.6.1, and
