@@ -88,9 +88,14 @@ type h1Conn struct {
 }
 
 // idleClean reports whether an idle connection can be reused: open, and
-// nothing unread anywhere: not in br, not in TLS's buffers (a read with a
+// nothing unread in br, in TLS's buffers of whole records (a read with a
 // passed deadline returns what they hold, or a timeout that TLS does not
-// keep), not in the socket (the probe). Its deadline is restored.
+// keep), or in the socket (the probe). Its deadline is restored. One gap
+// remains, which http.Transport shares: the first bytes of a TLS record
+// already taken from the socket while the rest is still on its way are
+// seen by neither (crypto/tls offers no way to look), so an upstream that
+// splits a second answer's record across a pause could still have it
+// read as the next request's.
 func (c *h1Conn) idleClean(deadline time.Time) bool {
 	if c.br.Buffered() != 0 {
 		return false
@@ -201,6 +206,10 @@ func (p *h1Pool) sweepIdle() {
 	p.mu.Lock()
 	keep := p.idle[:0]
 	for _, c := range p.idle {
+		// An idle connection keeps its last request's deadline, and the
+		// probe, a read, fails on a passed one: clear it first (get sets
+		// the next request's).
+		_ = c.nc.SetReadDeadline(time.Time{})
 		if now.Sub(c.idleAt) >= p.idleFor || !c.probe.idleClean() {
 			drop = append(drop, c)
 		} else {

@@ -793,6 +793,61 @@ func TestDirectPathSweepsClosedIdleConnections(t *testing.T) {
 	if idle() != 0 {
 		t.Error("a connection the upstream closed is still idle in the pool")
 	}
+
+	// A healthy connection stays, though its last request's deadline (the
+	// route's timeout, shorter than the sweep's period) has passed.
+	healthy := newRawUpstream(t, answerOK)
+	_, hu, haddr := forwardGateway(t, healthy.url(), keys, false, 30*time.Millisecond, nil)
+	if res, _ := rawRequest(t, haddr, "GET /pub/x HTTP/1.1\nHost: localhost\n"); res.StatusCode != 200 {
+		t.Fatal(res.Status)
+	}
+	time.Sleep(300 * time.Millisecond) // several sweeps
+	hu.h1.mu.Lock()
+	n := len(hu.h1.idle)
+	hu.h1.mu.Unlock()
+	if n != 1 || healthy.accepts.Load() != 1 {
+		t.Errorf("a healthy idle connection was swept: %d idle, %d connections", n, healthy.accepts.Load())
+	}
+}
+
+// Trailers of an HTTP/2 upstream's answer with a length, on the standard
+// path (where an https upstream gets HTTP/2), are scrubbed like headers.
+func TestStandardPathScrubsHTTP2Trailers(t *testing.T) {
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Trailer", "Set-Cookie, Strict-Transport-Security, X-Sum")
+		w.Header().Set("Content-Length", "2")
+		_, _ = io.WriteString(w, "{}")
+		w.Header().Set("Set-Cookie", "__Host-keyway_session=planted")
+		w.Header().Set("Strict-Transport-Security", "max-age=0")
+		w.Header().Set("X-Sum", "42")
+	}))
+	srv.EnableHTTP2 = true
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	roots := srv.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs
+	keys, _ := testKeys(t)
+	g, _, _ := forwardGatewayRoots(t, srv.URL, roots, keys, true, 5*time.Second, nil)
+	// An HTTP/2 client: it gets trailers after a body with a length.
+	front := httptest.NewUnstartedServer(g)
+	front.EnableHTTP2 = true
+	front.StartTLS()
+	t.Cleanup(front.Close)
+	res, err := front.Client().Get(front.URL + "/pub/x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	_ = res.Body.Close()
+	if res.StatusCode != 200 || string(body) != "{}" || res.ProtoMajor != 2 {
+		t.Fatalf("%s %s %q", res.Proto, res.Status, body)
+	}
+	// An announced name keyway dropped may come as keyway's own header's
+	// value (the HTTP/2 server sends announced names from the answer's
+	// headers), never as the upstream's.
+	if res.Trailer.Get("X-Sum") != "42" || strings.Contains(fmt.Sprint(res.Trailer), "planted") ||
+		strings.Contains(res.Trailer.Get("Strict-Transport-Security"), "max-age=0") {
+		t.Errorf("trailers: %v", res.Trailer)
+	}
 }
 
 // A dial that times out before the route's deadline is a 502, as on the

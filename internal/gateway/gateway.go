@@ -704,12 +704,14 @@ func (g *Gateway) newProxy(rt *route) *httputil.ReverseProxy {
 				st.status = http.StatusSwitchingProtocols
 				return nil
 			}
+			if res.Body != nil && res.Body != http.NoBody {
+				// Trailers are headers too: chunked HTTP/1.1 and HTTP/2
+				// answers, with a length or without, can end in them.
+				// Shaping reads and closes the body, so this comes first.
+				res.Body = &trailerScrubber{ReadCloser: res.Body, res: res, g: g, rt: rt}
+			}
 			if c, rule := g.shapeRule(st); rule != nil {
 				return shapeResponse(res, c, rule)
-			}
-			if res.ContentLength == -1 && res.Body != nil {
-				// Chunks may end in trailers, which are headers too.
-				res.Body = &trailerScrubber{ReadCloser: res.Body, res: res, g: g, rt: rt}
 			}
 			return nil
 		},

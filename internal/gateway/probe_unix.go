@@ -1,4 +1,4 @@
-//go:build unix
+//go:build unix && !aix
 
 package gateway
 
@@ -6,7 +6,6 @@ import (
 	"crypto/tls"
 	"net"
 	"syscall"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -37,13 +36,10 @@ func newIdleProbe(nc net.Conn) *idleProbe {
 	}
 	p := &idleProbe{raw: raw}
 	p.fn = func(fd uintptr) bool {
-		// recvfrom(2) without a source address: unix.Recvfrom would
-		// allocate one for every probe.
-		_, _, errno := unix.Syscall6(unix.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&p.buf[0])), 1, //nolint:gosec // G103: a 1-byte buffer inside p, which outlives the call
-			unix.MSG_PEEK|unix.MSG_DONTWAIT, 0, 0)
 		// Nothing waiting on an open connection is the only clean state;
 		// a result (0: the upstream's close, 1: unsolicited bytes) or any
 		// other error is not.
+		errno := peekNonBlocking(fd, &p.buf)
 		p.clean = errno == unix.EAGAIN || errno == unix.EWOULDBLOCK
 		return true
 	}
