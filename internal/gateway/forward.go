@@ -647,26 +647,6 @@ func (g *Gateway) inboundKept(k string, h http.Header, rt *route, st *state) boo
 	return st.client.PeerTrusted || !isTraceHeader(k, true)
 }
 
-// keptCookies is the Cookie header sent upstream: the client's cookies
-// without keyway's own, in one header, or "" when none is left.
-func keptCookies(vals []string) string {
-	if len(vals) == 0 {
-		return ""
-	}
-	var keep []string
-	for _, v := range vals {
-		for part := range strings.SplitSeq(v, ";") {
-			part = strings.TrimSpace(part)
-			name, _, _ := strings.Cut(part, "=")
-			if name == "" || KeywayCookie(name) {
-				continue
-			}
-			keep = append(keep, part)
-		}
-	}
-	return strings.Join(keep, "; ")
-}
-
 // cleanQuery is the query sent upstream: as the client sent it, or, when
 // it holds a semicolon or a malformed escape, parsed and encoded again
 // without the parts that do not parse (what ReverseProxy does, so that

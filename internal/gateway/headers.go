@@ -195,18 +195,28 @@ func stripKeywayCookies(h http.Header) {
 	if len(vals) == 0 {
 		return
 	}
+	h.Del("Cookie")
+	if keep := keptCookies(vals); keep != "" {
+		h.Set("Cookie", keep)
+	}
+}
+
+// keptCookies is the Cookie header sent upstream: the client's cookies
+// without keyway's own, in one header, or "" when none is left.
+func keptCookies(vals []string) string {
+	if len(vals) == 0 {
+		return ""
+	}
 	var keep []string
 	for _, v := range vals {
-		for _, part := range strings.Split(v, ";") {
-			name, _, _ := strings.Cut(strings.TrimSpace(part), "=")
+		for part := range strings.SplitSeq(v, ";") {
+			part = strings.TrimSpace(part)
+			name, _, _ := strings.Cut(part, "=")
 			if name == "" || KeywayCookie(name) {
 				continue
 			}
-			keep = append(keep, strings.TrimSpace(part))
+			keep = append(keep, part)
 		}
 	}
-	h.Del("Cookie")
-	if len(keep) > 0 {
-		h.Set("Cookie", strings.Join(keep, "; "))
-	}
+	return strings.Join(keep, "; ")
 }
