@@ -276,7 +276,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 		return nil, err
 	}
 	var keys decision.KeyVerifier = a.keys
-	var sessions decision.SessionVerifier = a.sessions
+	var sessions sessionVerifier = sessionChecker{a.sessions, a.db}
 	var users decision.UserLookup = a.passkeys
 	if tracer := a.tracing.Tracer(); tracer != nil {
 		keys, sessions, users = tracedKeys{keys, tracer}, tracedSessions{sessions, tracer}, tracedUsers{users, tracer}

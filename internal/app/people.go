@@ -11,6 +11,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/keywayhq/keyway/internal/apikey"
 	"github.com/keywayhq/keyway/internal/config"
+	"github.com/keywayhq/keyway/internal/decision"
 	"github.com/keywayhq/keyway/internal/passkey"
 	"github.com/keywayhq/keyway/internal/privacy"
 	"github.com/keywayhq/keyway/internal/session"
@@ -83,6 +84,36 @@ func (a *App) newPeople(httpsAddr string) (*passkey.Service, *session.Manager, [
 		return nil, nil, nil, err
 	}
 	return pk, sm, origins, nil
+}
+
+// sessionVerifier is what the decision core is given to check sessions:
+// with their person, in one store read.
+type sessionVerifier interface {
+	decision.SessionVerifier
+	decision.SessionUserVerifier
+}
+
+// sessionChecker checks a session and reads its person in the same store
+// read (store's SessionWithUser), so that a session route costs one read a
+// request, and what it reads of both is of one moment.
+type sessionChecker struct {
+	*session.Manager
+	db interface {
+		SessionWithUser(ctx context.Context, tokenHash []byte) (*session.Session, *passkey.User, error)
+	}
+}
+
+func (c sessionChecker) AuthenticateUser(ctx context.Context, token string) (*session.Session, *passkey.User, error) {
+	var u *passkey.User
+	s, err := c.AuthenticateVia(ctx, token, func(ctx context.Context, tokenHash []byte) (*session.Session, error) {
+		s, user, err := c.db.SessionWithUser(ctx, tokenHash)
+		u = user
+		return s, err
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return s, u, nil
 }
 
 // sources is the store of sign-in sources when there is a key for them

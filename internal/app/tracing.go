@@ -44,14 +44,22 @@ func (t tracedKeys) ConsumeQuota(ctx context.Context, v *apikey.Verified) (bool,
 }
 
 type tracedSessions struct {
-	decision.SessionVerifier
+	sessionVerifier
 	tracer trace.Tracer
+}
+
+func (t tracedSessions) AuthenticateUser(ctx context.Context, token string) (*session.Session, *passkey.User, error) {
+	ctx, span := t.tracer.Start(ctx, "session check")
+	defer span.End()
+	s, u, err := t.sessionVerifier.AuthenticateUser(ctx, token)
+	endCheck(span, err, errors.Is(err, session.ErrNotFound))
+	return s, u, err
 }
 
 func (t tracedSessions) Authenticate(ctx context.Context, token string) (*session.Session, error) {
 	ctx, span := t.tracer.Start(ctx, "session check")
 	defer span.End()
-	s, err := t.SessionVerifier.Authenticate(ctx, token)
+	s, err := t.sessionVerifier.Authenticate(ctx, token)
 	endCheck(span, err, errors.Is(err, session.ErrNotFound))
 	return s, err
 }

@@ -86,6 +86,33 @@ func (f fakeUsers) User(_ context.Context, id string) (*passkey.User, error) {
 	return nil, passkey.ErrNotFound
 }
 
+// joinedSessions reads a session and its person together, as keyway's
+// store does; the core must then not look the person up again.
+type joinedSessions struct {
+	*fakeSessions
+	users fakeUsers
+}
+
+func (j joinedSessions) AuthenticateUser(ctx context.Context, token string) (*session.Session, *passkey.User, error) {
+	s, err := j.Authenticate(ctx, token)
+	if err != nil {
+		return nil, nil, err
+	}
+	u, ok := j.users[s.UserID]
+	if !ok {
+		return nil, nil, session.ErrNotFound // the join finds no row
+	}
+	return s, u, nil
+}
+
+// noUsers fails a test that looks a person up.
+type noUsers struct{ t *testing.T }
+
+func (n noUsers) User(context.Context, string) (*passkey.User, error) {
+	n.t.Error("the person was looked up again after the joined read")
+	return nil, errors.New("no look-ups")
+}
+
 type fixture struct {
 	core  *Core
 	keys  *fakeKeys
@@ -93,7 +120,11 @@ type fixture struct {
 	users fakeUsers
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t *testing.T) *fixture { return newFixtureWith(t, false) }
+
+// newFixtureWith makes the fixture; joined gives the core sessions read
+// with their person (SessionUserVerifier).
+func newFixtureWith(t *testing.T, joined bool) *fixture {
 	t.Helper()
 	keys := &fakeKeys{keys: map[string]*apikey.Verified{
 		"kw-good":    key("good", "service:billing", []string{"a", "b"}, apikey.Rate{}),
@@ -120,7 +151,12 @@ func newFixture(t *testing.T) *fixture {
 	}
 	lim := ratelimit.NewMemory[string](ratelimit.MemoryConfig{})
 	t.Cleanup(lim.Close)
-	c, err := New(Config{Keys: keys, KeyLimiter: lim, Sessions: sess, Users: users, Origins: []string{origin},
+	var sv SessionVerifier = sess
+	var ul UserLookup = users
+	if joined {
+		sv, ul = joinedSessions{sess, users}, noUsers{t}
+	}
+	c, err := New(Config{Keys: keys, KeyLimiter: lim, Sessions: sv, Users: ul, Origins: []string{origin},
 		Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
@@ -226,7 +262,12 @@ func TestAPIKeySequence(t *testing.T) {
 }
 
 func TestSessionSequence(t *testing.T) {
-	fx := newFixture(t)
+	t.Run("apart", func(t *testing.T) { testSessionSequence(t, false) })
+	t.Run("read together", func(t *testing.T) { testSessionSequence(t, true) })
+}
+
+func testSessionSequence(t *testing.T, joined bool) {
+	fx := newFixtureWith(t, joined)
 	full := fx.route(t, RouteConfig{Policy: Session})
 	restricted := fx.route(t, RouteConfig{Policy: Session, AllowRestricted: true})
 	fresh := fx.route(t, RouteConfig{Policy: Session, Fresh: true})

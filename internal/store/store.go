@@ -35,6 +35,9 @@ type Store interface {
 	audit.Reader
 	audit.CheckpointStore
 	audit.Appender
+	// SessionWithUser is SessionByToken that also returns the session's
+	// person, read in the same statement (the session route's check).
+	SessionWithUser(ctx context.Context, tokenHash []byte) (*session.Session, *passkey.User, error)
 	// UseSealer gives the store the sealer of personal fields; until then
 	// reading or writing one is an error.
 	UseSealer(ctx context.Context, s *crypt.Sealer) error

@@ -21,22 +21,37 @@ var (
 const userColumns = `id, handle, username_sealed, display_name_sealed, role, created_at, disabled_at, roles`
 
 func (d *DB) scanUser(ctx context.Context, r pgx.Row) (*passkey.User, error) {
-	var u passkey.User
-	var role string
-	var created int64
-	var disabled *int64
-	var username, displayName []byte
-	if err := r.Scan(&u.ID, &u.Handle, &username, &displayName, &role, &created, &disabled, &u.Roles); err != nil {
+	var row userRow
+	if err := r.Scan(row.dest()...); err != nil {
 		if errors.Is(err, pgx.ErrNoRows) {
 			return nil, passkey.ErrNotFound
 		}
 		return nil, err
 	}
-	if err := sealed.OpenUser(ctx, d.sealer, &u, username, displayName); err != nil {
+	return d.openUser(ctx, &row)
+}
+
+// userRow receives the userColumns of one row.
+type userRow struct {
+	u                     passkey.User
+	role                  string
+	created               int64
+	disabled              *int64
+	username, displayName []byte
+}
+
+func (r *userRow) dest() []any {
+	return []any{&r.u.ID, &r.u.Handle, &r.username, &r.displayName, &r.role, &r.created, &r.disabled, &r.u.Roles}
+}
+
+// openUser opens the sealed fields of a scanned row and returns its user.
+func (d *DB) openUser(ctx context.Context, r *userRow) (*passkey.User, error) {
+	u := &r.u
+	if err := sealed.OpenUser(ctx, d.sealer, u, r.username, r.displayName); err != nil {
 		return nil, err
 	}
-	u.Role, u.CreatedAt, u.DisabledAt = passkey.Role(role), time.Unix(0, created).UTC(), unixTime(disabled)
-	return &u, nil
+	u.Role, u.CreatedAt, u.DisabledAt = passkey.Role(r.role), time.Unix(0, r.created).UTC(), unixTime(r.disabled)
+	return u, nil
 }
 
 func nonNil(b []byte) []byte {

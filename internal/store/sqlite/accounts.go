@@ -22,28 +22,43 @@ var (
 const userColumns = `id, handle, username_sealed, display_name_sealed, role, created_at, disabled_at, roles`
 
 func (d *DB) scanUser(ctx context.Context, r rowScanner) (*passkey.User, error) {
-	var u passkey.User
-	var role, roles string
-	var created int64
-	var disabled sql.NullInt64
-	var username, displayName []byte
-	if err := r.Scan(&u.ID, &u.Handle, &username, &displayName, &role, &created, &disabled, &roles); err != nil {
+	var row userRow
+	if err := r.Scan(row.dest()...); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return nil, passkey.ErrNotFound
 		}
 		return nil, err
 	}
-	if err := sealed.OpenUser(ctx, d.sealer, &u, username, displayName); err != nil {
+	return d.openUser(ctx, &row)
+}
+
+// userRow receives the userColumns of one row.
+type userRow struct {
+	u                     passkey.User
+	role, roles           string
+	created               int64
+	disabled              sql.NullInt64
+	username, displayName []byte
+}
+
+func (r *userRow) dest() []any {
+	return []any{&r.u.ID, &r.u.Handle, &r.username, &r.displayName, &r.role, &r.created, &r.disabled, &r.roles}
+}
+
+// openUser opens the sealed fields of a scanned row and returns its user.
+func (d *DB) openUser(ctx context.Context, r *userRow) (*passkey.User, error) {
+	u := &r.u
+	if err := sealed.OpenUser(ctx, d.sealer, u, r.username, r.displayName); err != nil {
 		return nil, err
 	}
-	if err := json.Unmarshal([]byte(roles), &u.Roles); err != nil {
+	if err := json.Unmarshal([]byte(r.roles), &u.Roles); err != nil {
 		return nil, fmt.Errorf("user %s roles: %w", u.ID, err)
 	}
-	u.Role, u.CreatedAt = passkey.Role(role), time.Unix(0, created).UTC()
-	if disabled.Valid {
-		u.DisabledAt = time.Unix(0, disabled.Int64).UTC()
+	u.Role, u.CreatedAt = passkey.Role(r.role), time.Unix(0, r.created).UTC()
+	if r.disabled.Valid {
+		u.DisabledAt = time.Unix(0, r.disabled.Int64).UTC()
 	}
-	return &u, nil
+	return u, nil
 }
 
 func (d *DB) insertCredential(ctx context.Context, tx *sql.Tx, c *passkey.Credential) error {

@@ -22,18 +22,7 @@ import (
 // cache). docs/performance.md has the figures.
 func BenchmarkSessionCheck(b *testing.B) {
 	ctx := context.Background()
-	db := openSealed(b)
-	u := &passkey.User{ID: "usr_bench", Handle: []byte("h-bench"), Username: "bench", DisplayName: "Bench Marker", Role: passkey.RoleUser, CreatedAt: time.Now()}
-	c := &passkey.Credential{ID: []byte("c-bench"), UserID: u.ID, Name: "key", PublicKey: []byte{1}, CreatedAt: time.Now()}
-	if err := db.CreateUser(ctx, u, c, nil, nil); err != nil {
-		b.Fatal(err)
-	}
-	token := sha256.Sum256([]byte("token"))
-	s := &session.Session{ID: "ses_bench", UserID: u.ID, CredentialID: c.ID, CreatedAt: time.Now(), LastSeenAt: time.Now(),
-		ExpiresAt: time.Now().Add(time.Hour), StepUpAt: time.Now(), IP: "192.0.2.1", UserAgent: "bench"}
-	if err := db.CreateSession(ctx, s, token[:], audit.Event{At: time.Now(), Type: audit.SessionCreated, Actor: "b", Subject: s.ID}); err != nil {
-		b.Fatal(err)
-	}
+	db, token, u := benchSession(b)
 	// The clear copy of the fields, in the columns that held them.
 	if _, err := db.sql.ExecContext(ctx, `UPDATE users SET display_name = ? WHERE id = ?`, u.DisplayName, u.ID); err != nil {
 		b.Fatal(err)
@@ -41,7 +30,7 @@ func BenchmarkSessionCheck(b *testing.B) {
 	// The two paths alternate within one loop, so that whatever else the
 	// machine does falls on both alike; each is timed on its own.
 	clear := func() {
-		if _, err := db.SessionByToken(ctx, token[:]); err != nil {
+		if _, err := db.SessionByToken(ctx, token); err != nil {
 			b.Fatal(err)
 		}
 		// What scanUser did before sealing, field for field.
@@ -62,7 +51,7 @@ func BenchmarkSessionCheck(b *testing.B) {
 		}
 	}
 	sealed := func() {
-		if _, err := db.SessionByToken(ctx, token[:]); err != nil {
+		if _, err := db.SessionByToken(ctx, token); err != nil {
 			b.Fatal(err)
 		}
 		if got, err := db.UserByID(ctx, u.ID); err != nil || got.DisplayName != u.DisplayName {
@@ -86,6 +75,65 @@ func BenchmarkSessionCheck(b *testing.B) {
 	b.ReportMetric(float64(inClear.Nanoseconds())/n, "clear-ns/check")
 	b.ReportMetric(float64(inSealed.Nanoseconds())/n, "sealed-ns/check")
 	b.ReportMetric(float64(inClear)/float64(inSealed), "clear/sealed")
+}
+
+// benchSession is a sealed store holding one person and one session,
+// and the hash of that session's token.
+func benchSession(b *testing.B) (*DB, []byte, *passkey.User) {
+	ctx := context.Background()
+	db := openSealed(b)
+	u := &passkey.User{ID: "usr_bench", Handle: []byte("h-bench"), Username: "bench", DisplayName: "Bench Marker", Role: passkey.RoleUser, CreatedAt: time.Now()}
+	c := &passkey.Credential{ID: []byte("c-bench"), UserID: u.ID, Name: "key", PublicKey: []byte{1}, CreatedAt: time.Now()}
+	if err := db.CreateUser(ctx, u, c, nil, nil); err != nil {
+		b.Fatal(err)
+	}
+	token := sha256.Sum256([]byte("token"))
+	s := &session.Session{ID: "ses_bench", UserID: u.ID, CredentialID: c.ID, CreatedAt: time.Now(), LastSeenAt: time.Now(),
+		ExpiresAt: time.Now().Add(time.Hour), StepUpAt: time.Now(), IP: "192.0.2.1", UserAgent: "bench"}
+	if err := db.CreateSession(ctx, s, token[:], audit.Event{At: time.Now(), Type: audit.SessionCreated, Actor: "b", Subject: s.ID}); err != nil {
+		b.Fatal(err)
+	}
+	return db, token[:], u
+}
+
+// BenchmarkSessionRead is a session route's store work a request, two
+// ways, interleaved: "apart", the session by its token's hash and then its
+// person (what keyway did), and "together", both in one statement
+// (SessionWithUser, what keyway does). apart/together is the gain.
+func BenchmarkSessionRead(b *testing.B) {
+	ctx := context.Background()
+	db, token, u := benchSession(b)
+	apart := func() {
+		s, err := db.SessionByToken(ctx, token)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if got, err := db.UserByID(ctx, s.UserID); err != nil || got.DisplayName != u.DisplayName {
+			b.Fatal(err)
+		}
+	}
+	together := func() {
+		if _, got, err := db.SessionWithUser(ctx, token); err != nil || got.DisplayName != u.DisplayName {
+			b.Fatal(err)
+		}
+	}
+	var inApart, inTogether time.Duration
+	for i := 0; b.Loop(); i++ {
+		first, second, d1, d2 := apart, together, &inApart, &inTogether
+		if i%2 == 1 {
+			first, second, d1, d2 = together, apart, &inTogether, &inApart
+		}
+		t0 := time.Now()
+		first()
+		t1 := time.Now()
+		second()
+		*d1 += t1.Sub(t0)
+		*d2 += time.Since(t1)
+	}
+	n := float64(b.N)
+	b.ReportMetric(float64(inApart.Nanoseconds())/n, "apart-ns/check")
+	b.ReportMetric(float64(inTogether.Nanoseconds())/n, "together-ns/check")
+	b.ReportMetric(float64(inApart)/float64(inTogether), "apart/together")
 }
 
 // BenchmarkOpenUserCold is what sealing adds to a sign-in whose person no

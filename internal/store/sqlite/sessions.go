@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/keywayhq/keyway/internal/audit"
+	"github.com/keywayhq/keyway/internal/passkey"
 	"github.com/keywayhq/keyway/internal/session"
 	"github.com/keywayhq/keyway/internal/store/sealed"
 )
@@ -97,6 +98,30 @@ func (d *DB) SessionByToken(ctx context.Context, tokenHash []byte) (*session.Ses
 		return nil, fmt.Errorf("get session: %w", err)
 	}
 	return s, nil
+}
+
+// sessionWithUser reads a session (sessionColumns) and its person
+// (userColumns) in one statement.
+const sessionWithUser = `SELECT s.id, s.user_id, s.credential_id, s.restricted, s.created_at, s.last_seen_at, s.expires_at, s.step_up_at,
+	u.id, u.handle, u.username_sealed, u.display_name_sealed, u.role, u.created_at, u.disabled_at, u.roles
+	FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.token_hash = ?`
+
+// SessionWithUser returns what SessionByToken returns, with the session's
+// person, in one read: what a session route checks on every request.
+func (d *DB) SessionWithUser(ctx context.Context, tokenHash []byte) (*session.Session, *passkey.User, error) {
+	var row userRow
+	s, err := scanSession(d.queryRow(ctx, sessionWithUser, tokenHash), row.dest()...)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil, session.ErrNotFound
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("get session: %w", err)
+	}
+	u, err := d.openUser(ctx, &row)
+	if err != nil {
+		return nil, nil, fmt.Errorf("get session: user: %w", err)
+	}
+	return s, u, nil
 }
 
 // TouchSession implements session.Store.

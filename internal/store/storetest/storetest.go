@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"sync"
 	"testing"
 	"time"
@@ -32,6 +33,8 @@ type Store interface {
 	audit.Reader
 	audit.CheckpointStore
 	Sealable
+	// SessionWithUser reads a session and its person in one statement.
+	SessionWithUser(ctx context.Context, tokenHash []byte) (*session.Session, *passkey.User, error)
 }
 
 func admin(id string) *passkey.User {
@@ -247,6 +250,67 @@ func Run(t *testing.T, open func(t *testing.T) Store, exec func(ctx context.Cont
 		}
 		if _, err := s.SessionByToken(ctx, []byte("token-2")); !errors.Is(err, session.ErrNotFound) {
 			t.Fatalf("a session of a removed passkey: %v, want ErrNotFound", err)
+		}
+	})
+
+	t.Run("sessions: read with their person, exactly as the two look-ups read them", func(t *testing.T) {
+		s := open(t)
+		u := user("u1", "ada")
+		u.DisplayName = "Ada Lovelace"
+		if err := s.CreateUser(ctx, u, cred("c1", "u1"), nil, nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.CreateUser(ctx, user("u2", "bob"), cred("c2", "u2"), nil, nil); err != nil {
+			t.Fatal(err)
+		}
+		for i, id := range []string{"u1", "u2"} {
+			ses := &session.Session{ID: "ses_" + id, UserID: id, CredentialID: []byte("c" + id[1:]), CreatedAt: t0,
+				LastSeenAt: t0.Add(time.Duration(i) * time.Second), ExpiresAt: t0.Add(time.Hour), StepUpAt: t0, IP: "192.0.2.1", UserAgent: "test"}
+			if err := s.CreateSession(ctx, ses, []byte("token-"+id), event(audit.SessionCreated, "user:"+id)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		same := func(token string) {
+			t.Helper()
+			gotS, gotU, err := s.SessionWithUser(ctx, []byte(token))
+			if err != nil {
+				t.Fatalf("%s: %v", token, err)
+			}
+			wantS, _ := s.SessionByToken(ctx, []byte(token))
+			wantU, _ := s.UserByID(ctx, wantS.UserID)
+			if !reflect.DeepEqual(gotS, wantS) || !reflect.DeepEqual(gotU, wantU) {
+				t.Fatalf("%s: read together\n  %+v\n  %+v\nread apart\n  %+v\n  %+v", token, gotS, gotU, wantS, wantU)
+			}
+		}
+		same("token-u1")
+		same("token-u2")
+		if _, u, _ := s.SessionWithUser(ctx, []byte("token-u2")); u.ID != "u2" || u.DisplayName != "bob" {
+			t.Fatalf("the second session's person: %+v", u)
+		}
+		if err := s.SetUserRoles(ctx, "u1", []string{"billing", "ops"}, event(audit.UserRolesChanged, "user:u1")); err != nil {
+			t.Fatal(err)
+		}
+		if err := exec(ctx, s, `UPDATE users SET disabled_at = 1700000000000000000 WHERE id = 'u1'`); err != nil {
+			t.Fatal(err)
+		}
+		same("token-u1")
+		if _, u, _ := s.SessionWithUser(ctx, []byte("token-u1")); fmt.Sprint(u.Roles) != "[billing ops]" || u.DisabledAt.IsZero() || u.DisplayName != "Ada Lovelace" {
+			t.Fatalf("roles, disablement and name, read with the session: %+v", u)
+		}
+		if err := s.ReplaceSessionToken(ctx, "ses_u1", []byte("token-u1b"), t0, event(audit.SessionStepUp, "user:u1")); err != nil {
+			t.Fatal(err)
+		}
+		for _, tok := range []string{"token-u1", "no-such-token"} {
+			if ses, u, err := s.SessionWithUser(ctx, []byte(tok)); !errors.Is(err, session.ErrNotFound) || ses != nil || u != nil {
+				t.Fatalf("%s: %+v %+v %v, want ErrNotFound", tok, ses, u, err)
+			}
+		}
+		same("token-u1b")
+		if err := s.EraseUser(ctx, "u2", event(audit.UserErased, "user:u2")); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := s.SessionWithUser(ctx, []byte("token-u2")); !errors.Is(err, session.ErrNotFound) {
+			t.Fatalf("a session of an erased person: %v, want ErrNotFound", err)
 		}
 	})
 
