@@ -277,13 +277,13 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 	}
 	var keys decision.KeyVerifier = a.keys
 	var sessions sessionVerifier = sessionChecker{a.sessions, a.db}
-	var users decision.UserLookup = a.passkeys
 	if tracer := a.tracing.Tracer(); tracer != nil {
-		keys, sessions, users = tracedKeys{keys, tracer}, tracedSessions{sessions, tracer}, tracedUsers{users, tracer}
+		keys, sessions = tracedKeys{keys, tracer}, tracedSessions{sessions, tracer}
 	}
 	core, err := decision.New(decision.Config{
 		Keys: keys, KeyLimiter: a.keyLimit, KeyHeader: cfg.APIKeys.Header,
-		Sessions: sessions, Users: users, Origins: origins, Logger: a.logger, Metrics: reg,
+		// Users is never asked: sessions reads the person with the session.
+		Sessions: sessions, Users: a.passkeys, Origins: origins, Logger: a.logger, Metrics: reg,
 		Clients: coreClients, Limiters: limiters,
 		OnGuessLockout: func(src netip.Addr) {
 			a.lockouts.Locked("api_key_guessing", "client:"+gateway.ClientPseudonym(a.clientKey, src))

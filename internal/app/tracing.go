@@ -64,19 +64,6 @@ func (t tracedSessions) Authenticate(ctx context.Context, token string) (*sessio
 	return s, err
 }
 
-type tracedUsers struct {
-	decision.UserLookup
-	tracer trace.Tracer
-}
-
-func (t tracedUsers) User(ctx context.Context, id string) (*passkey.User, error) {
-	ctx, span := t.tracer.Start(ctx, "user look-up")
-	defer span.End()
-	u, err := t.UserLookup.User(ctx, id)
-	endCheck(span, err, errors.Is(err, passkey.ErrNotFound))
-	return u, err
-}
-
 var (
 	checkValid   = attribute.String("keyway.check", "valid")
 	checkInvalid = attribute.String("keyway.check", "invalid")

@@ -38,7 +38,7 @@ func BenchmarkSessionCheck(b *testing.B) {
 		var role, roles string
 		var created int64
 		var disabled sql.NullInt64
-		if err := db.sql.QueryRowContext(ctx, `SELECT id, handle, username, display_name, role, created_at, disabled_at, roles FROM users WHERE id = ?`, u.ID).
+		if err := db.queryRow(ctx, `SELECT id, handle, username, display_name, role, created_at, disabled_at, roles FROM users WHERE id = ?`, u.ID).
 			Scan(&got.ID, &got.Handle, &got.Username, &got.DisplayName, &role, &created, &disabled, &roles); err != nil {
 			b.Fatal(err)
 		}
