@@ -9,7 +9,7 @@ import (
 	"github.com/keywayhq/keyway/internal/testenv"
 )
 
-func open(t *testing.T) *postgres.DB {
+func open(t testing.TB) *postgres.DB {
 	t.Helper()
 	db, err := postgres.Open(context.Background(), testenv.PostgresDSN(t))
 	if err != nil {
@@ -27,3 +27,6 @@ func TestConformance(t *testing.T) {
 			return err
 		})
 }
+
+// BenchmarkSessionRead: see storetest.BenchSessionRead.
+func BenchmarkSessionRead(b *testing.B) { storetest.BenchSessionRead(b, open(b)) }

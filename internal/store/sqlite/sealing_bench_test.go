@@ -11,6 +11,7 @@ import (
 	"github.com/keywayhq/keyway/internal/audit"
 	"github.com/keywayhq/keyway/internal/passkey"
 	"github.com/keywayhq/keyway/internal/session"
+	"github.com/keywayhq/keyway/internal/store/storetest"
 )
 
 // BenchmarkSessionCheck is what a session route asks the store for each
@@ -96,45 +97,8 @@ func benchSession(b *testing.B) (*DB, []byte, *passkey.User) {
 	return db, token[:], u
 }
 
-// BenchmarkSessionRead is a session route's store work a request, two
-// ways, interleaved: "apart", the session by its token's hash and then its
-// person (what keyway did), and "together", both in one statement
-// (SessionWithUser, what keyway does). apart/together is the gain.
-func BenchmarkSessionRead(b *testing.B) {
-	ctx := context.Background()
-	db, token, u := benchSession(b)
-	apart := func() {
-		s, err := db.SessionByToken(ctx, token)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if got, err := db.UserByID(ctx, s.UserID); err != nil || got.DisplayName != u.DisplayName {
-			b.Fatal(err)
-		}
-	}
-	together := func() {
-		if _, got, err := db.SessionWithUser(ctx, token); err != nil || got.DisplayName != u.DisplayName {
-			b.Fatal(err)
-		}
-	}
-	var inApart, inTogether time.Duration
-	for i := 0; b.Loop(); i++ {
-		first, second, d1, d2 := apart, together, &inApart, &inTogether
-		if i%2 == 1 {
-			first, second, d1, d2 = together, apart, &inTogether, &inApart
-		}
-		t0 := time.Now()
-		first()
-		t1 := time.Now()
-		second()
-		*d1 += t1.Sub(t0)
-		*d2 += time.Since(t1)
-	}
-	n := float64(b.N)
-	b.ReportMetric(float64(inApart.Nanoseconds())/n, "apart-ns/check")
-	b.ReportMetric(float64(inTogether.Nanoseconds())/n, "together-ns/check")
-	b.ReportMetric(float64(inApart)/float64(inTogether), "apart/together")
-}
+// BenchmarkSessionRead: see storetest.BenchSessionRead.
+func BenchmarkSessionRead(b *testing.B) { storetest.BenchSessionRead(b, openSealed(b)) }
 
 // BenchmarkOpenUserCold is what sealing adds to a sign-in whose person no
 // cache holds (the first after a start, or after 30 seconds idle): unwrapping
