@@ -13,6 +13,7 @@ import (
 	"net/textproto"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -51,8 +52,9 @@ import (
 // standard path's transport has the same bound.
 const maxAnswerHead = 1 << 20
 
-// maxInformational is how many 1xx answers keyway skips before the final one.
-const maxInformational = 5
+// errBadStatus is an upstream answer with a status code below 100, which
+// both paths refuse with 502.
+var errBadStatus = errors.New("the upstream sent a status code below 100")
 
 // errAnswerHeadTooLarge is an upstream answer whose head passed maxAnswerHead.
 var errAnswerHeadTooLarge = errors.New("the upstream's answer head is larger than 1 MiB")
@@ -280,21 +282,49 @@ func tlsDialer(d *net.Dialer, addr string, cfg *tls.Config) func(ctx context.Con
 	}
 }
 
+// maxDirectBody is the largest request body the direct path takes: one
+// copy buffer (bufferPool), read whole before the request is sent. Larger
+// ones, and those of unknown length, stream on the standard path.
+const maxDirectBody = copyBufSize
+
 // direct reports whether a request takes the direct path.
 func (g *Gateway) direct(r *http.Request, rt *route, st *state) bool {
 	if g.cfg.StandardProxyOnly || g.cfg.Tracer != nil || rt.Upstream.h1 == nil {
 		return false
 	}
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+	if r.Method == http.MethodConnect || r.URL.Opaque != "" {
 		return false
 	}
-	// No body: a length of 0 and no chunks (HTTP/2's server gives every
-	// request a Body, which reads nothing when the stream ended).
-	if r.ContentLength != 0 || len(r.TransferEncoding) != 0 || r.URL.Opaque != "" {
+	// A body of a known length up to one buffer, not in chunks (HTTP/2's
+	// server gives every request a Body, which reads nothing when the
+	// stream ended, and a length of -1 when it is not known), and no
+	// 100-continue to wait for: http.Transport waits for the upstream's
+	// 100 before it sends the body.
+	if r.ContentLength < 0 || r.ContentLength > maxDirectBody || len(r.TransferEncoding) != 0 {
+		return false
+	}
+	if _, ok := r.Header["Expect"]; ok && r.ContentLength > 0 {
 		return false
 	}
 	_, rule := g.shapeRule(st)
 	return rule == nil
+}
+
+// replayable reports whether a request may be sent again on a new
+// connection after a reused one took it and answered nothing, as
+// http.Transport decides: no body, and a method that changes nothing or an
+// idempotency key.
+func replayable(r *http.Request) bool {
+	if r.ContentLength != 0 {
+		return false
+	}
+	switch r.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
+		return true
+	}
+	_, a := r.Header["Idempotency-Key"]
+	_, b := r.Header["X-Idempotency-Key"]
+	return a || b
 }
 
 // forward serves a request on the direct path.
@@ -313,6 +343,20 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, rt *route, st 
 	for _, kv := range set.p[:set.n] {
 		if !httpguts.ValidHeaderFieldValue(kv.v) {
 			g.proxyError(w, r, st, rt, &badFieldError{name: kv.k, what: "value"})
+			return
+		}
+	}
+
+	// The body is read whole before a connection is taken: an upstream
+	// connection is never held while a client dawdles (the server's
+	// read_timeout bounds it), and it goes out with the head at once.
+	var body []byte
+	if r.ContentLength > 0 {
+		bp := g.bufs.p.Get().(*[]byte)
+		defer g.bufs.p.Put(bp)
+		body = (*bp)[:r.ContentLength]
+		if _, err := io.ReadFull(r.Body, body); err != nil {
+			g.directError(w, r, rt, st, err, deadline)
 			return
 		}
 	}
@@ -341,17 +385,18 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, rt *route, st 
 			_ = c.nc.SetDeadline(deadline)
 		}
 		stop = context.AfterFunc(ctx, c.abortFn)
-		res, err = g.exchange(c, r, rt, st, &set)
+		res, err = g.exchange(c, r, rt, st, &set, body)
 		if err == nil {
 			break
 		}
 		stop()
 		_ = c.nc.Close()
 		// A reused connection that took the request and sent nothing back
-		// was closed by the upstream while idle: GET and HEAD may be sent
-		// again, once, on a new connection (as http.Transport does).
+		// was closed by the upstream while idle: a request that changes
+		// nothing may be sent again, once, on a new connection (as
+		// http.Transport does).
 		var bad *badFieldError
-		if fresh || c.got != 0 || ctx.Err() != nil || !time.Now().Before(deadline) || errors.As(err, &bad) {
+		if fresh || c.got != 0 || !replayable(r) || ctx.Err() != nil || !time.Now().Before(deadline) || errors.As(err, &bad) {
 			g.directError(w, r, rt, st, err, deadline)
 			return
 		}
@@ -368,31 +413,38 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, rt *route, st 
 	pool.put(c, time.Now()) // its deadline is set again before any use
 }
 
-// exchange writes the request and reads the answer's head.
-func (g *Gateway) exchange(c *h1Conn, r *http.Request, rt *route, st *state, set *keywayHeaderSet) (*http.Response, error) {
+// exchange writes the request and its body, and reads the answer's head.
+func (g *Gateway) exchange(c *h1Conn, r *http.Request, rt *route, st *state, set *keywayHeaderSet, body []byte) (*http.Response, error) {
 	c.got = 0
-	if err := g.writeHead(c.bw, r, rt, st, set); err != nil {
+	if err := g.writeHead(c.bw, r, rt, st, set, len(body)); err != nil {
+		return nil, err
+	}
+	if _, err := c.bw.Write(body); err != nil {
 		return nil, err
 	}
 	if err := c.bw.Flush(); err != nil {
 		return nil, err
 	}
 	c.left = maxAnswerHead
-	for i := 0; ; i++ {
+	for {
 		res, err := http.ReadResponse(c.br, r)
 		if err != nil {
 			return nil, err
 		}
 		switch {
+		case res.StatusCode < 100:
+			// Not informational: a final answer net/http cannot give
+			// (http.ReadResponse takes "000" to "099"). Skipping it
+			// would read its body as the next answer's head.
+			return nil, errBadStatus
 		case res.StatusCode == http.StatusSwitchingProtocols:
 			return nil, errors.New("the upstream switched protocols on a request that asked for no upgrade")
 		case res.StatusCode < 200:
 			// 100 Continue and 103 Early Hints are not passed on: the
-			// client sent no body, and hints would bypass the answer's
-			// scrubbing.
-			if i == maxInformational {
-				return nil, errors.New("the upstream sent too many informational answers")
-			}
+			// body, if any, went with the head, and hints would bypass
+			// the answer's scrubbing. As many as the head bound holds
+			// (c.left spans them all), as http.Transport does for the
+			// standard path.
 			continue
 		}
 		c.left = -1
@@ -504,8 +556,9 @@ func (g *Gateway) directError(w http.ResponseWriter, r *http.Request, rt *route,
 	g.proxyError(w, r, st, rt, err)
 }
 
-// writeHead writes the request line and headers sent upstream.
-func (g *Gateway) writeHead(bw *bufio.Writer, r *http.Request, rt *route, st *state, set *keywayHeaderSet) error {
+// writeHead writes the request line and headers sent upstream, for a body
+// of n bytes.
+func (g *Gateway) writeHead(bw *bufio.Writer, r *http.Request, rt *route, st *state, set *keywayHeaderSet, n int) error {
 	_, _ = bw.WriteString(r.Method)
 	_ = bw.WriteByte(' ')
 	p := url.URL{Path: rt.forwardPath(st.path)}
@@ -519,6 +572,17 @@ func (g *Gateway) writeHead(bw *bufio.Writer, r *http.Request, rt *route, st *st
 	_, _ = bw.WriteString(" HTTP/1.1\r\nHost: ")
 	_, _ = bw.WriteString(rt.Upstream.h1.host)
 	_, _ = bw.WriteString("\r\n")
+	// The length is the body's own, never the client's header; as
+	// http.Transport, a length of 0 is sent only for the methods that
+	// servers expect a body with.
+	switch {
+	case n > 0:
+		_, _ = bw.WriteString("Content-Length: ")
+		_, _ = bw.WriteString(strconv.Itoa(n))
+		_, _ = bw.WriteString("\r\n")
+	case r.Method == http.MethodPost || r.Method == http.MethodPut || r.Method == http.MethodPatch:
+		_, _ = bw.WriteString("Content-Length: 0\r\n")
+	}
 
 	conn := r.Header["Connection"]
 	for k, vv := range r.Header {
@@ -588,11 +652,14 @@ func (e *badFieldError) Error() string {
 var hopByHop = [...]string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
 	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade"}
 
-// listedIn reports whether the Connection header values name k.
+// listedIn reports whether the Connection header values name k (canonical),
+// as ReverseProxy reads them: tokens trimmed of ASCII white space, and
+// matched as http.Header.Del matches, by their canonical form (ASCII case
+// folding, never Unicode's: a Kelvin sign is not a k).
 func listedIn(conn []string, k string) bool {
 	for _, v := range conn {
 		for tok := range strings.SplitSeq(v, ",") {
-			if strings.EqualFold(strings.TrimSpace(tok), k) {
+			if tok = textproto.TrimString(tok); len(tok) == len(k) && httpguts.ValidHeaderFieldName(tok) && asciiEqualFold(tok, k) {
 				return true
 			}
 		}
@@ -600,13 +667,33 @@ func listedIn(conn []string, k string) bool {
 	return false
 }
 
+// asciiEqualFold reports whether a and b are equal under ASCII case folding.
+func asciiEqualFold(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		x, y := a[i], b[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
+}
+
 // removeHopByHop removes from an answer's headers the hop-by-hop ones and
 // those its Connection header names.
 func removeHopByHop(h http.Header) {
 	for _, v := range h["Connection"] {
 		for tok := range strings.SplitSeq(v, ",") {
-			if tok = strings.TrimSpace(tok); tok != "" {
-				h.Del(tok)
+			if tok = textproto.TrimString(tok); tok != "" {
+				h.Del(tok) // by its canonical form, as ReverseProxy
 			}
 		}
 	}
@@ -652,6 +739,9 @@ func (g *Gateway) inboundKept(k string, h http.Header, rt *route, st *state) boo
 // without the parts that do not parse (what ReverseProxy does, so that
 // keyway and the upstream cannot read one query two ways).
 func cleanQuery(q string) string {
+	if q != "" && queryLimitSet() {
+		return reencodeQuery(q) // as ReverseProxy, under a non-default limit
+	}
 	for i := 0; i < len(q); {
 		switch q[i] {
 		case ';':
@@ -673,6 +763,19 @@ func cleanQuery(q string) string {
 
 // maxQueryParams is net/url's default bound on a query's parameters.
 const maxQueryParams = 10000
+
+// queryLimitSet reports whether the operator set net/url's limit on query
+// parameters (GODEBUG=urlmaxqueryparams=N), under which ReverseProxy
+// encodes every query again.
+func queryLimitSet() bool {
+	set := false
+	for kv := range strings.SplitSeq(os.Getenv("GODEBUG"), ",") {
+		if k, v, ok := strings.Cut(strings.TrimSpace(kv), "="); ok && k == "urlmaxqueryparams" {
+			set = v != "" // the last setting wins
+		}
+	}
+	return set
+}
 
 func reencodeQuery(q string) string {
 	v, _ := url.ParseQuery(q)

@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
 	"net/netip"
 	"os"
 	"slices"
@@ -39,6 +40,7 @@ type rawUpstream struct {
 	accepts atomic.Int64
 	mu      sync.Mutex
 	heads   []string
+	from    string // the client address of the last request
 	answer  func(c net.Conn, n int, head string)
 }
 
@@ -94,8 +96,13 @@ func newRawUpstreamTLS(t testing.TB, withTLS bool, answer func(c net.Conn, n int
 							break
 						}
 					}
+					body, err := readRawBody(br, head.String())
+					if err != nil {
+						return
+					}
 					u.mu.Lock()
-					u.heads = append(u.heads, head.String())
+					u.heads = append(u.heads, head.String()+body)
+					u.from = c.RemoteAddr().String()
 					u.mu.Unlock()
 					u.answer(c, n, head.String())
 				}
@@ -103,6 +110,32 @@ func newRawUpstreamTLS(t testing.TB, withTLS bool, answer func(c net.Conn, n int
 		}
 	}()
 	return u
+}
+
+// readRawBody reads the body a request head announces: by its
+// Content-Length, or its chunks.
+func readRawBody(br *bufio.Reader, head string) (string, error) {
+	req, err := http.ReadRequest(bufio.NewReader(strings.NewReader(head)))
+	if err != nil {
+		return "", nil // a head net/http cannot read announces no body it can frame
+	}
+	var r io.Reader
+	switch {
+	case len(req.TransferEncoding) > 0:
+		r = httputil.NewChunkedReader(br)
+	case req.ContentLength > 0:
+		r = io.LimitReader(br, req.ContentLength)
+	default:
+		return "", nil
+	}
+	b, err := io.ReadAll(r)
+	if err == nil && len(req.TransferEncoding) > 0 {
+		// The trailer section, up to its empty line.
+		for line := ""; line != "\r\n" && err == nil; {
+			line, err = br.ReadString('\n')
+		}
+	}
+	return string(b), err
 }
 
 func (u *rawUpstream) url() string { return u.scheme + "://" + u.ln.Addr().String() }
@@ -168,8 +201,8 @@ func forwardGatewayRoots(t testing.TB, upURL string, roots *x509.CertPool, keys 
 	}
 	g, err := New(Config{
 		Routes: []Route{
-			{Name: "pub", Prefix: "/pub", Methods: []string{"GET", "HEAD", "POST"}, Upstream: up, Policy: decision.Public, MaxBody: 1 << 20, Timeout: timeout},
-			{Name: "key", Prefix: "/key", Methods: []string{"GET", "HEAD"}, Upstream: up2, Policy: decision.APIKey, Scopes: []string{"t"},
+			{Name: "pub", Prefix: "/pub", Methods: []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}, Upstream: up, Policy: decision.Public, MaxBody: 1 << 20, Timeout: timeout},
+			{Name: "key", Prefix: "/key", Methods: []string{"GET", "HEAD", "PUT"}, Upstream: up2, Policy: decision.APIKey, Scopes: []string{"t"},
 				StripPrefix: true, MaxBody: 1 << 20, Timeout: timeout},
 			{Name: "pass", Prefix: "/pass", Methods: []string{"GET"}, Upstream: up, Policy: decision.Public, MaxBody: 1 << 20,
 				Timeout: timeout, PassHeaders: []string{"X_custom"}},
@@ -215,7 +248,8 @@ func rawRequest(t *testing.T, addr, head string) (*http.Response, []byte) {
 // lines, names in canonical form (the two clients write the same header
 // in different but equivalent ways: order, case).
 func headLines(head string) []string {
-	lines := strings.Split(strings.TrimSuffix(head, "\r\n\r\n"), "\r\n")
+	head, body, _ := strings.Cut(head, "\r\n\r\n")
+	lines := strings.Split(head, "\r\n")
 	hs := lines[1:]
 	for i, l := range hs {
 		k, v, _ := strings.Cut(l, ":")
@@ -225,6 +259,9 @@ func headLines(head string) []string {
 		}
 	}
 	slices.Sort(hs)
+	if body != "" {
+		hs = append(hs, fmt.Sprintf("(body %q)", body))
+	}
 	return append([]string{lines[0]}, hs...)
 }
 
@@ -265,6 +302,21 @@ func TestDirectPathSendsWhatTheStandardPathSends(t *testing.T) {
 		"GET /pub/ws HTTP/1.1\nHost: localhost\nUpgrade: websocket\n",
 		"GET /pub/dup HTTP/1.1\nHost: localhost\nX-Multi: 1\nX-Multi: 2\nx-multi: 3\n",
 		"GET http://localhost/pub/absolute HTTP/1.1\nHost: localhost\n",
+		// Bodies: a known length up to one buffer takes the direct path.
+		"POST /pub/post HTTP/1.1\nHost: localhost\nContent-Type: application/json\nContent-Length: 13\n\n{\"a\":\"hello\"}",
+		"PUT /key/put HTTP/1.1\nHost: localhost\nAuthorization: Bearer " + key + "\nContent-Length: 3\n\nabc",
+		"PATCH /pub/patch HTTP/1.1\nHost: localhost\nContent-Length: 0\n",
+		"POST /pub/nolength HTTP/1.1\nHost: localhost\n",
+		"DELETE /pub/del HTTP/1.1\nHost: localhost\n",
+		"DELETE /pub/del HTTP/1.1\nHost: localhost\nContent-Length: 4\n\nwhy?",
+		"OPTIONS /pub/opt HTTP/1.1\nHost: localhost\nContent-Length: 0\n",
+		"POST /pub/cl HTTP/1.1\nHost: localhost\nContent-Length: 2\nContent-Length: 2\n\nok",
+		"POST /pub/cl-te HTTP/1.1\nHost: localhost\nContent-Length: 3\nTransfer-Encoding: chunked\n\n3\nabc\n0\n",
+		"POST /pub/chunked HTTP/1.1\nHost: localhost\nTransfer-Encoding: chunked\n\n3\nabc\n0\n",
+		"POST /pub/idem HTTP/1.1\nHost: localhost\nIdempotency-Key: k1\nContent-Length: 1\n\nx",
+		"POST /pub/full HTTP/1.1\nHost: localhost\nContent-Length: 32768\n\n" + strings.Repeat("b", 32768),
+		"POST /pub/over HTTP/1.1\nHost: localhost\nContent-Length: 32769\n\n" + strings.Repeat("o", 32769),
+		"POST /pub/smuggle HTTP/1.1\nHost: localhost\nContent-Length: 44\n\nGET /admin HTTP/1.1\nHost: localhost\nX: y",
 	}
 	for _, c := range cases {
 		resStd, _ := rawRequest(t, addrStd, c)
@@ -363,6 +415,42 @@ func TestDirectPathReusesAndRecovers(t *testing.T) {
 			}
 		}
 	})
+	t.Run("a body is never sent twice", func(t *testing.T) {
+		// The same upstream: a POST with a body, or without one, is not
+		// sent again (502, as http.Transport gives ReverseProxy); one
+		// with an idempotency key, and a DELETE with it, are.
+		up := newRawUpstream(t, func(c net.Conn, n int, _ string) {
+			if n == 2 {
+				_ = c.Close()
+				return
+			}
+			answerOK(c, n, "POST")
+		})
+		_, _, addr := forwardGateway(t, up.url(), keys, false, 5*time.Second, nil)
+		for _, tt := range []struct {
+			req  string
+			want int
+			sent int
+		}{
+			{"POST /pub/x HTTP/1.1\nHost: localhost\nContent-Length: 3\n\nabc", http.StatusBadGateway, 1},
+			{"POST /pub/x HTTP/1.1\nHost: localhost\n", http.StatusBadGateway, 1},
+			{"DELETE /pub/x HTTP/1.1\nHost: localhost\n", http.StatusBadGateway, 1},
+			{"POST /pub/x HTTP/1.1\nHost: localhost\nIdempotency-Key: k\n", http.StatusOK, 2},
+			{"DELETE /pub/x HTTP/1.1\nHost: localhost\nX-Idempotency-Key: k\n", http.StatusOK, 2},
+			{"POST /pub/x HTTP/1.1\nHost: localhost\nIdempotency-Key: k\nContent-Length: 1\n\nz", http.StatusBadGateway, 1},
+		} {
+			// A first request leaves a connection idle; the second on it
+			// is read and dropped.
+			if res, _ := rawRequest(t, addr, "GET /pub/warm HTTP/1.1\nHost: localhost\n"); res.StatusCode != 200 {
+				t.Fatal(res.Status)
+			}
+			up.take()
+			res, _ := rawRequest(t, addr, tt.req)
+			if got := len(up.take()); res.StatusCode != tt.want || got != tt.sent {
+				t.Errorf("%q: %d, sent %d times; want %d, sent %d times", tt.req, res.StatusCode, got, tt.want, tt.sent)
+			}
+		}
+	})
 	t.Run("close-delimited answer", func(t *testing.T) {
 		up := newRawUpstream(t, func(c net.Conn, n int, _ string) {
 			_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nall of it")
@@ -431,10 +519,14 @@ func TestDirectPathFailures(t *testing.T) {
 		{"unasked upgrade", func(c net.Conn, _ int, _ string) {
 			_, _ = io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n")
 		}, http.StatusBadGateway},
-		{"too many informational", func(c net.Conn, _ int, _ string) {
-			for range 10 {
-				_, _ = io.WriteString(c, "HTTP/1.1 103 Early Hints\r\nLink: </x>\r\n\r\n")
+		{"informational answers past the head bound", func(c net.Conn, _ int, _ string) {
+			// Each fits; together they pass the one bound they share.
+			for range 11 {
+				_, _ = io.WriteString(c, "HTTP/1.1 103 Early Hints\r\nLink: </"+strings.Repeat("x", maxAnswerHead/10)+">\r\n\r\n")
 			}
+		}, http.StatusBadGateway},
+		{"status below 100", func(c net.Conn, _ int, _ string) {
+			_, _ = io.WriteString(c, "HTTP/1.1 099 Odd\r\nContent-Length: 4\r\n\r\nodd!")
 		}, http.StatusBadGateway},
 		{"silent", func(c net.Conn, _ int, _ string) { time.Sleep(2 * time.Second) }, http.StatusGatewayTimeout},
 	}
@@ -901,4 +993,72 @@ func onePublicRoute(t *testing.T, up *Upstream, keys *oneKey) (*Gateway, *rateli
 		t.Fatal(err)
 	}
 	return g, lim
+}
+
+// A body of a known length up to one buffer goes on the direct path, whole
+// and with its own length; a larger one, one in chunks and one awaiting a
+// 100-continue stream on the standard path. A request with a body is never
+// sent twice.
+func TestDirectPathTakesSmallBodies(t *testing.T) {
+	up := newRawUpstream(t, answerOK)
+	keys, _ := testKeys(t)
+	_, upDir, addr := forwardGateway(t, up.url(), keys, false, 5*time.Second, nil)
+	// The direct path's connection, as the upstream sees it ("" if none).
+	directFrom := func() string {
+		upDir.h1.mu.Lock()
+		defer upDir.h1.mu.Unlock()
+		if len(upDir.h1.idle) != 1 {
+			return ""
+		}
+		return upDir.h1.idle[0].nc.LocalAddr().String()
+	}
+	full := strings.Repeat("f", maxDirectBody)
+	for _, tt := range []struct {
+		head, body string
+		direct     bool
+	}{
+		{"POST /pub/a HTTP/1.1\nHost: localhost\nContent-Length: 5\n", "hello", true},
+		{"PUT /pub/b HTTP/1.1\nHost: localhost\nContent-Length: 32768\n", full, true},
+		{"DELETE /pub/c HTTP/1.1\nHost: localhost\n", "", true},
+		{"POST /pub/d HTTP/1.1\nHost: localhost\nContent-Length: 32769\n", full + "x", false},
+		{"POST /pub/e HTTP/1.1\nHost: localhost\nTransfer-Encoding: chunked\n", "3\r\nabc\r\n0\r\n\r\n", false},
+		{"POST /pub/f HTTP/1.1\nHost: localhost\nExpect: 100-continue\nContent-Length: 3\n", "abc", false},
+	} {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		if _, err := io.WriteString(c, strings.ReplaceAll(tt.head, "\n", "\r\n")+"\r\n"+tt.body); err != nil {
+			t.Fatal(err)
+		}
+		br := bufio.NewReader(c)
+		res, err := http.ReadResponse(br, nil)
+		for err == nil && res.StatusCode < 200 { // the server's 100 Continue
+			res, err = http.ReadResponse(br, nil)
+		}
+		_ = c.Close()
+		if err != nil || res.StatusCode != http.StatusOK {
+			t.Fatalf("%q: %v %v", tt.head, res, err)
+		}
+		got := up.take()
+		want := tt.body
+		if strings.Contains(tt.head, "chunked") {
+			want = "abc"
+		}
+		if len(got) != 1 || !strings.HasSuffix(got[0], "\r\n\r\n"+want) {
+			t.Fatalf("%q: the upstream got %d requests, the first ending %q", tt.head, len(got), got[0][max(0, len(got[0])-40):])
+		}
+		if n := len(want); tt.direct && n > 0 && !strings.Contains(got[0], fmt.Sprintf("\r\nContent-Length: %d\r\n", n)) {
+			t.Errorf("%q: no Content-Length of %d in %q", tt.head, n, got[0][:min(len(got[0]), 300)])
+		}
+		// The direct path's one connection serves every direct request;
+		// the standard path's transport has its own.
+		up.mu.Lock()
+		from := up.from
+		up.mu.Unlock()
+		if tookDirect := from == directFrom(); tookDirect != tt.direct {
+			t.Errorf("%q: direct path %v, want %v", tt.head, tookDirect, tt.direct)
+		}
+	}
 }

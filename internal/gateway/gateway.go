@@ -518,6 +518,11 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, st *state) {
 		g.serveTunnel(w, r.WithContext(ctx), st, &facts)
 		return
 	}
+	// An answer without a type goes out without one: net/http would
+	// otherwise guess one from the first bytes (text/html for markup an
+	// upstream sent as data), which X-Content-Type-Options forbids the
+	// browser, not the server. An upstream's type is added to this nil.
+	w.Header()["Content-Type"] = nil
 	if g.direct(r, rt, st) {
 		g.forward(w, r, rt, st)
 		return
@@ -745,7 +750,14 @@ func (t *trailerScrubber) Close() error {
 type no1xx struct{ rt http.RoundTripper }
 
 func (n no1xx) RoundTrip(r *http.Request) (*http.Response, error) {
-	return n.rt.RoundTrip(r.WithContext(noClientTrace{r.Context()}))
+	res, err := n.rt.RoundTrip(r.WithContext(noClientTrace{r.Context()}))
+	if err == nil && res.StatusCode < 100 {
+		// A final answer below 100 (http.ReadResponse takes "000" to
+		// "099") would make ReverseProxy's WriteHeader panic.
+		_ = res.Body.Close()
+		return nil, errBadStatus
+	}
+	return res, err
 }
 
 // noClientTrace is a context without an httptrace.ClientTrace.
@@ -1006,8 +1018,11 @@ func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 // request allocates 32 KiB.
 type bufferPool struct{ p sync.Pool }
 
+// copyBufSize is the size of the buffers that copy bodies.
+const copyBufSize = 32 << 10
+
 func newBufferPool() *bufferPool {
-	return &bufferPool{p: sync.Pool{New: func() any { b := make([]byte, 32*1024); return &b }}}
+	return &bufferPool{p: sync.Pool{New: func() any { b := make([]byte, copyBufSize); return &b }}}
 }
 
 func (b *bufferPool) Get() []byte  { return *(b.p.Get().(*[]byte)) }

@@ -80,6 +80,8 @@ func scrubResponse(h http.Header) {
 	// Canonical keys: delete without Del's canonicalisation on every answer.
 	delete(h, "Strict-Transport-Security")
 	delete(h, "Alt-Svc")
+	// keyway's request ID is the answer's only one (the upstream got it).
+	delete(h, "X-Request-Id")
 	cookies := h["Set-Cookie"]
 	if len(cookies) == 0 {
 		return
