@@ -459,7 +459,7 @@ func (g *Gateway) relay(w http.ResponseWriter, r *http.Request, rt *route, st *s
 	g.modifyAnswer(res.Header, rt)
 	h := w.Header()
 	for k, vv := range res.Header {
-		if prior, ok := h[k]; ok {
+		if prior := h[k]; len(prior) > 0 {
 			h[k] = append(prior[:len(prior):len(prior)], vv...)
 		} else {
 			h[k] = vv
