@@ -17,6 +17,9 @@
 #   keyway-key-std  the same instance and key on a route whose upstream has
 #                 standard_proxy: true (httputil.ReverseProxy + http.Transport
 #                 instead of keyway's direct path): what the direct path gains
+#   keyway-post, keyway-post-std  optional (--cases): keyway-key and
+#                 keyway-key-std with a 1 KiB JSON POST: the direct path's gain
+#                 for small bodies
 #   bare-tuned    optional (--cases): bare + sync.Pool buffers + 256 idle conns
 #   nginx-auth    nginx TLS + auth_request to a trivial always-allow Go service
 #                 over TLS with keep-alive (bench/bareproxy -allow), on /key/hello
@@ -89,7 +92,7 @@ done
 [[ $WAIT_IDLE =~ ^[0-9]+$ ]] || { echo "bench-proxy: --wait-idle wants seconds" >&2; exit 2; }
 [[ $NGINX_WORKERS =~ ^([1-9][0-9]*|auto)$ ]] || { echo "bench-proxy: --nginx-workers wants a number or auto" >&2; exit 2; }
 for c in $CASES; do
-  case "$c" in bare|bare-tuned|nginx|keyway|keyway-key|keyway-key-std|keyway-nolog|keyway-key-nolog|keyway-session|nginx-auth|nginx-keyway|keyway-redis) ;; *) echo "bench-proxy: unknown case $c" >&2; exit 2 ;; esac
+  case "$c" in bare|bare-tuned|nginx|keyway|keyway-key|keyway-key-std|keyway-post|keyway-post-std|keyway-nolog|keyway-key-nolog|keyway-session|nginx-auth|nginx-keyway|keyway-redis) ;; *) echo "bench-proxy: unknown case $c" >&2; exit 2 ;; esac
 done
 
 cd "$(dirname "$0")/.."
@@ -212,10 +215,12 @@ LABEL[keyway-key-nolog]="keyway api_key, no log"
 LABEL[keyway-session]="keyway session route"
 LABEL[keyway-key]="keyway api_key route"
 LABEL[keyway-key-std]="keyway api_key, standard"
+LABEL[keyway-post]="keyway api_key, 1K POST"
+LABEL[keyway-post-std]="keyway 1K POST, standard"
 LABEL[nginx-auth]="nginx auth_request trivial"
 LABEL[nginx-keyway]="nginx auth_request keyway"
 LABEL[keyway-redis]="keyway api_key, Redis"
-declare -A HDR
+declare -A HDR SCRIPT
 
 has_case() { [[ " $CASES " == *" $1 "* ]]; }
 
@@ -339,14 +344,15 @@ upstreams:
   std: {url: "$UP_URL", standard_proxy: true}
 routes:
   - {path: /hello, upstream: up, policy: public}
-  - {path: /key, upstream: up, policy: api_key, scopes: [bench], strip_prefix: true}
-  - {path: /std-key, upstream: std, policy: api_key, scopes: [bench], strip_prefix: true}
+  - {path: /key, upstream: up, policy: api_key, scopes: [bench], strip_prefix: true, methods: [GET, POST]}
+  - {path: /std-key, upstream: std, policy: api_key, scopes: [bench], strip_prefix: true, methods: [GET, POST]}
   - {path: /me, upstream: up, policy: session, strip_prefix: true}
 EOF
   # The store, before serve starts: keys are made beside it at once.
   "$TMP/bin/keyway" init --config "$1/keyway.yaml" >/dev/null
 }
-if has_case keyway || has_case keyway-key || has_case keyway-key-std || has_case keyway-session || has_case nginx-keyway; then
+if has_case keyway || has_case keyway-key || has_case keyway-key-std || has_case keyway-post || has_case keyway-post-std ||
+  has_case keyway-session || has_case nginx-keyway; then
   keyway_conf "$TMP/keyway" "$P_KW" "$P_KW_ADMIN" true
   start keyway "$TMP/bin/keyway" serve --config "$TMP/keyway/keyway.yaml"
   URL[keyway]="https://127.0.0.1:$P_KW/hello"; PIDOF[keyway]=$LAST_PID
@@ -358,6 +364,9 @@ if has_case keyway || has_case keyway-key || has_case keyway-key-std || has_case
   HDR[keyway-key]="Authorization: Bearer $BENCH_KEY"
   URL[keyway-key-std]="https://127.0.0.1:$P_KW/std-key/hello"; PIDOF[keyway-key-std]=$LAST_PID
   HDR[keyway-key-std]="Authorization: Bearer $BENCH_KEY"
+  URL[keyway-post]="${URL[keyway-key]}"; PIDOF[keyway-post]=$LAST_PID; HDR[keyway-post]="${HDR[keyway-key]}"
+  URL[keyway-post-std]="${URL[keyway-key-std]}"; PIDOF[keyway-post-std]=$LAST_PID; HDR[keyway-post-std]="${HDR[keyway-key]}"
+  SCRIPT[keyway-post]=post; SCRIPT[keyway-post-std]=post
   HDR[nginx-keyway]="Authorization: Bearer $BENCH_KEY"
   HDR[nginx-auth]="Authorization: Bearer $BENCH_KEY"
   if has_case keyway-session; then
@@ -390,7 +399,7 @@ if has_case keyway-redis; then
 fi
 for c in $CASES; do
   logname=$c
-  case "$c" in nginx-*) logname=nginx ;; keyway-key-nolog) logname=keyway-nolog ;; keyway-key|keyway-key-std|keyway-session) logname=keyway ;; esac
+  case "$c" in nginx-*) logname=nginx ;; keyway-key-nolog) logname=keyway-nolog ;; keyway-key|keyway-key-std|keyway-post*|keyway-session) logname=keyway ;; esac
   ready "${URL[$c]}" "$logname" "${HDR[$c]:-}"
 done
 
@@ -438,6 +447,12 @@ done = function(summary, latency, requests)
   io.write(string.format("P99.9: %d\n", latency:percentile(99.9)))
 end
 EOF
+# The POST cases: the same hook, and a 1 KiB JSON body on every request.
+{
+  cat "$TMP/p999.lua"
+  printf 'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
+  printf 'wrk.body = \x27{"data":"%s"}\x27\n' "$(printf 'x%.0s' $(seq 1 1014))"
+} >"$TMP/post.lua"
 
 RESULTS="$TMP/results.tsv"
 : >"$RESULTS"
@@ -456,7 +471,7 @@ measure() {
   # and the cleanup stops wrk too.
   local hdr=()
   [ -n "${HDR[$c]:-}" ] && hdr=(-H "${HDR[$c]}")
-  wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency -s "$TMP/p999.lua" "${hdr[@]}" "${URL[$c]}" >"$out" 2>&1 &
+  wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency -s "$TMP/${SCRIPT[$c]:-p999}.lua" "${hdr[@]}" "${URL[$c]}" >"$out" 2>&1 &
   WRK_PID=$!
   wait "$WRK_PID"
   WRK_PID=
@@ -499,7 +514,7 @@ log "warm-up ($WARMUP each)"
 for c in direct $CASES; do
   hdr=()
   [ -n "${HDR[$c]:-}" ] && hdr=(-H "${HDR[$c]}")
-  wrk -t1 -c"$CONNECTIONS" -d"$WARMUP" "${hdr[@]}" "${URL[$c]}" >/dev/null 2>&1
+  wrk -t1 -c"$CONNECTIONS" -d"$WARMUP" -s "$TMP/${SCRIPT[$c]:-p999}.lua" "${hdr[@]}" "${URL[$c]}" >/dev/null 2>&1
 done
 
 read -r -a order <<<"$CASES"
@@ -591,6 +606,9 @@ if has_case keyway-redis && has_case keyway-key; then
 fi
 if has_case keyway-key-std && has_case keyway-key; then
   printf '  %-28s %s   (the direct path over the standard one)\n' "keyway-key / keyway-key-std" "$(ratio keyway-key keyway-key-std)"
+fi
+if has_case keyway-post-std && has_case keyway-post; then
+  printf '  %-28s %s   (the same, for a 1 KiB POST)\n' "keyway-post / keyway-post-std" "$(ratio keyway-post keyway-post-std)"
 fi
 echo
 echo "runs (other: CPU used by processes outside the benchmark, % of one CPU; above ~10% the run was disturbed):"

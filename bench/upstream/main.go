@@ -1,6 +1,7 @@
 // Command upstream is the backend of scripts/bench-proxy.sh: a minimal
 // net/http server whose GET /hello answers a fixed 99-byte JSON body, so that
 // a benchmark measures the proxies in front of it rather than the backend.
+// POST /hello reads the request's body whole, then answers the same.
 //
 // Run it with GOMAXPROCS=1 to leave CPU to the proxy and the load generator
 // on a small machine.
@@ -8,6 +9,7 @@ package main
 
 import (
 	"flag"
+	"io"
 	"log"
 	"net/http"
 	"strconv"
@@ -23,11 +25,19 @@ func main() {
 
 	contentLength := strconv.Itoa(len(body))
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /hello", func(w http.ResponseWriter, _ *http.Request) {
+	answer := func(w http.ResponseWriter) {
 		h := w.Header()
 		h.Set("Content-Type", "application/json")
 		h.Set("Content-Length", contentLength)
 		_, _ = w.Write(body)
+	}
+	mux.HandleFunc("GET /hello", func(w http.ResponseWriter, _ *http.Request) { answer(w) })
+	mux.HandleFunc("POST /hello", func(w http.ResponseWriter, r *http.Request) {
+		if _, err := io.Copy(io.Discard, r.Body); err != nil {
+			http.Error(w, "short body", http.StatusBadRequest)
+			return
+		}
+		answer(w)
 	})
 
 	srv := &http.Server{
@@ -38,6 +48,6 @@ func main() {
 		WriteTimeout:      30 * time.Second,
 		IdleTimeout:       120 * time.Second,
 	}
-	log.Printf("upstream: listening on http://%s (GET /hello, %d-byte body)", *addr, len(body))
+	log.Printf("upstream: listening on http://%s (GET and POST /hello, %d-byte body)", *addr, len(body))
 	log.Fatal(srv.ListenAndServe())
 }
