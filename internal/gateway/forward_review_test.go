@@ -18,31 +18,6 @@ import (
 	"time"
 )
 
-// doRaw sends head (\n line ends) on a new connection and returns the
-// answer and its body, or the error that ended the exchange (a connection
-// the gateway aborted).
-func doRaw(t *testing.T, addr, head string) (*http.Response, string, error) {
-	t.Helper()
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = c.Close() }()
-	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-	head = strings.ReplaceAll(strings.TrimLeft(head, "\n"), "\n", "\r\n")
-	if _, err := io.WriteString(c, head+"\r\n"); err != nil {
-		t.Fatal(err)
-	}
-	method, _, _ := strings.Cut(head, " ")
-	res, err := http.ReadResponse(bufio.NewReader(c), &http.Request{Method: method})
-	if err != nil {
-		return nil, "", err
-	}
-	b, err := io.ReadAll(res.Body)
-	_ = res.Body.Close()
-	return res, string(b), err
-}
-
 // fixedAnswerUpstream answers every request with answer, written as is, and
 // keeps the connection open (the next request on it is read and answered
 // the same way).

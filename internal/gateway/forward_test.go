@@ -221,8 +221,20 @@ func forwardGatewayRoots(t testing.TB, upURL string, roots *x509.CertPool, keys 
 }
 
 // rawRequest sends head (with \n line ends) on a new connection and
-// returns the answer.
+// returns the answer, and as much of its body as came.
 func rawRequest(t *testing.T, addr, head string) (*http.Response, []byte) {
+	t.Helper()
+	res, body, err := doRaw(t, addr, head)
+	if res == nil {
+		t.Fatalf("%s: %v", head, err)
+	}
+	return res, []byte(body)
+}
+
+// doRaw sends head (\n line ends) on a new connection and returns the
+// answer and its body, or the error that ended the exchange (a connection
+// the gateway aborted).
+func doRaw(t *testing.T, addr, head string) (*http.Response, string, error) {
 	t.Helper()
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
@@ -237,11 +249,11 @@ func rawRequest(t *testing.T, addr, head string) (*http.Response, []byte) {
 	method, _, _ := strings.Cut(head, " ")
 	res, err := http.ReadResponse(bufio.NewReader(c), &http.Request{Method: method})
 	if err != nil {
-		t.Fatalf("%s: %v", head, err)
+		return nil, "", err
 	}
-	body, _ := io.ReadAll(res.Body)
+	b, err := io.ReadAll(res.Body)
 	_ = res.Body.Close()
-	return res, body
+	return res, string(b), err
 }
 
 // headLines is a request head as its request line and its sorted header
