@@ -21,6 +21,7 @@ import (
 	"golang.org/x/net/http/httpguts"
 
 	"github.com/keywayhq/keyway/internal/decision"
+	"github.com/keywayhq/keyway/internal/problem"
 )
 
 // The direct path: keyway's own HTTP/1.1 client for the requests that make
@@ -160,6 +161,9 @@ func newH1Pool(u *url.URL, maxIdle int, idleFor, dialTimeout time.Duration, dial
 // too long, was closed by the upstream, or holds bytes nobody asked for is
 // closed.
 func (p *h1Pool) get(now, deadline time.Time) *h1Conn {
+	if !now.Before(deadline) {
+		return nil // every connection's check would fail: none is taken
+	}
 	for {
 		p.mu.Lock()
 		n := len(p.idle)
@@ -351,12 +355,24 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, rt *route, st 
 	// connection is never held while a client dawdles (the server's
 	// read_timeout bounds it), and it goes out with the head at once.
 	var body []byte
+	now := start
 	if r.ContentLength > 0 {
 		bp := g.bufs.p.Get().(*[]byte)
 		defer g.bufs.p.Put(bp)
 		body = (*bp)[:r.ContentLength]
 		if _, err := io.ReadFull(r.Body, body); err != nil {
-			g.directError(w, r, rt, st, err, deadline)
+			// The client's error, whatever it did to the context (a read
+			// that fails cancels it): answered, so that a client still
+			// reading is not left to take net/http's empty 200 for one.
+			g.problem(w, st, problem.New(problem.BadRequest, http.StatusBadRequest,
+				"the request body did not arrive whole"))
+			return
+		}
+		// An upload slower than the route's timeout is answered here,
+		// without touching the pool: every idle connection would fail its
+		// check under a passed deadline, and be closed for nothing.
+		if now = time.Now(); !now.Before(deadline) {
+			g.directError(w, r, rt, st, errUpstreamTimeout, deadline)
 			return
 		}
 	}
@@ -373,7 +389,7 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, rt *route, st 
 		// takes a new connection.
 		c = nil
 		if attempt == 0 {
-			c = pool.get(start, deadline)
+			c = pool.get(now, deadline)
 		}
 		fresh := c == nil
 		if fresh {
@@ -768,10 +784,12 @@ const maxQueryParams = 10000
 // parameters (GODEBUG=urlmaxqueryparams=N), under which ReverseProxy
 // encodes every query again.
 func queryLimitSet() bool {
+	// Read as Go reads GODEBUG: entries split at commas, never trimmed,
+	// the last one of a name winning.
 	set := false
 	for kv := range strings.SplitSeq(os.Getenv("GODEBUG"), ",") {
-		if k, v, ok := strings.Cut(strings.TrimSpace(kv), "="); ok && k == "urlmaxqueryparams" {
-			set = v != "" // the last setting wins
+		if k, v, ok := strings.Cut(kv, "="); ok && k == "urlmaxqueryparams" {
+			set = v != ""
 		}
 	}
 	return set

@@ -956,7 +956,12 @@ func (g *Gateway) proxyError(w http.ResponseWriter, r *http.Request, st *state, 
 			slog.String("request_id", st.id), slog.String("upstream", rt.Upstream.name), slog.Duration("timeout", rt.Timeout))
 		g.problem(w, st, problem.New(problem.GatewayTimeout, http.StatusGatewayTimeout, "the upstream did not answer in time"))
 	case errors.Is(err, context.Canceled):
-		st.status = 499 // the client went away; nobody reads this answer
+		// The client went away, or its connection failed a read: the
+		// access log says 499, and the connection (or stream) is cut
+		// rather than left to net/http's empty 200, which a client still
+		// reading would take for a success.
+		st.status = 499
+		st.abort = true
 	default:
 		g.cfg.Logger.LogAttrs(r.Context(), slog.LevelError, "upstream error",
 			slog.String("request_id", st.id), slog.String("upstream", rt.Upstream.name), slog.String("error", err.Error()))
