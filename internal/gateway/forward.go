@@ -354,11 +354,18 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, rt *route, st 
 	// The body is read whole before a connection is taken: an upstream
 	// connection is never held while a client dawdles (the server's
 	// read_timeout bounds it), and it goes out with the head at once.
-	var body []byte
+	var (
+		body []byte
+		bp   *[]byte // body's buffer, back in the pool once the request is sent
+	)
+	defer func() {
+		if bp != nil {
+			g.bufs.p.Put(bp)
+		}
+	}()
 	now := start
 	if r.ContentLength > 0 {
-		bp := g.bufs.p.Get().(*[]byte)
-		defer g.bufs.p.Put(bp)
+		bp = g.bufs.p.Get().(*[]byte)
 		body = (*bp)[:r.ContentLength]
 		if _, err := io.ReadFull(r.Body, body); err != nil {
 			// The client's error, whatever it did to the context (a read
@@ -418,6 +425,11 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, rt *route, st 
 		}
 	}
 
+	if bp != nil {
+		// Sent: the answer, however long it streams, holds one buffer.
+		g.bufs.p.Put(bp)
+		bp = nil
+	}
 	reusable := g.relay(w, r, rt, st, c, res)
 	if !stop() {
 		reusable = false // the client went away meanwhile
