@@ -249,7 +249,8 @@ type Upstream struct {
 	// StandardProxy sends every request to this upstream through Go's
 	// httputil.ReverseProxy and http.Transport (HTTP/2 to an https
 	// upstream that offers it) instead of keyway's direct HTTP/1.1 path
-	// for GET and HEAD without a body. Default false.
+	// for requests without a body or with one of a known length up to
+	// 32 KiB. Default false.
 	StandardProxy bool `yaml:"standard_proxy"`
 }
 

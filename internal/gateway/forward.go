@@ -25,7 +25,8 @@ import (
 )
 
 // The direct path: keyway's own HTTP/1.1 client for the requests that make
-// most of an API's traffic, GET and HEAD without a body. It writes the
+// most of an API's traffic, those without a body or with a small one of a
+// known length (maxDirectBody), read whole first. It writes the
 // request head once, straight from the client's request to a pooled
 // upstream connection, and reads the answer on the request's own
 // goroutine: no request clone, no header map copy, none of
@@ -33,8 +34,9 @@ import (
 // hand-offs between a connection's reader and writer goroutines (see
 // docs/performance.md for the profiles).
 //
-// Everything else (bodies, WebSocket upgrades, answers shaped for a
-// client, tracing, an opaque request target) takes the standard path,
+// Everything else (larger bodies or of unknown length, a body awaiting
+// 100-continue, CONNECT, WebSocket upgrades, answers shaped for a client,
+// tracing, an opaque request target) takes the standard path,
 // httputil.ReverseProxy over http.Transport. Both paths send the upstream
 // the same request: the same headers removed (one predicate,
 // inboundKept, mirrors ReverseProxy's hop-by-hop removal and rewrite's
