@@ -243,14 +243,11 @@ sampling:
 	fmt.Printf("after the %s warm-up (%d samples), median of the last %d against the first %d:\n", warm, len(after), third, third)
 	failed := false
 	for _, m := range metrics {
-		first, last := median(after[:third], m.get), median(after[len(after)-third:], m.get)
-		growth := 100 * (last - first) / first
-		ok := growth <= maxGrowth || (m.count && last-first <= float64(3*workers))
-		verdict := "flat"
-		if !ok {
-			verdict, failed = "GREW", true
+		j := judge(after, m.get, maxGrowth, m.count, workers)
+		if j.grew {
+			failed = true
 		}
-		fmt.Printf("  %-13s %10.1f → %10.1f  %+6.1f%%  %s\n", m.name, first, last, growth, verdict)
+		fmt.Printf("  %-13s %10.1f → %10.1f  %+6.1f%%  %s\n", m.name, j.first, j.last, j.growth, j.verdict)
 	}
 	if svgPath != "" {
 		if err := os.WriteFile(svgPath, plot(samples, warm, duration), 0o644); err != nil { //nolint:gosec // a picture for the docs
@@ -277,6 +274,35 @@ var metrics = []struct {
 	{"heap goal MiB", func(s sample) float64 { return s.heap }, false},
 	{"goroutines", func(s sample) float64 { return s.goroutines }, true},
 	{"fds", func(s sample) float64 { return s.fds }, true},
+}
+
+// judgement is what the soak says of one metric after the warm-up.
+type judgement struct {
+	first, last, growth float64 // medians of the first and last thirds; growth in %
+	verdict             string
+	grew                bool
+}
+
+// judge compares the last third of the samples with the first. Growth
+// above maxGrowth counts only while it goes on: a leak grows through the
+// last third too (by about half its growth from the first third, if
+// steady), where something that fills after the warm-up on a slow
+// machine has levelled off. A count (goroutines, descriptors) must also
+// have grown by more than three per worker.
+func judge(after []sample, get func(sample) float64, maxGrowth float64, count bool, workers int) judgement {
+	third := len(after) / 3
+	j := judgement{first: median(after[:third], get), last: median(after[len(after)-third:], get), verdict: "flat"}
+	middle := median(after[third:len(after)-third], get)
+	j.growth = 100 * (j.last - j.first) / j.first
+	still := 100 * (j.last - middle) / middle
+	switch {
+	case j.growth <= maxGrowth || (count && j.last-j.first <= float64(3*workers)):
+	case still <= maxGrowth/2:
+		j.verdict = fmt.Sprintf("levelled (%+.1f%% since the middle third)", still)
+	default:
+		j.verdict, j.grew = "GREW", true
+	}
+	return j
 }
 
 func median(s []sample, get func(sample) float64) float64 {
