@@ -48,7 +48,7 @@ func sendBody(t *testing.T, addr, head, body string, closeWrite bool) (*http.Res
 	return res, string(b), err
 }
 
-func r4Idle(u *Upstream) int {
+func idleConns(u *Upstream) int {
 	u.h1.mu.Lock()
 	defer u.h1.mu.Unlock()
 	return len(u.h1.idle)
@@ -67,7 +67,7 @@ func TestSlowUploadKeepsIdleConnections(t *testing.T) {
 		}
 		answerOK(c, n, head)
 	})
-	_, u, addr := forwardGateway(t, up.url(), keys, false, 300*time.Millisecond, nil)
+	_, u, addr := forwardGateway(t, up.url(), keys, false, time.Second, nil)
 	done := make(chan struct{})
 	for range 4 {
 		go func() {
@@ -78,7 +78,7 @@ func TestSlowUploadKeepsIdleConnections(t *testing.T) {
 	for range 4 {
 		<-done
 	}
-	if n := r4Idle(u); n != 4 {
+	if n := idleConns(u); n != 4 {
 		t.Fatalf("%d idle connections after warming, want 4", n)
 	}
 	c, err := net.Dial("tcp", addr)
@@ -87,7 +87,7 @@ func TestSlowUploadKeepsIdleConnections(t *testing.T) {
 	}
 	defer func() { _ = c.Close() }()
 	_, _ = io.WriteString(c, "POST /pub/slow HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\n\r\nhe")
-	time.Sleep(500 * time.Millisecond) // past the route's timeout
+	time.Sleep(1200 * time.Millisecond) // past the route's timeout
 	_, _ = io.WriteString(c, "llo")
 	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
 	res, err := http.ReadResponse(bufio.NewReader(c), nil)
@@ -97,7 +97,7 @@ func TestSlowUploadKeepsIdleConnections(t *testing.T) {
 	if res.StatusCode != http.StatusGatewayTimeout {
 		t.Errorf("status %d, want 504 (as the standard path)", res.StatusCode)
 	}
-	if n := r4Idle(u); n < 3 {
+	if n := idleConns(u); n < 3 {
 		t.Errorf("one slow upload left %d of the 4 idle upstream connections; want them kept (at most the one it took closed)", n)
 	}
 }
@@ -152,7 +152,7 @@ func TestQueryLimitParsedAsGoParsesIt(t *testing.T) {
 	}
 }
 
-// bodies on every method, HTTP/1.0, Connection naming framing
+// Bodies on every method, HTTP/1.0, Connection naming framing
 // headers, odd Content-Length spellings, and pipelined requests after a
 // body: the same status and the same head and body upstream on both paths.
 func TestBodiesSameOnBothPaths(t *testing.T) {
@@ -199,7 +199,7 @@ func TestBodiesSameOnBothPaths(t *testing.T) {
 	}
 }
 
-// requests pipelined after bodies are read as the client framed them.
+// Requests pipelined after bodies are read as the client framed them.
 func TestPipelinedAfterBodies(t *testing.T) {
 	keys, _ := testKeys(t)
 	up := newRawUpstream(t, answerOK)
@@ -322,7 +322,7 @@ func TestEarlyAnswerBeforeBody(t *testing.T) {
 	}
 }
 
-// with the nil Content-Type, answers without a type (HEAD, 204, 304,
+// With the nil Content-Type, answers without a type (HEAD, 204, 304,
 // a body) get none on either path and for HTTP/1.1 and HTTP/2 clients;
 // keyway's own problem answers keep theirs; an upstream's X-Request-Id in
 // its header or its (declared or not) trailers never reaches the client.

@@ -152,7 +152,7 @@ func TestUpstreamCannotAddARequestID(t *testing.T) {
 	}
 }
 
-// hostile framing gives the same result on both paths (status and
+// Hostile framing gives the same result on both paths (status and
 // body, or both dropping the client's connection), and whatever the
 // upstream sends after the answer (a second answer 20 ms later) never
 // reaches the next client.
@@ -229,7 +229,7 @@ func TestAnswerFramingOnBothPaths(t *testing.T) {
 	}
 }
 
-// hop-by-hop answer headers, keyway's HSTS and cookies, in any
+// Hop-by-hop answer headers, keyway's HSTS and cookies, in any
 // spelling net/http canonicalises, never reach the client, on either path.
 func TestAnswerHopByHopHeadersOnBothPaths(t *testing.T) {
 	keys, _ := testKeys(t)
@@ -301,7 +301,7 @@ func TestQueryUnderAQueryLimitOnBothPaths(t *testing.T) {
 	}
 }
 
-// clients that leave mid-answer, answers cut by the route's
+// Clients that leave mid-answer, answers cut by the route's
 // timeout and answers cut by the upstream leave no upstream connection in
 // the pool and no goroutine behind, and the next client is served on a
 // clean connection.
@@ -323,7 +323,7 @@ func TestDirectPathNoLeakAfterAbnormalEnds(t *testing.T) {
 			answerOK(c, 0, head)
 		}
 	})
-	_, u, addr := forwardGateway(t, up.url(), keys, false, 300*time.Millisecond, nil)
+	_, u, addr := forwardGateway(t, up.url(), keys, false, time.Second, nil)
 	base := runtime.NumGoroutine()
 	for range 5 {
 		c, err := net.Dial("tcp", addr)
@@ -361,7 +361,7 @@ func TestDirectPathNoLeakAfterAbnormalEnds(t *testing.T) {
 	}
 }
 
-// unusual client requests (Expect, HTTP/1.0, Cookie and User-Agent
+// Unusual client requests (Expect, HTTP/1.0, Cookie and User-Agent
 // edge cases, Connection naming framing and keyway's own headers, raw
 // non-ASCII and encoded CR/LF in the target, absolute form) get the same
 // status and send the upstream the same head on both paths; encoded line

@@ -519,33 +519,38 @@ func TestDirectPathNeverTakesAnUnaskedAnswer(t *testing.T) {
 func TestDirectPathFailures(t *testing.T) {
 	keys, _ := testKeys(t)
 	cases := []struct {
-		name   string
-		answer func(c net.Conn, n int, head string)
-		status int
+		name    string
+		answer  func(c net.Conn, n int, head string)
+		status  int
+		timeout time.Duration // the route's; 5 s if 0 (a megabyte under -race on a busy machine takes a while)
 	}{
 		{"head too large", func(c net.Conn, _ int, _ string) {
 			_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nX-Big: "+strings.Repeat("a", maxAnswerHead+10)+"\r\nContent-Length: 0\r\n\r\n")
-		}, http.StatusBadGateway},
-		{"not HTTP", func(c net.Conn, _ int, _ string) { _, _ = io.WriteString(c, "SSH-2.0-OpenSSH\r\n\r\n") }, http.StatusBadGateway},
-		{"closed unanswered", func(c net.Conn, _ int, _ string) { _ = c.Close() }, http.StatusBadGateway},
+		}, http.StatusBadGateway, 0},
+		{"not HTTP", func(c net.Conn, _ int, _ string) { _, _ = io.WriteString(c, "SSH-2.0-OpenSSH\r\n\r\n") }, http.StatusBadGateway, 0},
+		{"closed unanswered", func(c net.Conn, _ int, _ string) { _ = c.Close() }, http.StatusBadGateway, 0},
 		{"unasked upgrade", func(c net.Conn, _ int, _ string) {
 			_, _ = io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n")
-		}, http.StatusBadGateway},
+		}, http.StatusBadGateway, 0},
 		{"informational answers past the head bound", func(c net.Conn, _ int, _ string) {
 			// Each fits; together they pass the one bound they share.
 			for range 11 {
 				_, _ = io.WriteString(c, "HTTP/1.1 103 Early Hints\r\nLink: </"+strings.Repeat("x", maxAnswerHead/10)+">\r\n\r\n")
 			}
-		}, http.StatusBadGateway},
+		}, http.StatusBadGateway, 0},
 		{"status below 100", func(c net.Conn, _ int, _ string) {
 			_, _ = io.WriteString(c, "HTTP/1.1 099 Odd\r\nContent-Length: 4\r\n\r\nodd!")
-		}, http.StatusBadGateway},
-		{"silent", func(c net.Conn, _ int, _ string) { time.Sleep(2 * time.Second) }, http.StatusGatewayTimeout},
+		}, http.StatusBadGateway, 0},
+		{"silent", func(c net.Conn, _ int, _ string) { time.Sleep(2 * time.Second) }, http.StatusGatewayTimeout, 300 * time.Millisecond},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			up := newRawUpstream(t, tc.answer)
-			_, _, addr := forwardGateway(t, up.url(), keys, false, 300*time.Millisecond, nil)
+			timeout := tc.timeout
+			if timeout == 0 {
+				timeout = 5 * time.Second
+			}
+			_, _, addr := forwardGateway(t, up.url(), keys, false, timeout, nil)
 			res, body := rawRequest(t, addr, "GET /pub/x HTTP/1.1\nHost: localhost\n")
 			if res.StatusCode != tc.status || !strings.Contains(res.Header.Get("Content-Type"), "problem+json") {
 				t.Fatalf("%s %s %s", res.Status, res.Header.Get("Content-Type"), body)
