@@ -276,31 +276,6 @@ func TestInformationalAnswersOnBothPaths(t *testing.T) {
 	}
 }
 
-// With GODEBUG=urlmaxqueryparams=N set by an operator, ReverseProxy encodes
-// every query again (cleanQueryParams), and so does the direct path: the
-// upstream gets the same query either way.
-func TestQueryUnderAQueryLimitOnBothPaths(t *testing.T) {
-	t.Setenv("GODEBUG", "urlmaxqueryparams=3")
-	keys, _ := testKeys(t)
-	up := newRawUpstream(t, answerOK)
-	_, _, addrStd := forwardGateway(t, up.url(), keys, true, 2*time.Second, nil)
-	_, _, addrDir := forwardGateway(t, up.url(), keys, false, 2*time.Second, nil)
-	for _, q := range []string{"b=2&a=1", "a=1&b=2&c=3&d=4"} {
-		rawRequest(t, addrStd, "GET /pub/q?"+q+" HTTP/1.1\nHost: localhost\n")
-		std := up.take()
-		rawRequest(t, addrDir, "GET /pub/q?"+q+" HTTP/1.1\nHost: localhost\n")
-		dir := up.take()
-		if len(std) != 1 || len(dir) != 1 {
-			t.Fatalf("%d and %d requests", len(std), len(dir))
-		}
-		a, _, _ := strings.Cut(std[0], "\r\n")
-		b, _, _ := strings.Cut(dir[0], "\r\n")
-		if a != b {
-			t.Errorf("query %q: the standard path sent %q, the direct one %q", q, a, b)
-		}
-	}
-}
-
 // Clients that leave mid-answer, answers cut by the route's
 // timeout and answers cut by the upstream leave no upstream connection in
 // the pool and no goroutine behind, and the next client is served on a

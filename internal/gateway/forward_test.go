@@ -236,6 +236,13 @@ func rawRequest(t *testing.T, addr, head string) (*http.Response, []byte) {
 // the gateway aborted).
 func doRaw(t *testing.T, addr, head string) (*http.Response, string, error) {
 	t.Helper()
+	return sendBody(t, addr, head, "", false)
+}
+
+// sendBody writes head (\n line ends) and body on a new connection, half-closes
+// it when asked, and returns the answer, or the error that ended it.
+func sendBody(t *testing.T, addr, head, body string, closeWrite bool) (*http.Response, string, error) {
+	t.Helper()
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
@@ -243,8 +250,11 @@ func doRaw(t *testing.T, addr, head string) (*http.Response, string, error) {
 	defer func() { _ = c.Close() }()
 	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
 	head = strings.ReplaceAll(strings.TrimLeft(head, "\n"), "\n", "\r\n")
-	if _, err := io.WriteString(c, head+"\r\n"); err != nil {
+	if _, err := io.WriteString(c, head+"\r\n"+body); err != nil {
 		t.Fatal(err)
+	}
+	if closeWrite {
+		_ = c.(*net.TCPConn).CloseWrite()
 	}
 	method, _, _ := strings.Cut(head, " ")
 	res, err := http.ReadResponse(bufio.NewReader(c), &http.Request{Method: method})
