@@ -183,7 +183,7 @@ func (v *Verifier) Close() error { return v.close() }
 
 // askedHeaders are the request headers keyway decides on.
 func askedHeaders(keyHeader string) []string {
-	h := []string{"Authorization", "Cookie", "Origin", "Sec-Fetch-Site", "X-Keyway-Csrf"}
+	h := []string{"Authorization", "Cookie", "Origin", "Sec-Fetch-Site", "Sec-Fetch-Mode", "X-Keyway-Csrf"}
 	if k := http.CanonicalHeaderKey(keyHeader); k != "" && k != "Authorization" {
 		h = append(h, k)
 	}

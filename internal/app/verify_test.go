@@ -134,18 +134,22 @@ func TestForwardAuthContracts(t *testing.T) {
 				{"missing scope", "GET", "/v1/orders", []string{"Authorization", "Bearer " + other}, 403, ""},
 				{"no route", "GET", "/v2/x", []string{"Authorization", bearer}, 404, "404"},
 				{"method not routed", "DELETE", "/v1/orders", []string{"Authorization", bearer}, 404, "404"},
-				{"dot-dot out of the route", "GET", "/v1/orders/../../v2/x", []string{"Authorization", bearer}, 404, "404"},
-				{"encoded dot-dot", "GET", "/v1/orders/%2e%2e/%2e%2e/v1/open", []string{"Authorization", bearer}, 200, ""},
+				{"dot-dot out of the route", "GET", "/v1/orders/../../v2/x", []string{"Authorization", bearer}, 400, "400"},
+				// The proxy passes the path on as sent: keyway answers only for a
+				// path already in normal form, never for one it resolved.
+				{"encoded dot-dot", "GET", "/v1/orders/%2e%2e/%2e%2e/v1/open", []string{"Authorization", bearer}, 400, "400"},
+				{"fragment", "GET", "/v1/orders#/../../v1/open", nil, 400, "400"},
 				{"encoded slash", "GET", "/v1/orders%2fx", []string{"Authorization", bearer}, 400, "400"},
 				{"key in the query", "GET", "/v1/open?k=" + good, nil, 400, "400"},
 				{"keyway's own space", "GET", "/.keyway/healthz", nil, 404, "404"},
 				{"case", "GET", "/V1/orders", []string{"Authorization", bearer}, 404, "404"},
-				{"double slash", "GET", "//v1//orders", []string{"Authorization", bearer}, 200, ""},
+				{"double slash", "GET", "//v1//orders", []string{"Authorization", bearer}, 400, "400"},
 				{"%68 is h", "GET", "/v1/orders/%68", []string{"Authorization", bearer}, 200, ""},
 			} {
-				if p.name == "envoy" && (tt.name == "dot-dot out of the route" || tt.name == "encoded slash") {
-					// Envoy normalises its own path; keyway would see the
-					// same tricks on its own path, refused above.
+				if p.name == "envoy" && (tt.name == "dot-dot out of the route" || tt.name == "encoded slash" || tt.name == "fragment") {
+					// Envoy normalises its own path (and an HTTP client
+					// sends no fragment); keyway would see the same tricks
+					// on its own path, refused above.
 					continue
 				}
 				res, b := p.ask(tt.method, tt.uri, tt.hdr...)
@@ -251,8 +255,10 @@ func TestForwardAuthContracts(t *testing.T) {
 		if res.StatusCode != 401 {
 			t.Fatalf("nginx contract with a client's X-Forwarded-Uri: %d", res.StatusCode)
 		}
+		// At the forward contract a client's X-Original-URI is a path
+		// override the upstream might act on: refused outright.
 		res, _ = traefik.ask("GET", "/v1/orders", "X-Original-URI", "/v1/open", "X-Original-Method", "GET")
-		if res.StatusCode != 401 {
+		if res.StatusCode != 400 {
 			t.Fatalf("forward contract with a client's X-Original-URI: %d", res.StatusCode)
 		}
 		for _, path := range []string{"/.keyway/verify/other", "/.keyway/verify/nginxx"} {

@@ -261,7 +261,9 @@ func InfoFrom(ctx context.Context) (RequestInfo, bool) {
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	st := &state{client: g.cfg.ClientIP.Resolve(r)}
-	st.id = g.requestID(r, st.client.PeerTrusted)
+	// A trusted proxy's request ID is kept, but not on a forward-auth
+	// question: the proxy that asks passes the client's own headers on.
+	st.id = g.requestID(r, st.client.PeerTrusted && (len(r.Header["X-Request-Id"]) == 0 || !g.verifyPath(r)))
 	st.idv = []string{st.id}[:1:1]
 	w.Header()["X-Request-Id"] = st.idv
 	if r.ProtoMajor == 1 && (r.ProtoMinor == 0 || r.TransferEncoding != nil) {

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"net/http"
+	"net/textproto"
 	"net/url"
 	"strconv"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"github.com/keywayhq/keyway/internal/assertion"
 	"github.com/keywayhq/keyway/internal/clientip"
 	"github.com/keywayhq/keyway/internal/decision"
+	"github.com/keywayhq/keyway/internal/headername"
 	"github.com/keywayhq/keyway/internal/problem"
 )
 
@@ -108,8 +110,8 @@ func originalRequest(r *http.Request, path string) (verifyMode, original, bool) 
 // requestURI keeps the path and query of an absolute URL (X-Original-URL
 // may be one), or returns uri as it is.
 func requestURI(uri string) string {
-	if strings.HasPrefix(uri, "/") {
-		return uri
+	if strings.HasPrefix(uri, "/") || strings.IndexByte(uri, '#') >= 0 {
+		return uri // a fragment is refused, not dropped: see plainPath
 	}
 	u, err := url.Parse(uri)
 	if err != nil || u.Scheme == "" {
@@ -165,6 +167,12 @@ func (g *Gateway) serveVerify(w http.ResponseWriter, r *http.Request, st *state,
 		return
 	}
 	escPath, rawQuery, _ := strings.Cut(orig.uri, "?")
+	if strings.IndexByte(orig.uri, '#') >= 0 || (mode == modeEnvoy && strings.IndexByte(r.RequestURI, '#') >= 0) || !plainPath(escPath) {
+		deny(http.StatusBadRequest, problem.New(problem.BadRequest, http.StatusBadRequest,
+			"forward auth answers for a path only as the upstream will get it: the proxy passes the path on as sent, "+
+				"so a fragment (#), a dot segment (literal or %2e) or an empty segment (//) is refused, not resolved"), nil)
+		return
+	}
 	opath, err := NormalizePath(escPath, g.cfg.CaseInsensitivePaths)
 	if err != nil {
 		deny(http.StatusBadRequest, problem.New(problem.BadRequest, http.StatusBadRequest, err.Error()), nil)
@@ -187,8 +195,29 @@ func (g *Gateway) serveVerify(w http.ResponseWriter, r *http.Request, st *state,
 		return
 	}
 	st.route = rt
+	if k := passedOnUnchecked(r.Header, mode, g.keyHeader, rt.pass); k != "" {
+		deny(http.StatusBadRequest, problem.New(problem.BadRequest, http.StatusBadRequest,
+			"the request carries "+k+", which an upstream may act on (another method or path, or one of keyway's headers "+
+				"under another spelling); keyway's proxy would drop it, and at forward auth it cannot, so it refuses it"), nil)
+		return
+	}
 	facts := g.cfg.Decider.FactsFrom(r, rt.decide, client, st.id)
 	facts.Method = orig.method
+	// Upgrade and Connection are hop-by-hop: nginx and Traefik leave them
+	// off the auth request. A browser's WebSocket handshake also says
+	// Sec-Fetch-Mode: websocket, which does come through: the Origin rule
+	// for upgrades must not depend on what the proxy keeps.
+	if !facts.Upgrade && asciiEqualFold(textproto.TrimString(r.Header.Get("Sec-Fetch-Mode")), "websocket") {
+		facts.Upgrade = true
+	}
+	if facts.Upgrade && (!rt.WebSocket || orig.method != http.MethodGet ||
+		(len(r.Header["Upgrade"]) > 0 && !asciiEqualFold(textproto.TrimString(r.Header.Get("Upgrade")), "websocket"))) {
+		// As keyway's proxy answers: an upgraded connection is a tunnel
+		// nobody checks any more, for WebSocket routes only.
+		deny(http.StatusBadRequest, problem.New(problem.BadRequest, http.StatusBadRequest,
+			"this route does not accept this protocol upgrade"), nil)
+		return
+	}
 	d := g.cfg.Decider.Decide(r.Context(), rt.decide, &facts)
 	st.outcome, st.why = d.Reason.String(), d.Why
 	st.ident.Subject, st.ident.KeyID = d.Identity.Subject, d.Identity.KeyID // for the log only
@@ -209,7 +238,7 @@ func (g *Gateway) serveVerify(w http.ResponseWriter, r *http.Request, st *state,
 		cookie = cookies.Get("Cookie")
 	}
 	// One backing array for the values: an answer is on every request's path.
-	vals := [...]string{id.Subject, id.KeyID, id.Scopes, id.Name, sid, id.Client, id.Roles, cookie, cookie}
+	vals := [...]string{id.Subject, id.KeyID, id.Scopes, id.Name, sid, id.Client, id.Roles, cookie, cookie, ""}
 	for i, name := range identityHeaders {
 		h[name] = vals[i : i+1 : i+1]
 	}
@@ -218,6 +247,10 @@ func (g *Gateway) serveVerify(w http.ResponseWriter, r *http.Request, st *state,
 		// the cookies without keyway's, under their own name.
 		h["Cookie"] = vals[8:9:9]
 	}
+	// Set, empty, when nothing is signed: every published configuration
+	// copies it, and a proxy that copies only the headers an answer has
+	// would let a client's own through.
+	h[assertion.Header] = vals[9:10:10]
 	if fa.Signer != nil && fa.Audience != "" {
 		tok, err := fa.Signer.Sign(assertion.Claims{Subject: id.Subject, Audience: fa.Audience, Method: orig.method, Path: opath,
 			KeyID: id.KeyID, Scopes: id.Scopes, Roles: id.Roles, Session: sid, Client: id.Client})
@@ -228,4 +261,69 @@ func (g *Gateway) serveVerify(w http.ResponseWriter, r *http.Request, st *state,
 		h[assertion.Header] = []string{tok}
 	}
 	w.WriteHeader(http.StatusOK)
+}
+
+// plainPath reports whether an escaped path is one keyway's own proxy
+// would forward unchanged but for its escapes: no dot segment, literal or
+// escaped ("%2e"), and no empty segment but a trailing one. At forward
+// auth the proxy in front passes the path on as the client sent it (nginx
+// without a URI on proxy_pass, Caddy, Traefik, the Go middleware), and
+// upstreams read "/a/x/../../b" or "/a//../b" each their own way: keyway
+// must not answer for a path other than the one the upstream serves.
+func plainPath(esc string) bool {
+	for i := 0; i < len(esc); i++ {
+		if esc[i] != '/' {
+			continue
+		}
+		seg := esc[i+1:]
+		if j := strings.IndexByte(seg, '/'); j >= 0 {
+			seg = seg[:j]
+		}
+		if seg == "" && i+1 < len(esc) {
+			return false // "//"
+		}
+		if len(seg) <= len("%2e%2e") && seg != "" && dots(seg) {
+			return false
+		}
+	}
+	return true
+}
+
+// dots reports whether a segment is "." or "..", with any dot escaped.
+func dots(seg string) bool {
+	n := 0
+	for i := 0; i < len(seg); n++ {
+		switch {
+		case seg[i] == '.':
+			i++
+		case i+2 < len(seg) && seg[i] == '%' && seg[i+1] == '2' && (seg[i+2] == 'e' || seg[i+2] == 'E'):
+			i += 3
+		default:
+			return false
+		}
+	}
+	return n <= 2
+}
+
+// passedOnUnchecked returns the name of a header of the original request
+// that keyway's own proxy would drop and that the proxy in front passes
+// on: a method or path override in any spelling (X-HTTP-Method-Override,
+// X_Original_URL, …) that the route does not pass, or another spelling of
+// a header keyway sets or trusts (X_Keyway_Subject, X-Forwarded_For), which
+// CGI-style servers read as keyway's own. It returns "" when there is none.
+// nginx's X-Original-URI, -URL and -Method at its door are its own, set by
+// its auth location (nginx itself drops names with "_").
+func passedOnUnchecked(h http.Header, mode verifyMode, keyHeader string, pass map[string]bool) string {
+	for k := range h {
+		switch {
+		case mode == modeNginx && (k == "X-Original-Uri" || k == "X-Original-Url" || k == "X-Original-Method"):
+		case headername.Override(k):
+			if !pass[k] {
+				return k
+			}
+		case strings.IndexByte(k, '_') >= 0 && headername.Protected(k, keyHeader):
+			return k
+		}
+	}
+	return ""
 }
