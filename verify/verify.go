@@ -39,6 +39,7 @@ import (
 
 	"github.com/keywayhq/keyway/internal/app"
 	"github.com/keywayhq/keyway/internal/config"
+	"github.com/keywayhq/keyway/internal/headername"
 )
 
 // Identity is who a request comes from, as keyway decided.
@@ -181,9 +182,13 @@ func Open(ctx context.Context, configFile string, logger *slog.Logger) (*Verifie
 // Close releases what the Verifier holds.
 func (v *Verifier) Close() error { return v.close() }
 
-// askedHeaders are the request headers keyway decides on.
+// askedHeaders are the request headers keyway decides on: the
+// credentials, the CSRF and WebSocket evidence, and the method and path
+// overrides, which keyway refuses unless the route passes them (the
+// handler behind the middleware gets the request as it came).
 func askedHeaders(keyHeader string) []string {
-	h := []string{"Authorization", "Cookie", "Origin", "Sec-Fetch-Site", "Sec-Fetch-Mode", "X-Keyway-Csrf"}
+	h := append([]string{"Authorization", "Cookie", "Origin", "Sec-Fetch-Site", "Sec-Fetch-Mode", "X-Keyway-Csrf"},
+		headername.OverrideNames()...)
 	if k := http.CanonicalHeaderKey(keyHeader); k != "" && k != "Authorization" {
 		h = append(h, k)
 	}

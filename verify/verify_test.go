@@ -84,6 +84,13 @@ func checkVerifier(t *testing.T, e *env, v *verify.Verifier, cacheTTL time.Durat
 		!strings.Contains(b, `"roles":[]`) || !strings.Contains(b, `"roles_header":""`) {
 		t.Fatalf("a good key: %d %s", res.StatusCode, b)
 	}
+	// An override the handler might act on is keyway's to refuse: it
+	// decided on GET /v1/orders/7.
+	for _, o := range [][2]string{{"X-HTTP-Method-Override", "DELETE"}, {"X-Original-URL", "/admin"}} {
+		if res, b := call(t, h, "GET", "/v1/orders/7", "Authorization", "Bearer "+raw, o[0], o[1]); res.StatusCode != 400 {
+			t.Fatalf("%s: %d %s", o[0], res.StatusCode, b)
+		}
+	}
 	res, b = call(t, h, "GET", "/v1/orders/7")
 	if res.StatusCode != 401 || !strings.HasPrefix(res.Header.Get("WWW-Authenticate"), "Bearer") ||
 		!strings.Contains(b, "urn:keyway:problem:unauthenticated") {

@@ -9,6 +9,8 @@
 // decide; so every spelling of a name keyway sets or trusts is keyway's.
 package headername
 
+import "net/textproto"
+
 // overrideHeaders make some frameworks act on a method or path other than
 // the one keyway's policy decided on. They never pass unless a route names
 // them in its pass list.
@@ -20,6 +22,16 @@ var overrideHeaders = []string{
 	"x-original-uri",
 	"x-original-method",
 	"x-rewrite-url",
+}
+
+// OverrideNames returns the override headers in their canonical
+// spelling, a new slice on each call.
+func OverrideNames() []string {
+	out := make([]string, len(overrideHeaders))
+	for i, o := range overrideHeaders {
+		out[i] = textproto.CanonicalMIMEHeaderKey(o)
+	}
+	return out
 }
 
 // Protected reports whether name, in any spelling, is a header that
