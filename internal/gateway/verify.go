@@ -160,6 +160,15 @@ func (g *Gateway) serveVerify(w http.ResponseWriter, r *http.Request, st *state,
 		}
 		g.problem(w, st, p)
 	}
+	if k := ambiguousContract(r.Header, mode); k != "" {
+		// The proxy sets its contract's headers once, replacing a client's;
+		// a second value, or both spellings of nginx's URI, means one came
+		// from the client (a configuration that sets X-Original-URL would
+		// otherwise let a client's X-Original-URI win).
+		deny(http.StatusBadRequest, problem.New(problem.BadRequest, http.StatusBadRequest,
+			"forward auth got "+k+" more than once (or both X-Original-URI and X-Original-URL): one of them is the client's"), nil)
+		return
+	}
 	if !ok || !validMethod(orig.method) {
 		deny(http.StatusBadRequest, problem.New(problem.BadRequest, http.StatusBadRequest,
 			"forward auth needs the original request: X-Forwarded-Uri and X-Forwarded-Method at /.keyway/verify, "+
@@ -322,6 +331,30 @@ func passedOnUnchecked(h http.Header, mode verifyMode, keyHeader string, pass ma
 				return k
 			}
 		case strings.IndexByte(k, '_') >= 0 && headername.Protected(k, keyHeader):
+			return k
+		}
+	}
+	return ""
+}
+
+// ambiguousContract returns the name of a contract header of mode that
+// the request carries more than once, "X-Original-Uri" when nginx's
+// request carries both spellings of the URI, or "".
+func ambiguousContract(h http.Header, mode verifyMode) string {
+	var names []string
+	switch mode {
+	case modeNginx:
+		if len(h["X-Original-Uri"]) > 0 && len(h["X-Original-Url"]) > 0 {
+			return "X-Original-Uri"
+		}
+		names = []string{"X-Original-Uri", "X-Original-Url", "X-Original-Method"}
+	case modeForward:
+		names = []string{"X-Forwarded-Uri", "X-Forwarded-Method"}
+	default:
+		return ""
+	}
+	for _, k := range names {
+		if len(h[k]) > 1 {
 			return k
 		}
 	}

@@ -14,6 +14,7 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -396,5 +397,45 @@ func TestPlainPath(t *testing.T) {
 		if got := plainPath(p); got != want {
 			t.Errorf("plainPath(%q) = %v, want %v", p, got, want)
 		}
+	}
+}
+
+// A proxy sets its contract's headers once, replacing a client's. nginx's
+// door reads X-Original-URI before X-Original-URL: under a configuration
+// that sets X-Original-URL, a client's X-Original-URI would have chosen
+// the path decided on. Both spellings, or a contract header twice, are
+// refused.
+func TestVerifyRefusesAmbiguousContractHeaders(t *testing.T) {
+	g, _ := verifyReviewGateway(t, false)
+	ask := func(path string, hdr ...string) int {
+		r := httptest.NewRequest(http.MethodGet, "https://127.0.0.1"+path, nil)
+		r.RemoteAddr = "127.0.0.1:40000"
+		for i := 0; i+1 < len(hdr); i += 2 {
+			r.Header.Add(hdr[i], hdr[i+1])
+		}
+		w := httptest.NewRecorder()
+		g.ServeHTTP(w, r)
+		if w.Code != http.StatusOK && path == verifyNginx && w.Header().Get("X-Keyway-Status") != "" {
+			n, _ := strconv.Atoi(w.Header().Get("X-Keyway-Status"))
+			return n
+		}
+		return w.Code
+	}
+	for _, tt := range []struct {
+		path string
+		hdr  []string
+	}{
+		{verifyNginx, []string{"X-Original-URL", "/key/x", "X-Original-URI", "/pub/x", "X-Original-Method", "GET"}},
+		{verifyNginx, []string{"X-Original-URI", "/pub/x", "X-Original-URI", "/key/x", "X-Original-Method", "GET"}},
+		{verifyNginx, []string{"X-Original-URI", "/pub/x", "X-Original-Method", "GET", "X-Original-Method", "DELETE"}},
+		{VerifyPath, []string{"X-Forwarded-Uri", "/pub/x", "X-Forwarded-Uri", "/key/x", "X-Forwarded-Method", "GET"}},
+		{VerifyPath, []string{"X-Forwarded-Uri", "/pub/x", "X-Forwarded-Method", "GET", "X-Forwarded-Method", "DELETE"}},
+	} {
+		if got := ask(tt.path, tt.hdr...); got != http.StatusBadRequest {
+			t.Errorf("%s %q: %d, want 400", tt.path, tt.hdr, got)
+		}
+	}
+	if got := ask(verifyNginx, "X-Original-URL", "/pub/x", "X-Original-Method", "GET"); got != http.StatusOK {
+		t.Errorf("X-Original-URL alone: %d, want 200", got)
 	}
 }
