@@ -187,7 +187,7 @@ func (v *Verifier) Close() error { return v.close() }
 // overrides, which keyway refuses unless the route passes them (the
 // handler behind the middleware gets the request as it came).
 func askedHeaders(keyHeader string) []string {
-	h := append([]string{"Authorization", "Cookie", "Origin", "Sec-Fetch-Site", "Sec-Fetch-Mode", "X-Keyway-Csrf"},
+	h := append([]string{"Authorization", "Cookie", "Origin", "Sec-Fetch-Site", "Sec-Fetch-Mode", "Sec-Websocket-Key", "X-Keyway-Csrf"},
 		headername.OverrideNames()...)
 	if k := http.CanonicalHeaderKey(keyHeader); k != "" && k != "Authorization" {
 		h = append(h, k)
@@ -203,10 +203,21 @@ func (v *Verifier) copyAsked(h http.Header, r *http.Request) {
 		}
 	}
 	h.Set("X-Forwarded-Method", r.Method)
-	h.Set("X-Forwarded-Uri", r.URL.RequestURI())
+	h.Set("X-Forwarded-Uri", originalURI(r))
 	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
 		h.Set("X-Forwarded-For", host)
 	}
+}
+
+// originalURI is r's request target as it came, which routers such as
+// chi read the path of. Not r.URL.RequestURI(): for a path holding a byte
+// Go escapes ("|", "^", a byte above 0x7f) it re-escapes the decoded path,
+// and "%2F" would reach keyway as "/".
+func originalURI(r *http.Request) string {
+	if strings.HasPrefix(r.RequestURI, "/") {
+		return r.RequestURI
+	}
+	return r.URL.RequestURI()
 }
 
 // Check asks whether r may pass. It returns the identity, or the answer to
@@ -289,7 +300,7 @@ func (v *Verifier) cacheKey(r *http.Request) [32]byte {
 	var b bytes.Buffer
 	b.WriteString(r.Method)
 	b.WriteByte(0)
-	b.WriteString(r.URL.RequestURI())
+	b.WriteString(originalURI(r))
 	for _, k := range v.asked {
 		b.WriteByte(0)
 		b.WriteString(strings.Join(r.Header.Values(k), "\x01"))

@@ -102,6 +102,13 @@ func checkVerifier(t *testing.T, e *env, v *verify.Verifier, cacheTTL time.Durat
 	if res, b := call(t, h, "GET", "/v1/open"); res.StatusCode != 200 || !strings.Contains(b, `"subject":""`) {
 		t.Fatalf("public route: %d %s", res.StatusCode, b)
 	}
+	// keyway decides on the path as it came: Go re-escapes a path holding
+	// "|" from its decoded form, which would turn %2F into "/" (and
+	// /v1/open%2Fx| into the public /v1/open/x|, while a router such as
+	// chi serves the one segment "open/x|").
+	if res, b := call(t, h, "GET", "/v1/open%2Fx|"); res.StatusCode != 400 {
+		t.Fatalf("an encoded slash: %d %s", res.StatusCode, b)
+	}
 	apptest.Must(t, e.keys.Revoke(context.Background(), k.ID, "test", "cli"), "revoke")
 	start := time.Now()
 	for {

@@ -92,32 +92,41 @@ func originalRequest(r *http.Request, path string) (verifyMode, original, bool) 
 		}
 		return modeNginx, original{method: method, uri: requestURI(uri)}, uri != ""
 	case strings.HasPrefix(path, verifyEnvoy+"/"):
-		// The original path after the prefix, still escaped (it is decoded
-		// once, below, like any request's), and the original method.
-		esc := r.URL.EscapedPath()
-		if !strings.HasPrefix(esc, verifyEnvoy+"/") {
+		// The original path after the prefix as Envoy sent it (it is
+		// decoded once, below, like any request's), and the original
+		// method. Not r.URL.EscapedPath(): for a path holding a byte Go
+		// escapes ("|", "^", a byte above 0x7f) it re-escapes the decoded
+		// path, and "%2F" would come back as "/".
+		uri := requestURI(r.RequestURI) // absolute-form too
+		if !strings.HasPrefix(uri, verifyEnvoy+"/") {
 			return modeEnvoy, original{}, false
 		}
-		uri := strings.TrimPrefix(esc, verifyEnvoy)
-		if r.URL.RawQuery != "" {
-			uri += "?" + r.URL.RawQuery
-		}
-		return modeEnvoy, original{method: r.Method, uri: uri}, true
+		return modeEnvoy, original{method: r.Method, uri: strings.TrimPrefix(uri, verifyEnvoy)}, true
 	}
 	return modeForward, original{}, false
 }
 
 // requestURI keeps the path and query of an absolute URL (X-Original-URL
-// may be one), or returns uri as it is.
+// may be one) as they were written, or returns uri as it is. Not
+// url.URL.RequestURI(): for a path holding a byte Go escapes it
+// re-escapes the decoded path, and "%2F" would come back as "/".
 func requestURI(uri string) string {
 	if strings.HasPrefix(uri, "/") || strings.IndexByte(uri, '#') >= 0 {
 		return uri // a fragment is refused, not dropped: see plainPath
 	}
 	u, err := url.Parse(uri)
-	if err != nil || u.Scheme == "" {
+	if err != nil || u.Scheme == "" || !strings.HasPrefix(uri[len(u.Scheme):], "://") {
 		return uri // NormalizePath refuses it
 	}
-	return u.RequestURI()
+	rest := uri[len(u.Scheme)+len("://"):] // the authority holds no "/" or "?"
+	switch i := strings.IndexAny(rest, "/?"); {
+	case i < 0:
+		return "/"
+	case rest[i] == '?':
+		return "/" + rest[i:]
+	default:
+		return rest[i:]
+	}
 }
 
 // validMethod reports an HTTP method token of a sane length.
@@ -216,7 +225,10 @@ func (g *Gateway) serveVerify(w http.ResponseWriter, r *http.Request, st *state,
 	// off the auth request. A browser's WebSocket handshake also says
 	// Sec-Fetch-Mode: websocket, which does come through: the Origin rule
 	// for upgrades must not depend on what the proxy keeps.
-	if !facts.Upgrade && asciiEqualFold(textproto.TrimString(r.Header.Get("Sec-Fetch-Mode")), "websocket") {
+	// Sec-WebSocket-Key is end-to-end too, and every WebSocket client
+	// sends it (browsers without Sec-Fetch-Mode, programs).
+	if !facts.Upgrade && (len(r.Header["Sec-Websocket-Key"]) > 0 ||
+		asciiEqualFold(textproto.TrimString(r.Header.Get("Sec-Fetch-Mode")), "websocket")) {
 		facts.Upgrade = true
 	}
 	if facts.Upgrade && (!rt.WebSocket || orig.method != http.MethodGet ||
