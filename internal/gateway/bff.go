@@ -133,21 +133,47 @@ type errShape struct{ why string }
 
 func (e *errShape) Error() string { return "cannot shape the answer: " + e.why }
 
-// shapeResponse trims a 2xx JSON answer to what the client may see.
+// shapeResponse trims an answer to what the client may see: every answer
+// with a body, errors included (a 409 may hold the whole resource). The
+// request went without Range and validators (shapedRequest), so a 206 or
+// a 304 is refused; a HEAD keeps no length or validator of the unshaped
+// body.
 func shapeResponse(res *http.Response, c *Client, rule *shape.Rule) error {
-	if res.StatusCode < 200 || res.StatusCode > 299 || res.Request.Method == http.MethodHead ||
-		res.StatusCode == http.StatusNoContent {
+	h := res.Header
+	if res.StatusCode < 200 || res.StatusCode == http.StatusNoContent {
 		return nil
 	}
-	if ce := res.Header.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
+	if res.StatusCode == http.StatusPartialContent || res.StatusCode == http.StatusNotModified {
+		// A piece of the document, or a verdict on the unshaped one; the
+		// request asked for neither (shapedRequest).
+		return &errShape{why: fmt.Sprintf("the upstream answered %d to a request without Range or validators", res.StatusCode)}
+	}
+	// The body changes: validators and digests of the upstream's no longer
+	// hold (and would tell whether a hidden field changed).
+	for _, k := range []string{"Etag", "Last-Modified", "Content-Md5", "Digest", "Content-Digest", "Repr-Digest", "Accept-Ranges"} {
+		delete(h, k)
+	}
+	if res.Request.Method == http.MethodHead {
+		delete(h, "Content-Length") // the unshaped body's
+		return nil
+	}
+	if ce := h.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
 		// keyway asked for no encoding; a compressed body cannot be read.
 		return &errShape{why: "the upstream sent a " + ce + "-encoded body"}
 	}
-	if !isJSON(res.Header.Get("Content-Type")) {
-		if c.PassNonJSON {
+	if !maybeJSON(h.Get("Content-Type")) {
+		switch {
+		case res.StatusCode > 299:
+			// An error page: its status goes on, its body does not.
+			_ = res.Body.Close()
+			res.Body, res.ContentLength, res.TransferEncoding = http.NoBody, 0, nil
+			h["Content-Length"] = []string{"0"}
+			delete(h, "Content-Type")
+			return nil
+		case c.PassNonJSON:
 			return nil
 		}
-		return &errShape{why: "the answer is not JSON (" + res.Header.Get("Content-Type") + ")"}
+		return &errShape{why: "the answer is not JSON (" + h.Get("Content-Type") + ")"}
 	}
 	body, err := shape.ReadBounded(res.Body, c.MaxShapedBody)
 	_ = res.Body.Close()
@@ -158,25 +184,51 @@ func shapeResponse(res *http.Response, c *Client, rule *shape.Rule) error {
 		return err
 	}
 	out, err := rule.Apply(body)
+	if errors.Is(err, shape.ErrTooDeep) {
+		return &errShape{why: err.Error()}
+	}
 	if err != nil {
 		return &errShape{why: "the answer is not valid JSON"}
 	}
 	res.Body = io.NopCloser(bytes.NewReader(out))
 	res.ContentLength = int64(len(out))
 	res.TransferEncoding = nil
-	h := res.Header
 	h["Content-Length"] = []string{strconv.Itoa(len(out))}
-	// The body changed: validators and digests of the upstream's no longer hold.
-	for _, k := range []string{"Etag", "Content-Md5", "Digest", "Content-Digest", "Repr-Digest"} {
-		delete(h, k)
-	}
 	return nil
 }
 
-// isJSON reports application/json and the +json media types.
-func isJSON(ct string) bool {
+// maybeJSON reports whether an answer of type ct may be read as JSON:
+// application/json and the +json types, and also a type that does not
+// parse or is missing (browsers and most clients read
+// "application/json; charset" as JSON, and res.json() reads anything),
+// which must then be JSON to be shaped, never pass unshaped.
+func maybeJSON(ct string) bool {
+	if strings.TrimSpace(ct) == "" {
+		return true
+	}
 	mt, _, err := mime.ParseMediaType(ct)
-	return err == nil && (mt == "application/json" || strings.HasSuffix(mt, "+json"))
+	if err != nil {
+		return true
+	}
+	return mt == "application/json" || strings.HasSuffix(mt, "+json")
+}
+
+// shapedRequest removes from a request on a shaped route what would let
+// the upstream answer with less or other than the whole document to shape:
+// Range (a piece of it, or multipart/byteranges, is not shapeable JSON),
+// Accept-Encoding (the answer is read), and on a read the validators (a
+// 304 or a 412 would tell whether a hidden field changed). A write keeps
+// its preconditions: dropping them would turn a guarded update into a
+// blind one.
+func shapedRequest(method string, h http.Header) {
+	for _, k := range []string{"Range", "If-Range", "Accept-Encoding"} {
+		delete(h, k)
+	}
+	if method == http.MethodGet || method == http.MethodHead {
+		for _, k := range []string{"If-Match", "If-None-Match", "If-Modified-Since", "If-Unmodified-Since"} {
+			delete(h, k)
+		}
+	}
 }
 
 // dropCORS removes an upstream's CORS headers: on cookie routes keyway

@@ -478,6 +478,10 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, st *state) {
 
 	if o := g.corsOrigin(r, rt, r.Method); o != "" {
 		setCORS(w.Header(), o)
+	} else if g.browser != nil && len(g.browser.CORSOrigins) > 0 && rt.Policy == decision.Session {
+		// Whether the answer has CORS headers depends on Origin: a cache
+		// must not give one without them to the app's origin.
+		w.Header().Add("Vary", "Origin")
 	}
 	facts := g.cfg.Decider.FactsFrom(r, rt.decide, st.client, st.id)
 	d := g.cfg.Decider.Decide(ctx, rt.decide, &facts)
@@ -821,8 +825,8 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest, rt *route, st *state) {
 		}
 	}
 	if _, rule := g.shapeRule(st); rule != nil {
-		// The answer is read to be shaped: ask for it unencoded.
-		delete(out.Header, "Accept-Encoding")
+		// The answer is read to be shaped: ask for all of it, unencoded.
+		shapedRequest(out.Method, out.Header)
 	}
 	// The keys are written in canonical form, so no canonicalisation runs,
 	// and every value keyway sets comes from one array: one allocation,

@@ -88,8 +88,15 @@ func scrubResponse(h http.Header) {
 	}
 	keep := cookies[:0:0]
 	for _, c := range cookies {
-		name, _, _ := strings.Cut(c, "=")
-		if !KeywayCookie(strings.TrimSpace(name)) {
+		name, rest, _ := strings.Cut(c, "=")
+		if name = strings.TrimSpace(name); name == "" {
+			// A nameless cookie goes back as its bare value: "=x=1" is
+			// sent as "x=1", so "=__Host-keyway_session=…" would plant
+			// keyway's cookie in a browser that takes it.
+			name, _, _ = strings.Cut(rest, "=")
+			name = strings.TrimSpace(name)
+		}
+		if !KeywayCookie(name) {
 			keep = append(keep, c)
 		}
 	}

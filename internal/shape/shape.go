@@ -34,6 +34,15 @@ const (
 // ErrNotJSON means the document is not one valid JSON value.
 var ErrNotJSON = errors.New("not a JSON document")
 
+// MaxNesting is how deep a document's arrays and objects may nest to be
+// shaped. Arrays are crossed transparently and each level is decoded
+// again, so shaping costs about the nesting times the size: bounded, it
+// stays linear in the size (json.Valid alone allows 10 000 levels).
+const MaxNesting = 32
+
+// ErrTooDeep means the document nests deeper than MaxNesting.
+var ErrTooDeep = fmt.Errorf("a JSON document nested deeper than %d levels", MaxNesting)
+
 // Rule is a compiled allowlist or denylist. It is safe for concurrent use.
 type Rule struct {
 	allow bool
@@ -112,10 +121,13 @@ func parsePath(p string) ([]string, error) {
 	return segs, nil
 }
 
-// Apply returns doc trimmed by the rule, or ErrNotJSON.
+// Apply returns doc trimmed by the rule, or ErrNotJSON or ErrTooDeep.
 func (r *Rule) Apply(doc []byte) ([]byte, error) {
 	if !json.Valid(doc) {
 		return nil, ErrNotJSON
+	}
+	if nesting(doc) > MaxNesting {
+		return nil, ErrTooDeep
 	}
 	var out bytes.Buffer
 	out.Grow(len(doc))
@@ -248,3 +260,31 @@ func ReadBounded(r io.Reader, limit int64) ([]byte, error) {
 
 // ErrTooLarge means a document is over the shaping limit.
 var ErrTooLarge = errors.New("document larger than the shaping limit")
+
+// nesting returns how deep the arrays and objects of a valid JSON
+// document nest.
+func nesting(doc []byte) int {
+	depth, deepest, inString := 0, 0, false
+	for i := 0; i < len(doc); i++ {
+		c := doc[i]
+		if inString {
+			switch c {
+			case '\\':
+				i++
+			case '"':
+				inString = false
+			}
+			continue
+		}
+		switch c {
+		case '"':
+			inString = true
+		case '[', '{':
+			depth++
+			deepest = max(deepest, depth)
+		case ']', '}':
+			depth--
+		}
+	}
+	return deepest
+}
