@@ -647,6 +647,10 @@ func (v *validator) clients() {
 			if _, ok := cl.Routes[rn]; !ok {
 				v.errorf(fp, "add the route to the client's routes, or remove the rule", "route %q is not one of the client's routes", rn)
 			}
+			if r, ok := routes[rn]; ok && r.WebSocket {
+				v.errorf(fp, "serve the WebSocket on a route of its own, without a field rule",
+					"route %q accepts WebSockets, whose messages cannot be trimmed", rn)
+			}
 			switch {
 			case len(f.Allow) > 0 && len(f.Deny) > 0:
 				v.errorf(fp, "keep the one that says what the client needs", "a field rule is an allow list or a deny list, not both")

@@ -297,6 +297,11 @@ func TestValidateClients(t *testing.T) {
 			`clients.web.routes.me: route name "me" names 2 routes (give those routes names of their own)`,
 			`clients.web.routes.me-cities: unknown route "me-cities" (name one of routes)`,
 		}},
+		{"field rule on a WebSocket route", func(c *Config) {
+			c.Routes[2].WebSocket, c.Routes[2].WebSocketMaxLifetime = true, time.Hour
+		}, []string{
+			`clients.web.fields.me: route "me" accepts WebSockets, whose messages cannot be trimmed (serve the WebSocket on a route of its own, without a field rule)`,
+		}},
 		{"field rules", func(c *Config) {
 			w := c.Clients["web"]
 			w.Fields = map[string]Fields{"me": {Allow: []string{"a"}, Deny: []string{"b"}}, "me-cities": {}, "forecast": {Deny: []string{"a..b"}}}

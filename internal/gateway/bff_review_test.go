@@ -49,7 +49,7 @@ func bffGateway(t *testing.T, up http.Handler) (string, string) {
 	lim := ratelimit.NewMemory[string](ratelimit.MemoryConfig{})
 	t.Cleanup(lim.Close)
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	webRoutes := map[string][]string{"me": {"GET", "HEAD", "POST"}, "cookie": nil}
+	webRoutes := map[string][]string{"me": {"GET", "HEAD", "POST"}, "cookie": nil, "live": {"GET"}}
 	core, err := decision.New(decision.Config{Keys: keys, KeyLimiter: lim, Sessions: reviewSessions{}, Users: reviewUsers{},
 		Origins: []string{reviewOrigin}, Logger: logger, Clients: []decision.Client{
 			{Name: "web", Credential: decision.Session, Routes: webRoutes, CORSOrigins: []string{bffAppOrigin}},
@@ -71,12 +71,14 @@ func bffGateway(t *testing.T, up http.Handler) (string, string) {
 				MaxBody: 1 << 20, Timeout: 5 * time.Second},
 			{Name: "cookie", Prefix: "/cookie", Methods: []string{"GET"}, Upstream: upstream, Policy: decision.Session,
 				MaxBody: 1 << 20, Timeout: 5 * time.Second, AllowUpstreamCookies: true},
+			{Name: "live", Prefix: "/live", Methods: []string{"GET"}, Upstream: upstream, Policy: decision.Session,
+				MaxBody: 1 << 20, Timeout: 5 * time.Second, WebSocket: true, TunnelLifetime: time.Minute},
 			{Name: "hist", Prefix: "/hist", Methods: []string{"GET", "HEAD"}, Upstream: upstream, Policy: decision.APIKey,
 				Scopes: []string{"t"}, MaxBody: 1 << 20, Timeout: 5 * time.Second},
 		},
 		Clients: []Client{
 			{Name: "web", Session: true, Routes: webRoutes, CORSOrigins: []string{bffAppOrigin}, CORSHeaders: []string{"X-Trace"},
-				CORSMaxAge: time.Minute, Fields: map[string]*shape.Rule{"me": deny}, MaxShapedBody: 1 << 16},
+				CORSMaxAge: time.Minute, Fields: map[string]*shape.Rule{"me": deny, "live": deny}, MaxShapedBody: 1 << 16},
 			{Name: "partner", Routes: map[string][]string{"hist": nil}, Fields: map[string]*shape.Rule{"hist": allow},
 				PassNonJSON: true, MaxShapedBody: 1 << 16},
 		},
@@ -405,5 +407,21 @@ func TestShapingRefusesDeepNesting(t *testing.T) {
 	out, err := rule.Apply(ok)
 	if err != nil || strings.Contains(string(out), "billing") || !strings.Contains(string(out), `"a":"[[[[`) {
 		t.Errorf("a document nested %d deep, brackets in a string: %s %v", shape.MaxNesting, out, err)
+	}
+}
+
+// TestShapedRouteOpensNoTunnel: a WebSocket's messages cannot be trimmed,
+// so a client whose answers on a route are trimmed gets no tunnel there
+// (config refuses a field rule on a WebSocket route; this holds anyway).
+func TestShapedRouteOpensNoTunnel(t *testing.T) {
+	var asked atomic.Bool
+	addr, _ := bffGateway(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		asked.Store(true)
+		_, _ = io.WriteString(w, bffSecretDoc)
+	}))
+	res, body := bffDo(t, addr, "GET", "/live", "Cookie", bffCookie, "Origin", reviewOrigin, "Connection", "Upgrade",
+		"Upgrade", "websocket", "Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Version", "13")
+	if res.StatusCode != http.StatusForbidden || !strings.Contains(body, "trimmed") || asked.Load() {
+		t.Errorf("a WebSocket on a trimmed route: %d %q (upstream asked: %v)", res.StatusCode, body, asked.Load())
 	}
 }

@@ -521,6 +521,12 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, st *state) {
 		r.Body = http.MaxBytesReader(w, r.Body, rt.MaxBody)
 	}
 	if tunnel {
+		if _, rule := g.shapeRule(st); rule != nil {
+			// A tunnel's messages cannot be trimmed: the client would read
+			// every field its rule hides.
+			g.problem(w, st, problem403("this client's answers on this route are trimmed to its fields, which a WebSocket cannot be"))
+			return
+		}
 		g.serveTunnel(w, r.WithContext(ctx), st, &facts)
 		return
 	}
