@@ -100,24 +100,22 @@ func verifyReviewGateway(t *testing.T, serverTrusted bool) (*Gateway, string) {
 // X-Original-URI is $request_uri, the client's request target as sent, and
 // every other header of the client's request comes along.
 func askNginx(g *Gateway, method, uri string, hdr ...string) *httptest.ResponseRecorder {
-	r := httptest.NewRequest(http.MethodGet, "https://127.0.0.1"+verifyNginx, nil)
-	r.RemoteAddr = "127.0.0.1:40000"
-	r.Header.Set("X-Original-URI", uri)
-	r.Header.Set("X-Original-Method", method)
-	for i := 0; i+1 < len(hdr); i += 2 {
-		r.Header.Add(hdr[i], hdr[i+1])
-	}
-	w := httptest.NewRecorder()
-	g.ServeHTTP(w, r)
-	return w
+	return askAt(g, verifyNginx, "X-Original-URI", "X-Original-Method", method, uri, hdr)
 }
 
 // askForward asks as Traefik and Caddy do, at /.keyway/verify.
 func askForward(g *Gateway, method, uri string, hdr ...string) *httptest.ResponseRecorder {
-	r := httptest.NewRequest(http.MethodGet, "https://127.0.0.1"+VerifyPath, nil)
+	return askAt(g, VerifyPath, "X-Forwarded-Uri", "X-Forwarded-Method", method, uri, hdr)
+}
+
+// askAt asks the verify endpoint at path from a trusted proxy's address,
+// with the request's target and method in the endpoint's contract headers
+// and hdr as further name/value pairs.
+func askAt(g *Gateway, path, uriHeader, methodHeader, method, uri string, hdr []string) *httptest.ResponseRecorder {
+	r := httptest.NewRequest(http.MethodGet, "https://127.0.0.1"+path, nil)
 	r.RemoteAddr = "127.0.0.1:40000"
-	r.Header.Set("X-Forwarded-Uri", uri)
-	r.Header.Set("X-Forwarded-Method", method)
+	r.Header.Set(uriHeader, uri)
+	r.Header.Set(methodHeader, method)
 	for i := 0; i+1 < len(hdr); i += 2 {
 		r.Header.Add(hdr[i], hdr[i+1])
 	}
