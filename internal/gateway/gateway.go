@@ -721,16 +721,22 @@ func (g *Gateway) newProxy(rt *route) *httputil.ReverseProxy {
 				st.status = http.StatusSwitchingProtocols
 				return nil
 			}
+			c, rule := g.shapeRule(st)
 			if res.Body != nil && res.Body != http.NoBody {
 				// Trailers are headers too: chunked HTTP/1.1 and HTTP/2
 				// answers, with a length or without, can end in them.
 				// Shaping reads and closes the body, so this comes first.
-				res.Body = &trailerScrubber{ReadCloser: res.Body, res: res, g: g, rt: rt}
+				res.Body = &trailerScrubber{ReadCloser: res.Body, res: res, g: g, rt: rt, drop: rule != nil}
 			}
-			if c, rule := g.shapeRule(st); rule != nil {
-				return shapeResponse(res, c, rule)
+			if rule == nil {
+				return nil
 			}
-			return nil
+			// A shaped answer is a document keyway makes: the upstream's
+			// trailers (digests, validators, anything else) speak of the
+			// unshaped one, so none is announced or sent. HTTP/2 would
+			// send them whatever the answer's length.
+			res.Trailer = nil
+			return shapeResponse(res, c, rule)
 		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			g.proxyError(w, r, r.Context().Value(stateKey{}).(*state), rt, err)
@@ -740,16 +746,22 @@ func (g *Gateway) newProxy(rt *route) *httputil.ReverseProxy {
 }
 
 // trailerScrubber applies modifyAnswer to an answer's trailers once its
-// body is closed (ReverseProxy copies them to the client after that).
+// body is closed (ReverseProxy copies them to the client after that), or
+// with drop, removes them all.
 type trailerScrubber struct {
 	io.ReadCloser
-	res *http.Response
-	g   *Gateway
-	rt  *route
+	res  *http.Response
+	g    *Gateway
+	rt   *route
+	drop bool
 }
 
 func (t *trailerScrubber) Close() error {
 	err := t.ReadCloser.Close()
+	if t.drop {
+		clear(t.res.Trailer)
+		return err
+	}
 	t.g.modifyAnswer(t.res.Trailer, t.rt)
 	return err
 }
