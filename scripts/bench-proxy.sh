@@ -138,6 +138,8 @@ P_NGINX_AUTH=$((PORT_BASE + 9))
 P_NGINX_KW=$((PORT_BASE + 10))
 P_KWR=$((PORT_BASE + 11))
 P_KWR_ADMIN=$((PORT_BASE + 12))
+P_FLOOR=$((PORT_BASE + 13))
+P_FLOOR1=$((PORT_BASE + 14))
 for p in $(seq "$P_UP" "$P_KWR_ADMIN"); do
   if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
     echo "bench-proxy: 127.0.0.1:$p is already in use (try --port-base)" >&2
@@ -237,6 +239,18 @@ fi
 if has_case bare-tuned; then
   start bare-tuned "$TMP/bin/bareproxy" -tuned -listen "127.0.0.1:$P_TUNED" -upstream "$UP_URL"
   URL[bare-tuned]="https://127.0.0.1:$P_TUNED/hello"; PIDOF[bare-tuned]=$LAST_PID
+fi
+
+if has_case keyway-key; then
+  # For the c=1 phase only: the least a Go program does to relay a request
+  # over TLS (bareproxy -floor, no HTTP library), with Go's default
+  # GOMAXPROCS and with one P: what the hop itself costs on this machine.
+  start floor "$TMP/bin/bareproxy" -floor -listen "127.0.0.1:$P_FLOOR" -upstream "$UP_URL"
+  URL[go-floor]="https://127.0.0.1:$P_FLOOR/hello"
+  start floor1 env GOMAXPROCS=1 "$TMP/bin/bareproxy" -floor -listen "127.0.0.1:$P_FLOOR1" -upstream "$UP_URL"
+  URL[go-floor-1p]="https://127.0.0.1:$P_FLOOR1/hello"
+  ready "${URL[go-floor]}" floor
+  ready "${URL[go-floor-1p]}" floor1
 fi
 
 # auth_server PORT URL prints an nginx server block on PORT whose /key/
@@ -570,7 +584,8 @@ fi
 # in turn, three times each: the latency keyway adds to a single request.
 # For scale, the same for nginx as a plain proxy, nginx + auth_request, a
 # bare Go ReverseProxy, and a Go TLS server answering by itself
-# (nginx-auth's auth service): the floor of net/http over TLS here.
+# (nginx-auth's auth service): the floor of net/http over TLS here; and
+# bareproxy -floor, with two Ps and with one: the floor of any Go hop here.
 C1_RESULTS="$TMP/c1.tsv"
 : >"$C1_RESULTS"
 if has_case nginx-auth; then
@@ -579,8 +594,8 @@ fi
 if has_case keyway-key; then
   log "unloaded latency (wrk -c1)"
   for i in 1 2 3; do
-    for c in direct keyway-key keyway-key-std nginx nginx-auth bare go-tls; do
-      if [ "$c" = go-tls ]; then [ -n "${URL[go-tls]:-}" ] || continue
+    for c in direct keyway-key keyway-key-std nginx nginx-auth bare go-tls go-floor go-floor-1p; do
+      if [[ $c == go-* ]]; then [ -n "${URL[$c]:-}" ] || continue
       elif [ "$c" != direct ]; then has_case "$c" || continue; fi
       hdr=()
       [ -n "${HDR[$c]:-}" ] && hdr=(-H "${HDR[$c]}")
@@ -703,7 +718,7 @@ fi
 if [ -s "$C1_RESULTS" ]; then
   d=$(c1_median direct); k=$(c1_median keyway-key)
   echo "  unloaded p50 (wrk -c1, medians of 3): direct ${d} us, keyway-key ${k} us, keyway-key-std $(c1_median keyway-key-std) us"
-  for c in nginx nginx-auth bare go-tls; do
+  for c in nginx nginx-auth bare go-tls go-floor go-floor-1p; do
     [ "$(c1_median "$c")" = - ] && continue
     printf '    for scale, added over direct at c=1: %-18s %s us\n' "$c" "$(awk -v a="$(c1_median "$c")" -v b="$d" 'BEGIN { printf "%.0f", a - b }')"
   done

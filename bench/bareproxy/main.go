@@ -13,6 +13,10 @@
 // With -allow it is no proxy but the most trivial auth service behind nginx's
 // auth_request: 200 to every request, over the same TLS. keyway's forward
 // auth is measured against it.
+//
+// With -floor it is no HTTP server either, but the least a Go program can do
+// to relay a request over TLS (floor.go): the c=1 phase's measure of what the
+// hop itself costs on the machine.
 package main
 
 import (
@@ -39,6 +43,7 @@ func main() {
 	upstream := flag.String("upstream", "http://127.0.0.1:18080", "upstream base URL")
 	tuned := flag.Bool("tuned", false, "pool copy buffers and keep 256 idle upstream connections (keyway's settings)")
 	allow := flag.Bool("allow", false, "answer 200 to everything: a trivial auth service, not a proxy")
+	floor := flag.Bool("floor", false, "relay bodyless HTTP/1.1 requests with no HTTP library: the floor of a Go hop (see floor.go)")
 	flag.Parse()
 
 	target, err := url.Parse(*upstream)
@@ -67,6 +72,10 @@ func main() {
 	ln, err := lc.Listen(context.Background(), "tcp", *listen)
 	if err != nil {
 		log.Fatalf("bareproxy: %v", err)
+	}
+	if *floor {
+		log.Printf("bareproxy: https://%s -> %s (floor)", ln.Addr(), target.Host)
+		log.Fatal(serveFloor(ln, tlsCfg, target.Host))
 	}
 	var handler http.Handler = proxy
 	if *allow {

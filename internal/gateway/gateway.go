@@ -819,6 +819,10 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest, rt *route, st *state) {
 	out.URL.RawPath = ""
 	out.Host = ""
 
+	// A request's trailers are never forwarded: they would arrive after
+	// keyway's checks of the head, and even their declared names (a
+	// Trailer field of X-Keyway-Subject, Cookie) are the client's word.
+	out.Trailer = nil
 	// Identity and forwarding headers belong to keyway alone: strip every
 	// spelling a client sent before setting ours (see headers.go).
 	scrubInbound(out.Header, g.keyHeader, rt.pass)
