@@ -241,6 +241,12 @@ func cmdServe(args []string, stdout, stderr io.Writer, getenv func(string) strin
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// SIGHUP is caught from here on: one sent while keyway starts (config
+	// management that just wrote the file) is applied once it serves,
+	// rather than ending the process as an uncaught SIGHUP would.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	a, err := app.New(ctx, cfg, app.Options{Logger: logger, LogWriter: logs, Version: version()})
 	if err != nil {
 		_ = logs.Flush() // the log's lines before the error's
@@ -254,7 +260,7 @@ func cmdServe(args []string, stdout, stderr io.Writer, getenv func(string) strin
 		// On stdout, never in the log: the link signs up the first admin.
 		fmt.Fprintf(stdout, "\n  No administrator yet. Open this one-time link within %v to register one with a passkey:\n\n    %s\n\n", app.SetupLinkTTL, u)
 	}
-	go reloadOnHangUp(ctx, a, logger, func() (*config.Config, error) {
+	go reloadOnHangUp(ctx, hup, a, logger, func() (*config.Config, error) {
 		if *cfgPath == "" {
 			return nil, errors.New("the demo has no config file to read again (run with --config)")
 		}
@@ -268,14 +274,11 @@ func cmdServe(args []string, stdout, stderr io.Writer, getenv func(string) strin
 	return exitOK
 }
 
-// reloadOnHangUp reads the config again at each SIGHUP (as the command
-// line gave it: the same file and flags) and applies its routes and
-// upstreams. A file that does not load, or that changes what needs a
+// reloadOnHangUp reads the config again at each SIGHUP on hup (as the
+// command line gave it: the same file and flags) and applies its routes
+// and upstreams. A file that does not load, or that changes what needs a
 // restart, is refused with the reason, and the running config goes on.
-func reloadOnHangUp(ctx context.Context, a *app.App, logger *slog.Logger, load func() (*config.Config, error)) {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
+func reloadOnHangUp(ctx context.Context, hup <-chan os.Signal, a *app.App, logger *slog.Logger, load func() (*config.Config, error)) {
 	for {
 		select {
 		case <-ctx.Done():

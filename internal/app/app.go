@@ -228,7 +228,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 	if a.signer, err = assertion.New(assertion.Config{Secret: assertKey, Issuer: a.publicURL}); err != nil {
 		return nil, err
 	}
-	routes, err := a.gatewayRoutes(cfg, opts.Embedded)
+	routes, err := a.gatewayRoutes(cfg, opts.Embedded, false)
 	if err != nil {
 		return nil, err
 	}
@@ -336,6 +336,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 		HSTSMaxAge:           cfg.TLS.HSTSMaxAge,
 		Decider:              core,
 		Clients:              gwClients,
+		Profiles:             core.Profiles(),
 		Logger:               a.logger,
 		AccessLog:            access,
 		Metrics:              reg,
@@ -403,7 +404,7 @@ func (a *App) Reload(next *config.Config) error {
 		return fmt.Errorf("these settings changed and need a restart: %s (a reload applies only %s)",
 			strings.Join(diff, ", "), strings.Join(config.Reloadable, ", "))
 	}
-	routes, err := a.gatewayRoutes(next, false)
+	routes, err := a.gatewayRoutes(next, false, true)
 	if err != nil {
 		return err
 	}
@@ -411,8 +412,12 @@ func (a *App) Reload(next *config.Config) error {
 	if err != nil {
 		return err
 	}
+	profiles, err := decision.NewProfiles(coreClients)
+	if err != nil {
+		return err
+	}
 	gwc := a.gwCfg
-	gwc.Routes, gwc.Clients = routes, gwClients
+	gwc.Routes, gwc.Clients, gwc.Profiles = routes, gwClients, profiles
 	gw, err := gateway.New(gwc)
 	if err != nil {
 		return err
@@ -424,17 +429,17 @@ func (a *App) Reload(next *config.Config) error {
 		gw.Close()
 		return fmt.Errorf("audit the reload: %w", err)
 	}
-	// The core's profiles (which routes a client may call) change first:
-	// a request between the two swaps is checked against the new ones and
-	// shaped by the old gateway, never let through by a profile that is
-	// gone.
-	if err := a.core.SetClients(coreClients); err != nil {
-		gw.Close()
-		return err
-	}
+	// The new gateway decides its routes with its own profiles and shapes
+	// with the same config's rules, so a request is decided and shaped by
+	// one config whichever gateway it started on. The core's set in force
+	// is for the other doors.
+	a.core.SetProfiles(profiles)
 	a.keys.SetClients(slices.Sorted(maps.Keys(next.Clients)))
-	a.gwCfg.Clients = gwClients
+	a.gwCfg.Clients, a.gwCfg.Profiles = gwClients, profiles
 	old := a.gw.Swap(gw)
+	// Open WebSocket tunnels are judged again by the new config, and
+	// those it would not open are closed.
+	old.Retire(gw)
 	// Requests in flight finish on the old gateway; its limiters stop after
 	// the longest any of them may take.
 	time.AfterFunc(a.cfg.Server.WriteTimeout+time.Second, old.Close)
@@ -445,7 +450,7 @@ func (a *App) Reload(next *config.Config) error {
 
 // gatewayRoutes builds the upstreams and routes of cfg: at start, and again
 // at each reload.
-func (a *App) gatewayRoutes(cfg *config.Config, embedded bool) ([]gateway.Route, error) {
+func (a *App) gatewayRoutes(cfg *config.Config, embedded, reload bool) ([]gateway.Route, error) {
 	var err error
 	upstreams := make(map[string]*gateway.Upstream, len(cfg.Upstreams))
 	for name, uc := range cfg.Upstreams {
@@ -454,7 +459,7 @@ func (a *App) gatewayRoutes(cfg *config.Config, embedded bool) ([]gateway.Route,
 		}
 		rawURL := uc.URL
 		if rawURL == config.DemoUpstreamURL {
-			if rawURL, err = a.startDemo(); err != nil {
+			if rawURL, err = a.startDemo(reload); err != nil {
 				return nil, err
 			}
 		}
@@ -604,11 +609,16 @@ func (a *App) certSource() (tlsconf.CertSource, *tlsconf.ACME, error) {
 }
 
 // startDemo runs the built-in weather API on a loopback port and returns its URL.
-func (a *App) startDemo() (string, error) {
+func (a *App) startDemo(reload bool) (string, error) {
 	for _, s := range a.servers {
 		if s.name == "demo" {
 			return "http://" + s.ln.Addr().String(), nil
 		}
+	}
+	if reload {
+		// Servers start with keyway only (Run serves them); one started
+		// now would never answer.
+		return "", errors.New("the demo upstream (" + config.DemoUpstreamURL + ") starts only with keyway: restart to add it")
 	}
 	if err := a.listen("demo", "127.0.0.1:0", demo.New(nil).Handler(), nil); err != nil {
 		return "", err

@@ -154,21 +154,29 @@ type Core struct {
 	bearer   bool
 	problems problems
 	counts   counters
-	profiles atomic.Pointer[profiles]
+	profiles atomic.Pointer[Profiles]
 	guess    *guesses
+	// keyShelf and addrShelf keep route limiters across reloads.
+	keyShelf  shelf[string]
+	addrShelf shelf[netip.Addr]
 	// sessionUsers is cfg.Sessions when it reads a session's person too.
 	sessionUsers SessionUserVerifier
 }
 
-// profiles are the client profiles in force; SetClients replaces them
-// whole.
-type profiles struct {
+// Profiles are a set of client profiles, fixed once made. The core holds
+// the set in force (SetProfiles replaces it whole); a route made with a
+// set of its own (RouteConfig.Profiles) is decided with that one, so that
+// a gateway built for a config reload decides and shapes by one config.
+type Profiles struct {
 	byName  map[string]*Client
 	browser *Client // the session client, if any
 }
 
-func newProfiles(clients []Client) (*profiles, error) {
-	p := &profiles{byName: make(map[string]*Client, len(clients))}
+// NewProfiles checks clients (at most one may use sessions) and makes a
+// set of them.
+func NewProfiles(clients []Client) (*Profiles, error) {
+	clients = slices.Clone(clients)
+	p := &Profiles{byName: make(map[string]*Client, len(clients))}
 	for i := range clients {
 		cl := &clients[i]
 		if cl.Credential == Session {
@@ -182,16 +190,35 @@ func newProfiles(clients []Client) (*profiles, error) {
 	return p, nil
 }
 
-// SetClients replaces the client profiles (a config reload); decisions
-// begun before go on with the ones they started with. On error nothing
-// changes.
+// Has reports whether the set holds a profile of that name.
+func (p *Profiles) Has(name string) bool { return p.byName[name] != nil }
+
+// Len is the number of profiles in the set.
+func (p *Profiles) Len() int { return len(p.byName) }
+
+// SetClients replaces the client profiles in force; decisions begun
+// before go on with the ones they started with. On error nothing changes.
 func (c *Core) SetClients(clients []Client) error {
-	p, err := newProfiles(slices.Clone(clients))
+	p, err := NewProfiles(clients)
 	if err != nil {
 		return err
 	}
 	c.profiles.Store(p)
 	return nil
+}
+
+// SetProfiles replaces the client profiles in force (a config reload).
+func (c *Core) SetProfiles(p *Profiles) { c.profiles.Store(p) }
+
+// Profiles is the set of client profiles in force.
+func (c *Core) Profiles() *Profiles { return c.profiles.Load() }
+
+// profilesFor is the set rt is decided with: its own, or the core's.
+func (c *Core) profilesFor(rt *Route) *Profiles {
+	if p := rt.cfg.Profiles; p != nil {
+		return p
+	}
+	return c.profiles.Load()
 }
 
 // New validates cfg and returns a Core.
@@ -325,6 +352,10 @@ type RouteConfig struct {
 	// Clients applies the client profiles (proxied routes; keyway's own
 	// endpoints do not).
 	Clients bool
+	// Profiles, when set, are the client profiles this route is decided
+	// with (a gateway's own, made with its routes from one config); nil:
+	// the core's in force.
+	Profiles *Profiles
 }
 
 // Route is a RouteConfig prepared by a Core, with its own limiter.
@@ -360,9 +391,13 @@ func (c *Core) NewRoute(cfg RouteConfig) (*Route, error) {
 			if cfg.Policy == Public {
 				return nil, errors.New("decision: route " + cfg.Name + ": a per-key rate limit needs a credential")
 			}
-			r.keyLimit = c.cfg.Limiters.ByKey("route:" + cfg.Name)
+			r.keyLimit = c.keyShelf.take(shelfID(cfg.Name, rl.Limit), func() CloseLimiter[string] {
+				return c.cfg.Limiters.ByKey("route:" + cfg.Name)
+			})
 		} else {
-			r.ipLimit = c.cfg.Limiters.ByAddr("route:" + cfg.Name)
+			r.ipLimit = c.addrShelf.take(shelfID(cfg.Name, rl.Limit), func() CloseLimiter[netip.Addr] {
+				return c.cfg.Limiters.ByAddr("route:" + cfg.Name)
+			})
 		}
 	}
 	return r, nil
@@ -409,7 +444,7 @@ func (c *Core) decide(ctx context.Context, rt *Route, f *Facts, recheck bool) De
 	if !recheck && rt.ipLimit != nil && !c.limit(&d, rt.ipLimit.Allow(f.Source, cfg.RateLimit.Limit), "ip", cfg.RateLimit.Limit) {
 		return d
 	}
-	if cfg.CSRF && !c.csrfOK(f) {
+	if cfg.CSRF && !c.csrfOK(rt, f) {
 		d.Reason = CSRF
 		return d
 	}
@@ -459,7 +494,7 @@ func (c *Core) decide(ctx context.Context, rt *Route, f *Facts, recheck bool) De
 // profile that does not exist calls nothing.
 func (c *Core) client(d *Decision, rt *Route, f *Facts) {
 	var cl *Client
-	p := c.profiles.Load()
+	p := c.profilesFor(rt)
 	switch {
 	case d.Identity.Session != nil:
 		cl = p.browser
@@ -580,7 +615,7 @@ func (c *Core) session(ctx context.Context, d *Decision, rt *Route, f *Facts) {
 		}
 		return
 	}
-	if !c.csrfOK(f) || (f.Upgrade && !f.upgradeOriginOK(c.cfg.Origins)) {
+	if !c.csrfOK(rt, f) || (f.Upgrade && !f.upgradeOriginOK(c.cfg.Origins)) {
 		d.Reason = CSRF
 		return
 	}

@@ -127,14 +127,14 @@ func safeMethod(m string) bool {
 // for the session client's browser app, Origin one of its CORS origins
 // with Sec-Fetch-Site same-site or same-origin (the cookie is SameSite=Lax,
 // so a cross-site app never has it anyway).
-func (c *Core) csrfOK(f *Facts) bool {
+func (c *Core) csrfOK(rt *Route, f *Facts) bool {
 	if safeMethod(f.Method) {
 		return true
 	}
 	if !f.CSRFHeader {
 		return false
 	}
-	if b := c.profiles.Load().browser; b != nil && f.Origin != "" && slices.Contains(b.CORSOrigins, f.Origin) {
+	if b := c.profilesFor(rt).browser; b != nil && f.Origin != "" && slices.Contains(b.CORSOrigins, f.Origin) {
 		return f.FetchSite == "" || f.FetchSite == "same-origin" || f.FetchSite == "same-site"
 	}
 	switch f.FetchSite {

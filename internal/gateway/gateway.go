@@ -58,6 +58,12 @@ type Config struct {
 	// Clients are the client profiles: CORS for the browser's, and the
 	// fields each client receives.
 	Clients []Client
+	// Profiles, when set, are the same profiles as the decision core
+	// reads them (which routes each client may call): this gateway's
+	// routes are decided with them, never with a set a later reload put
+	// in force, so a request is decided and shaped by one config. nil:
+	// the core's in force (tests of the gateway alone).
+	Profiles *decision.Profiles
 	// ForwardAuth, when set, serves /.keyway/verify: proxies in front of
 	// the upstreams ask it who may pass. Routes may then have no Upstream.
 	ForwardAuth *ForwardAuth
@@ -96,6 +102,7 @@ type Gateway struct {
 	metrics *metrics
 	bufs    *bufferPool
 	routes  []*route
+	tunnels tunnels
 }
 
 type route struct {
@@ -146,9 +153,18 @@ func New(cfg Config) (*Gateway, error) {
 			return nil, fmt.Errorf("gateway: client %q: a name, and a shaping limit with fields, are required", c.Name)
 		}
 		if c.Session {
+			if g.browser != nil {
+				return nil, fmt.Errorf("gateway: clients %q and %q: only one client may use sessions", g.browser.Name, c.Name)
+			}
 			g.browser = c
 		}
+		if cfg.Profiles != nil && !cfg.Profiles.Has(c.Name) {
+			return nil, fmt.Errorf("gateway: client %q is not among the decision profiles", c.Name)
+		}
 		g.clients[c.Name] = c
+	}
+	if cfg.Profiles != nil && cfg.Profiles.Len() != len(g.clients) {
+		return nil, errors.New("gateway: the client profiles and the decision profiles are not the same set")
 	}
 	routes := make([]*route, 0, len(cfg.Routes))
 	for _, rc := range cfg.Routes {
@@ -170,7 +186,7 @@ func New(cfg Config) (*Gateway, error) {
 			limit = &decision.RouteLimit{Limit: rl.Limit, PerKey: rl.PerKey}
 		}
 		dr, err := cfg.Decider.NewRoute(decision.RouteConfig{Name: rc.Name, Policy: rc.Policy, Scopes: rc.Scopes, Roles: rc.Roles, RateLimit: limit,
-			Clients: true})
+			Clients: true, Profiles: cfg.Profiles})
 		if err != nil {
 			closeRoutes(routes)
 			return nil, fmt.Errorf("gateway: %w", err)
@@ -614,27 +630,36 @@ func (g *Gateway) serveTunnel(w http.ResponseWriter, r *http.Request, st *state,
 	end := time.Now().Add(rt.TunnelLifetime)
 	_ = rc.SetReadDeadline(end)
 	_ = rc.SetWriteDeadline(end)
+	t := &tunnel{st: st, facts: facts, method: r.Method, ctx: ctx, cancel: cancel, upstream: rt.Upstream}
+	t.decide.Store(rt.decide)
+	g.hold(t)
+	defer t.release()
 	if rt.Policy != decision.Public {
-		go g.watchTunnel(ctx, cancel, st, facts)
+		// (A public tunnel has nothing to recheck; a reload that puts a
+		// credential on its route closes it, since it was opened without.)
+		go g.watchTunnel(t)
 	}
 	rt.proxy.ServeHTTP(w, r.WithContext(ctx))
-	if cause := context.Cause(ctx); st.upgraded.Load() && (errors.Is(cause, errTunnelRevoked) || errors.Is(cause, errTunnelLifetime)) {
+	if cause := context.Cause(ctx); st.upgraded.Load() &&
+		(errors.Is(cause, errTunnelRevoked) || errors.Is(cause, errTunnelLifetime) || errors.Is(cause, errTunnelReloaded)) {
 		g.cfg.Logger.LogAttrs(r.Context(), slog.LevelInfo, "tunnel closed",
 			slog.String("request_id", st.id), slog.String("route", rt.Name), slog.String("reason", cause.Error()))
 	}
 }
 
-// watchTunnel rechecks the tunnel's credential until the tunnel ends.
-func (g *Gateway) watchTunnel(ctx context.Context, cancel context.CancelCauseFunc, st *state, facts *decision.Facts) {
-	t := time.NewTicker(g.cfg.TunnelRecheck)
-	defer t.Stop()
+// watchTunnel rechecks the tunnel's credential until the tunnel ends,
+// under the route of the config in force (a reload moves it; see
+// tunnels.go). A tunnel on a public route has no credential to recheck.
+func (g *Gateway) watchTunnel(t *tunnel) {
+	tick := time.NewTicker(g.cfg.TunnelRecheck)
+	defer tick.Stop()
 	for {
 		select {
-		case <-ctx.Done():
+		case <-t.ctx.Done():
 			return
-		case <-t.C:
-			if g.cfg.Decider.Recheck(ctx, st.route.decide, facts) != decision.Allowed {
-				cancel(errTunnelRevoked)
+		case <-tick.C:
+			if rt := t.decide.Load(); rt.Policy() != decision.Public && g.cfg.Decider.Recheck(t.ctx, rt, t.facts) != decision.Allowed {
+				t.cancel(errTunnelRevoked)
 				return
 			}
 		}
