@@ -506,3 +506,27 @@ func TestReloadKeepsAnAllowedTunnel(t *testing.T) {
 	d := tu.waitClosed(t, 5*time.Second)
 	t.Logf("tunnel closed %v after the revocation", d)
 }
+
+// TestReloadShortensATunnelsLifetime: a reload that lowers a route's
+// websocket_max_lifetime ends its open tunnels by the new bound, counted
+// from when they opened (a longer one never extends them).
+func TestReloadShortensATunnelsLifetime(t *testing.T) {
+	ws := &wsUpstream{}
+	up := serveUpstream(t, ws)
+	base := "data_dir: {{data}}\nserver: {write_timeout: 2s}\nupstreams: {ws: {url: " + up + "}}\nroutes:\n"
+	route := "  - {name: live, path: /live, upstream: ws, policy: public, websocket: true, timeout: 1s, websocket_max_lifetime: %s}\n"
+	in := startReview(t, base+strings.Replace(route, "%s", "1h", 1))
+	tu, res := openTunnel(t, in.Instance, "/live/x", wsHeaders...)
+	_ = res.Body.Close()
+	if res.StatusCode != 101 {
+		t.Fatalf("handshake: %d", res.StatusCode)
+	}
+	opened := time.Now()
+	tu.echo(t, "before")
+	in.reload(t, base+strings.Replace(route, "%s", "3s", 1))
+	tu.echo(t, "after")
+	tu.waitClosed(t, 6*time.Second)
+	if d := time.Since(opened); d < 2500*time.Millisecond || d > 5*time.Second {
+		t.Fatalf("the tunnel ended %v after it opened, want about 3s (the reloaded lifetime)", d)
+	}
+}

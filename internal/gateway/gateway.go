@@ -630,7 +630,8 @@ func (g *Gateway) serveTunnel(w http.ResponseWriter, r *http.Request, st *state,
 	end := time.Now().Add(rt.TunnelLifetime)
 	_ = rc.SetReadDeadline(end)
 	_ = rc.SetWriteDeadline(end)
-	t := &tunnel{st: st, facts: facts, method: r.Method, ctx: ctx, cancel: cancel, upstream: rt.Upstream}
+	t := &tunnel{st: st, facts: facts, method: r.Method, ctx: ctx, cancel: cancel, upstream: rt.Upstream,
+		opened: end.Add(-rt.TunnelLifetime), end: end, life: life}
 	t.decide.Store(rt.decide)
 	g.hold(t)
 	defer t.release()

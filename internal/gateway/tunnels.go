@@ -5,6 +5,7 @@ import (
 	"errors"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/keywayhq/keyway/internal/decision"
 )
@@ -24,6 +25,11 @@ type tunnel struct {
 	ctx      context.Context
 	cancel   context.CancelCauseFunc
 	upstream *Upstream
+	// opened and end bound the tunnel's life; life ends it at end. A
+	// reload may bring end closer (a shorter websocket_max_lifetime),
+	// never push it further.
+	opened, end time.Time
+	life        *time.Timer
 	// decide is the route the tunnel's credential is rechecked against:
 	// the one it opened on, then the same route of each config reloaded
 	// since.
@@ -81,11 +87,21 @@ func (g *Gateway) take(t *tunnel) {
 		t.cancel(errTunnelReloaded)
 		return
 	}
+	if end := t.opened.Add(rt.TunnelLifetime); end.Before(t.end) {
+		left := time.Until(end)
+		if left <= 0 {
+			t.cancel(errTunnelLifetime)
+			return
+		}
+		t.end = end
+		t.life.Reset(left)
+	}
 	t.decide.Store(rt.decide)
 	g.hold(t)
 }
 
-// admits is the route of g that would open t today, or nil.
+// admits is the route of g that would open t today, or nil. (The
+// tunnel's lifetime is the shorter of its route's then and now: take.)
 func (g *Gateway) admits(t *tunnel) *route {
 	pr := g.table.lookup(t.st.path)
 	if pr == nil {
