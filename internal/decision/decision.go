@@ -438,6 +438,12 @@ func (c *Core) Recheck(ctx context.Context, rt *Route, f *Facts) Reason {
 	return d.Reason
 }
 
+// Reconsider is Recheck with the whole decision: who, and as which
+// client under rt's profiles (a tunnel judged again by a reloaded config).
+func (c *Core) Reconsider(ctx context.Context, rt *Route, f *Facts) Decision {
+	return c.decide(ctx, rt, f, true)
+}
+
 func (c *Core) decide(ctx context.Context, rt *Route, f *Facts, recheck bool) Decision {
 	d := Decision{route: rt}
 	cfg := &rt.cfg

@@ -34,39 +34,64 @@ type tunnel struct {
 	// the one it opened on, then the same route of each config reloaded
 	// since.
 	decide atomic.Pointer[decision.Route]
-	// owner is the gateway whose registry holds the tunnel now.
+	// owner is the gateway whose registry holds the tunnel now; nil
+	// while a reload moves it, and once it ended.
 	owner atomic.Pointer[Gateway]
+	// released is set when the tunnel ends.
+	released atomic.Bool
 }
 
 // tunnels is a gateway's registry of open tunnels.
 type tunnels struct {
 	mu   sync.Mutex
 	open map[*tunnel]struct{}
-	// next is the gateway that replaced this one (Retire); tunnels that
-	// open here afterwards are judged by it.
-	next *Gateway
+	// retired is set by Retire; from then on, tunnels that would register
+	// here are judged by the gateway in force, line's.
+	retired bool
+	// line is shared by a gateway and every gateway that replaced it: it
+	// holds the one in force, so that a retired gateway refers to that
+	// one alone, never to a chain of those retired after it.
+	line *atomic.Pointer[Gateway]
 }
 
 // Retire hands g's open tunnels to next, the gateway a config reload put
 // in g's place. Each is judged by next as a new handshake's credential
 // would be (route, WebSocket flag, same upstream, no field rule for its
 // client, the credential rechecked under next's route) and closed unless
-// next allows it; tunnels that open on g from now on are judged the same
-// way. Call it once, after next serves.
+// next allows it; tunnels that open on g from now on are judged by the
+// gateway in force the same way. Call it once, after next serves. The
+// judging is done without holding g's registry: tunnels that end, or
+// register, meanwhile do not wait for it.
 func (g *Gateway) Retire(next *Gateway) {
 	g.tunnels.mu.Lock()
-	defer g.tunnels.mu.Unlock()
-	g.tunnels.next = next
+	line := g.tunnels.line
+	if line == nil {
+		line = new(atomic.Pointer[Gateway])
+		g.tunnels.line = line
+	}
+	next.tunnels.mu.Lock()
+	next.tunnels.line = line
+	next.tunnels.mu.Unlock()
+	line.Store(next)
+	g.tunnels.retired = true
+	moving := make([]*tunnel, 0, len(g.tunnels.open))
 	for t := range g.tunnels.open {
-		delete(g.tunnels.open, t)
+		moving = append(moving, t)
+		t.owner.Store(nil) // in transit: held by none until next takes it
+	}
+	g.tunnels.open = nil
+	g.tunnels.mu.Unlock()
+	for _, t := range moving {
 		next.take(t)
 	}
 }
 
-// hold registers t with g, or, when g is retired, with its successor.
+// hold registers t with g, or, when g is retired, has the gateway in
+// force judge it.
 func (g *Gateway) hold(t *tunnel) {
 	g.tunnels.mu.Lock()
-	if n := g.tunnels.next; n != nil {
+	if g.tunnels.retired {
+		n := g.tunnels.line.Load()
 		g.tunnels.mu.Unlock()
 		n.take(t)
 		return
@@ -76,6 +101,11 @@ func (g *Gateway) hold(t *tunnel) {
 	}
 	g.tunnels.open[t] = struct{}{}
 	t.owner.Store(g)
+	if t.released.Load() {
+		// It ended while in transit (release found no owner).
+		delete(g.tunnels.open, t)
+		t.owner.Store(nil)
+	}
 	g.tunnels.mu.Unlock()
 }
 
@@ -112,17 +142,25 @@ func (g *Gateway) admits(t *tunnel) *route {
 		rt.Upstream.name != t.upstream.name || rt.Upstream.url.String() != t.upstream.url.String() {
 		return nil
 	}
-	if c := g.clients[t.st.ident.Client]; c != nil && c.Fields[rt.Name] != nil {
-		return nil // a field rule now: a tunnel's messages cannot be trimmed
+	client := ""
+	if rt.Policy != decision.Public {
+		d := g.cfg.Decider.Reconsider(t.ctx, rt.decide, t.facts)
+		if !d.Allowed() {
+			return nil
+		}
+		client = d.Identity.Client // as this config names it
 	}
-	if rt.Policy != decision.Public && g.cfg.Decider.Recheck(t.ctx, rt.decide, t.facts) != decision.Allowed {
-		return nil
+	if c := g.clients[client]; c != nil && c.Fields[rt.Name] != nil {
+		return nil // a field rule now: a tunnel's messages cannot be trimmed
 	}
 	return rt
 }
 
-// release removes t from whichever gateway holds it when it ends.
+// release removes t from whichever gateway holds it when it ends. One in
+// transit (owner nil) is dropped by hold, which looks at released after
+// storing its owner.
 func (t *tunnel) release() {
+	t.released.Store(true)
 	for {
 		g := t.owner.Load()
 		if g == nil {
