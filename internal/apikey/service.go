@@ -840,9 +840,7 @@ func (s *Service) Rotate(ctx context.Context, id string, p RotateParams, actor s
 // Revoke kills a key at once, everywhere.
 func (s *Service) Revoke(ctx context.Context, id, reason, actor string) error {
 	id = normalizeID(id)
-	if len(reason) > 200 {
-		reason = reason[:200]
-	}
+	reason = audit.Clip(reason, 200)
 	now := s.cfg.Now().UTC()
 	ev := audit.Event{At: now, Type: audit.KeyRevoked, Actor: actor, Subject: DisplayID(id), Detail: map[string]string{"reason": reason}}
 	if err := s.cfg.Store.RevokeKey(ctx, id, now, reason, ev); err != nil {
@@ -883,9 +881,7 @@ func (s *Service) ReportLeak(ctx context.Context, raw, source string) (bool, err
 	if live, dead := s.matches(&Verified{secrets: secrets}, raw, s.cfg.Now()); !live && !dead {
 		return false, nil
 	}
-	if len(source) > 200 {
-		source = source[:200]
-	}
+	source = audit.Clip(source, 200)
 	if k.RevokedAt.IsZero() {
 		now := s.cfg.Now().UTC()
 		ev := audit.Event{At: now, Type: audit.KeyLeaked, Actor: "leak-report", Subject: DisplayID(k.ID),

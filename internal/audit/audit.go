@@ -20,7 +20,9 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Event is one security-relevant fact.
@@ -95,6 +97,46 @@ func Chain(prev []byte, seq int64, e Event) []byte {
 		writeField(h, e.Origin)
 	}
 	return h.Sum(nil)
+}
+
+// Valid is e with every text field valid UTF-8 (a byte that is not is
+// replaced by U+FFFD), as the store keeps it and the chain hashes it. An
+// event must read back as it was hashed: encoding/json writes a stray
+// byte as the escape \ufffd but reads it back as the character, so
+// without this one byte a client chose (a leak report's source cut in
+// the middle of a character) would make the chain fail to verify from
+// that event on, and hide any real tampering after it.
+func (e Event) Valid() Event {
+	valid := func(s string) string { return strings.ToValidUTF8(s, "\uFFFD") }
+	e.Type, e.Actor, e.Subject = valid(e.Type), valid(e.Actor), valid(e.Subject)
+	if len(e.Detail) > 0 {
+		d := make(map[string]string, len(e.Detail))
+		for k, v := range e.Detail {
+			d[valid(k)] = valid(v)
+		}
+		e.Detail = d
+	}
+	return e
+}
+
+// Clip makes s valid UTF-8 without control characters, at most n bytes,
+// cut on a character's boundary: for what a client sends that an event
+// or a record keeps.
+func Clip(s string, n int) string {
+	s = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return -1
+		}
+		return r
+	}, strings.ToValidUTF8(s, ""))
+	if len(s) <= n {
+		return s
+	}
+	s = s[:n]
+	for len(s) > 0 && !utf8.ValidString(s) {
+		s = s[:len(s)-1]
+	}
+	return s
 }
 
 // DetailJSON is the canonical encoding of Detail (sorted keys).

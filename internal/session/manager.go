@@ -9,10 +9,8 @@ import (
 	"io"
 	"log/slog"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/keywayhq/keyway/internal/audit"
 )
@@ -129,8 +127,8 @@ func (m *Manager) Create(ctx context.Context, userID string, credentialID []byte
 		CreatedAt:  now,
 		LastSeenAt: now,
 		ExpiresAt:  now.Add(m.cfg.AbsoluteTimeout),
-		IP:         clip(ip, maxIP),
-		UserAgent:  clip(userAgent, maxUserAgent),
+		IP:         audit.Clip(ip, maxIP),
+		UserAgent:  audit.Clip(userAgent, maxUserAgent),
 	}
 	if len(credentialID) > 0 {
 		s.CredentialID = bytes.Clone(credentialID)
@@ -151,24 +149,6 @@ func (m *Manager) Create(ctx context.Context, userID string, credentialID []byte
 		return "", nil, fmt.Errorf("create session: %w", err)
 	}
 	return tok, s, nil
-}
-
-// clip makes s valid UTF-8 without control characters, at most n bytes.
-func clip(s string, n int) string {
-	s = strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f {
-			return -1
-		}
-		return r
-	}, strings.ToValidUTF8(s, ""))
-	if len(s) <= n {
-		return s
-	}
-	s = s[:n]
-	for len(s) > 0 && !utf8.ValidString(s) {
-		s = s[:len(s)-1]
-	}
-	return s
 }
 
 // Authenticate returns the live session of token, or ErrNotFound whatever

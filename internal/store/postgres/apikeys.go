@@ -57,6 +57,7 @@ func (d *DB) appendAudit(ctx context.Context, tx pgx.Tx, ev audit.Event) error {
 		prev = []byte{}
 	}
 	seq := last + 1
+	ev = ev.Valid() // stored and chained alike
 	if ev.From == "" {
 		ev.From = audit.FromContext(ctx)
 	}

@@ -53,6 +53,7 @@ func (d *DB) appendAudit(ctx context.Context, tx *sql.Tx, ev audit.Event) error 
 	}
 	// Rows are never deleted (a trigger forbids it), so the next seq is last+1.
 	seq := last + 1
+	ev = ev.Valid() // stored and chained alike
 	if ev.From == "" {
 		ev.From = audit.FromContext(ctx)
 	}
