@@ -226,25 +226,41 @@ func (s *Service) Erase(ctx context.Context, userID, actor string) error {
 		}
 	}
 	who := principal.User(userID).String()
-	keys, err := s.Keys.List(ctx, who)
+	keys, err := s.eraseKeys(ctx, who, actor)
 	if err != nil {
 		return err
+	}
+	ev := audit.Event{At: s.now(), Type: audit.UserErased, Actor: actor, Subject: who,
+		Detail: map[string]string{"api_keys": fmt.Sprint(keys)}}
+	err = s.Store.EraseUser(ctx, userID, ev)
+	if errors.Is(err, passkey.ErrNotFound) && (u != nil || keys > 0) {
+		err = nil // erased meanwhile
+	}
+	if err != nil {
+		return err
+	}
+	// The person's sessions lived until the account went: a key made
+	// with one meanwhile is in the store now (a new key for a person who
+	// is gone is refused in its transaction), and goes the same way.
+	_, err = s.eraseKeys(ctx, who, actor)
+	return err
+}
+
+// eraseKeys revokes and deletes every key of owner, and counts them.
+func (s *Service) eraseKeys(ctx context.Context, owner, actor string) (int, error) {
+	keys, err := s.Keys.List(ctx, owner)
+	if err != nil {
+		return 0, err
 	}
 	for _, k := range keys {
 		if k.RevokedAt.IsZero() {
 			if err := s.Keys.Revoke(ctx, k.ID, "account erased", actor); err != nil {
-				return fmt.Errorf("revoke %s: %w", apikey.DisplayID(k.ID), err)
+				return 0, fmt.Errorf("revoke %s: %w", apikey.DisplayID(k.ID), err)
 			}
 		}
 		if err := s.Keys.Delete(ctx, k.ID, actor); err != nil {
-			return fmt.Errorf("delete %s: %w", apikey.DisplayID(k.ID), err)
+			return 0, fmt.Errorf("delete %s: %w", apikey.DisplayID(k.ID), err)
 		}
 	}
-	ev := audit.Event{At: s.now(), Type: audit.UserErased, Actor: actor, Subject: who,
-		Detail: map[string]string{"api_keys": fmt.Sprint(len(keys))}}
-	err = s.Store.EraseUser(ctx, userID, ev)
-	if errors.Is(err, passkey.ErrNotFound) && (u != nil || len(keys) > 0) {
-		return nil // erased meanwhile
-	}
-	return err
+	return len(keys), nil
 }

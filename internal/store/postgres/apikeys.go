@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -114,6 +115,19 @@ func nonNilStrings(s []string) []string {
 // CreateKey implements apikey.Store.
 func (d *DB) CreateKey(ctx context.Context, k *apikey.Key, hash []byte, ev audit.Event) error {
 	return d.inTx(ctx, func(tx pgx.Tx) error {
+		if id, ok := strings.CutPrefix(k.Owner, "user:"); ok {
+			// FOR SHARE holds the person's row until the key is in: an
+			// erasure that deletes it waits, then its sweep finds the key;
+			// one that deleted it first has the key refused here.
+			var one int
+			err := tx.QueryRow(ctx, `SELECT 1 FROM users WHERE id = $1 FOR SHARE`, id).Scan(&one)
+			if errors.Is(err, pgx.ErrNoRows) {
+				return fmt.Errorf("%w: owner %s is not a known person", apikey.ErrBadRequest, k.Owner)
+			}
+			if err != nil {
+				return fmt.Errorf("check the key's owner: %w", err)
+			}
+		}
 		_, err := tx.Exec(ctx, `INSERT INTO api_keys (id, name, owner, env, scopes, rate_count, rate_period, rate_burst,
 			quota_limit, quota_period, cidrs, created_at, expires_at, client) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`,
 			k.ID, k.Name, k.Owner, string(k.Env), nonNilStrings(k.Scopes), k.Rate.Count, int64(k.Rate.Period), k.Rate.Burst,

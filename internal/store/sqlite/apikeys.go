@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/keywayhq/keyway/internal/apikey"
@@ -89,6 +90,19 @@ func (d *DB) CreateKey(ctx context.Context, k *apikey.Key, hash []byte, ev audit
 		return err
 	}
 	return d.inTx(ctx, func(tx *sql.Tx) error {
+		if id, ok := strings.CutPrefix(k.Owner, "user:"); ok {
+			// In the key's transaction: an erasure that deleted the
+			// person is either before it (refused here) or after it (and
+			// its sweep finds the key).
+			var one int
+			err := tx.QueryRowContext(ctx, `SELECT 1 FROM users WHERE id = ?`, id).Scan(&one)
+			if errors.Is(err, sql.ErrNoRows) {
+				return fmt.Errorf("%w: owner %s is not a known person", apikey.ErrBadRequest, k.Owner)
+			}
+			if err != nil {
+				return fmt.Errorf("check the key's owner: %w", err)
+			}
+		}
 		_, err := tx.ExecContext(ctx, `INSERT INTO api_keys (id, name, owner, env, scopes, rate_count, rate_period, rate_burst,
 			quota_limit, quota_period, cidrs, created_at, expires_at, client) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			k.ID, k.Name, k.Owner, string(k.Env), scopes, k.Rate.Count, int64(k.Rate.Period), k.Rate.Burst,

@@ -362,6 +362,29 @@ func Run(t *testing.T, open func(t *testing.T) Store, exec func(ctx context.Cont
 		}
 	})
 
+	t.Run("api keys: a person's key needs the person, in its transaction", func(t *testing.T) {
+		s := open(t)
+		mk := func(id, owner string) error {
+			k := &apikey.Key{ID: id, Name: "k", Owner: owner, Env: apikey.EnvLive, Scopes: []string{"a"}, CreatedAt: t0, ExpiresAt: t0.Add(time.Hour)}
+			return s.CreateKey(ctx, k, bytes.Repeat([]byte{id[1]}, 32), event(audit.KeyCreated, "key_"+id))
+		}
+		if err := mk("k1", "user:gone"); !errors.Is(err, apikey.ErrBadRequest) {
+			t.Fatalf("a key for a person who is not there: %v", err)
+		}
+		if _, _, err := s.GetKey(ctx, "k1"); !errors.Is(err, apikey.ErrNotFound) {
+			t.Fatalf("the refused key was stored: %v", err)
+		}
+		if err := s.CreateUser(ctx, user("u9", "ida"), cred("c9", "u9"), nil, []audit.Event{event(audit.UserCreated, "user:u9")}); err != nil {
+			t.Fatal(err)
+		}
+		if err := mk("k2", "user:u9"); err != nil {
+			t.Fatalf("a key for a person who is there: %v", err)
+		}
+		if err := mk("k3", "service:x"); err != nil {
+			t.Fatalf("a service's key: %v", err)
+		}
+	})
+
 	t.Run("the audit chain holds with concurrent writers", func(t *testing.T) {
 		s := open(t)
 		got := race(func(i int) error {
