@@ -334,6 +334,11 @@ func (a *auth) registerFinish(w http.ResponseWriter, r *http.Request, id *decisi
 	userID := ""
 	if s != nil {
 		userID = s.UserID
+		// Fresh at the finish too, not only at the begin: a ceremony
+		// lives for minutes, and the new passkey is what is granted.
+		if !s.Restricted && !a.cfg.Sessions.Fresh(s) {
+			return decision.StepUp
+		}
 	}
 	u, cred, err := a.cfg.Accounts.FinishRegistration(r.Context(), ceremony, userID, body)
 	if err != nil {

@@ -311,6 +311,11 @@ func (s *Service) BeginSignUp(ctx context.Context, username, displayName, invite
 		if err != nil {
 			return nil, "", err
 		}
+		if inv.Kind == "invite" && s.cfg.SignUp == SignUpClosed {
+			// Closed takes no one new but the first admin (a setup
+			// link): an invite made before the mode changed is refused.
+			return nil, "", ErrSignUpClosed
+		}
 		p.InviteHash, p.InviteKind, role = h, inv.Kind, inv.Role
 	} else if s.cfg.SignUp != SignUpOpen {
 		return nil, "", ErrSignUpClosed
@@ -643,10 +648,12 @@ func (s *Service) finishAssertion(ctx context.Context, d *ceremonyData, body []b
 		evs = append(evs, audit.Event{At: now, Type: audit.CloneWarning, Actor: principal.User(user.ID).String(), Subject: principal.User(user.ID).String(),
 			Detail: map[string]string{"credential": ref, "stored_count": fmt.Sprint(before.SignCount), "presented_count": fmt.Sprint(parsed.Response.AuthenticatorData.Counter), "policy": string(s.cfg.Counter)}})
 		if s.cfg.Counter == CounterDeny && before.SignCount > 0 {
-			// Record the warning, keep the stored counter: a clone must not
-			// be able to reset it.
-			after.SignCount = before.SignCount
-			if err := s.cfg.Store.CredentialUsed(ctx, &after, evs); err != nil {
+			// Record the warning and nothing else of a refused assertion:
+			// a clone must not reset the counter, turn the flags (a
+			// device-bound passkey shown as synced), or count as a use.
+			refused := *before
+			refused.CloneWarning = true
+			if err := s.cfg.Store.CredentialUsed(ctx, &refused, evs); err != nil {
 				return nil, err
 			}
 			s.cfg.Logger.Warn("passkey sign-in refused: signature counter went backwards", slog.String("user", user.ID), slog.String("credential", ref))
@@ -876,6 +883,9 @@ func (s *Service) UnusedRecoveryCodes(ctx context.Context, userID string) (int, 
 func (s *Service) CreateLink(ctx context.Context, kind, userID string, role Role, createdBy string, ttl time.Duration) (string, error) {
 	if !slices.Contains([]string{"invite", "enrol", "setup"}, kind) {
 		return "", fmt.Errorf("%w: unknown link kind", ErrInvalidInput)
+	}
+	if kind == "invite" && s.cfg.SignUp == SignUpClosed {
+		return "", fmt.Errorf("%w: sign-up is closed (passkeys.sign_up: closed), so no one can be invited; set it to invite first", ErrInvalidInput)
 	}
 	tok, err := s.randomID("", 32)
 	if err != nil {
