@@ -11,6 +11,7 @@ import (
 	"hash"
 	"io"
 	"log/slog"
+	"math/big"
 	"net/netip"
 	"regexp"
 	"slices"
@@ -22,6 +23,7 @@ import (
 	"github.com/keywayhq/keyway/internal/audit"
 	"github.com/keywayhq/keyway/internal/duration"
 	"github.com/keywayhq/keyway/internal/principal"
+	"github.com/keywayhq/keyway/internal/ratelimit"
 	"golang.org/x/sync/singleflight"
 )
 
@@ -546,7 +548,63 @@ func checkRate(r Rate) error {
 	if r.Count <= 0 || r.Period < time.Millisecond || r.Burst < 0 {
 		return badf("rate must be a positive count per period of at least 1ms, burst not negative")
 	}
+	// The whole limit, burst included, as the limiter will take it: a
+	// burst it cannot hold would refuse every request of the key.
+	if err := (ratelimit.Limit{Count: r.Count, Period: r.Period, Burst: r.Burst}).Validate(); err != nil {
+		return badf("rate: %s", err.Error())
+	}
 	return nil
+}
+
+// narrowerRate reports whether next allows no more than was: no limit
+// only where there was none, a rate no higher, a burst no larger.
+func narrowerRate(was, next Rate) bool {
+	if was == (Rate{}) {
+		return true
+	}
+	if next == (Rate{}) {
+		return false
+	}
+	// next.Count/next.Period <= was.Count/was.Period, without overflow:
+	// both sides as big products.
+	l := new(big.Int).Mul(big.NewInt(next.Count), big.NewInt(int64(was.Period)))
+	r := new(big.Int).Mul(big.NewInt(was.Count), big.NewInt(int64(next.Period)))
+	return l.Cmp(r) <= 0 && burstOf(next) <= burstOf(was)
+}
+
+func burstOf(r Rate) int64 {
+	if r.Burst == 0 {
+		return r.Count
+	}
+	return r.Burst
+}
+
+// narrowerQuota reports whether next allows no more than was: the same
+// period and a limit no higher, or no change where there was none.
+func narrowerQuota(was, next Quota) bool {
+	if was.Period == QuotaNone {
+		return true
+	}
+	return next.Period == was.Period && next.Limit <= was.Limit
+}
+
+// narrowerNetworks reports whether every network of next lies within one
+// of was (an empty list is every network).
+func narrowerNetworks(was, next []netip.Prefix) bool {
+	if len(was) == 0 {
+		return true
+	}
+	if len(next) == 0 {
+		return false
+	}
+	for _, n := range next {
+		if !slices.ContainsFunc(was, func(w netip.Prefix) bool {
+			return w.Addr().Is4() == n.Addr().Is4() && w.Bits() <= n.Bits() && w.Contains(n.Addr())
+		}) {
+			return false
+		}
+	}
+	return true
 }
 
 func checkQuota(q Quota) error {
@@ -758,9 +816,15 @@ func applyUpdate(k *Key, p UpdateParams, now time.Time) error {
 		}
 		next.Scopes = scopes
 	}
+	// Like scopes, limits and networks only narrow here: widening a key
+	// means a new key, which is audited as one.
 	if p.Rate != nil {
 		if err := checkRate(*p.Rate); err != nil {
 			return err
+		}
+		if !narrowerRate(k.Rate, *p.Rate) {
+			return badf("the rate limit can only be lowered: it is %d per %s (burst %d) (create a new key instead)",
+				k.Rate.Count, duration.Format(k.Rate.Period), burstOf(k.Rate))
 		}
 		next.Rate = *p.Rate
 	}
@@ -768,12 +832,19 @@ func applyUpdate(k *Key, p UpdateParams, now time.Time) error {
 		if err := checkQuota(*p.Quota); err != nil {
 			return err
 		}
+		if !narrowerQuota(k.Quota, *p.Quota) {
+			return badf("the quota can only be lowered, with the same period: it is %d per %s (create a new key instead)",
+				k.Quota.Limit, k.Quota.Period)
+		}
 		next.Quota = *p.Quota
 	}
 	if p.CIDRs != nil {
 		cidrs, err := checkCIDRs(*p.CIDRs)
 		if err != nil {
 			return err
+		}
+		if !narrowerNetworks(k.CIDRs, cidrs) {
+			return badf("networks can only be narrowed: each must lie within one the key has (create a new key instead)")
 		}
 		next.CIDRs = cidrs
 	}

@@ -166,7 +166,16 @@ func ParseRate(r *RateJSON) (apikey.Rate, error) {
 	if err != nil {
 		return apikey.Rate{}, fmt.Errorf("%w: rate: %s", apikey.ErrBadRequest, err.Error())
 	}
-	return apikey.Rate{Count: l.Count, Period: l.Period, Burst: r.Burst}, nil
+	switch {
+	case r.Burst != 0 && l.Burst != 0 && r.Burst != l.Burst:
+		return apikey.Rate{}, fmt.Errorf("%w: rate: burst given twice, %d and %d", apikey.ErrBadRequest, l.Burst, r.Burst)
+	case r.Burst != 0:
+		l.Burst = r.Burst
+	}
+	if err := l.Validate(); err != nil {
+		return apikey.Rate{}, fmt.Errorf("%w: rate: %s", apikey.ErrBadRequest, err.Error())
+	}
+	return apikey.Rate{Count: l.Count, Period: l.Period, Burst: l.Burst}, nil
 }
 
 // ParseCIDRs parses networks; a bare address stands for itself alone.
