@@ -45,19 +45,14 @@ type forged struct {
 	challenge   []byte // nil: the one in the options
 }
 
-// forgeAssertion signs an assertion with d's key over exactly the client
-// data and authenticator data f describes, for the options o.
-func forgeAssertion(t testing.TB, d *device, o any, f forged) []byte {
+// forgedClientData is the client data JSON f describes, with the
+// options' challenge unless f names another.
+func forgedClientData(t testing.TB, f forged, challenge []byte) []byte {
 	t.Helper()
-	ao, err := virtualwebauthn.ParseAssertionOptions(optionsJSON(t, o))
-	if err != nil {
-		t.Fatal(err)
+	if f.challenge != nil {
+		challenge = f.challenge
 	}
-	ch := f.challenge
-	if ch == nil {
-		ch = ao.Challenge
-	}
-	cd := map[string]any{"type": f.typ, "challenge": base64.RawURLEncoding.EncodeToString(ch), "origin": f.origin}
+	cd := map[string]any{"type": f.typ, "challenge": base64.RawURLEncoding.EncodeToString(challenge), "origin": f.origin}
 	if f.crossOrigin {
 		cd["crossOrigin"] = true
 	}
@@ -68,10 +63,28 @@ func forgeAssertion(t testing.TB, d *device, o any, f forged) []byte {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return cdj
+}
+
+// forgedAuthData is the start of the authenticator data f describes: RP
+// ID hash, flags (with extra), counter.
+func forgedAuthData(f forged, extra byte) []byte {
 	rpHash := sha256.Sum256([]byte(f.rpID))
 	authData := append([]byte{}, rpHash[:]...)
-	authData = append(authData, f.flags)
-	authData = binary.BigEndian.AppendUint32(authData, f.counter)
+	authData = append(authData, f.flags|extra)
+	return binary.BigEndian.AppendUint32(authData, f.counter)
+}
+
+// forgeAssertion signs an assertion with d's key over exactly the client
+// data and authenticator data f describes, for the options o.
+func forgeAssertion(t testing.TB, d *device, o any, f forged) []byte {
+	t.Helper()
+	ao, err := virtualwebauthn.ParseAssertionOptions(optionsJSON(t, o))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cdj := forgedClientData(t, f, ao.Challenge)
+	authData := forgedAuthData(f, 0)
 	cdHash := sha256.Sum256(cdj)
 	signed := append(append([]byte{}, authData...), cdHash[:]...)
 	digest := sha256.Sum256(signed)
@@ -390,25 +403,8 @@ func forgeAttestation(t testing.TB, d *device, o any, f forged) []byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ch := f.challenge
-	if ch == nil {
-		ch = ao.Challenge
-	}
-	cd := map[string]any{"type": f.typ, "challenge": base64.RawURLEncoding.EncodeToString(ch), "origin": f.origin}
-	if f.crossOrigin {
-		cd["crossOrigin"] = true
-	}
-	if f.topOrigin != "" {
-		cd["topOrigin"] = f.topOrigin
-	}
-	cdj, err := json.Marshal(cd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rpHash := sha256.Sum256([]byte(f.rpID))
-	authData := append([]byte{}, rpHash[:]...)
-	authData = append(authData, f.flags|0x40) // AT: attested credential data
-	authData = binary.BigEndian.AppendUint32(authData, f.counter)
+	cdj := forgedClientData(t, f, ao.Challenge)
+	authData := forgedAuthData(f, 0x40)              // AT: attested credential data
 	authData = append(authData, make([]byte, 16)...) // AAGUID
 	authData = binary.BigEndian.AppendUint16(authData, uint16(len(d.cred.ID)))
 	authData = append(authData, d.cred.ID...)
