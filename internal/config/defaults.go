@@ -60,7 +60,7 @@ func defaults() *Config {
 			HSTSMaxAge: minHSTSMaxAge,
 		},
 		Store: Store{Driver: "sqlite"},
-		Redis: Redis{OnFailure: "local", Prefix: "keyway:"},
+		Redis: Redis{OnFailure: "local", Prefix: defaultRedisPrefix},
 		APIKeys: APIKeys{
 			Header:     "Authorization",
 			DefaultTTL: 90 * 24 * time.Hour,
@@ -370,3 +370,7 @@ func otlpEndpoint(val string, generic bool, protocol string, getenv func(string)
 func routePath(i int) string {
 	return "routes[" + strconv.Itoa(i) + "]"
 }
+
+// defaultRedisPrefix starts every Redis key unless redis.prefix says
+// otherwise; two deployments on one Redis need prefixes of their own.
+const defaultRedisPrefix = "keyway:"

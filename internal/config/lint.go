@@ -61,6 +61,10 @@ func (c *Config) Lint() []Warning {
 	if c.Store.Driver == "postgres" && c.Redis.Addr == "" {
 		l.warnf("redis-missing", "redis", "the store is shared by many nodes but rate limits are per node: N nodes allow N times each limit; set redis.addr (or KEYWAY_REDIS_ADDR)")
 	}
+	if c.Redis.Addr != "" && c.Redis.Prefix == defaultRedisPrefix {
+		l.warnf("redis-default-prefix", "redis.prefix", "redis.prefix is the default %q: another keyway deployment on the same Redis would share this one's rate limits and abuse budgets "+
+			"(its clients could lock out yours); give this deployment a prefix of its own, such as \"keyway:shop-prod:\"", defaultRedisPrefix)
+	}
 	if c.Redis.Addr != "" && !c.Redis.TLS {
 		if host, _, err := net.SplitHostPort(c.Redis.Addr); err == nil && !isLoopback(host) {
 			l.warnf("redis-no-tls", "redis.addr", "Redis at %s is reached without TLS: set redis.tls: true", host)

@@ -70,6 +70,9 @@ func TestLint(t *testing.T) {
 			`warning: session route "me-cities" has no roles while other routes have some: any signed-in person passes; add roles: [...] if it is not for everyone`,
 			`warning: session route "team" has no roles while other routes have some: any signed-in person passes; add roles: [...] if it is not for everyone`,
 		}},
+		{"Redis with the default prefix", func(c *Config) { c.Redis.Addr = "127.0.0.1:6379" },
+			[]string{`warning: redis.prefix is the default "keyway:": another keyway deployment on the same Redis would share this one's rate limits and abuse budgets (its clients could lock out yours); give this deployment a prefix of its own, such as "keyway:shop-prod:"`}},
+		{"Redis with a prefix of its own", func(c *Config) { c.Redis.Addr, c.Redis.Prefix = "127.0.0.1:6379", "keyway:shop-prod:" }, nil},
 		{"public writes", func(c *Config) {
 			c.Routes[0].Methods = []string{"GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 			c.Routes[2].Methods = []string{"DELETE"} // session: authenticated

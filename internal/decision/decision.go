@@ -356,6 +356,10 @@ type RouteConfig struct {
 	// with (a gateway's own, made with its routes from one config); nil:
 	// the core's in force.
 	Profiles *Profiles
+	// Instance tells apart routes of one gateway that share a name (a
+	// name defaults to the path, which two routes of different methods
+	// share): each keeps an in-process limiter of its own.
+	Instance int
 }
 
 // Route is a RouteConfig prepared by a Core, with its own limiter.
@@ -391,11 +395,11 @@ func (c *Core) NewRoute(cfg RouteConfig) (*Route, error) {
 			if cfg.Policy == Public {
 				return nil, errors.New("decision: route " + cfg.Name + ": a per-key rate limit needs a credential")
 			}
-			r.keyLimit = c.keyShelf.take(shelfID(cfg.Name, rl.Limit), func() CloseLimiter[string] {
+			r.keyLimit = c.keyShelf.take(shelfID(cfg.Name, cfg.Instance, rl.Limit), func() CloseLimiter[string] {
 				return c.cfg.Limiters.ByKey("route:" + cfg.Name)
 			})
 		} else {
-			r.ipLimit = c.addrShelf.take(shelfID(cfg.Name, rl.Limit), func() CloseLimiter[netip.Addr] {
+			r.ipLimit = c.addrShelf.take(shelfID(cfg.Name, cfg.Instance, rl.Limit), func() CloseLimiter[netip.Addr] {
 				return c.cfg.Limiters.ByAddr("route:" + cfg.Name)
 			})
 		}

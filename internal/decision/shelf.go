@@ -59,8 +59,8 @@ type lent[K comparable] struct {
 
 func (l *lent[K]) Close() { l.once.Do(func() { l.shelf.give(l.id) }) }
 
-// shelfID names a route's limiter: the same route name and limit (a
-// changed limit starts afresh).
-func shelfID(route string, l ratelimit.Limit) string {
-	return route + "|" + strconv.FormatInt(l.Count, 10) + "/" + l.Period.String() + "/" + strconv.FormatInt(l.Burst, 10)
+// shelfID names a route's limiter: the same route name, instance of the
+// name and limit (a changed limit starts afresh).
+func shelfID(route string, instance int, l ratelimit.Limit) string {
+	return route + "#" + strconv.Itoa(instance) + "|" + strconv.FormatInt(l.Count, 10) + "/" + l.Period.String() + "/" + strconv.FormatInt(l.Burst, 10)
 }

@@ -167,6 +167,7 @@ func New(cfg Config) (*Gateway, error) {
 		return nil, errors.New("gateway: the client profiles and the decision profiles are not the same set")
 	}
 	routes := make([]*route, 0, len(cfg.Routes))
+	named := make(map[string]int, len(cfg.Routes))
 	for _, rc := range cfg.Routes {
 		if rc.Name == "" || (rc.Upstream == nil && cfg.ForwardAuth == nil) || rc.MaxBody <= 0 || rc.Timeout <= 0 || len(rc.Methods) == 0 {
 			return nil, fmt.Errorf("gateway: route %q: name, upstream, methods, max body and timeout are required", rc.Prefix)
@@ -185,8 +186,10 @@ func New(cfg Config) (*Gateway, error) {
 		if rl := rc.RateLimit; rl != nil {
 			limit = &decision.RouteLimit{Limit: rl.Limit, PerKey: rl.PerKey}
 		}
+		instance := named[rc.Name]
+		named[rc.Name]++
 		dr, err := cfg.Decider.NewRoute(decision.RouteConfig{Name: rc.Name, Policy: rc.Policy, Scopes: rc.Scopes, Roles: rc.Roles, RateLimit: limit,
-			Clients: true, Profiles: cfg.Profiles})
+			Clients: true, Profiles: cfg.Profiles, Instance: instance})
 		if err != nil {
 			closeRoutes(routes)
 			return nil, fmt.Errorf("gateway: %w", err)
