@@ -29,8 +29,6 @@ import (
 	"github.com/keywayhq/keyway/internal/testenv"
 )
 
-// An adversarial review of cluster mode: what a second node makes possible.
-
 const clusterAttackYAML = `
 data_dir: {{data}}
 passkeys: {sign_up: open}
