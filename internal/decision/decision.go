@@ -196,17 +196,6 @@ func (p *Profiles) Has(name string) bool { return p.byName[name] != nil }
 // Len is the number of profiles in the set.
 func (p *Profiles) Len() int { return len(p.byName) }
 
-// SetClients replaces the client profiles in force; decisions begun
-// before go on with the ones they started with. On error nothing changes.
-func (c *Core) SetClients(clients []Client) error {
-	p, err := NewProfiles(clients)
-	if err != nil {
-		return err
-	}
-	c.profiles.Store(p)
-	return nil
-}
-
 // SetProfiles replaces the client profiles in force (a config reload).
 func (c *Core) SetProfiles(p *Profiles) { c.profiles.Store(p) }
 
@@ -241,9 +230,11 @@ func New(cfg Config) (*Core, error) {
 	cfg.KeyHeader = canonicalHeader(cfg.KeyHeader)
 	c := &Core{cfg: cfg, bearer: cfg.KeyHeader == "Authorization"}
 	c.sessionUsers, _ = cfg.Sessions.(SessionUserVerifier)
-	if err := c.SetClients(cfg.Clients); err != nil {
+	p, err := NewProfiles(cfg.Clients)
+	if err != nil {
 		return nil, err
 	}
+	c.profiles.Store(p)
 	c.cfg.Clients = nil // in c.profiles, which a reload replaces
 	c.guess = newGuesses(cfg.Limiters.ByAddr("guesses"), cfg.OnGuessLockout)
 	c.problems = newProblems(cfg.KeyHeader)
@@ -438,8 +429,7 @@ func (c *Core) Decide(ctx context.Context, rt *Route, f *Facts) Decision {
 // (a WebSocket tunnel) still passes rt. It counts nothing and spends no
 // limit: the request was counted once, when it began.
 func (c *Core) Recheck(ctx context.Context, rt *Route, f *Facts) Reason {
-	d := c.decide(ctx, rt, f, true)
-	return d.Reason
+	return c.Reconsider(ctx, rt, f).Reason
 }
 
 // Reconsider is Recheck with the whole decision: who, and as which

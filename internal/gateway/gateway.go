@@ -653,7 +653,7 @@ func (g *Gateway) serveTunnel(w http.ResponseWriter, r *http.Request, st *state,
 
 // watchTunnel rechecks the tunnel's credential until the tunnel ends,
 // under the route of the config in force (a reload moves it; see
-// tunnels.go). A tunnel on a public route has no credential to recheck.
+// tunnels.go).
 func (g *Gateway) watchTunnel(t *tunnel) {
 	tick := time.NewTicker(g.cfg.TunnelRecheck)
 	defer tick.Stop()
@@ -662,7 +662,7 @@ func (g *Gateway) watchTunnel(t *tunnel) {
 		case <-t.ctx.Done():
 			return
 		case <-tick.C:
-			if rt := t.decide.Load(); rt.Policy() != decision.Public && g.cfg.Decider.Recheck(t.ctx, rt, t.facts) != decision.Allowed {
+			if g.cfg.Decider.Recheck(t.ctx, t.decide.Load(), t.facts) != decision.Allowed {
 				t.cancel(errTunnelRevoked)
 				return
 			}

@@ -142,15 +142,12 @@ func (g *Gateway) admits(t *tunnel) *route {
 		rt.Upstream.name != t.upstream.name || rt.Upstream.url.String() != t.upstream.url.String() {
 		return nil
 	}
-	client := ""
-	if rt.Policy != decision.Public {
-		d := g.cfg.Decider.Reconsider(t.ctx, rt.decide, t.facts)
-		if !d.Allowed() {
-			return nil
-		}
-		client = d.Identity.Client // as this config names it
+	d := g.cfg.Decider.Reconsider(t.ctx, rt.decide, t.facts)
+	if !d.Allowed() {
+		return nil
 	}
-	if c := g.clients[client]; c != nil && c.Fields[rt.Name] != nil {
+	// The client as this config names it (none on a public route).
+	if c := g.clients[d.Identity.Client]; c != nil && c.Fields[rt.Name] != nil {
 		return nil // a field rule now: a tunnel's messages cannot be trimmed
 	}
 	return rt
